@@ -1,0 +1,27 @@
+"""The bridge: git host webhooks -> verified, matched, durably queued builds.
+
+`create_app(config, store)` is the Flask app factory (nothing happens at import time).
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def create_app(config, store=None, state_dir="var", metrics=None):
+    """Build the Flask app serving `/hooks/<source>` (and the health endpoints) for `config`."""
+    from flask import Flask
+
+    from .app_state import AppState
+    from .ingress import bp as ingress_bp
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = None   # ingress enforces the configured cap itself
+    if store is None:
+        from .store import Store
+        store = Store.open(config.database_url(state_dir), durability=config.settings.durability)
+    app.extensions["bridge"] = AppState(config=config, store=store, state_dir=str(state_dir),
+                                        metrics=metrics)
+    app.register_blueprint(ingress_bp)
+    from .health import bp as health_bp
+    app.register_blueprint(health_bp)
+    return app

@@ -1,0 +1,22 @@
+"""Per-process state of a web worker: the current Config, the Store and the metrics sink.
+
+Input: what create_app was given. Output: one object the views read (`current_app.extensions["bridge"]`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AppState:
+    config: object
+    store: object
+    state_dir: str = "var"
+    metrics: object = None
+    consecutive_errors: dict = field(default_factory=dict)
+
+    def observe(self, source: str, status: int, started: float, *, outcome: str, matched=()):
+        """Record one delivery's outcome (metrics, sender health)."""
+        if self.metrics is not None:
+            self.metrics.delivery(source, status, outcome, time.perf_counter() - started, matched)

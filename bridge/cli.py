@@ -1,0 +1,154 @@
+"""The `bridge` command line (click, as Flask uses): check, explain, serve, dispatch and the operator commands.
+
+Input: arguments and the BRIDGE_* environment. Output: exit status 0 on success, 1 on a
+reported problem, 2 on a usage error; human text by default, JSON where `--format json` says so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import BridgeError, ConfigError, DeliveryError
+
+DEFAULT_RULES = "rules.yaml"
+DEFAULT_STATE = "var"
+DEFAULT_BIND = "127.0.0.1:8080"
+
+
+def rules_option(f):
+    return click.option("--rules", "rules_path", envvar="BRIDGE_RULES", default=DEFAULT_RULES,
+                        show_default=True, type=click.Path(dir_okay=False),
+                        help="rules.yaml to load (env BRIDGE_RULES)")(f)
+
+
+def default_state_dir() -> str:
+    return os.environ.get("BRIDGE_STATE_DIR") or os.environ.get("STATE_DIRECTORY", "").split(":")[0] \
+        or DEFAULT_STATE
+
+
+def state_option(f):
+    return click.option("--state-dir", default=None,
+                        help="state directory: SQLite database, git mirrors (env BRIDGE_STATE_DIR, "
+                             "systemd STATE_DIRECTORY; default ./var)")(f)
+
+
+def load_or_exit(rules_path):
+    from .config import load_config
+    try:
+        return load_config(rules_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
+        sys.exit(1)
+
+
+def open_store(config, state_dir, create=True):
+    from .store import Store
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    return Store.open(config.database_url(state_dir), durability=config.settings.durability,
+                      create=create)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bridge")
+def cli():
+    """bridge: webhook bridge from git pushes to CI builds."""
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--online", is_flag=True, help="also ask each target whether the jobs/projects exist")
+def check(file, online):
+    """Validate rules.yaml (every problem at once, with its line). Exit 0 if valid, 1 if not."""
+    path = file or os.environ.get("BRIDGE_RULES") or DEFAULT_RULES
+    config = load_or_exit(path)
+    click.echo(f"{path}: OK ({len(config.sources)} sources, {len(config.targets)} targets, "
+               f"{len(config.rules)} rules; version {config.version})")
+    if online:
+        problems = online_problems(config)
+        for p in problems:
+            click.echo(p, err=True)
+        if problems:
+            sys.exit(1)
+        click.echo("online check: every target answered and every job/project is there")
+
+
+def online_problems(config) -> list[str]:
+    from .errors import TargetError
+    problems = []
+    targets = config.build_targets()
+    for name, target in targets.items():
+        runs = [(r.name, r.line, r.run) for r in config.rules if r.target == name]
+        if not runs:
+            continue
+        try:
+            problems.extend(target.check_online(runs))
+        except TargetError as exc:
+            problems.append(f"target '{name}': {exc}")
+        finally:
+            target.close()
+    return problems
+
+
+@cli.command()
+@rules_option
+@click.option("--source", "source_name", required=True, help="source name from rules.yaml")
+@click.option("--event", "event_name", default=None,
+              help="the event header's value: push, ping, 'Push Hook', 'Tag Push Hook', 'System Hook'")
+@click.option("--headers", "headers_file", type=click.File("rb"), default=None,
+              help="JSON file of request headers (as shared/payloads/headers.json holds them)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--resolve-files", is_flag=True,
+              help="compute changed files as the dispatcher would (fetches into the git mirror)")
+@state_option
+@click.argument("payload", type=click.File("rb"))
+def explain(rules_path, source_name, event_name, headers_file, fmt, resolve_files, state_dir, payload):
+    """Run normalize -> match offline on a payload and say, for every rule, why it matches or not."""
+    from .explain import explain_payload, render_text
+    config = load_or_exit(rules_path)
+    headers = json.load(headers_file) if headers_file else {}
+    try:
+        result = explain_payload(config, source_name, payload.read(), headers=headers,
+                                 event_name=event_name, resolve_files=resolve_files,
+                                 state_dir=state_dir or default_state_dir())
+    except (DeliveryError, BridgeError, KeyError) as exc:
+        click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(result))
+
+
+def _add_optional_commands():
+    """Commands that live in their own modules (one module per area)."""
+    import importlib
+    for module, names in (("bridge.cli_ops", ("serve", "web", "dispatch", "deliveries", "replay",
+                                                "retry", "send", "prune")),
+                          ("bridge.cli_mirrors", ("mirrors",))):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name != module:
+                raise
+            continue
+        for name in names:
+            cmd = getattr(mod, name, None)
+            if cmd is not None:
+                cli.add_command(cmd)
+
+
+_add_optional_commands()
+
+
+def main():
+    cli(prog_name="bridge")
+
+
+if __name__ == "__main__":
+    main()

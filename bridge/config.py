@@ -1,0 +1,457 @@
+"""Configuration stage: rules.yaml -> a validated, immutable `Config` (sources, targets, rules, settings).
+
+Input: the file's path (or text). Output: `Config`, or `ConfigError` carrying every problem at
+once, each as `rules.yaml:LINE: rule 'NAME': message`. Secret references are resolved here so a
+missing secret stops the start, naming the reference and never a value.
+"""
+from __future__ import annotations
+
+import contextvars
+import difflib
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import secrets as secret_refs
+from .errors import ConfigError, SecretError
+from .events import KINDS
+from .globs import GlobError, validate_patterns
+from .rules import Rule, compile_rule, template_problems
+from .targets import TARGET_KINDS, target_class, unknown_kind_message
+from .yamlload import LineDict, LineList, YamlError, load
+
+PROVIDER_NAMES = ("github", "gitlab")
+TOP_KEYS = ("sources", "targets", "rules", "settings")
+SOURCE_KEYS = ("provider", "secrets", "clone_url")
+RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description")
+ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
+           "paths-ignore", "events")
+SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
+                 "database_url", "lease_seconds", "poll_interval")
+RETRY_KEYS = ("initial", "maximum", "give_up_after")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_RULES_FILE = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial: float = 5.0
+    maximum: float = 600.0
+    give_up_after: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    durability: str = "full"
+    max_body_bytes: int = 25 * 2**20
+    workers: int | None = None       # None: the gunicorn config's, else 2
+    dispatcher_concurrency: int = 4
+    database_url: str | None = None
+    lease_seconds: float = 60.0
+    poll_interval: float = 0.05
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    provider: str
+    secrets: tuple[bytes, ...] = field(repr=False)
+    line: int = 0
+    options: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    kind: str
+    options: dict = field(repr=False)
+    retry: RetryPolicy = RetryPolicy()
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    version: str
+    sources: dict
+    targets: dict
+    rules: tuple
+    settings: Settings
+
+    def database_url(self, state_dir, environ=os.environ) -> str:
+        url = self.settings.database_url or environ.get("BRIDGE_DATABASE_URL")
+        if url:
+            return url
+        return f"sqlite:///{Path(state_dir).resolve() / 'bridge.db'}"
+
+    def build_targets(self) -> dict:
+        return {name: target_class(t.kind)(name, dict(t.options)) for name, t in self.targets.items()}
+
+    def retry_policies(self) -> dict:
+        return {name: t.retry for name, t in self.targets.items()}
+
+    @property
+    def ruleset(self):
+        from .rules import RuleSet
+        cached = self.__dict__.get("_ruleset")
+        if cached is None:
+            cached = RuleSet(self.rules)
+            object.__setattr__(self, "_ruleset", cached)
+        return cached
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value) -> float:
+    """'5s', '10m', '24h', '30d' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"'{value}' is not a duration")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"'{value}' is negative")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"'{value}' is not a duration (use e.g. 5s, 10m, 24h, 30d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class _Problems:
+    """Collects problems as 'file:LINE: [rule 'NAME': ]message', sorted by line at the end."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, line: int, message: str, rule: str | None = None):
+        prefix = f"rule '{rule}': " if rule is not None else ""
+        self.items.append((line, f"{self.filename}:{line}: {prefix}{message}"))
+
+    def unknown_keys(self, mapping: LineDict, allowed, where: str, rule=None):
+        for key in mapping:
+            if key not in allowed:
+                msg = f"unknown key '{key}' in {where}"
+                close = difflib.get_close_matches(str(key), list(allowed), n=1)
+                if close:
+                    msg += f" (did you mean '{close[0]}'?)"
+                self.add(mapping.line_of(key), msg, rule)
+
+    def messages(self) -> list[str]:
+        return [m for _, m in sorted(self.items, key=lambda item: item[0])]
+
+
+_BASE_DIR: contextvars.ContextVar = contextvars.ContextVar("rules_dir", default=None)
+
+
+def load_config(path, *, environ=os.environ, text: str | None = None) -> Config:
+    """Read and validate rules.yaml; raise ConfigError listing every problem.
+
+    Relative `${file:...}` secret paths are relative to the file's directory.
+    """
+    token = _BASE_DIR.set(os.path.dirname(os.path.abspath(str(path))))
+    try:
+        return _load_config(str(path), environ, text)
+    finally:
+        _BASE_DIR.reset(token)
+
+
+def _load_config(path, environ, text) -> Config:
+    filename = os.path.basename(path) or path
+    if text is None:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_RULES_FILE + 1)
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        if len(raw) > MAX_RULES_FILE:
+            raise ConfigError([f"{filename}:1: file is larger than {MAX_RULES_FILE} bytes"])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError([f"{filename}:1: file is not UTF-8"]) from None
+    version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    problems = _Problems(filename)
+    try:
+        doc = load(text)
+    except YamlError as exc:
+        raise ConfigError([f"{filename}:{exc.line}: {exc.message}"]) from None
+    if not isinstance(doc, LineDict):
+        raise ConfigError([f"{filename}:1: the file must be a mapping with sources, targets and rules"])
+    problems.unknown_keys(doc, TOP_KEYS, "the top level")
+
+    settings = _settings(doc.get("settings"), problems)
+    sources = _sources(doc, problems, environ)
+    targets = _targets(doc, problems, environ)
+    rules = _rules(doc, problems, sources, targets)
+    if problems.items:
+        raise ConfigError(problems.messages())
+    return Config(path=path, version=version, sources=sources, targets=targets, rules=tuple(rules),
+                  settings=settings)
+
+
+def _mapping(value, problems, line, what, rule=None) -> LineDict | None:
+    if value is None:
+        return None
+    if not isinstance(value, LineDict):
+        problems.add(getattr(value, "line", line), f"{what} must be a mapping", rule)
+        return None
+    return value
+
+
+def _settings(raw, problems) -> Settings:
+    if raw is None:
+        return Settings()
+    raw = _mapping(raw, problems, 1, "settings")
+    if raw is None:
+        return Settings()
+    problems.unknown_keys(raw, SETTINGS_KEYS, "settings")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        line = raw.line_of(key)
+        if key == "durability":
+            if value not in ("full", "normal"):
+                problems.add(line, f"settings.durability must be 'full' or 'normal', not '{value}'")
+            else:
+                values[key] = value
+        elif key in ("max_body_bytes", "workers", "dispatcher_concurrency"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.add(line, f"settings.{key} must be a positive integer")
+            else:
+                values[key] = value
+        elif key in ("lease_seconds", "poll_interval"):
+            try:
+                values[key] = parse_duration(value)
+            except ValueError as exc:
+                problems.add(line, f"settings.{key}: {exc}")
+        elif key == "database_url":
+            if not isinstance(value, str) or not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+                problems.add(line, "settings.database_url must be a sqlite:// or postgresql:// URL")
+            else:
+                values[key] = _maybe_secret(value, problems, line, os.environ, None)
+    return Settings(**values)
+
+
+def _maybe_secret(value, problems, line, environ, rule):
+    if secret_refs.is_reference(value):
+        try:
+            return secret_refs.resolve(value, environ, _BASE_DIR.get())
+        except SecretError as exc:
+            problems.add(line, str(exc), rule)
+            return None
+    return value
+
+
+def _sources(doc, problems, environ) -> dict:
+    raw = _mapping(doc.get("sources"), problems, doc.line_of("sources"), "sources")
+    if not raw:
+        problems.add(doc.line_of("sources") if "sources" in doc else 1,
+                     "no sources: add at least one under 'sources:'")
+        return {}
+    out = {}
+    for name, spec in raw.items():
+        line = raw.line_of(name)
+        if not NAME_RE.match(name):
+            problems.add(line, f"source name '{name}' may use only letters, digits, '.', '_' and '-'")
+        spec = _mapping(spec, problems, line, f"source '{name}'")
+        if spec is None:
+            continue
+        problems.unknown_keys(spec, SOURCE_KEYS, f"source '{name}'")
+        provider = spec.get("provider")
+        if provider not in PROVIDER_NAMES:
+            msg = f"source '{name}': unknown provider '{provider}'"
+            close = difflib.get_close_matches(str(provider), PROVIDER_NAMES, n=1)
+            if close:
+                msg += f" (did you mean '{close[0]}'?)"
+            problems.add(spec.line_of("provider"), msg + f"; known: {', '.join(PROVIDER_NAMES)}")
+        values = spec.get("secrets")
+        if isinstance(values, str):
+            values = LineList([values])
+            values.line = spec.line_of("secrets")
+            values.item_lines = [values.line]
+        if not isinstance(values, list) or not values:
+            problems.add(spec.line_of("secrets"),
+                         f"source '{name}': 'secrets' must list at least one secret reference")
+            values = []
+        resolved = []
+        for i, ref in enumerate(values):
+            item_line = values.line_of(i) if isinstance(values, LineList) else line
+            if not secret_refs.is_reference(ref):
+                problems.add(item_line, f"source '{name}': secrets must be references like "
+                                        "${env:NAME}, ${file:PATH} or ${credential:NAME}, not literal values")
+                continue
+            try:
+                value = secret_refs.resolve(ref, environ, _BASE_DIR.get())
+            except SecretError as exc:
+                problems.add(item_line, f"source '{name}': {exc}")
+                continue
+            if value is not None:
+                resolved.append(value.encode("utf-8"))
+        options = {k: v for k, v in spec.items() if k not in ("provider", "secrets")}
+        out[name] = SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
+                                 options=options)
+    return out
+
+
+def _targets(doc, problems, environ) -> dict:
+    raw = _mapping(doc.get("targets"), problems, doc.line_of("targets"), "targets")
+    out = {}
+    for name, spec in (raw or {}).items():
+        line = raw.line_of(name)
+        spec = _mapping(spec, problems, line, f"target '{name}'")
+        if spec is None:
+            continue
+        kind = spec.get("kind")
+        if kind not in TARGET_KINDS:
+            problems.add(spec.line_of("kind"), f"target '{name}': {unknown_kind_message(kind)}")
+            continue
+        cls = target_class(kind)
+        allowed = dict(cls.config_keys)
+        allowed.setdefault("kind", True)
+        allowed.setdefault("retry", False)
+        problems.unknown_keys(spec, allowed, f"target '{name}' (kind {kind})")
+        for key, required in allowed.items():
+            if required and key not in spec:
+                problems.add(line, f"target '{name}': '{key}' is required for kind {kind}")
+        options = {}
+        for key, value in spec.items():
+            if key == "retry":
+                continue
+            options[key] = _maybe_secret(value, problems, spec.line_of(key), environ, None)
+        for msg in cls.validate(options):
+            problems.add(line, f"target '{name}': {msg}")
+        retry = RetryPolicy()
+        if "retry" in spec:
+            retry_spec = _mapping(spec["retry"], problems, spec.line_of("retry"), f"target '{name}' retry")
+            if retry_spec is not None:
+                problems.unknown_keys(retry_spec, RETRY_KEYS, f"target '{name}' retry")
+                values = {}
+                for key in RETRY_KEYS:
+                    if key in retry_spec:
+                        try:
+                            values[key] = parse_duration(retry_spec[key])
+                        except ValueError as exc:
+                            problems.add(retry_spec.line_of(key), f"target '{name}' retry.{key}: {exc}")
+                retry = RetryPolicy(**values)
+        out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
+    return out
+
+
+def _rules(doc, problems, sources, targets) -> list[Rule]:
+    raw = doc.get("rules")
+    if raw is None:
+        return []
+    if not isinstance(raw, LineList):
+        problems.add(doc.line_of("rules"), "rules must be a list")
+        return []
+    seen: dict[str, int] = {}
+    compiled = []
+    for i, spec in enumerate(raw):
+        line = raw.line_of(i)
+        if not isinstance(spec, LineDict):
+            problems.add(line, f"rule #{i + 1} must be a mapping with name, on and run")
+            continue
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            problems.add(line, f"rule #{i + 1} has no 'name'")
+            name = f"#{i + 1}"
+        elif name in seen:
+            problems.add(spec.line_of("name"), f"duplicate rule name (first at line {seen[name]})", name)
+        else:
+            seen[name] = spec.line_of("name")
+        problems.unknown_keys(spec, RULE_KEYS, "the rule", name)
+        on = _mapping(spec.get("on"), problems, spec.line_of("on"), "'on'", name)
+        run = _mapping(spec.get("run"), problems, spec.line_of("run"), "'run'", name)
+        if "on" not in spec:
+            problems.add(line, "'on' is required", name)
+        if "run" not in spec:
+            problems.add(line, "'run' is required", name)
+        if on is None or run is None:
+            continue
+        ok = _check_on(on, problems, name, sources)
+        target_name = run.get("target")
+        target = targets.get(target_name)
+        if target is None:
+            msg = f"unknown target '{target_name}'"
+            close = difflib.get_close_matches(str(target_name), list(targets), n=1)
+            if close:
+                msg += f" (did you mean '{close[0]}'?)"
+            problems.add(run.line_of("target"), msg, name)
+            ok = False
+        else:
+            cls = target_class(target.kind)
+            allowed = dict(cls.run_keys)
+            allowed.setdefault("target", True)
+            problems.unknown_keys(run, allowed, f"'run' (target kind {target.kind})", name)
+            for key, required in allowed.items():
+                if required and key not in run:
+                    problems.add(run.line, f"'run.{key}' is required for target kind {target.kind}", name)
+                    ok = False
+            for msg in cls.validate_run(run):
+                problems.add(run.line, msg, name)
+                ok = False
+        for tline, msg in template_problems(run):
+            problems.add(tline, msg, name)
+            ok = False
+        policy = spec.get("on_unknown_files", "run")
+        if policy not in ("run", "skip"):
+            problems.add(spec.line_of("on_unknown_files"),
+                         f"on_unknown_files must be 'run' or 'skip', not '{policy}'", name)
+            ok = False
+        if ok:
+            compiled.append(compile_rule(name, spec.line_of("name"), on, run,
+                                         kind=target.kind, on_unknown_files=policy))
+    return compiled
+
+
+def _check_on(on: LineDict, problems, name, sources) -> bool:
+    ok = True
+    problems.unknown_keys(on, ON_KEYS, "'on'", name)
+    for a, b in (("branches", "branches-ignore"), ("tags", "tags-ignore"), ("paths", "paths-ignore")):
+        if a in on and b in on:
+            problems.add(on.line_of(b), f"'{a}' and '{b}' cannot both be set (GitHub forbids it too: "
+                                        f"use '!' patterns in '{a}')", name)
+            ok = False
+    for key in ("repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths", "paths-ignore",
+                "source"):
+        if key not in on:
+            continue
+        value = on[key]
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            problems.add(on.line_of(key), f"'on.{key}' must be a pattern or a list of patterns "
+                                          "(quote names like 'on', 'yes' or numbers)", name)
+            ok = False
+            continue
+        for msg in validate_patterns(values):
+            problems.add(on.line_of(key), f"on.{key}: {msg}", name)
+            ok = False
+        if key == "source":
+            for v in values:
+                if v not in sources and not any(c in v for c in "*?[!"):
+                    problems.add(on.line_of(key), f"on.source: unknown source '{v}'", name)
+                    ok = False
+    if "events" in on:
+        events = on["events"]
+        events = [events] if isinstance(events, str) else events
+        if not isinstance(events, list) or not events:
+            problems.add(on.line_of("events"), "'on.events' must list push, tag and/or delete", name)
+            ok = False
+        else:
+            for ev in events:
+                if ev not in KINDS:
+                    msg = f"unknown event '{ev}' in on.events"
+                    close = difflib.get_close_matches(str(ev), KINDS, n=1)
+                    if close:
+                        msg += f" (did you mean '{close[0]}'?)"
+                    problems.add(on.line_of("events"), msg + "; known: push, tag, delete", name)
+                    ok = False
+    return ok
+
+
+__all__ = ["Config", "ConfigError", "RetryPolicy", "Settings", "SourceConfig", "TargetConfig",
+           "load_config", "parse_duration", "GlobError"]

@@ -1,0 +1,130 @@
+"""Normalized events: the only shape of a delivery that exists past `providers/`.
+
+Input: nothing (plain frozen dataclasses). Output: `Event`, `Commit` and `Ignored`, plus the
+template fields a rule's `run:` may name.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+ZERO_SHA = "0" * 40
+
+#: Event kinds a rule's `on.events` may name.
+KINDS = ("push", "tag", "delete")
+
+
+@dataclass(frozen=True)
+class Commit:
+    id: str
+    message: str = ""
+    author: str = ""
+    timestamp: str = ""
+    added: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    #: False when the host sent no file lists for this commit (GitLab System Hooks, Bitbucket).
+    has_files: bool = True
+
+
+@dataclass(frozen=True)
+class Event:
+    provider: str               # "github" | "gitlab"
+    source: str                 # the rules.yaml source name (URL path /hooks/<source>)
+    delivery_id: str            # the host's delivery id, or one we made up if it sent none
+    kind: str                   # "push" | "tag" | "delete"
+    repo: str                   # full path: "acme/api", "group/sub/proj"
+    ref: str                    # full ref: "refs/heads/main", "refs/tags/v1.0"
+    ref_name: str               # branch or tag name (may contain "/")
+    before: str
+    after: str
+    sha: str                    # the commit to build (tags: the commit, not the tag object)
+    created: bool = False
+    deleted: bool = False
+    forced: bool = False
+    commits: tuple[Commit, ...] = ()
+    commits_complete: bool = True
+    pusher: str = ""
+    default_branch: str = ""
+    clone_urls: tuple[str, ...] = ()
+    head_message: str = ""      # the head commit's message (skip markers)
+
+    @property
+    def is_tag(self) -> bool:
+        return self.ref.startswith("refs/tags/")
+
+    @property
+    def is_branch(self) -> bool:
+        return self.ref.startswith("refs/heads/")
+
+    @property
+    def branch(self) -> str:
+        return self.ref_name if self.is_branch else ""
+
+    @property
+    def tag(self) -> str:
+        return self.ref_name if self.is_tag else ""
+
+    def changed_files(self) -> frozenset[str] | None:
+        """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
+        if not self.commits_complete or any(not c.has_files for c in self.commits):
+            return None
+        if not self.commits and not self.deleted and not self.created:
+            return None
+        if self.created and not self.commits:
+            # A new ref with no new commits listed: the payload says nothing about files.
+            return None
+        files: set[str] = set()
+        for c in self.commits:
+            files.update(c.added)
+            files.update(c.modified)
+            files.update(c.removed)
+        return frozenset(files)
+
+    def template_fields(self) -> dict[str, str]:
+        """The named fields `${...}` in rules.yaml may use. Nothing else is reachable."""
+        return {
+            "sha": self.sha,
+            "short_sha": self.sha[:8],
+            "branch": self.branch,
+            "tag": self.tag,
+            "ref": self.ref,
+            "ref_name": self.ref_name,
+            "repo": self.repo,
+            "before": self.before,
+            "after": self.after,
+            "pusher": self.pusher,
+            "delivery": self.delivery_id,
+            "source": self.source,
+            "provider": self.provider,
+            "kind": self.kind,
+        }
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["commits"] = [asdict(c) for c in self.commits]
+        d["clone_urls"] = list(self.clone_urls)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Event":
+        d = dict(d)
+        d["commits"] = tuple(
+            Commit(**{**c, "added": tuple(c.get("added", ())), "modified": tuple(c.get("modified", ())),
+                      "removed": tuple(c.get("removed", ()))})
+            for c in d.get("commits", ()))
+        d["clone_urls"] = tuple(d.get("clone_urls", ()))
+        return cls(**d)
+
+
+#: Template fields, for validating `${...}` references in rules.yaml.
+TEMPLATE_FIELDS = frozenset(
+    ("sha", "short_sha", "branch", "tag", "ref", "ref_name", "repo", "before", "after", "pusher",
+     "delivery", "source", "provider", "kind"))
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A verified delivery that is not a push we act on (ping, other events, repository_update)."""
+    reason: str
+    event_name: str = ""
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,91 @@
+"""`bridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
+
+Input: a Config, a source name, raw body bytes and headers. Output: a JSON-able dict
+`{"rules_version", "source", "event" | null, "ignored" | null, "files", "rules": [...]}` (its
+shape is documented in the README: scripts read it) and a text rendering of it.
+"""
+from __future__ import annotations
+
+from werkzeug.datastructures import Headers
+
+from .errors import BadPayload, UnknownSource
+from .events import Ignored
+from .providers import get_provider
+from .rules import decide_paths
+
+EVENT_HEADERS = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event"}
+DELIVERY_HEADERS = {"github": "X-GitHub-Delivery", "gitlab": "X-Gitlab-Event-UUID"}
+
+
+def explain_payload(config, source_name: str, body: bytes, *, headers=None, event_name=None,
+                    resolve_files=False, state_dir="var") -> dict:
+    src = config.sources.get(source_name)
+    if src is None:
+        raise UnknownSource(f"unknown source '{source_name}'; sources: {', '.join(config.sources)}")
+    provider = get_provider(src.provider)
+    hdrs = Headers(headers or {})
+    if event_name:
+        hdrs[EVENT_HEADERS[src.provider]] = event_name
+    if EVENT_HEADERS[src.provider] not in hdrs:
+        raise BadPayload(f"no event name: pass --event or a --headers file with "
+                         f"{EVENT_HEADERS[src.provider]}")
+    delivery = provider.delivery_id(hdrs) or "explain"
+    result = provider.normalize(hdrs, body, source=source_name, delivery_id=delivery)
+    out = {"rules_version": config.version, "source": source_name, "provider": src.provider,
+           "event": None, "ignored": None, "files": None, "rules": []}
+    if isinstance(result, Ignored):
+        out["ignored"] = result.reason
+        return out
+    event = result
+    out["event"] = event.to_dict()
+    verdicts = config.ruleset.explain(event)
+    files = event.changed_files()
+    out["files"] = {"source": "payload", "reason": "the payload's commit lists are complete",
+                    "files": sorted(files)} if files is not None else \
+        {"source": "unknown", "reason": "the payload's commit lists are incomplete", "files": None}
+    resolution = None
+    if resolve_files and any(v.needs_files for v in verdicts):
+        from pathlib import Path
+
+        from .changes import Mirrors, resolve_changed_files
+        resolution = resolve_changed_files(event, Mirrors(Path(state_dir) / "mirrors"),
+                                           url=src.options.get("clone_url"))
+        out["files"] = {"source": resolution.source, "reason": resolution.reason,
+                        "files": sorted(resolution.files) if resolution.files is not None else None}
+    for v in verdicts:
+        entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
+                 "needs_files": v.needs_files,
+                 "jobs": [{"target": j.target, "kind": j.kind, "request": j.request} for j in v.jobs]}
+        if v.needs_files and resolution is not None:
+            run, why = decide_paths(v.jobs[0].path_filter, resolution)
+            entry.update(matched=run, reason=why, needs_files=False)
+            if not run:
+                entry["jobs"] = []
+        out["rules"].append(entry)
+    return out
+
+
+def render_text(result: dict) -> str:
+    lines = []
+    if result["ignored"]:
+        return f"ignored: {result['ignored']}"
+    e = result["event"]
+    lines.append(f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
+                 f"(build {e['sha'][:12]}) by {e['pusher'] or '?'}")
+    flags = [f for f in ("created", "deleted", "forced") if e[f]]
+    if flags:
+        lines.append(f"       {', '.join(flags)}")
+    lines.append(f"       {len(e['commits'])} commit(s) in the payload"
+                 + ("" if e["commits_complete"] else " (list capped by the host)"))
+    files = result["files"]
+    if files:
+        shown = files["files"]
+        lines.append(f"files: {files['source']}: {files['reason']}"
+                     + (f" ({len(shown)} file(s))" if shown is not None else ""))
+    lines.append(f"rules (version {result['rules_version']}):")
+    for r in result["rules"]:
+        mark = "MATCH " if r["matched"] else "no    "
+        lines.append(f"  {mark} {r['name']}: {r['reason']}")
+        for j in r["jobs"]:
+            lines.append(f"           -> {j['target']} ({j['kind']}): {j['request']}")
+    return "\n".join(lines)

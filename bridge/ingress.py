@@ -1,0 +1,157 @@
+"""Ingress stage: the HTTP view `POST /hooks/<source>`: bytes -> verify -> normalize -> match -> store -> reply.
+
+Input: a webhook delivery. Output: the reply DESIGN.md's table prescribes (401/404/413/400/200/202/503);
+a 2xx only after the delivery and its jobs are committed. Web workers never call a target.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .errors import BadPayload, DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
+from .events import Ignored
+from .providers import get_provider
+from .store import NewDelivery, NewJob
+
+log = logging.getLogger("bridge.ingress")
+bp = Blueprint("ingress", __name__)
+
+_KEEP_HEADERS = ("content-type", "user-agent", "idempotency-key", "content-length")
+_NEVER_KEEP = ("x-hub-signature", "x-hub-signature-256", "x-gitlab-token", "authorization", "cookie",
+               "webhook-signature", "x-gitea-signature", "x-forgejo-signature")
+
+
+def kept_headers(headers, secret_headers=()) -> dict:
+    """The headers stored with a delivery: identification only, never a signature or token."""
+    drop = set(_NEVER_KEEP) | {h.lower() for h in secret_headers}
+    out = {}
+    for name, value in headers.items():
+        low = name.lower()
+        if low in drop:
+            continue
+        if low in _KEEP_HEADERS or low.startswith("x-"):
+            out[name] = value[:512]
+    return out
+
+
+def read_body(cap: int) -> bytes:
+    """Read at most `cap` bytes; refuse larger bodies without reading them."""
+    length = request.content_length
+    if length is not None and length > cap:
+        raise PayloadTooLarge(f"body of {length} bytes is over the {cap}-byte cap")
+    body = request.stream.read(cap + 1)
+    if len(body) > cap:
+        raise PayloadTooLarge(f"body is over the {cap}-byte cap")
+    return body
+
+
+def _error(exc: DeliveryError, delivery: str | None = None):
+    body = {"error": exc.message}
+    if delivery:
+        body["delivery"] = delivery
+    resp = jsonify(body)
+    resp.status_code = exc.status
+    if exc.status == 413:
+        resp.headers["Connection"] = "close"   # do not drain a huge body for keep-alive
+    return resp
+
+
+@bp.post("/hooks/<source>")
+def receive(source: str):
+    state = current_app.extensions["bridge"]
+    config = state.config
+    started = time.perf_counter()
+    delivery = None
+    src = config.sources.get(source)
+    try:
+        if src is None:
+            raise UnknownSource(f"unknown source '{source}'")
+        provider = get_provider(src.provider)
+        body = read_body(config.settings.max_body_bytes)
+        provider.verify(request.headers, body, src.secrets)
+        delivery = provider.delivery_id(request.headers) or f"bridge-{uuid.uuid4()}"
+        result = provider.normalize(request.headers, body, source=source, delivery_id=delivery)
+    except DeliveryError as exc:
+        state.observe(source, exc.status, started, outcome="refused")
+        log.warning("refused: %s", exc.message,
+                    extra={"delivery": delivery, "source": source, "status": exc.status})
+        return _error(exc, delivery)
+
+    headers = kept_headers(request.headers, provider.SECRET_HEADERS)
+    if isinstance(result, Ignored):
+        record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
+                             received_at=time.time(), headers=headers, body=body, event=None,
+                             outcome="ignored", reason=result.reason, verdicts=[],
+                             rules_version=config.version, content_key=None)
+        verdicts, jobs = [], []
+    else:
+        event = result
+        verdicts = config.ruleset.match(event)
+        jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
+                       needs_files=j.needs_files, path_filter=j.path_filter)
+                for v in verdicts if v.matched for j in v.jobs]
+        matched = [v.rule for v in verdicts if v.matched]
+        reason = "" if matched else _no_match_reason(verdicts)
+        record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
+                             received_at=time.time(), headers=headers, body=body,
+                             event=event.to_dict(), outcome="matched" if matched else "no_match",
+                             reason=reason, verdicts=[v.to_dict() for v in verdicts],
+                             rules_version=config.version,
+                             content_key="|".join((src.provider, event.repo, event.ref, event.before,
+                                                   event.after)))
+    try:
+        ingested = state.store.ingest(record, jobs)
+    except StoreUnavailable as exc:
+        state.observe(source, 503, started, outcome="unavailable")
+        log.error("store unavailable, delivery not accepted: %s", exc,
+                  extra={"delivery": delivery, "source": source, "status": 503})
+        resp = jsonify({"error": "the bridge could not store the delivery; nothing was accepted, "
+                                 "please redeliver", "delivery": delivery})
+        resp.status_code = 503
+        resp.headers["Retry-After"] = "30"
+        return resp
+    return _reply(state, source, started, record, verdicts, jobs, ingested)
+
+
+def _no_match_reason(verdicts) -> str:
+    if not verdicts:
+        return "no rule names this repository"
+    return "no rule matched"
+
+
+def _reply(state, source, started, record, verdicts, jobs, ingested):
+    delivery = record.delivery_id
+    extra = {"delivery": delivery, "source": source}
+    if ingested.duplicate_of:
+        state.observe(source, 200, started, outcome="duplicate")
+        log.info("duplicate delivery id, nothing new stored", extra={**extra, "status": 200})
+        return jsonify({"delivery": delivery, "duplicate_of": ingested.duplicate_of,
+                        "reason": "this delivery id was already received"}), 200
+    if ingested.content_duplicate_of:
+        state.observe(source, 200, started, outcome="duplicate")
+        log.info("same push already accepted as %s; no jobs", ingested.content_duplicate_of,
+                 extra={**extra, "status": 200})
+        return jsonify({"delivery": delivery, "duplicate_of": ingested.content_duplicate_of,
+                        "reason": "the same push (repo, ref, before, after) was already accepted"}), 200
+    if record.outcome == "ignored":
+        state.observe(source, 200, started, outcome="ignored")
+        log.info("ignored: %s", record.reason, extra={**extra, "status": 200})
+        return jsonify({"delivery": delivery, "ignored": record.reason}), 200
+    rules = [{"rule": v.rule, "matched": v.matched, "reason": v.reason} for v in verdicts]
+    if not jobs:
+        state.observe(source, 200, started, outcome="no_match")
+        log.info("no rule matched", extra={**extra, "status": 200, "rules": rules})
+        return jsonify({"delivery": delivery, "matched": [], "reason": record.reason,
+                        "rules": rules}), 200
+    matched = [v.rule for v in verdicts if v.matched]
+    state.observe(source, 202, started, outcome="accepted", matched=matched)
+    log.info("accepted: %d job(s) for %s", len(jobs), ", ".join(matched),
+             extra={**extra, "status": 202})
+    return jsonify({
+        "delivery": delivery, "matched": matched,
+        "jobs": [{"id": jid, "rule": j.rule, "target": j.target, "request": j.request,
+                  "needs_files": j.needs_files} for jid, j in zip(ingested.job_ids, jobs)],
+    }), 202

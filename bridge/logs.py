@@ -1,0 +1,44 @@
+"""Logging: one JSON object per line on stdout (journald), every line carrying the delivery id.
+
+Input: standard `logging` records with `extra={"delivery": ...}`. Output: JSON lines. Bodies and
+secret-bearing headers are never passed to a logger, so nothing here has to scrub them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                    + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "delivery": getattr(record, "delivery", None),
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in out and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def setup(level: str = "INFO", stream=None) -> None:
+    """Send the bridge's logs to stdout as JSON lines (idempotent)."""
+    root = logging.getLogger("bridge")
+    if any(getattr(h, "_bridge", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    handler._bridge = True
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,115 @@
+"""GitHub provider: checks `X-Hub-Signature-256` over the raw body, then turns a `push` delivery
+into an `Event`; `ping` and every other event become `Ignored`.
+
+Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
+`VerificationFailed` (401) / `BadPayload` (400).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+
+from ..errors import BadPayload, VerificationFailed
+from ..events import ZERO_SHA, Event, Ignored
+from . import body as b
+
+NAME = "github"
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+SECRET_HEADERS = (SIGNATURE_HEADER, "X-Hub-Signature")
+
+#: GitHub stops listing commits in a push payload at 2,048 (FACTS.md).
+COMMIT_CAP = 2048
+
+_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
+
+
+def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) -> None:
+    """Raise `VerificationFailed` unless `X-Hub-Signature-256` is HMAC-SHA256(secret, body) for
+    one of `secrets` (several during a rotation). Messages name the header, never a value."""
+    header = headers.get(SIGNATURE_HEADER)
+    if not header:
+        if headers.get("X-Hub-Signature"):
+            raise VerificationFailed(
+                f"{SIGNATURE_HEADER} is missing; the SHA-1 X-Hub-Signature alone is not accepted")
+        raise VerificationFailed(f"{SIGNATURE_HEADER} is missing")
+    match = _SIGNATURE.fullmatch(header) if isinstance(header, str) else None
+    if match is None:
+        raise VerificationFailed(f"{SIGNATURE_HEADER} is malformed: expected 'sha256=' and 64 hex digits")
+    given = match.group(1).lower().encode("ascii")
+    for secret in secrets:
+        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
+        if hmac.compare_digest(expected, given):
+            return
+    raise VerificationFailed(f"{SIGNATURE_HEADER} does not match the body")
+
+
+def delivery_id(headers: Mapping[str, str]) -> str | None:
+    """GitHub's delivery GUID; a manual redelivery keeps it."""
+    return headers.get("X-GitHub-Delivery") or None
+
+
+def event_name(headers: Mapping[str, str]) -> str:
+    return headers.get("X-GitHub-Event", "")
+
+
+def normalize(headers: Mapping[str, str], body: bytes, *, source: str, delivery_id: str) -> Event | Ignored:
+    """The delivery as an `Event` (push) or `Ignored(reason)`; `BadPayload` for a broken push."""
+    name = event_name(headers)
+    if not name:
+        raise BadPayload("X-GitHub-Event header is missing")
+    handler = HANDLERS.get(name)
+    if handler is None:
+        return Ignored(f"event '{name}' is not handled", event_name=name)
+    return handler(headers, body, source=source, delivery_id=delivery_id)
+
+
+def _ping(headers, body, *, source, delivery_id) -> Ignored:
+    return Ignored("ping", event_name="ping")
+
+
+def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
+    payload = b.parse_json(body, headers.get("Content-Type"), form_field="payload")
+    ref = b.field(payload, "ref", str, required=True)
+    if ref.startswith("refs/heads/"):
+        ref_name = ref[len("refs/heads/"):]
+    elif ref.startswith("refs/tags/"):
+        ref_name = ref[len("refs/tags/"):]
+    else:
+        return Ignored(f"ref '{ref}' is neither a branch nor a tag", event_name="push")
+    before = b.sha(payload, "before")
+    after = b.sha(payload, "after", required=True)
+    created = b.field(payload, "created", bool, default=False) or before == ZERO_SHA
+    deleted = b.field(payload, "deleted", bool, default=False) or after == ZERO_SHA
+    commits = b.commits(payload)
+    clone_urls = (b.field(payload, "repository.clone_url", str), b.field(payload, "repository.ssh_url", str))
+    return Event(
+        provider=NAME,
+        source=source,
+        delivery_id=delivery_id,
+        kind="delete" if deleted else "tag" if ref.startswith("refs/tags/") else "push",
+        repo=b.field(payload, "repository.full_name", str, required=True),   # repository.full_name
+        ref=ref,                                          # ref, always full
+        ref_name=ref_name,
+        before=before,                                    # before
+        after=after,                                      # after: the tag object for annotated tags
+        sha=b.sha(payload, "head_commit.id", default=after),  # head_commit.id: the commit (null on deletes)
+        created=created,                                  # created, or before all zeros
+        deleted=deleted,                                  # deleted, or after all zeros
+        # forced; old deliveries also set it on creates and deletes, which rewrite nothing
+        forced=b.field(payload, "forced", bool, default=False) and not (created or deleted),
+        commits=commits,                                  # commits[] with added/modified/removed
+        commits_complete=len(commits) < COMMIT_CAP,       # GitHub lists at most 2,048
+        pusher=b.field(payload, "pusher.name", str, default=""),   # pusher.name
+        default_branch=(b.field(payload, "repository.default_branch", str)       # repository.default_branch,
+                        or b.field(payload, "repository.master_branch", str, default="")),  # older hooks
+        clone_urls=tuple(url for url in clone_urls if url),   # repository.clone_url, ssh_url
+        head_message=b.field(payload, "head_commit.message", str, default=""),  # head_commit.message
+    )
+
+
+HANDLERS = {
+    "push": _push,
+    "ping": _ping,
+}

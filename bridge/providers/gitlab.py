@@ -1,0 +1,129 @@
+"""GitLab provider: checks the plain `X-Gitlab-Token`, then turns `Push Hook`, `Tag Push Hook`
+and System Hook `push`/`tag_push` deliveries into an `Event`; everything else is `Ignored`.
+
+Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
+`VerificationFailed` (401) / `BadPayload` (400).
+"""
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from ..errors import BadPayload, VerificationFailed
+from ..events import ZERO_SHA, Event, Ignored
+from . import body as b
+
+NAME = "gitlab"
+TOKEN_HEADER = "X-Gitlab-Token"
+SECRET_HEADERS = (TOKEN_HEADER,)
+
+
+def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) -> None:
+    """Raise `VerificationFailed` unless `X-Gitlab-Token` equals one of `secrets` (several during
+    a rotation), compared in constant time. Messages name the header, never a value."""
+    token = headers.get(TOKEN_HEADER)
+    if not token:
+        raise VerificationFailed(f"{TOKEN_HEADER} is missing")
+    try:
+        # WSGI hands header values over as latin-1 text; this gets the bytes GitLab sent back.
+        given = token.encode("latin-1")
+    except (UnicodeEncodeError, AttributeError):
+        raise VerificationFailed(f"{TOKEN_HEADER} is malformed") from None
+    for secret in secrets:
+        if hmac.compare_digest(secret, given):
+            return
+    raise VerificationFailed(f"{TOKEN_HEADER} does not match")
+
+
+def delivery_id(headers: Mapping[str, str]) -> str | None:
+    """`Idempotency-Key` stays the same across GitLab's retries (17.4+); the event UUID (14.8+)
+    is the fallback."""
+    return headers.get("Idempotency-Key") or headers.get("X-Gitlab-Event-UUID") or None
+
+
+def event_name(headers: Mapping[str, str]) -> str:
+    return headers.get("X-Gitlab-Event", "")
+
+
+def normalize(headers: Mapping[str, str], body: bytes, *, source: str, delivery_id: str) -> Event | Ignored:
+    """The delivery as an `Event` (branch or tag push) or `Ignored(reason)`."""
+    name = event_name(headers)
+    if not name:
+        raise BadPayload("X-Gitlab-Event header is missing")
+    handler = HANDLERS.get(name)
+    if handler is None:
+        return Ignored(f"event '{name}' is not handled", event_name=name)
+    return handler(b.parse_json(body), name, source=source, delivery_id=delivery_id)
+
+
+def _system_hook(payload: dict, name: str, *, source: str, delivery_id: str) -> Event | Ignored:
+    # System Hook pushes carry only event_name; anything with object_kind (merge_request, ...)
+    # is a project-hook shape, and repository_update follows every push without being one.
+    kind = b.field(payload, "event_name", str, default="", what="system hook payload")
+    if kind in ("push", "tag_push") and "object_kind" not in payload:
+        return _push(payload, name, source=source, delivery_id=delivery_id)
+    if kind == "repository_update":
+        return Ignored("system hook 'repository_update' is not a push (its push event is)", event_name=name)
+    return Ignored(f"system hook event '{kind or payload.get('object_kind')}' is not handled", event_name=name)
+
+
+def _push(payload: dict, name: str, *, source: str, delivery_id: str) -> Event | Ignored:
+    ref = b.field(payload, "ref", str, required=True)
+    if ref.startswith("refs/heads/"):
+        ref_name = ref[len("refs/heads/"):]
+    elif ref.startswith("refs/tags/"):
+        ref_name = ref[len("refs/tags/"):]
+    else:
+        return Ignored(f"ref '{ref}' is neither a branch nor a tag", event_name=name)
+    before = b.sha(payload, "before")
+    after = b.sha(payload, "after", required=True)
+    sha = b.sha(payload, "checkout_sha", default=after)
+    commits = b.commits(payload)
+    total = b.field(payload, "total_commits_count", int, default=len(commits))
+    head = next((c for c in commits if c.id == sha), commits[-1] if commits else None)
+    deleted = after == ZERO_SHA
+    return Event(
+        provider=NAME,
+        source=source,
+        delivery_id=delivery_id,
+        kind="delete" if deleted else "tag" if ref.startswith("refs/tags/") else "push",
+        repo=_repo(payload),                                  # project.path_with_namespace
+        ref=ref,                                              # ref (always full)
+        ref_name=ref_name,
+        before=before,                                        # before
+        after=after,                                          # after (tag object for annotated tags)
+        sha=sha,                                              # checkout_sha: the commit; null on deletes
+        created=before == ZERO_SHA,                           # GitLab has no flag: before all zeros
+        deleted=deleted,                                      # after all zeros
+        commits=commits,                                      # commits[]: the newest 20 at most
+        commits_complete=len(commits) >= total,               # total_commits_count is the real count
+        pusher=(b.field(payload, "user_username", str)        # user_username (System Hooks: user_name)
+                or b.field(payload, "user_name", str, default="")),
+        default_branch=b.field(payload, "project.default_branch", str, default=""),  # project.default_branch
+        clone_urls=tuple(url for url in (                     # project.git_http_url, git_ssh_url
+            b.field(payload, "project.git_http_url", str)
+            or b.field(payload, "repository.git_http_url", str),
+            b.field(payload, "project.git_ssh_url", str)
+            or b.field(payload, "repository.git_ssh_url", str)) if url),
+        head_message=head.message if head else "",            # message of the commit at checkout_sha
+    )
+
+
+def _repo(payload: dict) -> str:
+    path = b.field(payload, "project.path_with_namespace", str)
+    if path:
+        return path
+    # Payloads without a project object still name the repository's home page.
+    homepage = b.field(payload, "repository.homepage", str, default="")
+    path = urlsplit(homepage).path.strip("/")
+    if not path:
+        raise BadPayload("push payload has no 'project.path_with_namespace'")
+    return path
+
+
+HANDLERS = {
+    "Push Hook": _push,
+    "Tag Push Hook": _push,
+    "System Hook": _system_hook,
+}

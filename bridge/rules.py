@@ -1,0 +1,366 @@
+"""Matching stage: an `Event` + compiled rules -> one `Verdict` per rule (match, no match and why, or needs files).
+
+Input: rules compiled from rules.yaml by `config.py`, and a normalized `Event`. Output: verdicts
+whose `jobs` carry the rule's `run:` with every `${field}` template rendered. Semantics follow
+GitHub Actions' `on: push` filters; a "no" always carries the clause and value that decided it.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .events import TEMPLATE_FIELDS, Event
+from .globs import PatternList
+
+SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
+_SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
+_TEMPLATE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_GLOB_CHARS = set("*?+[]!\\")
+DEFAULT_EVENTS = ("push", "tag")
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """A job a matching rule asks for; becomes a row in the store's jobs table."""
+    rule: str
+    target: str
+    kind: str
+    request: dict
+    needs_files: bool = False
+    path_filter: dict | None = None
+
+
+@dataclass(slots=True)
+class Verdict:
+    """One rule's decision on one event. Falsy unless the rule matched (STYLE.md #4)."""
+    rule: str
+    matched: bool
+    reason: str
+    needs_files: bool = False
+    jobs: tuple = ()
+
+    def __bool__(self) -> bool:
+        return self.matched
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "matched": self.matched, "reason": self.reason,
+                "needs_files": self.needs_files}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    line: int
+    target: str
+    kind: str
+    run: dict
+    sources: PatternList | None
+    repos: PatternList | None
+    branches: PatternList | None
+    branches_ignore: PatternList | None
+    tags: PatternList | None
+    tags_ignore: PatternList | None
+    paths: PatternList | None
+    paths_ignore: PatternList | None
+    events: tuple
+    on_unknown_files: str = "run"
+    literal_repos: tuple | None = field(default=None)   # exact repo names when no glob is used
+    renderer: object = field(default=None, repr=False, compare=False)
+
+    def render(self, fields: dict) -> dict:
+        return self.renderer(fields) if self.renderer is not None else copy_plain(self.run)
+
+
+def _patterns(on, key) -> PatternList | None:
+    if key not in on:
+        return None
+    value = on[key]
+    return PatternList([value] if isinstance(value, str) else list(value))
+
+
+def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
+    """Compile a validated `on:`/`run:` pair (config.py has already reported every problem)."""
+    repos = _patterns(on, "repo")
+    literal = None
+    if repos is not None and not any(_GLOB_CHARS & set(p) for p in repos.sources):
+        literal = tuple(repos.sources)
+    events = on.get("events", DEFAULT_EVENTS)
+    events = (events,) if isinstance(events, str) else tuple(events)
+    plain_run = _plain(run)
+    return Rule(
+        name=name, line=line, target=run["target"], kind=kind, run=plain_run,
+        renderer=compile_template(plain_run),
+        sources=_patterns(on, "source"), repos=repos,
+        branches=_patterns(on, "branches"), branches_ignore=_patterns(on, "branches-ignore"),
+        tags=_patterns(on, "tags"), tags_ignore=_patterns(on, "tags-ignore"),
+        paths=_patterns(on, "paths"), paths_ignore=_patterns(on, "paths-ignore"),
+        events=events, on_unknown_files=on_unknown_files, literal_repos=literal)
+
+
+def compile_template(value):
+    """Precompile `run:` once: a function fields -> rendered copy, constants shared, not re-walked."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return None
+        parts = []
+        pos = 0
+        for m in _TEMPLATE.finditer(value):
+            parts.append(value[pos:m.start()])
+            parts.append("$" if m.group(0) == "$$" else (m.group(1),))
+            pos = m.end()
+        parts.append(value[pos:])
+        parts = [p for p in parts if p != ""]
+        if len(parts) == 1 and not isinstance(parts[0], str):
+            name = parts[0][0]
+            return lambda fields: fields[name]
+        return lambda fields: "".join([p if isinstance(p, str) else fields[p[0]] for p in parts])
+    if isinstance(value, dict):
+        compiled = {k: compile_template(v) for k, v in value.items()}
+        if all(c is None for c in compiled.values()):
+            return None
+        items = [(k, value[k], c) for k, c in compiled.items()]
+        return lambda fields: {k: (c(fields) if c is not None else copy_plain(v)) for k, v, c in items}
+    if isinstance(value, list):
+        compiled = [compile_template(v) for v in value]
+        if all(c is None for c in compiled):
+            return None
+        items = list(zip(value, compiled))
+        return lambda fields: [c(fields) if c is not None else copy_plain(v) for v, c in items]
+    return None
+
+
+def copy_plain(value):
+    if isinstance(value, dict):
+        return {k: copy_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_plain(v) for v in value]
+    return value
+
+
+def _plain(value):
+    """LineDict/LineList -> plain dict/list, so stored requests are ordinary JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- templates -------------------------------------------------------------------------------
+
+def template_problems(run) -> list[tuple[int, str]]:
+    """Every `${...}` in `run:` that names no event field, with its line."""
+    out = []
+
+    def walk(value, line):
+        if isinstance(value, str):
+            for m in _TEMPLATE.finditer(value):
+                name = m.group(1)
+                if name is None or name in TEMPLATE_FIELDS:
+                    continue
+                if ":" in name and name.split(":", 1)[0] in ("env", "file", "credential"):
+                    out.append((line, f"secret references like '${{{name}}}' are not allowed in "
+                                      "'run:' (they would be stored with the job); give the target "
+                                      "the secret instead"))
+                    continue
+                msg = f"template '${{{name}}}' names an unknown field"
+                close = difflib.get_close_matches(name, sorted(TEMPLATE_FIELDS), n=1)
+                if close:
+                    msg += f" (did you mean '${{{close[0]}}}'?)"
+                msg += f"; fields: {', '.join(sorted(TEMPLATE_FIELDS))}"
+                out.append((line, msg))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, value.line_of(k) if hasattr(value, "line_of") else line)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, value.line_of(i) if hasattr(value, "line_of") else line)
+
+    walk(run, getattr(run, "line", 0))
+    return out
+
+
+def render(value, fields: dict):
+    """Substitute `${field}` in every string of `value`; `$$` is a literal `$`. No code, no attributes."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        return _TEMPLATE.sub(lambda m: "$" if m.group(0) == "$$" else fields[m.group(1)], value)
+    if isinstance(value, dict):
+        return {k: render(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, fields) for v in value]
+    return value
+
+
+# --- matching --------------------------------------------------------------------------------
+
+def skip_marker(message: str) -> str | None:
+    lowered = message.lower()
+    for marker in SKIP_MARKERS:
+        if marker in lowered:
+            return marker
+    if "skip-checks" in lowered and _SKIP_TRAILER.search(message):
+        return "skip-checks: true"
+    return None
+
+
+def _fmt(patterns: PatternList) -> str:
+    return "[" + ", ".join(patterns.sources) + "]"
+
+
+def _ref_filter(rule: Rule, event: Event) -> str | None:
+    """GitHub's branch/tag filters; None when they pass, else the reason."""
+    has_branch = rule.branches is not None or rule.branches_ignore is not None
+    has_tag = rule.tags is not None or rule.tags_ignore is not None
+    if event.is_tag:
+        name, include, ignore, what, key = event.ref_name, rule.tags, rule.tags_ignore, "tag", "tags"
+        if has_branch and not has_tag:
+            return f"tag '{name}': the rule filters branches only, so tag pushes do not run"
+    elif event.is_branch:
+        name, include, ignore, what, key = (event.ref_name, rule.branches, rule.branches_ignore, "branch",
+                                            "branches")
+        if has_tag and not has_branch:
+            return f"branch '{name}': the rule filters tags only, so branch pushes do not run"
+    else:
+        return f"ref '{event.ref}' is neither a branch nor a tag"
+    if include is not None and not include.matches(name):
+        return f"{what} '{name}' is not in {key} {_fmt(include)}"
+    if ignore is not None and ignore.matches(name):
+        return f"{what} '{name}' is in {key}-ignore {_fmt(ignore)} ('{ignore.first_match(name)}')"
+    return None
+
+
+def path_filter_allows(path_filter: dict, files: Iterable[str]) -> tuple[bool, str]:
+    """Re-evaluate a rule's path filters on a resolved file list (the dispatcher's NeedsFiles step)."""
+    files = list(files)
+    paths = PatternList(path_filter["paths"]) if path_filter.get("paths") else None
+    ignore = PatternList(path_filter["paths_ignore"]) if path_filter.get("paths_ignore") else None
+    return _paths_decision(paths, ignore, files)
+
+
+def decide_paths(path_filter: dict, resolution) -> tuple[bool, str]:
+    """The dispatcher's answer for a NeedsFiles job, given a changes.FileResolution."""
+    if resolution.files is None:
+        policy = path_filter.get("on_unknown_files", "run")
+        verb = "running" if policy == "run" else "skipping"
+        return policy == "run", f"changed files unknown ({resolution.reason}); on_unknown_files: {policy}, {verb}"
+    ok, why = path_filter_allows(path_filter, sorted(resolution.files))
+    return ok, f"{why} (files from {resolution.source})"
+
+
+def _paths_decision(paths, ignore, files) -> tuple[bool, str]:
+    if paths is not None:
+        for f in files:
+            if paths.matches(f):
+                return True, f"file '{f}' matches paths {_fmt(paths)}"
+        return False, f"no changed file matches paths {_fmt(paths)} ({_count(files)})"
+    if ignore is not None:
+        for f in files:
+            if not ignore.matches(f):
+                return True, f"file '{f}' is not in paths-ignore {_fmt(ignore)}"
+        return False, f"every changed file is in paths-ignore {_fmt(ignore)} ({_count(files)})"
+    return True, "no path filter"
+
+
+def _count(files) -> str:
+    n = len(files)
+    return "no files changed" if n == 0 else f"{n} file{'s' if n != 1 else ''} changed"
+
+
+class _Facts:
+    """What every rule asks of one event, computed once per event rather than once per rule."""
+    __slots__ = ("event", "_fields", "_files", "_files_done", "skip")
+
+    def __init__(self, event: Event):
+        self.event = event
+        self._fields = None
+        self._files_done = False
+        self._files = None
+        self.skip = skip_marker(event.head_message) if event.kind != "delete" else None
+
+    @property
+    def fields(self) -> dict:
+        if self._fields is None:
+            self._fields = self.event.template_fields()
+        return self._fields
+
+    @property
+    def files(self):
+        if not self._files_done:
+            files = self.event.changed_files()
+            self._files = sorted(files) if files is not None else None
+            self._files_done = True
+        return self._files
+
+
+def evaluate(rule: Rule, event: Event, facts: _Facts | None = None) -> Verdict:
+    """Decide one rule on one event; the reason names the clause and the value."""
+    facts = facts or _Facts(event)
+    if rule.sources is not None and not rule.sources.matches(event.source):
+        return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
+    if rule.repos is not None and not rule.repos.matches(event.repo):
+        return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
+    if event.kind not in rule.events:
+        if event.kind == "delete":
+            return Verdict(rule.name, False,
+                           f"'{event.ref}' was deleted; deletions build only with events: [delete]")
+        return Verdict(rule.name, False, f"event '{event.kind}' is not in events [{', '.join(rule.events)}]")
+    reason = _ref_filter(rule, event)
+    if reason:
+        return Verdict(rule.name, False, reason)
+    if facts.skip:
+        return Verdict(rule.name, False, f"head commit message contains '{facts.skip}'")
+    needs_files = False
+    why = "matched"
+    path_filter = None
+    if (rule.paths is not None or rule.paths_ignore is not None) and event.kind == "push":
+        files = facts.files
+        if files is None:
+            needs_files = True
+            why = "matched branch filters; changed files unknown from the payload, resolved before the build"
+            path_filter = {"paths": list(rule.paths.sources) if rule.paths else [],
+                           "paths_ignore": list(rule.paths_ignore.sources) if rule.paths_ignore else [],
+                           "on_unknown_files": rule.on_unknown_files}
+        else:
+            ok, why = _paths_decision(rule.paths, rule.paths_ignore, files)
+            if not ok:
+                return Verdict(rule.name, False, why)
+    job = JobSpec(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
+                  needs_files=needs_files, path_filter=path_filter)
+    return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
+
+
+class RuleSet:
+    """Rules indexed by literal repo name so matching cost does not grow with the rule count."""
+
+    def __init__(self, rules):
+        self.rules = tuple(rules)
+        self._by_repo: dict[str, list[tuple[int, Rule]]] = {}
+        self._any_repo: list[tuple[int, Rule]] = []
+        for i, rule in enumerate(self.rules):
+            if rule.literal_repos is not None:
+                for repo in rule.literal_repos:
+                    self._by_repo.setdefault(repo, []).append((i, rule))
+            else:
+                self._any_repo.append((i, rule))
+
+    def candidates(self, event: Event) -> list[Rule]:
+        exact = self._by_repo.get(event.repo, ())
+        if not self._any_repo:
+            return [r for _, r in exact]
+        if not exact:
+            return [r for _, r in self._any_repo]
+        return [r for _, r in sorted((*exact, *self._any_repo), key=lambda item: item[0])]
+
+    def match(self, event: Event) -> list[Verdict]:
+        """Verdicts of the rules that could concern this repo (others: repo did not match)."""
+        facts = _Facts(event)
+        return [evaluate(rule, event, facts) for rule in self.candidates(event)]
+
+    def explain(self, event: Event) -> list[Verdict]:
+        """Verdicts of every rule, in file order."""
+        facts = _Facts(event)
+        return [evaluate(rule, event, facts) for rule in self.rules]

@@ -1,0 +1,82 @@
+"""The target adapter interface: `Target.start(job) -> Run`, used only by the dispatcher.
+
+Input: a `Job` (a stored job row: the rendered `run:` request plus its event). Output: a `Run`
+naming what the target started, or `TargetUnavailable` (retry) / `TargetRejected` (dead letter).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..events import Event
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for one target, as the dispatcher claimed it from the store."""
+    id: int
+    delivery: str               # the host's delivery id (prefixes every log line)
+    rule: str
+    target: str                 # the target's name in rules.yaml
+    request: dict               # the rule's `run:` with every template already rendered
+    event: Event
+    attempt: int = 1            # 1 on the first try
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a target reports back after accepting a job.
+
+    `state` is "started" (the build runs remotely; follow it by `remote_id`), "queued" (accepted,
+    no build yet: e.g. a Jenkins queue item), or a final "succeeded" / "failed" for targets that
+    finish inside `start` (exec, memory).
+    """
+    remote_id: str
+    url: str = ""
+    state: str = "started"
+    detail: dict = field(default_factory=dict)
+
+
+class Target:
+    """Base class of every target kind.
+
+    Subclasses set `kind`, and describe their configuration for validation:
+    `config_keys` / `run_keys` map each allowed key to True when it is required. Every string
+    under `run:` is a template (`${sha}` ...); secret references are allowed in target config.
+
+    `start(job)` must be idempotent where the target allows it (CodeBuild: idempotencyToken
+    from `job.id`), must raise only `TargetUnavailable` or `TargetRejected` (translate library
+    errors at one choke point, chained `from exc`), and must never put a secret in a message.
+    """
+
+    kind: ClassVar[str] = ""
+    config_keys: ClassVar[dict[str, bool]] = {}
+    run_keys: ClassVar[dict[str, bool]] = {}
+
+    def __init__(self, name: str, options: dict[str, Any]):
+        self.name = name
+        self.options = options
+
+    @classmethod
+    def validate(cls, options: dict[str, Any]) -> list[str]:
+        """Extra checks on the target's own options beyond known/required keys."""
+        return []
+
+    @classmethod
+    def validate_run(cls, run: dict[str, Any]) -> list[str]:
+        """Extra checks on a rule's `run:` for this kind beyond known/required keys."""
+        return []
+
+    def start(self, job: Job) -> Run:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def follow(self, run: Run) -> Run:
+        """Ask the target where a started run is now; final states end the follow."""
+        return run
+
+    def check_online(self, runs: list[tuple[str, int, dict]]) -> list[str]:
+        """`bridge check --online`: given (rule name, line, run) tuples, report problems."""
+        return []
+
+    def close(self) -> None:
+        pass

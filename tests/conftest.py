@@ -1,0 +1,83 @@
+"""Shared fixtures: a rules file, a real SQLite store and the Flask app built from them."""
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers: signing, stand-ins
+
+# Stand-ins live on 127.0.0.1; a proxy set on the host must not see them.
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ["no_proxy"] = os.environ["NO_PROXY"]
+
+GITHUB_SECRET = "gh-test-secret-0f3e"
+GITLAB_TOKEN = "gl-test-token-9a7c"
+SECRET_ENV = {"GH_SECRET": GITHUB_SECRET, "GH_SECRET_OLD": "gh-old-secret-77", "GL_TOKEN": GITLAB_TOKEN}
+
+BASE_RULES = """\
+sources:
+  github:
+    provider: github
+    secrets: ["${env:GH_SECRET}", "${env:GH_SECRET_OLD}"]
+  gitlab:
+    provider: gitlab
+    secrets: ["${env:GL_TOKEN}"]
+targets:
+  mem:
+    kind: memory
+rules:
+  - name: every-branch
+    on: {repo: "**", branches: ["**"]}
+    run: {target: mem, parameters: {SHA: "${sha}", BRANCH: "${branch}"}}
+  - name: tags
+    on: {repo: "**", tags: ["**"]}
+    run: {target: mem, parameters: {TAG: "${tag}"}}
+"""
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    for k, v in SECRET_ENV.items():
+        monkeypatch.setenv(k, v)
+    return SECRET_ENV
+
+
+@pytest.fixture
+def write_rules(tmp_path, secret_env):
+    def write(text: str = BASE_RULES, name: str = "rules.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+    return write
+
+
+@pytest.fixture
+def make_app(tmp_path, write_rules):
+    """make_app(rules_text=...) -> (app, store): the real app on a real SQLite file."""
+    from bridge import create_app
+    from bridge.config import load_config
+    from bridge.store import Store
+
+    stores = []
+
+    def make(text: str = BASE_RULES):
+        config = load_config(write_rules(text))
+        store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}", durability="normal")
+        stores.append(store)
+        return create_app(config, store=store, state_dir=str(tmp_path)), store
+
+    yield make
+    for s in stores:
+        s.close()
+
+
+@pytest.fixture
+def client(make_app):
+    app, store = make_app()
+    c = app.test_client()
+    c.store = store
+    return c
