@@ -1,0 +1,98 @@
+"""`bridge mirrors list|prune`: the operator's view of the git mirrors used for path filters.
+
+Input: the state directory (mirrors live in <state_dir>/mirrors). Output: a table of mirrors,
+or the mirrors evicted; every URL with its credentials redacted.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import click
+
+from bridge.changes import Mirrors
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def default_state_dir() -> str:
+    """$BRIDGE_STATE_DIR, else systemd's $STATE_DIRECTORY (its first entry), else ./var."""
+    if os.environ.get("BRIDGE_STATE_DIR"):
+        return os.environ["BRIDGE_STATE_DIR"]
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    return "var"
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90m', '45s', '2w' or plain seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30d, 12h, 90m)")
+    return float(m[1]) * _DURATION[m[2] or "s"]
+
+
+def parse_size(text: str) -> int:
+    """'5G', '500M', '1.5GiB', '100K' or plain bytes (binary multiples)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text or "", re.I)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
+    return int(float(m[1]) * _SIZE[m[2].upper()])
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _callback(parse):
+    def convert(ctx, param, value):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return convert
+
+
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=default_state_dir,
+    show_default="$BRIDGE_STATE_DIR, $STATE_DIRECTORY or ./var",
+    help="The bridge's state directory.")
+
+
+@click.group("mirrors")
+def mirrors() -> None:
+    """Git mirrors that compute changed files for path filters."""
+
+
+@mirrors.command("list")
+@state_dir_option
+def list_mirrors(state_dir: Path) -> None:
+    """Show every mirror: last use, size, repository URL, directory."""
+    found = Mirrors(state_dir / "mirrors").list()
+    if not found:
+        click.echo(f"no mirrors in {state_dir / 'mirrors'}")
+        return
+    for m in found:
+        used = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["last_used"]))
+        click.echo(f"{used}  {_human(m['size']):>10}  {m['url']}  {m['path']}")
+
+
+@mirrors.command("prune")
+@state_dir_option
+@click.option("--max-age", default="30d", show_default=True, callback=_callback(parse_duration),
+              help="Evict mirrors unused for longer than this (30d, 12h, 90m).")
+@click.option("--max-size", default="5G", show_default=True, callback=_callback(parse_size),
+              help="Then evict the least recently used until all mirrors fit (5G, 500M).")
+def prune_mirrors(state_dir: Path, max_age: float, max_size: int) -> None:
+    """Evict idle mirrors, then the least recently used beyond the size cap."""
+    evicted = Mirrors(state_dir / "mirrors").prune(max_bytes=max_size, max_age=max_age)
+    for url in evicted:
+        click.echo(f"evicted {url}")
+    click.echo(f"{len(evicted)} mirror(s) evicted")
