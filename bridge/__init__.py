@@ -22,6 +22,8 @@ def create_app(config, store=None, state_dir="var", metrics=None):
     app.extensions["bridge"] = AppState(config=config, store=store, state_dir=str(state_dir),
                                         metrics=metrics)
     app.register_blueprint(ingress_bp)
+    from .admin import bp as admin_bp
     from .health import bp as health_bp
     app.register_blueprint(health_bp)
+    app.register_blueprint(admin_bp)
     return app

@@ -125,25 +125,15 @@ def explain(rules_path, source_name, event_name, headers_file, fmt, resolve_file
         click.echo(render_text(result))
 
 
-def _add_optional_commands():
+def _add_commands():
     """Commands that live in their own modules (one module per area)."""
-    import importlib
-    for module, names in (("bridge.cli_ops", ("serve", "web", "dispatch", "deliveries", "replay",
-                                                "retry", "send", "prune")),
-                          ("bridge.cli_mirrors", ("mirrors",))):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            if exc.name != module:
-                raise
-            continue
-        for name in names:
-            cmd = getattr(mod, name, None)
-            if cmd is not None:
-                cli.add_command(cmd)
+    from . import cli_mirrors, cli_ops
+    for cmd in (cli_ops.serve, cli_ops.web, cli_ops.dispatch, cli_ops.deliveries, cli_ops.replay,
+                cli_ops.retry, cli_ops.send, cli_ops.prune, cli_mirrors.mirrors):
+        cli.add_command(cmd)
 
 
-_add_optional_commands()
+_add_commands()
 
 
 def main():

@@ -30,7 +30,7 @@ RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
-                 "database_url", "lease_seconds", "poll_interval")
+                 "database_url", "lease_seconds", "poll_interval", "admin_token")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_RULES_FILE = 4 * 2**20
@@ -51,7 +51,8 @@ class Settings:
     dispatcher_concurrency: int = 4
     database_url: str | None = None
     lease_seconds: float = 60.0
-    poll_interval: float = 0.05
+    poll_interval: float = 0.01
+    admin_token: str | None = field(default=None, repr=False)   # bearer token for /metrics etc.
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def _load_config(path, environ, text) -> Config:
         raise ConfigError([f"{filename}:1: the file must be a mapping with sources, targets and rules"])
     problems.unknown_keys(doc, TOP_KEYS, "the top level")
 
-    settings = _settings(doc.get("settings"), problems)
+    settings = _settings(doc.get("settings"), problems, environ)
     sources = _sources(doc, problems, environ)
     targets = _targets(doc, problems, environ)
     rules = _rules(doc, problems, sources, targets)
@@ -203,7 +204,7 @@ def _mapping(value, problems, line, what, rule=None) -> LineDict | None:
     return value
 
 
-def _settings(raw, problems) -> Settings:
+def _settings(raw, problems, environ) -> Settings:
     if raw is None:
         return Settings()
     raw = _mapping(raw, problems, 1, "settings")
@@ -232,7 +233,13 @@ def _settings(raw, problems) -> Settings:
             if not isinstance(value, str) or not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
                 problems.add(line, "settings.database_url must be a sqlite:// or postgresql:// URL")
             else:
-                values[key] = _maybe_secret(value, problems, line, os.environ, None)
+                values[key] = _maybe_secret(value, problems, line, environ, None)
+        elif key == "admin_token":
+            if not secret_refs.is_reference(value):
+                problems.add(line, "settings.admin_token must be a secret reference like "
+                                   "${credential:bridge-admin-token}")
+            else:
+                values[key] = _maybe_secret(value, problems, line, environ, None)
     return Settings(**values)
 
 

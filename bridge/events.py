@@ -68,6 +68,9 @@ class Event:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
         if not self.commits_complete or any(not c.has_files for c in self.commits):
             return None
+        if self.forced:
+            # The new commits' lists miss what the dropped commits changed: only a diff knows.
+            return None
         if not self.commits and not self.deleted and not self.created:
             return None
         if self.created and not self.commits:

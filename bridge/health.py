@@ -4,7 +4,7 @@ Input: a GET. Output: 200 or 503 with a short JSON body.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from .errors import StoreUnavailable
 
@@ -18,12 +18,39 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
+    """Ready = store writable and rules loaded. A rules.yaml that failed to reload is reported
+    (the last good rules keep serving, so it does not make the bridge unready)."""
+    from .serve import read_status
     state = current_app.extensions["bridge"]
     body = {"rules_version": state.config.version, "rules": len(state.config.rules)}
+    status = read_status(state.state_dir)
+    if status and not status.get("ok"):
+        body["rules_reload_error"] = status.get("problems", [])[:20]
+    ok = True
     try:
         state.store.ping()
+        body["store"] = "ok"
     except StoreUnavailable as exc:
-        body.update(status="unavailable", store=str(exc))
-        return jsonify(body), 503
-    body.update(status="ready", store="ok")
-    return jsonify(body)
+        body["store"] = str(exc)
+        ok = False
+    if request.args.get("targets"):
+        from .admin import admin_allowed, forbidden
+        if not admin_allowed():
+            return forbidden()
+        body["targets"] = target_reachability(state.config)
+        ok = ok and all(t.startswith("ok") for t in body["targets"].values())
+    body["status"] = "ready" if ok else "unavailable"
+    return jsonify(body), 200 if ok else 503
+
+
+def target_reachability(config) -> dict:
+    """Each target's own answer to "are you there?" (a cheap authenticated call)."""
+    out = {}
+    for name, target in config.build_targets().items():
+        try:
+            out[name] = target.ping() or "ok"
+        except Exception as exc:   # any failure is the answer: report it, never raise
+            out[name] = f"unreachable: {exc}"
+        finally:
+            target.close()
+    return out

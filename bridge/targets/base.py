@@ -74,6 +74,10 @@ class Target:
         """Ask the target where a started run is now; final states end the follow."""
         return run
 
+    def ping(self) -> str | None:
+        """`/readyz?targets=1`: raise if the target cannot be reached; return None or "ok"."""
+        return None
+
     def check_online(self, runs: list[tuple[str, int, dict]]) -> list[str]:
         """`bridge check --online`: given (rule name, line, run) tuples, report problems."""
         return []

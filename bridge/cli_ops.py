@@ -1,0 +1,260 @@
+"""Operator commands: serve, web, dispatch, deliveries, replay, retry, send, prune.
+
+Input: command-line arguments, rules.yaml and the store in the state directory. Output: running
+processes, or tables/JSON on stdout; exit 1 when the thing asked for does not exist or failed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+import click
+
+from .cli import (DEFAULT_BIND, default_state_dir, load_or_exit, open_store, rules_option,
+                  state_option)
+from .config import parse_duration
+
+
+def _state(state_dir):
+    return state_dir or default_state_dir()
+
+
+@click.command()
+@rules_option
+@state_option
+@click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True,
+              help="HOST:PORT (or unix:PATH) for the web workers (env BRIDGE_BIND)")
+@click.option("--workers", type=int, default=None, help="gunicorn workers (default settings.workers)")
+@click.option("--no-dispatcher", is_flag=True, help="web workers only (same as `bridge web`)")
+def serve(rules_path, state_dir, bind, workers, no_dispatcher):
+    """Run the web workers (gunicorn) and the dispatcher together."""
+    from pathlib import Path
+
+    from .logs import setup
+    from .serve import Supervisor
+    setup()
+    state_dir = _state(state_dir)
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    load_or_exit(rules_path)
+    sys.exit(Supervisor(rules_path, state_dir, bind, workers=workers,
+                        with_dispatcher=not no_dispatcher).run())
+
+
+@click.command()
+@rules_option
+@state_option
+@click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True)
+@click.option("--workers", type=int, default=None)
+@click.option("--threads", type=int, default=None)
+@click.option("--gunicorn-config", envvar="BRIDGE_GUNICORN_CONFIG",
+              type=click.Path(dir_okay=False, exists=True), default=None,
+              help="a gunicorn config file (deploy/gunicorn.conf.py)")
+def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
+    """Run only the web workers (gunicorn): for hosts that split web and dispatcher."""
+    from pathlib import Path
+
+    from .serve import record_good, run_web
+    state_dir = _state(state_dir)
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    config = load_or_exit(rules_path)
+    record_good(state_dir, config, Path(rules_path).read_text(encoding="utf-8"))
+    open_store(config, state_dir).close()
+    run_web(rules_path, state_dir, bind, workers=workers, threads=threads, config_file=gunicorn_config)
+
+
+@click.command()
+@rules_option
+@state_option
+@click.option("--concurrency", type=int, default=None, help="jobs at once (default settings)")
+def dispatch(rules_path, state_dir, concurrency):
+    """Run a dispatcher alone: claims queued jobs and starts them on their targets."""
+    from pathlib import Path
+
+    from .serve import record_good, run_dispatcher
+    state_dir = _state(state_dir)
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    config = load_or_exit(rules_path)
+    record_good(state_dir, config, Path(rules_path).read_text(encoding="utf-8"))
+    run_dispatcher(rules_path, state_dir, concurrency=concurrency)
+
+
+def _store(rules_path, state_dir):
+    config = load_or_exit(rules_path)
+    return config, open_store(config, _state(state_dir), create=False)
+
+
+def _ago(ts) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+@click.group(invoke_without_command=True)
+@rules_option
+@state_option
+@click.option("--source", default=None)
+@click.option("--repo", default=None)
+@click.option("--state", "job_state", default=None, help="only deliveries with a job in this state")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
+    """List recent deliveries: id, time, repo, ref, rules matched, job states."""
+    ctx.obj = {"rules_path": rules_path, "state_dir": state_dir, "fmt": fmt}
+    if ctx.invoked_subcommand:
+        return
+    _, store = _store(rules_path, state_dir)
+    rows = store.list_deliveries(source=source, repo=repo, state=job_state, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    click.echo(f"{'DELIVERY':38} {'RECEIVED':19} {'REPO':24} {'REF':24} {'OUTCOME':9} JOBS")
+    for r in rows:
+        jobs = ", ".join(f"{j['rule']}:{j['state']}" for j in r.get("jobs", [])) or r.get("reason", "")
+        click.echo(f"{r['delivery'][:38]:38} {_ago(r['received_at']):19} {str(r.get('repo') or '-')[:24]:24} "
+                   f"{str(r.get('ref') or '-')[:24]:24} {r['outcome'][:9]:9} {jobs}")
+
+
+@deliveries.command("show")
+@click.argument("delivery_id")
+@click.pass_obj
+def deliveries_show(obj, delivery_id):
+    """Everything about one delivery: event, verdicts, jobs and every attempt."""
+    _, store = _store(obj["rules_path"], obj["state_dir"])
+    d = store.get_delivery(delivery_id)
+    if d is None:
+        click.echo(f"no delivery '{delivery_id}'", err=True)
+        sys.exit(1)
+    d = dict(d)
+    d.pop("body", None)
+    if obj["fmt"] == "json":
+        click.echo(json.dumps(d, indent=2, default=str))
+        return
+    ev = d.get("event") or {}
+    click.echo(f"delivery {d['delivery']}  source {d['source']} ({d['provider']})  "
+               f"received {_ago(d['received_at'])}  rules {d.get('rules_version')}")
+    click.echo(f"outcome  {d['outcome']}" + (f": {d['reason']}" if d.get("reason") else ""))
+    if ev:
+        click.echo(f"event    {ev.get('kind')} {ev.get('repo')} {ev.get('ref')} "
+                   f"{(ev.get('before') or '')[:12]}..{(ev.get('after') or '')[:12]} sha {ev.get('sha')}")
+    for v in d.get("verdicts") or []:
+        click.echo(f"rule     {'MATCH' if v['matched'] else 'no   '} {v['rule']}: {v['reason']}")
+    for j in d.get("jobs", []):
+        click.echo(f"job {j['id']}  {j['rule']} -> {j['target']}  state {j['state']}  "
+                   f"attempts {j.get('attempts', 0)}"
+                   + (f"  {j['url']}" if j.get("url") else "")
+                   + (f"  error: {j['last_error']}" if j.get("last_error") else ""))
+        click.echo(f"    request {json.dumps(j.get('request'), ensure_ascii=False)}")
+        detail = j.get("detail") or {}
+        if detail.get("output"):
+            click.echo("    output (last lines):")
+            for line in str(detail["output"]).splitlines()[-10:]:
+                click.echo(f"      {line}")
+        for a in j.get("history", []):
+            what = a.get("error") or a.get("remote_id") or ""
+            click.echo(f"    attempt {a.get('attempt')}  {_ago(a.get('finished_at'))}  {a.get('outcome')}"
+                       f"  {what}")
+
+
+@click.command()
+@rules_option
+@state_option
+@click.argument("delivery_id")
+def replay(rules_path, state_dir, delivery_id):
+    """Re-match a stored delivery against the CURRENT rules and queue the jobs they call for."""
+    from werkzeug.datastructures import Headers
+
+    from .events import Ignored
+    from .providers import get_provider
+    from .store import NewJob
+    config, store = _store(rules_path, state_dir)
+    d = store.get_delivery(delivery_id)
+    if d is None:
+        click.echo(f"no delivery '{delivery_id}'", err=True)
+        sys.exit(1)
+    src = config.sources.get(d["source"])
+    provider = get_provider(src.provider if src else d["provider"])
+    result = provider.normalize(Headers(d["headers"]), bytes(d["body"]), source=d["source"],
+                                delivery_id=d["delivery"])
+    if isinstance(result, Ignored):
+        click.echo(f"delivery {delivery_id} is ignored by its provider: {result.reason}")
+        return
+    verdicts = config.ruleset.match(result)
+    for v in verdicts:
+        click.echo(f"{'MATCH' if v.matched else 'no   '} {v.rule}: {v.reason}")
+    jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
+                   needs_files=j.needs_files, path_filter=j.path_filter)
+            for v in verdicts if v.matched for j in v.jobs]
+    if not jobs:
+        click.echo("no rule matches under the current rules; nothing queued")
+        return
+    try:
+        ids = store.add_jobs(delivery_id, jobs, now=time.time())
+    except (LookupError, ValueError) as exc:
+        click.echo(f"cannot replay {delivery_id}: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"queued {len(ids)} job(s): {', '.join(map(str, ids))}")
+
+
+@click.command()
+@rules_option
+@state_option
+@click.argument("job_id", type=int)
+def retry(rules_path, state_dir, job_id):
+    """Re-queue a dead (or failed) job."""
+    _, store = _store(rules_path, state_dir)
+    if not store.retry_job(job_id, now=time.time()):
+        click.echo(f"job {job_id} does not exist or is not dead/failed", err=True)
+        sys.exit(1)
+    click.echo(f"job {job_id} queued again")
+
+
+@click.command()
+@rules_option
+@state_option
+@click.option("--older-than", default="30d", show_default=True, help="age: 30d, 12h, ...")
+def prune(rules_path, state_dir, older_than):
+    """Delete finished deliveries (and their jobs) older than the given age."""
+    _, store = _store(rules_path, state_dir)
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than")
+    n = store.prune(time.time() - age)
+    click.echo(f"pruned {n} deliveries older than {older_than}")
+
+
+@click.command()
+@rules_option
+@click.option("--source", "source_name", required=True)
+@click.option("--url", default=None, help="bridge base URL (default http://$BRIDGE_BIND)")
+@click.option("--event", "event_name", default=None, help="event header value (default: push)")
+@click.option("--headers", "headers_file", type=click.File("rb"), default=None,
+              help="JSON file of extra headers")
+@click.option("--delivery", default=None, help="delivery id to send (default: a fresh one)")
+@click.argument("payload", type=click.File("rb"))
+def send(rules_path, source_name, url, event_name, headers_file, delivery, payload):
+    """Sign a payload with the source's first secret and POST it, as GitHub or GitLab would."""
+    import os
+
+    import requests
+
+    from .signing import sign_headers
+    config = load_or_exit(rules_path)
+    src = config.sources.get(source_name)
+    if src is None:
+        click.echo(f"unknown source '{source_name}'; sources: {', '.join(config.sources)}", err=True)
+        sys.exit(1)
+    body = payload.read()
+    headers = json.load(headers_file) if headers_file else {}
+    headers.update(sign_headers(src.provider, body, src.secrets[0], event=event_name,
+                                delivery=delivery or str(uuid.uuid4())))
+    base = url or f"http://{os.environ.get('BRIDGE_BIND', DEFAULT_BIND)}"
+    try:
+        resp = requests.post(f"{base.rstrip('/')}/hooks/{source_name}", data=body, headers=headers,
+                             timeout=30)
+    except requests.RequestException as exc:
+        click.echo(f"could not reach {base}: {exc.__class__.__name__}", err=True)
+        sys.exit(1)
+    click.echo(f"{resp.status_code} {resp.text.strip()}")
+    sys.exit(0 if resp.ok else 1)

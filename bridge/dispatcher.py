@@ -1,0 +1,287 @@
+"""Dispatcher stage: claims stored jobs with a lease, starts them on their targets, records results.
+
+Input: the `Store` queue, the configured targets and their retry policies. Output: every job
+moved on to started / succeeded / failed / skipped, back to queued with a backoff (transient
+failure), or dead (permanent failure, or transient for longer than the target's give-up time).
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from .config import RetryPolicy
+from .errors import StoreUnavailable, TargetRejected, TargetUnavailable
+from .events import Event
+from .store import ClaimedJob, Store
+from .targets.base import Job, Target
+
+logger = logging.getLogger("bridge.dispatcher")
+
+# Recording a result is retried this many times (with backoff) while the store is unavailable;
+# after that the lease expires and another claim runs the job again.
+_RECORD_TRIES = 6
+
+
+class Dispatcher:
+    """Runs jobs from the store on their targets, `concurrency` at a time.
+
+    One dispatcher per process; `owner` must be unique among all running dispatchers (a lease is
+    held by owner name). Several dispatchers may share one database: a job is leased to one of
+    them at a time, a lease is renewed while the job runs, and an expired lease (its dispatcher
+    died) is taken over. A job can thus run twice only if its dispatcher died between starting it
+    and recording the start.
+
+    `now`, `sleep` and `rand` are injected so retry tests need no real waiting;
+    `decide_paths(claimed_job) -> (run?, reason)` decides jobs whose rule has path filters the
+    event's own file lists could not settle (None: run them all).
+    """
+
+    def __init__(self, store: Store, targets: Mapping[str, Target],
+                 retry_policies: Mapping[str, RetryPolicy], *, owner: str, concurrency: int = 4,
+                 lease_seconds: float = 60.0, poll_interval: float = 0.05,
+                 now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 rand: Callable[[], float] = random.random,
+                 decide_paths: Callable[[ClaimedJob], tuple[bool, str]] | None = None,
+                 log: logging.Logger = logger, metrics=None):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.store = store
+        self.owner = owner
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.now = now
+        self.sleep = sleep
+        self.rand = rand
+        self.decide_paths = decide_paths
+        self.log = log
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._targets: dict[str, Target] = dict(targets)
+        self._policies: dict[str, RetryPolicy] = dict(retry_policies)
+        self._inflight: dict[int, tuple[ClaimedJob, Future]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
+        self._last_renewal = now()
+        self._store_down = False
+
+    def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy]) -> None:
+        """Rules reload: jobs claimed from now on use these; running ones finish on the old."""
+        with self._lock:
+            self._targets = dict(targets)
+            self._policies = dict(retry_policies)
+
+    # -- loops ----------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Claim up to the free slots, run those jobs to the end; returns how many were handled."""
+        with self._lock:
+            free = self.concurrency - len(self._inflight)
+        claimed = self._claim_and_submit(free)
+        pending = {f for _, f in claimed}
+        while pending:
+            _, pending = wait(pending, timeout=self._renewal_interval())
+            self._renew_if_due()
+        return len(claimed)
+
+    def run(self, stop: threading.Event, *, grace: float = 30.0) -> None:
+        """Dispatch until `stop` is set; then stop claiming, give in-flight jobs `grace` seconds
+        to finish, interrupt what still runs (its target's `close()`: exec kills its commands,
+        whose jobs are retried later) and release anything claimed but not started.
+
+        Under load it claims a batch ahead (up to `concurrency` jobs waiting for a free slot,
+        leased and renewed like running ones): one claim per job would spend more time in the
+        store than short jobs spend running."""
+        try:
+            while not stop.is_set():
+                self._renew_if_due()
+                with self._lock:
+                    busy = [f for _, f in self._inflight.values()]
+                if len(busy) <= self.concurrency and self._claim_and_submit(2 * self.concurrency - len(busy)):
+                    continue
+                if len(busy) >= self.concurrency:
+                    wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
+                else:
+                    self.sleep(self.poll_interval)
+        finally:
+            self._shutdown(grace)
+
+    def _shutdown(self, grace: float) -> None:
+        with self._lock:
+            inflight = list(self._inflight.values())
+        for cj, fut in inflight:
+            if fut.cancel():    # claimed, never started
+                self._release(cj)
+        running = [(cj, f) for cj, f in inflight if not f.cancelled()]
+        _, still = wait([f for _, f in running], timeout=grace)
+        if still:
+            with self._lock:
+                targets = dict(self._targets)
+            for cj, fut in running:
+                if fut in still:
+                    self._log(cj, logging.WARNING, "still running after the %gs shutdown grace; "
+                              "interrupting it", grace)
+            for name in {cj.target for cj, fut in running if fut in still}:
+                if name in targets:
+                    targets[name].close()
+            wait(still, timeout=5.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- claiming and leases --------------------------------------------------------------
+
+    def _claim_and_submit(self, limit: int) -> list[tuple[ClaimedJob, Future]]:
+        if limit <= 0:
+            return []
+        try:
+            claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
+                                       now=self.now())
+        except StoreUnavailable as exc:
+            if not self._store_down:
+                self.log.error("cannot claim jobs: %s", exc, extra={"delivery": None})
+            self._store_down = True
+            return []
+        if self._store_down:
+            self.log.info("store available again", extra={"delivery": None})
+            self._store_down = False
+        submitted = []
+        for cj in claimed:
+            with self._lock:
+                if cj.id in self._inflight:
+                    # Our own lease ran out while the job still runs here: let that run finish.
+                    continue
+                fut = self._pool.submit(self._handle, cj)
+                self._inflight[cj.id] = (cj, fut)
+            fut.add_done_callback(lambda _f, job_id=cj.id: self._done(job_id))
+            submitted.append((cj, fut))
+        return submitted
+
+    def _done(self, job_id: int) -> None:
+        with self._lock:
+            self._inflight.pop(job_id, None)
+
+    def _renewal_interval(self) -> float:
+        return max(self.lease_seconds / 3, 0.01)
+
+    def _renew_if_due(self) -> None:
+        now = self.now()
+        if now - self._last_renewal < self._renewal_interval():
+            return
+        self._last_renewal = now
+        with self._lock:
+            inflight = {cj.id: cj for cj, _ in self._inflight.values()}
+        if not inflight:
+            return
+        try:
+            kept = set(self.store.renew_leases(self.owner, list(inflight),
+                                               lease_seconds=self.lease_seconds, now=now))
+        except StoreUnavailable as exc:
+            self.log.error("cannot renew leases: %s", exc, extra={"delivery": None})
+            return
+        for job_id in set(inflight) - kept:
+            # Finished meanwhile, or taken over: the record_* that follows tells which.
+            self._log(inflight[job_id], logging.DEBUG, "lease not renewed")
+
+    def _release(self, cj: ClaimedJob) -> None:
+        try:
+            self.store.release(cj.id, self.owner)
+            self._log(cj, logging.INFO, "released unstarted at shutdown")
+        except StoreUnavailable as exc:
+            self._log(cj, logging.WARNING, "cannot release (%s); its lease will expire", exc)
+
+    # -- one job --------------------------------------------------------------------------
+
+    def _handle(self, cj: ClaimedJob) -> None:
+        with self._lock:
+            targets, policies = self._targets, self._policies
+        try:
+            if cj.needs_files and self.decide_paths is not None:
+                run_it, reason = self.decide_paths(cj)
+                if not run_it:
+                    self._log(cj, logging.INFO, "skipped: %s", reason)
+                    self._count(cj, "skipped")
+                    self._record(cj, self.store.record_skipped, reason)
+                    return
+            target = targets.get(cj.target)
+            if target is None:
+                raise TargetRejected(f"target '{cj.target}' is not configured")
+            job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
+                      request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
+            self._log(cj, logging.INFO, "starting (attempt %d)", cj.attempts)
+            run = target.start(job)
+        except TargetUnavailable as exc:
+            self._retry(cj, policies, _message(exc), exc.retry_after)
+        except TargetRejected as exc:
+            self._log(cj, logging.ERROR, "rejected, dead letter: %s", _message(exc))
+            self._count(cj, "dead")
+            self._record(cj, self.store.record_dead, _message(exc))
+        except Exception as exc:
+            self._log(cj, logging.ERROR, "unexpected error (treated as transient): %s",
+                      _message(exc), exc_info=True)
+            self._retry(cj, policies, _message(exc), None)
+        else:
+            self._log(cj, logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
+                      f": {run.detail['reason']}" if run.detail.get("reason") else "")
+            self._count(cj, run.state, queued_for=self.now() - cj.first_queued_at)
+            self._record(cj, self.store.record_run, run)
+
+    def _retry(self, cj: ClaimedJob, policies, error: str, retry_after: float | None) -> None:
+        policy = policies.get(cj.target) or RetryPolicy()
+        now = self.now()
+        if now - cj.first_queued_at > policy.give_up_after:
+            message = f"gave up after {_duration(policy.give_up_after)}: {error}"
+            self._log(cj, logging.ERROR, "%s", message)
+            self._count(cj, "dead")
+            self._record(cj, self.store.record_dead, message)
+            return
+        # Exponential backoff with full jitter; the exponent is capped so floats never overflow.
+        delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cj.attempts - 1, 60))
+        if retry_after is not None and retry_after > delay:
+            delay = retry_after
+        self._log(cj, logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error)
+        self._count(cj, "retry")
+        self._record(cj, self.store.record_retry, error, now + delay)
+
+    def _record(self, cj: ClaimedJob, method, *args) -> None:
+        delay = 0.5
+        for attempt in range(_RECORD_TRIES):
+            try:
+                applied = method(cj.id, self.owner, *args, now=self.now())
+                break
+            except StoreUnavailable as exc:
+                if attempt == _RECORD_TRIES - 1:
+                    self._log(cj, logging.ERROR, "cannot record the result (%s); the job runs "
+                              "again when its lease expires", exc)
+                    return
+                self._log(cj, logging.WARNING, "cannot record the result yet: %s", exc)
+                self.sleep(delay)
+                delay *= 2
+        if not applied:
+            self._log(cj, logging.WARNING, "lease was taken over by another dispatcher; "
+                      "this result is not recorded")
+
+    def _count(self, cj: ClaimedJob, state: str, **kw) -> None:
+        if self.metrics is not None:
+            self.metrics.job(cj.target, state, **kw)
+
+    def _log(self, cj: ClaimedJob, level: int, msg: str, *args, exc_info: bool = False) -> None:
+        self.log.log(level, "job %d (%s -> %s): " + msg, cj.id, cj.rule, cj.target, *args,
+                     extra=_extra(cj), exc_info=exc_info)
+
+
+def _extra(cj: ClaimedJob) -> dict:
+    return {"delivery": cj.delivery_id, "job": cj.id, "rule": cj.rule, "target": cj.target}
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"

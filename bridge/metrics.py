@@ -1,0 +1,140 @@
+"""Metrics: Prometheus counters and histograms shared by every gunicorn worker and the dispatcher.
+
+Input: events from ingress and the dispatcher (`Metrics.delivery(...)`, `Metrics.job(...)`). Output:
+`/metrics` text in Prometheus format. With several processes, prometheus-client's multiprocess
+mode aggregates them: `bridge serve` points PROMETHEUS_MULTIPROC_DIR at `<state>/metrics`.
+No label ever carries a secret, a body or a URL: only source, rule, target and outcome names.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+log = logging.getLogger("bridge.metrics")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DISPATCH_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 86400)
+SENDER_WARN_AFTER = 3   # GitLab disables a hook after 4 failures in a row: warn before that
+
+
+def prepare_multiprocess_dir(state_dir) -> str:
+    """A fresh metrics directory for a new `bridge serve` (old files would double-count)."""
+    path = Path(state_dir) / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return str(path)
+
+
+class Metrics:
+    """The bridge's metrics. One instance per process; cheap to call on the request path."""
+
+    def __init__(self, registry=None):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = registry if registry is not None else (
+            CollectorRegistry(auto_describe=True) if not self.multiprocess else None)
+        # Multiprocess: values live in files under PROMETHEUS_MULTIPROC_DIR, no registry needed.
+        kw = {"registry": self.registry}
+        self.deliveries = Counter("bridge_deliveries", "Deliveries answered, by source, outcome and status",
+                                  ["source", "outcome", "status"], **kw)
+        self.verification_failures = Counter("bridge_verification_failures",
+                                             "Deliveries refused for a bad or missing signature/token",
+                                             ["source"], **kw)
+        self.rules_matched = Counter("bridge_rules_matched", "Rules matched by accepted deliveries",
+                                     ["rule"], **kw)
+        self.ack_latency = Histogram("bridge_ack_latency_seconds",
+                                     "Time from request to reply (the commit included)", ["source"],
+                                     buckets=LATENCY_BUCKETS, **kw)
+        self.jobs = Counter("bridge_jobs", "Job outcomes by target and state", ["target", "state"], **kw)
+        self.retries = Counter("bridge_job_retries", "Transient target failures retried", ["target"], **kw)
+        self.dead_letters = Counter("bridge_dead_letters", "Jobs sent to the dead letter", ["target"], **kw)
+        self.dispatch_latency = Histogram("bridge_dispatch_latency_seconds",
+                                          "Time from queued to accepted by the target", ["target"],
+                                          buckets=DISPATCH_BUCKETS, **kw)
+        self.build_results = Counter("bridge_build_results", "Finished builds by target and result",
+                                     ["target", "result"], **kw)
+        gauge_kw = dict(kw)
+        if self.multiprocess:
+            gauge_kw["multiprocess_mode"] = "max"
+        self.sender_errors = Gauge("bridge_sender_consecutive_errors",
+                                   "Error replies in a row to a source (GitLab disables a hook after 4)",
+                                   ["source"], **gauge_kw)
+        self._streak: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- ingress ----------------------------------------------------------------------------
+
+    def delivery(self, source: str, status: int, outcome: str, seconds: float, matched=()) -> None:
+        label = source if source else "-"
+        self.deliveries.labels(label, outcome, str(status)).inc()
+        self.ack_latency.labels(label).observe(seconds)
+        if status == 401:
+            self.verification_failures.labels(label).inc()
+        for rule in matched:
+            self.rules_matched.labels(rule).inc()
+        if status == 404:
+            return   # an unknown source is not a configured sender
+        with self._lock:
+            streak = self._streak.get(label, 0) + 1 if status >= 400 else 0
+            self._streak[label] = streak
+        self.sender_errors.labels(label).set(streak)
+        if streak >= SENDER_WARN_AFTER:
+            log.warning("source '%s' got %d error replies in a row; GitLab disables a hook after 4 "
+                        "(GitHub never retries): check its secret and payloads", label, streak,
+                        extra={"source": label, "streak": streak})
+
+    # -- dispatcher -------------------------------------------------------------------------
+
+    def job(self, target: str, state: str, *, queued_for: float | None = None) -> None:
+        self.jobs.labels(target, state).inc()
+        if state == "retry":
+            self.retries.labels(target).inc()
+        elif state == "dead":
+            self.dead_letters.labels(target).inc()
+        if state in ("started", "succeeded", "failed") and queued_for is not None:
+            self.dispatch_latency.labels(target).observe(max(0.0, queued_for))
+        if state in ("succeeded", "failed"):
+            self.build_results.labels(target, state).inc()
+
+    # -- exposition -------------------------------------------------------------------------
+
+    def render(self, store=None, now=None) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        text = generate_latest(registry)
+        if store is not None:
+            text += _queue_metrics(store, now)
+        return text, CONTENT_TYPE_LATEST
+
+
+def _queue_metrics(store, now) -> bytes:
+    """Queue depth and oldest job age, read from the store at scrape time (true across processes)."""
+    import time
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    registry = CollectorRegistry()
+    depth = Gauge("bridge_queue_depth", "Jobs by state in the store", ["state"], registry=registry)
+    oldest = Gauge("bridge_oldest_queued_job_age_seconds", "Age of the oldest queued job", registry=registry)
+    try:
+        stats = store.queue_stats(now or time.time())
+    except Exception:   # the store being down is /readyz's business; keep /metrics answering
+        return b""
+    for state, n in (stats.get("jobs") or {}).items():
+        depth.labels(state).set(n)
+    oldest.set(stats.get("oldest_queued_age") or 0)
+    return generate_latest(registry)
+
+
+def child_exit(server, worker) -> None:
+    """gunicorn hook: a dead worker's live gauges must not linger."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)

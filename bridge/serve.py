@@ -1,0 +1,315 @@
+"""Process stage: `bridge serve` supervises `bridge web` (gunicorn) and `bridge dispatch` as two children.
+
+Input: rules path, state dir, bind address. Output: running processes; SIGHUP validates rules.yaml
+and reloads both children (a bad file keeps the running rules: last-good snapshot), SIGTERM stops
+both cleanly, a child that dies is restarted. READY=1 goes to systemd once the web port answers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .config import load_config
+from .errors import ConfigError
+
+log = logging.getLogger("bridge.serve")
+
+LAST_GOOD = "rules.last-good.yaml"
+STATUS = "rules-status.json"
+
+
+# --- rules with a last-good fallback ---------------------------------------------------------
+
+def record_good(state_dir, config, text: str) -> None:
+    """Remember a valid rules text so a later bad edit can never stop a worker from booting."""
+    state = Path(state_dir)
+    tmp = state / (LAST_GOOD + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, state / LAST_GOOD)
+    write_status(state_dir, ok=True, version=config.version, problems=[])
+
+
+def write_status(state_dir, *, ok: bool, version: str | None, problems: list[str]) -> None:
+    state = Path(state_dir)
+    tmp = state / (STATUS + ".tmp")
+    tmp.write_text(json.dumps({"ok": ok, "version": version, "problems": problems[:50],
+                               "time": time.time()}), encoding="utf-8")
+    os.replace(tmp, state / STATUS)
+
+
+def read_status(state_dir) -> dict | None:
+    try:
+        return json.loads((Path(state_dir) / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def load_with_fallback(rules_path, state_dir):
+    """(config, problems): the file if valid, else the last good snapshot with the file's problems."""
+    try:
+        return load_config(rules_path), []
+    except ConfigError as exc:
+        snapshot = Path(state_dir) / LAST_GOOD
+        if not snapshot.exists():
+            raise
+        text = snapshot.read_text(encoding="utf-8")
+        return load_config(rules_path, text=text), exc.problems
+
+
+def validate_and_record(rules_path, state_dir) -> list[str]:
+    """Validate rules.yaml; record it as last-good if valid. Returns the problems ([] if valid)."""
+    try:
+        text = Path(rules_path).read_text(encoding="utf-8")
+        config = load_config(rules_path, text=text)
+    except ConfigError as exc:
+        old = read_status(state_dir) or {}
+        write_status(state_dir, ok=False, version=old.get("version"), problems=exc.problems)
+        return exc.problems
+    except OSError as exc:
+        problems = [f"{rules_path}: cannot read: {exc.strerror}"]
+        old = read_status(state_dir) or {}
+        write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
+        return problems
+    record_good(state_dir, config, text)
+    return []
+
+
+# --- bridge web: gunicorn in this process ----------------------------------------------------
+
+WEB_DEFAULTS = {
+    "worker_class": "gthread", "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
+    "graceful_timeout": 20, "limit_request_line": 8190, "limit_request_fields": 100,
+    "limit_request_field_size": 8190, "forwarded_allow_ips": "127.0.0.1", "accesslog": None,
+    "errorlog": "-", "loglevel": "warning", "proc_name": "bridge-web", "control_socket_disable": True,
+}
+
+
+def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_file=None):
+    """gunicorn in this process: our defaults < the gunicorn config file < rules.yaml settings < flags."""
+    from gunicorn.app.base import Application
+
+    from .metrics import child_exit, prepare_multiprocess_dir
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        prepare_multiprocess_dir(state_dir)
+    config = load_config(rules_path)
+    workers = workers or config.settings.workers
+
+    class BridgeWeb(Application):
+        def load_config(self):   # no argv parsing: click already did it
+            for key, value in WEB_DEFAULTS.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+            if config_file:
+                self.load_config_from_file(config_file)
+            self.cfg.set("bind", [bind])
+            if workers:
+                self.cfg.set("workers", workers)
+            if threads:
+                self.cfg.set("threads", threads)
+            self.cfg.set("on_reload", lambda arbiter: _on_web_reload(rules_path, state_dir))
+            self.cfg.set("child_exit", child_exit)
+
+        def init(self, parser, opts, args):
+            return None
+
+        def load(self):
+            return make_app(rules_path, state_dir)
+
+    BridgeWeb().run()
+
+
+def _on_web_reload(rules_path, state_dir):
+    problems = validate_and_record(rules_path, state_dir)
+    if problems:
+        log.error("reload: %s is invalid; keeping the last good rules: %s", rules_path,
+                  "; ".join(problems[:5]))
+
+
+def make_app(rules_path, state_dir):
+    """The WSGI app of one gunicorn worker: rules (or the last good ones) + its own store engine."""
+    from . import create_app
+    from .logs import setup
+    setup()
+    config, problems = load_with_fallback(rules_path, state_dir)
+    if problems:
+        log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
+                  extra={"problems": problems[:5]})
+    from .metrics import Metrics
+    return create_app(config, state_dir=state_dir, metrics=Metrics())
+
+
+# --- bridge dispatch --------------------------------------------------------------------------
+
+def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None):
+    """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules."""
+    from .dispatcher import Dispatcher
+    from .logs import setup
+    from .metrics import Metrics
+    from .store import Store
+    setup()
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(state_dir) / "metrics")
+        Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    config, problems = load_with_fallback(rules_path, state_dir)
+    store = Store.open(config.database_url(state_dir), durability=config.settings.durability)
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+    decide = make_path_decider(state_dir, config)
+    dispatcher = Dispatcher(store, config.build_targets(), config.retry_policies(), owner=owner,
+                            concurrency=concurrency or config.settings.dispatcher_concurrency,
+                            lease_seconds=config.settings.lease_seconds,
+                            poll_interval=config.settings.poll_interval, decide_paths=decide,
+                            metrics=Metrics())
+    stop = stop or threading.Event()
+
+    def on_term(signum, frame):
+        log.info("dispatcher stopping (signal %d)", signum)
+        stop.set()
+
+    def on_hup(signum, frame):
+        try:
+            new = load_config(rules_path)
+        except ConfigError as exc:
+            log.error("reload: rules invalid, keeping version %s", dispatcher_config[0].version,
+                      extra={"problems": exc.problems[:5]})
+            return
+        dispatcher_config[0] = new
+        dispatcher.set_targets(new.build_targets(), new.retry_policies())
+        log.info("reload: rules version %s", new.version)
+
+    dispatcher_config = [config]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
+    log.info("dispatcher %s started (rules version %s)", owner, config.version)
+    dispatcher.run(stop)
+    log.info("dispatcher %s stopped", owner)
+
+
+def make_path_decider(state_dir, config):
+    """decide_paths(claimed_job) for the dispatcher: changed files via the mirror, then the rule's filters."""
+    from .changes import Mirrors, resolve_changed_files
+    from .events import Event
+    from .rules import decide_paths
+    mirrors = Mirrors(Path(state_dir) / "mirrors")
+
+    def decide(job):
+        event = Event.from_dict(job.event)
+        src = config.sources.get(event.source)
+        url = src.options.get("clone_url") if src else None
+        resolution = resolve_changed_files(event, mirrors, url=url)
+        return decide_paths(job.path_filter or {}, resolution)
+
+    return decide
+
+
+# --- bridge serve: the supervisor -------------------------------------------------------------
+
+class Supervisor:
+    """Starts `bridge web` and `bridge dispatch`, restarts a child that dies, forwards signals."""
+
+    def __init__(self, rules_path, state_dir, bind, *, workers=None, with_dispatcher=True):
+        self.rules_path, self.state_dir, self.bind = str(rules_path), str(state_dir), bind
+        self.workers = workers
+        self.with_dispatcher = with_dispatcher
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+        self.restarts: dict[str, list[float]] = {}
+
+    def argv(self, role):
+        base = [sys.executable, "-m", "bridge.cli", role, "--rules", self.rules_path,
+                "--state-dir", self.state_dir]
+        if role == "web":
+            base += ["--bind", self.bind]
+            if self.workers:
+                base += ["--workers", str(self.workers)]
+        return base
+
+    def start(self, role):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)   # only the supervisor talks to systemd
+        self.children[role] = subprocess.Popen(self.argv(role), env=env)
+        log.info("started %s (pid %d)", role, self.children[role].pid)
+
+    def run(self) -> int:
+        from gunicorn.systemd import sd_notify
+        problems = validate_and_record(self.rules_path, self.state_dir)
+        if problems:
+            for p in problems:
+                print(p, file=sys.stderr)
+            return 1
+        from .cli import open_store
+        from .metrics import prepare_multiprocess_dir
+        open_store(load_config(self.rules_path), self.state_dir).close()   # schema, once
+        prepare_multiprocess_dir(self.state_dir)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        roles = ["web"] + (["dispatch"] if self.with_dispatcher else [])
+        for role in roles:
+            self.start(role)
+        ready = False
+        while True:
+            if not ready and self._web_answers():
+                ready = True
+                print(f"bridge: listening on http://{self.bind} (rules {self.rules_path}, "
+                      f"state {self.state_dir})", file=sys.stderr, flush=True)
+                sd_notify("READY=1\nSTATUS=bridge serving", log)
+            for role in roles:
+                child = self.children.get(role)
+                if child is None or child.poll() is None:
+                    continue
+                if self.stopping:
+                    continue
+                code = child.returncode
+                recent = [t for t in self.restarts.get(role, []) if time.monotonic() - t < 60]
+                if len(recent) >= 5:
+                    log.error("%s exited %s five times within a minute; giving up", role, code)
+                    self._stop_all()
+                    return 1
+                recent.append(time.monotonic())
+                self.restarts[role] = recent
+                log.error("%s exited with %s; restarting", role, code)
+                self.start(role)
+            if self.stopping and all(c.poll() is not None for c in self.children.values()):
+                return 0
+            time.sleep(0.2)
+
+    def _web_answers(self) -> bool:
+        host, _, port = self.bind.rpartition(":")
+        if self.bind.startswith("unix:"):
+            return Path(self.bind[5:]).exists()
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _on_term(self, signum, frame):
+        self.stopping = True
+        self._stop_all()
+
+    def _stop_all(self):
+        self.stopping = True
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def _on_hup(self, signum, frame):
+        problems = validate_and_record(self.rules_path, self.state_dir)
+        if problems:
+            log.error("reload refused: %s is invalid; the running rules stay", self.rules_path,
+                      extra={"problems": problems[:5]})
+            return
+        log.info("reload: rules valid, reloading web workers and dispatcher")
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGHUP)

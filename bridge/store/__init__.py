@@ -1,0 +1,31 @@
+"""The durable inbox and job queue: deliveries, their jobs and every attempt, in SQLite or PostgreSQL.
+
+Input: `NewDelivery` + `NewJob`s from ingress, claims and results from the dispatcher. Output:
+committed rows (a 2xx is sent only after `Store.ingest` returns), `ClaimedJob`s, operator views.
+
+Job states:
+
+    queued ──claim──> running ──record_run──> started | succeeded | failed
+      ^                  │ ──record_retry──> queued (next_attempt_at in the future, last_error set)
+      │                  │ ──record_dead───> dead ──retry_job──> queued
+      │                  │ ──record_skipped─> skipped
+      └────release───────┘    (lease expired: another dispatcher claims it again, attempt "lost")
+
+- queued: waiting for `next_attempt_at`; a retry is a queued job with attempts > 0 and last_error.
+- running: leased to a dispatcher (`lease_owner`, `lease_expires_at`); renewed while it runs.
+- started: the target accepted it and runs it remotely (`remote_id`, `url`).
+- succeeded / failed: the build finished (exec, memory finish inside `start`); failed is a build
+  that ran and failed (non-zero exit), not a delivery problem.
+- dead: a permanent error, or transient ones for longer than the target's give-up time.
+- skipped: the push changes no file the rule's paths / paths-ignore care about.
+
+Every record_* applies only while the caller still holds the lease, and appends one row to the
+job's attempts. Durability "full" survives power loss; "normal" survives kill -9 of any process
+but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreSQL
+synchronous_commit=off).
+"""
+from .store import (JOB_STATES, OPEN_STATES, OUTCOMES, ClaimedJob, Ingested, NewDelivery, NewJob,
+                    Store)
+
+__all__ = ["JOB_STATES", "OPEN_STATES", "OUTCOMES", "ClaimedJob", "Ingested", "NewDelivery",
+           "NewJob", "Store"]

@@ -1,0 +1,136 @@
+"""Store connections: one SQLAlchemy engine per database URL, tuned for SQLite or PostgreSQL.
+
+Input: a database URL and the durability setting. Output: an `Engine` plus the writer lock that
+every write transaction holds (an flock on SQLite, nothing on PostgreSQL).
+
+SQLite: WAL; every write transaction is `BEGIN IMMEDIATE` (a read that later writes could
+otherwise fail with "database is locked"); `synchronous=FULL` for durability "full" (survives power
+loss), NORMAL for "normal" (survives kill -9 of any process, may lose the last commits on power
+loss). Writers from several processes (gunicorn workers, the dispatcher) queue on an flock of
+`<db>.lock` instead of SQLite's busy handler, which sleeps in 1-100 ms steps and wrecks the tail
+latency of acks; a blocked flock wakes the moment the holder releases it, and the kernel drops the
+lock of a killed process.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+
+# Only a backstop: writers are serialized by the flock, so SQLite waits only for a process that
+# writes without it (an operator's sqlite3 shell).
+_BUSY_TIMEOUT_MS = 5000
+
+
+class WriterLock:
+    """An exclusive flock on a file beside the database, held around each write transaction.
+
+    Threads of one process queue on a mutex first, so only one of them sits in flock. The lock
+    file is opened lazily, per process (an fd inherited over fork shares the lock and would not
+    exclude the parent), and its opening errors surface per write as `OSError`.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self):
+        self._mutex.acquire()
+        try:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._mutex.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
+    def after_fork(self) -> None:
+        # The parent's mutex may have been held by a thread that does not exist in the child.
+        self._mutex = threading.Lock()
+        self._fd = None
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+def normalize_url(url: str):
+    """`postgresql://` means psycopg 3 here (SQLAlchemy would pick psycopg2, not installed)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def open_engine(url: str, durability: str = "full", *, create_dir: bool = True):
+    """Return (engine, WriterLock or None) for `url`; None where the database serializes itself."""
+    if durability not in DURABILITY:
+        raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not '{durability}'")
+    u = normalize_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(u, durability, create_dir)
+    if backend == "postgresql":
+        return _postgresql_engine(u, durability), None
+    raise ValueError(f"unsupported database '{backend}' (use sqlite:/// or postgresql://)")
+
+
+def _sqlite_engine(u, durability: str, create_dir: bool):
+    path = u.database
+    if not path or path == ":memory:" or u.query.get("mode") == "memory":
+        raise ValueError("the store needs an SQLite file (sqlite:///path/bridge.db), not a memory database")
+    if create_dir:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(u)
+    synchronous = DURABILITY[durability]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # SQLAlchemy emits BEGIN itself (below); sqlite3's own transaction handling stays out.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute(f"PRAGMA synchronous = {synchronous}")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # Reads take no lock at all under WAL; writes take the write lock up front.
+        read = conn.get_execution_options().get("bridge_read", False)
+        conn.exec_driver_sql("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
+
+    return engine, WriterLock(path + ".lock")
+
+
+def _postgresql_engine(u, durability: str) -> Engine:
+    engine = create_engine(u, pool_size=5, max_overflow=10)
+    if durability == "normal":
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # The PostgreSQL analogue of synchronous=NORMAL: a server crash may lose the last
+            # commits, never corrupts; a killed bridge process loses nothing.
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET synchronous_commit = off")
+            dbapi_conn.commit()
+    return engine

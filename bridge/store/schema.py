@@ -1,0 +1,100 @@
+"""Store schema: the SQLAlchemy Core tables shared by SQLite and PostgreSQL.
+
+Input: nothing. Output: `metadata` with deliveries, content_keys, jobs, job_attempts and
+schema_version, and `SCHEMA_VERSION`, the layout this code reads and writes.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text)
+
+#: Bumped on every change of the layout below; a database at another version is refused.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+# SQL NULL rather than a JSON 'null' for absent values, so "IS NULL" means what it says.
+_Json = JSON(none_as_null=True)
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Double, nullable=False),
+    Column("checked_at", Double),           # written by Store.ping(): proof that writes work
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", String(200), primary_key=True),          # the host's delivery id
+    Column("source", String(200), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("received_at", Double, nullable=False),
+    Column("repo", String(500)),                          # from the event, for listing
+    Column("ref", String(500)),
+    Column("outcome", String(20), nullable=False),        # matched|no_match|ignored|duplicate
+    Column("reason", Text, nullable=False),
+    Column("headers", _Json, nullable=False),             # never signature or token headers
+    Column("body", LargeBinary, nullable=False),          # the raw bytes, for `bridge replay`
+    Column("event", _Json),                               # Event.to_dict(), None when ignored
+    Column("verdicts", _Json, nullable=False),
+    Column("rules_version", String(100), nullable=False),
+    Column("content_key", Text),
+    Column("content_duplicate_of", String(200)),
+)
+Index("deliveries_received_at", deliveries.c.received_at)
+Index("deliveries_repo", deliveries.c.repo, deliveries.c.received_at)
+
+# Claimed only by a delivery that got jobs; the primary key is what makes the claim atomic.
+# No foreign key: keys outlive `bridge prune`, so a captured delivery replayed months later
+# under a fresh id still does not build again.
+content_keys = Table(
+    "content_keys", metadata,
+    Column("key", Text, primary_key=True),
+    Column("delivery_id", String(200), nullable=False),
+    Column("claimed_at", Double, nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(200), ForeignKey("deliveries.id"), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("request", _Json, nullable=False),
+    Column("needs_files", Boolean, nullable=False),
+    Column("path_filter", _Json),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),          # claims so far (the current one included)
+    Column("first_queued_at", Double, nullable=False),    # the give-up clock starts here
+    Column("next_attempt_at", Double, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("leased_at", Double),
+    Column("lease_expires_at", Double),
+    Column("remote_id", Text),
+    Column("url", Text),
+    Column("detail", _Json),                              # the last Run.detail / skip reason
+    Column("last_error", Text),
+    Column("updated_at", Double, nullable=False),
+)
+Index("jobs_delivery", jobs.c.delivery_id)
+# Claims read these in order and stop at their limit: no sort, however long the queue.
+Index("jobs_due", jobs.c.state, jobs.c.next_attempt_at, jobs.c.id)
+Index("jobs_lease", jobs.c.state, jobs.c.lease_expires_at, jobs.c.id)
+
+job_attempts = Table(
+    "job_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("started_at", Double),
+    Column("finished_at", Double, nullable=False),
+    # succeeded|failed|started|retry|dead|skipped|lost (lease expired, taken over)
+    Column("outcome", String(20), nullable=False),
+    Column("error", Text),
+    Column("remote_id", Text),
+    Column("url", Text),
+    Column("detail", _Json),
+)
+Index("job_attempts_job", job_attempts.c.job_id)

@@ -1,0 +1,559 @@
+"""The durable inbox and job queue: `Store`, over SQLite or PostgreSQL through one code path.
+
+Input: deliveries with their jobs (ingress), claims and results (dispatcher), operator queries
+(CLI). Output: committed rows, `ClaimedJob`s, plain dicts; `StoreUnavailable` on any database
+failure, with nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import weakref
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, exists, func, insert, inspect,
+                        or_, select, text, update)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ..errors import StoreUnavailable
+from ..targets.base import Run
+from .engine import open_engine
+from .schema import (SCHEMA_VERSION, content_keys, deliveries, job_attempts, jobs, metadata,
+                     schema_version)
+
+#: Every state a job can be in; see the package docstring for what each means.
+JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped")
+#: States a job is still to be worked on in (prune keeps their deliveries).
+OPEN_STATES = ("queued", "running")
+#: Delivery outcomes (`duplicate`: the same push was already accepted under another id).
+OUTCOMES = ("matched", "no_match", "ignored", "duplicate")
+
+# Run.state -> job state. A target that only queued or started a build leaves the job "started".
+_RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
+
+_MAX_ERROR = 4000
+_PRUNE_BATCH = 500
+# Any constant: serializes schema creation of concurrently starting PostgreSQL instances.
+_PG_SCHEMA_LOCK = 0x6272696467650001
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """A verified delivery as ingress hands it to `Store.ingest`."""
+    source: str
+    provider: str
+    delivery_id: str
+    received_at: float              # epoch seconds
+    headers: dict[str, str]         # already stripped of signature/token headers by the caller
+    body: bytes
+    event: dict | None              # Event.to_dict(), or None for ignored deliveries
+    outcome: str                    # "matched" | "no_match" | "ignored"
+    reason: str
+    verdicts: list[dict]            # [{"rule", "matched", "reason", "needs_files"}]
+    rules_version: str
+    content_key: str | None         # "provider|repo|ref|before|after" for pushes
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One rendered `run:` of a matched rule."""
+    rule: str
+    target: str
+    kind: str
+    request: dict
+    needs_files: bool = False
+    path_filter: dict | None = None  # {"paths", "paths_ignore", "on_unknown_files": "run"|"skip"}
+
+
+@dataclass(frozen=True)
+class Ingested:
+    delivery: str
+    duplicate_of: str | None         # same delivery id already stored: nothing was written
+    content_duplicate_of: str | None  # same push already accepted: stored, no jobs
+    job_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job leased to one dispatcher until `lease_expires_at`."""
+    id: int
+    delivery_id: str
+    rule: str
+    target: str
+    kind: str
+    request: dict
+    event: dict
+    attempts: int                   # this attempt's number: 1 on the first try
+    first_queued_at: float
+    needs_files: bool
+    path_filter: dict | None
+    lease_expires_at: float = 0.0
+
+
+class Store:
+    """Deliveries, jobs and their attempts in one database (see the package docstring).
+
+    Every method is one short transaction (prune: a few), safe to call from several threads and
+    processes at once. Any database failure raises `StoreUnavailable`; the transaction is rolled
+    back and the connection discarded, so the next call starts afresh (the store recovers by
+    itself once the disk has room or the server is back).
+    """
+
+    def __init__(self, engine, writer_lock):
+        self.engine = engine
+        self._writer = writer_lock
+        self._pg = engine.dialect.name == "postgresql"
+        self._dbapi_error = engine.dialect.loaded_dbapi.Error
+        ins = postgresql.insert if self._pg else sqlite.insert
+        dialect = engine.dialect
+        self._insert_delivery = _Raw(ins(deliveries).on_conflict_do_nothing(index_elements=["id"]), dialect)
+        self._claim_key = _Raw(ins(content_keys).on_conflict_do_nothing(index_elements=["key"]), dialect)
+        self._insert_job = _Raw(insert(jobs).values({c: bindparam(c) for c in _JOB_COLUMNS})
+                                .returning(jobs.c.id), dialect)
+        self._q = _Statements()
+        self._finish_job = _Raw(self._q.finish, dialect)
+        self._insert_attempt = _Raw(insert(job_attempts).values(
+            {c: bindparam(c) for c in _ATTEMPT_COLUMNS}), dialect)
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork())
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, durability: str = "full", create: bool = True) -> "Store":
+        """Connect to `url` (sqlite:///path or postgresql+psycopg://...) and check the schema.
+
+        `create`: create the tables if missing (safe when several processes start at once);
+        otherwise a missing or foreign schema is a `StoreUnavailable`.
+        """
+        try:
+            engine, lock = open_engine(url, durability, create_dir=create)
+        except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: cannot create the state directory: "
+                                   f"{exc.strerror}") from exc
+        store = cls(engine, lock)
+        try:
+            store._prepare(create)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _prepare(self, create: bool) -> None:
+        with self._tx() as conn:
+            if self._pg:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
+            if create:
+                metadata.create_all(conn)
+            elif not inspect(conn).has_table(schema_version.name):
+                raise StoreUnavailable("store unavailable: no bridge database here (schema version none)")
+            versions = conn.execute(select(schema_version.c.version)).scalars().all()
+            if not versions and create:
+                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION,
+                                                           applied_at=time.time()))
+                versions = [SCHEMA_VERSION]
+        if versions != [SCHEMA_VERSION]:
+            raise StoreUnavailable(f"store unavailable: database schema version {versions or 'none'}, "
+                                   f"this bridge needs {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
+
+    def _after_fork(self) -> None:
+        # Connections and the lock fd belong to the parent; the child opens its own.
+        self.engine.dispose(close=False)
+        if self._writer is not None:
+            self._writer.after_fork()
+
+    @contextmanager
+    def _tx(self, *, read: bool = False):
+        """One transaction; the writer lock around it for writes on SQLite."""
+        try:
+            # Check out the connection before queueing for the lock: the lock is held only for
+            # the transaction itself.
+            with self.engine.connect() as conn:
+                try:
+                    if read:
+                        conn.execution_options(bridge_read=True)
+                    with nullcontext() if read or self._writer is None else self._writer:
+                        with conn.begin():
+                            yield conn
+                except (DBAPIError, self._dbapi_error):
+                    # A connection that saw "readonly" or "disk full" may stay that way: drop it.
+                    conn.invalidate()
+                    raise
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise StoreUnavailable(f"store unavailable: {_describe(exc)}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc.strerror or exc} "
+                                   f"({getattr(exc, 'filename', '') or 'lock file'})") from exc
+
+    def ping(self) -> None:
+        """Readiness: a real write (and commit) that touches no delivery; raises StoreUnavailable."""
+        with self._tx() as conn:
+            conn.execute(update(schema_version).values(checked_at=time.time()))
+
+    # -- ingress --------------------------------------------------------------------------
+
+    def ingest(self, d: NewDelivery, new_jobs: list[NewJob]) -> Ingested:
+        """Store a delivery and its jobs in ONE transaction.
+
+        The same delivery id already stored: nothing is written, `duplicate_of` names it. A
+        content key already claimed by an earlier delivery with jobs: this delivery is stored
+        with outcome "duplicate" and no jobs, `content_duplicate_of` names the first. Both are
+        decided by unique constraints inside the transaction, never by a read before the write.
+        """
+        # Everything is serialized before the transaction begins, and the three statements run
+        # on the driver's cursor: SQLAlchemy's per-statement work would double the time the
+        # writer lock is held, and every ingest of every worker queues on that lock.
+        event = d.event or {}
+        row = self._insert_delivery.params({
+            "id": d.delivery_id, "source": d.source, "provider": d.provider,
+            "received_at": d.received_at, "repo": event.get("repo"), "ref": event.get("ref"),
+            "outcome": d.outcome, "reason": d.reason, "headers": _dumps(d.headers), "body": d.body,
+            "event": _dumps(d.event), "verdicts": _dumps(d.verdicts), "rules_version": d.rules_version,
+            "content_key": d.content_key, "content_duplicate_of": None,
+        })
+        key = self._claim_key.params({"key": d.content_key, "delivery_id": d.delivery_id,
+                                      "claimed_at": d.received_at})
+        job_rows = self._job_rows(d.delivery_id, new_jobs, d.received_at)
+        with self._tx() as conn, _cursor(conn) as cur:
+            cur.execute(self._insert_delivery.sql, row)
+            if cur.rowcount == 0:
+                return Ingested(d.delivery_id, duplicate_of=d.delivery_id, content_duplicate_of=None)
+            if not new_jobs:
+                return Ingested(d.delivery_id, None, None)
+            if d.content_key is not None:
+                cur.execute(self._claim_key.sql, key)
+                if cur.rowcount == 0:
+                    first = conn.execute(select(content_keys.c.delivery_id)
+                                         .where(content_keys.c.key == d.content_key)).scalar_one()
+                    conn.execute(update(deliveries).where(deliveries.c.id == d.delivery_id).values(
+                        outcome="duplicate", content_duplicate_of=first,
+                        reason=f"the same push was already accepted as delivery {first}"))
+                    return Ingested(d.delivery_id, None, content_duplicate_of=first)
+            ids = self._insert_jobs(cur, job_rows)
+        return Ingested(d.delivery_id, None, None, ids)
+
+    def _job_rows(self, delivery_id: str, new_jobs: list[NewJob], now: float) -> list:
+        return [self._insert_job.params({
+            "delivery_id": delivery_id, "rule": j.rule, "target": j.target, "kind": j.kind,
+            "request": _dumps(j.request), "needs_files": bool(j.needs_files),
+            "path_filter": _dumps(j.path_filter), "state": "queued", "attempts": 0,
+            "first_queued_at": now, "next_attempt_at": now, "updated_at": now}) for j in new_jobs]
+
+    def _insert_jobs(self, cur, job_rows: list) -> list[int]:
+        # One INSERT ... RETURNING per job (rarely more than one): executemany cannot return the
+        # ids on either driver, and a driver-level execute costs some 20 us.
+        ids = []
+        for params in job_rows:
+            cur.execute(self._insert_job.sql, params)
+            ids.append(cur.fetchone()[0])
+        return ids
+
+    # -- dispatcher -----------------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs to `owner`: queued ones whose time has come, and running
+        ones whose lease expired (their dispatcher died; the lost attempt is recorded).
+
+        A read without any lock comes first, so an idle dispatcher polling often costs nothing.
+        """
+        if limit <= 0:
+            return []
+        q = self._q
+        with self._tx(read=True) as conn:
+            if (conn.execute(q.any_queued, {"now": now}).first() is None
+                    and conn.execute(q.any_expired, {"now": now}).first() is None):
+                return []
+        expires = now + lease_seconds
+        with self._tx() as conn:
+            # Two index range scans, each stopping at `limit`: one ORDER BY over an OR would
+            # sort every due job (and read its event) on each claim of a long queue.
+            rows = conn.execute(q.pick_expired, {"now": now, "limit": limit}).all()
+            if len(rows) < limit:
+                rows += conn.execute(q.pick_queued, {"now": now, "limit": limit - len(rows)}).all()
+            if not rows:
+                return []
+            lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
+                     "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
+                     "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
+                    for r in rows if r.state == "running"]
+            if lost:
+                conn.execute(q.insert_attempt, lost)
+            conn.execute(q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
+                                   "expires": expires})
+        return [ClaimedJob(id=r.id, delivery_id=r.delivery_id, rule=r.rule, target=r.target,
+                           kind=r.kind, request=r.request, event=r.event, attempts=r.attempts + 1,
+                           first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
+                           path_filter=r.path_filter, lease_expires_at=expires) for r in rows]
+
+    def renew_leases(self, owner: str, job_ids: list[int], *, lease_seconds: float,
+                     now: float) -> list[int]:
+        """Extend the leases `owner` still holds; returns those ids (a missing id was taken over)."""
+        if not job_ids:
+            return []
+        with self._tx() as conn:
+            return list(conn.execute(self._q.renew, {"ids": list(job_ids), "owner": owner,
+                                                     "now": now, "expires": now + lease_seconds}).scalars())
+
+    def _finish(self, job_id: int, owner: str, now: float, outcome: str, *, state: str,
+                next_attempt_at: float | None = None, remote_id: str | None = None,
+                url: str | None = None, detail: dict | None = None, error: str | None = None) -> bool:
+        """End `owner`'s lease on a job and log the attempt; False (nothing written) if the lease
+        is no longer `owner`'s, so a taken-over job is never recorded twice."""
+        # On the driver's cursor, like ingest: a dispatcher records every job it runs.
+        detail_json = _dumps(detail)
+        finish = self._finish_job.params({
+            "job_id": job_id, "owner": owner, "now": now, "new_state": state,
+            "next_at": next_attempt_at, "new_remote_id": remote_id, "new_url": url,
+            "new_detail": detail_json, "new_error": error})
+        with self._tx() as conn, _cursor(conn) as cur:
+            cur.execute(self._finish_job.sql, finish)
+            row = cur.fetchone()
+            if row is None:
+                return False
+            cur.execute(self._insert_attempt.sql, self._insert_attempt.params({
+                "job_id": job_id, "attempt": row[0], "owner": owner, "started_at": row[1],
+                "finished_at": now, "outcome": outcome, "error": error, "remote_id": remote_id,
+                "url": url, "detail": detail_json}))
+        return True
+
+    def record_run(self, job_id: int, owner: str, run: Run, *, now: float) -> bool:
+        """The target accepted the job: started (remote build) or finished (exec, memory)."""
+        state = _RUN_STATES.get(run.state, "started")
+        return self._finish(job_id, owner, now, state, state=state, remote_id=run.remote_id,
+                            url=run.url or None, detail=run.detail)
+
+    def record_retry(self, job_id: int, owner: str, error: str, retry_at: float, *, now: float) -> bool:
+        """A transient failure: queued again for `retry_at`."""
+        return self._finish(job_id, owner, now, "retry", state="queued", next_attempt_at=retry_at,
+                            error=_clip(error))
+
+    def record_dead(self, job_id: int, owner: str, error: str, *, now: float) -> bool:
+        """A permanent failure (or retries exhausted): the dead letter, until `retry_job`."""
+        return self._finish(job_id, owner, now, "dead", state="dead", error=_clip(error))
+
+    def record_skipped(self, job_id: int, owner: str, reason: str, *, now: float) -> bool:
+        """The push touches no file the rule cares about."""
+        return self._finish(job_id, owner, now, "skipped", state="skipped",
+                            detail={"reason": _clip(reason)})
+
+    def release(self, job_id: int, owner: str) -> bool:
+        """Give back a claimed job that was never started (shutdown): queued again at once."""
+        with self._tx() as conn:
+            return conn.execute(self._q.release, {"job_id": job_id, "owner": owner}).rowcount == 1
+
+    # -- operators ------------------------------------------------------------------------
+
+    def list_deliveries(self, *, source: str | None = None, repo: str | None = None,
+                        state: str | None = None, limit: int = 50) -> list[dict]:
+        """Newest first. `state` is a delivery outcome (OUTCOMES) or a job state (JOB_STATES:
+        deliveries with at least one job in it)."""
+        d = deliveries.c
+        q = (select(d.id, d.source, d.provider, d.received_at, d.repo, d.ref, d.outcome, d.reason,
+                    d.verdicts, d.content_duplicate_of)
+             .order_by(d.received_at.desc(), d.id.desc()).limit(limit))
+        if source is not None:
+            q = q.where(d.source == source)
+        if repo is not None:
+            q = q.where(d.repo == repo)
+        if state in OUTCOMES:
+            q = q.where(d.outcome == state)
+        elif state in JOB_STATES:
+            q = q.where(exists().where(jobs.c.delivery_id == d.id, jobs.c.state == state))
+        elif state is not None:
+            raise ValueError(f"unknown state '{state}': use one of {', '.join(OUTCOMES + JOB_STATES)}")
+        with self._tx(read=True) as conn:
+            rows = conn.execute(q).all()
+            by_delivery: dict[str, list[dict]] = {r.id: [] for r in rows}
+            if rows:
+                for j in conn.execute(
+                        select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.state,
+                               jobs.c.attempts, jobs.c.last_error)
+                        .where(jobs.c.delivery_id.in_(list(by_delivery))).order_by(jobs.c.id)):
+                    by_delivery[j.delivery_id].append(
+                        {"id": j.id, "rule": j.rule, "target": j.target, "state": j.state,
+                         "attempts": j.attempts, "last_error": j.last_error})
+        return [{"delivery": r.id, "source": r.source, "provider": r.provider,
+                 "received_at": r.received_at, "repo": r.repo, "ref": r.ref, "outcome": r.outcome,
+                 "reason": r.reason, "content_duplicate_of": r.content_duplicate_of,
+                 "matched": [v["rule"] for v in r.verdicts if v.get("matched")],
+                 "jobs": by_delivery[r.id]} for r in rows]
+
+    def get_delivery(self, delivery_id: str) -> dict | None:
+        """Everything stored about one delivery: headers, raw body, event, verdicts, and every job
+        with its full `history` of attempts."""
+        with self._tx(read=True) as conn:
+            d = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+            if d is None:
+                return None
+            job_rows = conn.execute(select(jobs).where(jobs.c.delivery_id == delivery_id)
+                                    .order_by(jobs.c.id)).all()
+            history: dict[int, list[dict]] = {j.id: [] for j in job_rows}
+            if job_rows:
+                for a in conn.execute(select(job_attempts).where(job_attempts.c.job_id.in_(list(history)))
+                                      .order_by(job_attempts.c.id)):
+                    history[a.job_id].append(_row_dict(a, exclude=("id", "job_id")))
+        out = _row_dict(d, exclude=("id",))
+        out["delivery"] = d.id
+        out["body"] = bytes(d.body)
+        out["jobs"] = [{**_row_dict(j, exclude=("delivery_id",)), "needs_files": bool(j.needs_files),
+                        "history": history[j.id]} for j in job_rows]
+        return out
+
+    def retry_job(self, job_id: int, *, now: float) -> bool:
+        """Re-queue a dead job now, with a fresh give-up clock. False if it is not dead."""
+        with self._tx() as conn:
+            return conn.execute(
+                update(jobs).where(jobs.c.id == job_id, jobs.c.state == "dead")
+                .values(state="queued", next_attempt_at=now, first_queued_at=now,
+                        updated_at=now)).rowcount == 1
+
+    def add_jobs(self, delivery_id: str, new_jobs: list[NewJob], *, now: float) -> list[int]:
+        """Queue more jobs for a stored delivery (`bridge replay`); content keys are not consulted:
+        a replay is an explicit request to build again."""
+        with self._tx() as conn:
+            found = conn.execute(select(deliveries.c.event).where(deliveries.c.id == delivery_id)).first()
+            if found is None:
+                raise LookupError(f"no delivery '{delivery_id}'")
+            if found.event is None:
+                raise ValueError(f"delivery '{delivery_id}' was ignored and has no event to build")
+            with _cursor(conn) as cur:
+                return self._insert_jobs(cur, self._job_rows(delivery_id, new_jobs, now))
+
+    def prune(self, older_than: float) -> int:
+        """Delete deliveries received before `older_than` (epoch seconds), with their jobs and
+        attempts, unless a job is still queued or running. Content keys stay (see schema).
+        Works in small transactions so ingest never waits long. Returns deliveries deleted."""
+        total = 0
+        open_job = exists().where(jobs.c.delivery_id == deliveries.c.id, jobs.c.state.in_(OPEN_STATES))
+        while True:
+            with self._tx() as conn:
+                ids = conn.execute(select(deliveries.c.id)
+                                   .where(deliveries.c.received_at < older_than, ~open_job)
+                                   .limit(_PRUNE_BATCH)).scalars().all()
+                if not ids:
+                    return total
+                job_ids = select(jobs.c.id).where(jobs.c.delivery_id.in_(ids)).scalar_subquery()
+                conn.execute(delete(job_attempts).where(job_attempts.c.job_id.in_(job_ids)))
+                conn.execute(delete(jobs).where(jobs.c.delivery_id.in_(ids)))
+                total += conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids))).rowcount
+
+    def queue_stats(self, now: float) -> dict:
+        """{"jobs": {state: count}, "due": queued jobs whose time has come,
+        "oldest_queued_age": seconds since the oldest queued job was first queued (0 if none)}."""
+        with self._tx(read=True) as conn:
+            counts = dict(conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all())
+            due, oldest = conn.execute(
+                select(func.count().filter(jobs.c.next_attempt_at <= now),
+                       func.min(jobs.c.first_queued_at))
+                .where(jobs.c.state == "queued")).one()
+        return {"jobs": {s: int(counts.get(s, 0)) for s in JOB_STATES}, "due": int(due or 0),
+                "oldest_queued_age": max(0.0, now - oldest) if oldest is not None else 0.0}
+
+
+class _Statements:
+    """The dispatcher's statements, built once: constructing them per call costs more than
+    running them, and a dispatcher makes a few per job."""
+
+    def __init__(self):
+        now = bindparam("now", type_=Double)
+        queued = and_(jobs.c.state == "queued", jobs.c.next_attempt_at <= now)
+        expired = and_(jobs.c.state == "running", jobs.c.lease_expires_at <= now)
+        ids = bindparam("ids", expanding=True)
+        mine = and_(jobs.c.state == "running", jobs.c.lease_owner == bindparam("owner"))
+        self.any_queued = select(jobs.c.id).where(queued).limit(1)
+        self.any_expired = select(jobs.c.id).where(expired).limit(1)
+        pick = (select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.kind,
+                       jobs.c.request, jobs.c.needs_files, jobs.c.path_filter, jobs.c.state,
+                       jobs.c.attempts, jobs.c.first_queued_at, jobs.c.lease_owner,
+                       jobs.c.leased_at, deliveries.c.event)
+                .join(deliveries, deliveries.c.id == jobs.c.delivery_id)
+                .limit(bindparam("limit", type_=Integer))
+                .with_for_update(of=jobs, skip_locked=True))
+        self.pick_queued = pick.where(queued).order_by(jobs.c.next_attempt_at, jobs.c.id)
+        self.pick_expired = pick.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
+        self.lease = update(jobs).where(jobs.c.id.in_(ids)).values(
+            state="running", lease_owner=bindparam("owner"), leased_at=now,
+            lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,
+            updated_at=now)
+        self.renew = (update(jobs).where(jobs.c.id.in_(ids), mine)
+                      .values(lease_expires_at=bindparam("expires", type_=Double), updated_at=now)
+                      .returning(jobs.c.id))
+        self.finish = (update(jobs).where(jobs.c.id == bindparam("job_id"), mine)
+                       .values(state=bindparam("new_state"),
+                               next_attempt_at=func.coalesce(bindparam("next_at", type_=Double),
+                                                             jobs.c.next_attempt_at),
+                               remote_id=bindparam("new_remote_id", type_=Text),
+                               url=bindparam("new_url", type_=Text),
+                               detail=bindparam("new_detail", type_=jobs.c.detail.type),
+                               last_error=bindparam("new_error", type_=Text),
+                               lease_owner=None, lease_expires_at=None, updated_at=now)
+                       .returning(jobs.c.attempts, jobs.c.leased_at))
+        self.release = (update(jobs).where(jobs.c.id == bindparam("job_id"), mine)
+                        .values(state="queued", attempts=jobs.c.attempts - 1, lease_owner=None,
+                                leased_at=None, lease_expires_at=None))
+        self.insert_attempt = insert(job_attempts)
+
+
+_ATTEMPT_COLUMNS = ("job_id", "attempt", "owner", "started_at", "finished_at", "outcome", "error",
+                    "remote_id", "url", "detail")
+_JOB_COLUMNS = ("delivery_id", "rule", "target", "kind", "request", "needs_files", "path_filter",
+                "state", "attempts", "first_queued_at", "next_attempt_at", "updated_at")
+
+
+class _Raw:
+    """A statement compiled once for the engine's dialect, to run on the driver's cursor.
+
+    Parameters go in already serialized (JSON as text; the columns read back through
+    SQLAlchemy's JSON type). `keys` is the positional order for qmark drivers (sqlite3), None
+    for named ones (psycopg).
+    """
+
+    def __init__(self, stmt, dialect):
+        compiled = stmt.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.keys = compiled.positiontup
+        # Literals in the statement (state == "running", lease_owner = None) are binds too.
+        self.defaults = {k: v for k, v in compiled.params.items() if not compiled.binds[k].required}
+
+    def params(self, values: dict):
+        values = {**self.defaults, **values} if self.defaults else values
+        return values if self.keys is None else tuple(values[k] for k in self.keys)
+
+
+@contextmanager
+def _cursor(conn):
+    cur = conn.connection.cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
+def _dumps(value) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _clip(message: str) -> str:
+    # PostgreSQL text cannot hold NUL; an error message is no reason to lose a result.
+    message = str(message).replace("\x00", "\\0")
+    return message if len(message) <= _MAX_ERROR else message[:_MAX_ERROR - 3] + "..."
+
+
+def _row_dict(row, exclude=()) -> dict:
+    return {k: v for k, v in row._mapping.items() if k not in exclude}
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    """The driver's own short message: SQLAlchemy's str() would carry the statement and its
+    parameters (bodies, headers) into logs and replies."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines() if not isinstance(orig, SQLAlchemyError) else []
+    return lines[0] if lines else type(orig).__name__

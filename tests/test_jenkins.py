@@ -1,0 +1,355 @@
+"""Jenkins target against the Jenkins stand-in, over real HTTP on 127.0.0.1, through python-jenkins."""
+from __future__ import annotations
+
+import traceback
+
+import pytest
+
+from bridge.errors import TargetRejected, TargetUnavailable
+from bridge.events import Event
+from bridge.targets import Job, Run, target_class
+from bridge.targets.jenkins import JenkinsTarget
+from jenkins_standin import JenkinsStandin
+
+SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+PARAMS = ["GIT_SHA", "BRANCH", "BRIDGE_DELIVERY"]
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    s = JenkinsStandin(readers={"viewer": "0f9e8d7c6b5a49382716"})
+    s.add_job("team/api/build", PARAMS)
+    s.add_job("plain")                                   # not parameterized
+    s.add_job("old", ["GIT_SHA"])                        # parameterized, without BRIDGE_DELIVERY
+    s.add_job("broken", PARAMS, result="FAILURE")
+    s.start()
+    yield s
+    s.stop()
+
+
+def messages(exc: BaseException) -> str:
+    """What a logged traceback of `exc` would print (its chain, as `traceback` walks it)."""
+    te, out = traceback.TracebackException.from_exception(exc), []
+    while te is not None:
+        out += te.format_exception_only()
+        te = te.__cause__ or (None if te.__suppress_context__ else te.__context__)
+    return "".join(out)
+
+
+def target(standin, **options) -> JenkinsTarget:
+    opts = {"kind": "jenkins", "url": standin.url.rstrip("/"), "user": "bridge",
+            "token": standin.users["bridge"], "timeout": 5}
+    opts.update(options)
+    # The stand-in's clock is the adapter's clock: waiting for the queue takes no real time.
+    return JenkinsTarget("ci", opts, sleep=standin.advance, now=standin.now)
+
+
+def job(request: dict, *, id: int = 7, delivery: str = "d-1") -> Job:
+    event = Event(provider="github", source="github", delivery_id=delivery, kind="push",
+                  repo="acme/api", ref="refs/heads/main", ref_name="main", before="0" * 40,
+                  after=SHA, sha=SHA)
+    return Job(id=id, delivery=delivery, rule="api-main", target="ci",
+               request={"target": "ci", **request}, event=event)
+
+
+API = {"job": "team/api/build", "parameters": {"GIT_SHA": SHA, "BRANCH": "main"}}
+
+
+def test_registry_names_the_jenkins_kind():
+    assert target_class("jenkins") is JenkinsTarget
+
+
+def test_build_request_uses_folder_path_parameters_crumb_and_auth(standin):
+    run = target(standin).start(job(API))
+
+    # The quiet period (5 s) outlasts the bounded wait (2 s): the queue item is recorded.
+    assert run == Run(remote_id="team/api/build#queue/1", url=f"{standin.url}queue/item/1/",
+                      state="queued", detail={"job": "team/api/build", "queue_id": 1})
+    [post] = standin.posts()
+    assert post.path == "/job/team/job/api/job/build/buildWithParameters"
+    assert post.query == {"GIT_SHA": [SHA], "BRANCH": ["main"], "BRIDGE_DELIVERY": ["d-1-7"]}
+    assert post.status == 201
+    assert post.headers["jenkins-crumb"] == standin._crumbs["bridge"]
+    assert post.headers["authorization"].startswith("Basic ")
+    assert standin.requests[0].path == "/crumbIssuer/api/json"
+    polls = [r for r in standin.requests if r.path == "/queue/item/1/api/json"]
+    assert 2 <= len(polls) <= 12
+    assert standin.queue[1].params == {"GIT_SHA": SHA, "BRANCH": "main", "BRIDGE_DELIVERY": "d-1-7"}
+
+
+def test_build_that_starts_within_the_wait_is_recorded_with_its_number(standin):
+    standin.quiet_period = 1.0
+    run = target(standin).start(job(API))
+    assert run == Run(remote_id="team/api/build#1", url=f"{standin.url}job/team/job/api/job/build/1/",
+                      state="started", detail={"job": "team/api/build", "queue_id": 1, "number": 1})
+
+
+def test_delay_overrides_the_quiet_period_and_is_no_parameter(standin):
+    run = target(standin).start(job({**API, "delay": 0}))
+    assert run.state == "started" and run.detail["number"] == 1
+    [post] = standin.posts()
+    assert post.query["delay"] == ["0sec"]
+    assert "delay" not in standin.queue[1].params
+
+
+def test_job_without_parameters_and_unique_false_uses_build(standin):
+    run = target(standin).start(job({"job": "plain", "unique": False}))
+    assert run.state == "queued"
+    [post] = standin.posts()
+    assert post.path == "/job/plain/build" and post.query == {}
+
+
+def test_build_token_travels_in_the_query_and_never_in_errors(standin):
+    standin.add_job("tokened", PARAMS, build_token="b7-build-token-9f")
+    t = target(standin, build_token="b7-build-token-9f")
+    assert t.start(job({"job": "tokened"})).state == "queued"
+    assert standin.posts()[0].query["token"] == ["b7-build-token-9f"]
+
+    standin.restarting = True
+    with pytest.raises(TargetUnavailable) as info:
+        t.start(job({"job": "tokened"}, id=8))
+    text = messages(info.value)
+    assert "b7-build-token-9f" not in text and standin.users["bridge"] not in text
+    assert "?" not in str(info.value)
+
+
+def test_wrong_build_token_is_refused(standin):
+    standin.add_job("tokened", PARAMS, build_token="right")
+    with pytest.raises(TargetRejected) as info:
+        target(standin, build_token="wrong").start(job({"job": "tokened"}))
+    assert str(info.value) == ("Jenkins refused user 'bridge' on target 'ci' "
+                               "(HTTP 403: Invalid token provided)")
+
+
+def test_unique_parameter_keeps_two_pushes_apart(standin):
+    t = target(standin)
+    first = t.start(job(API, id=1))
+    second = t.start(job(API, id=2))
+    assert (first.detail["queue_id"], second.detail["queue_id"]) == (1, 2)
+    assert [p.status for p in standin.posts()] == [201, 201]
+
+
+def test_identical_queued_build_is_merged_not_a_missing_job(standin):
+    t = target(standin)
+    first = t.start(job({**API, "unique": False}, id=1))
+    merged = t.start(job({**API, "unique": False}, id=2))
+
+    assert merged == Run(remote_id="team/api/build#queue/1", url=f"{standin.url}queue/item/1/",
+                         state="queued", detail={"job": "team/api/build", "queue_id": 1, "merged": True})
+    assert first.detail["queue_id"] == 1 and len(standin.queue) == 1
+    assert [p.status for p in standin.posts()] == [201, 303]
+    # requests followed the 303 to the queue item's page, which Jenkins answers with 404.
+    assert any(r.method == "GET" and r.path == "/queue/item/1/" and r.status == 404
+               for r in standin.requests)
+
+
+def test_job_lacking_bridge_delivery_merges_because_jenkins_drops_it(standin):
+    t = target(standin)
+    t.start(job({"job": "old", "parameters": {"GIT_SHA": SHA}}, id=1))
+    merged = t.start(job({"job": "old", "parameters": {"GIT_SHA": SHA}}, id=2))
+    assert merged.detail.get("merged") is True
+    assert standin.queue[1].dropped == ["BRIDGE_DELIVERY"]
+
+
+def test_follow_queue_to_build_to_success(standin):
+    standin.build_duration = 30
+    t = target(standin)
+    run = t.start(job(API))
+    assert run.state == "queued"
+    assert t.follow(run) == run                      # still in the quiet period
+
+    standin.advance(3)
+    started = t.follow(run)
+    assert started == Run(remote_id="team/api/build#1", url=f"{standin.url}job/team/job/api/job/build/1/",
+                          state="started", detail={"job": "team/api/build", "queue_id": 1, "number": 1})
+    assert t.follow(started) == started              # result is null while building
+
+    standin.advance(30)
+    done = t.follow(started)
+    assert done.state == "succeeded" and done.detail["result"] == "SUCCESS"
+    assert t.follow(done) == done
+
+
+@pytest.mark.parametrize("result", ["FAILURE", "UNSTABLE", "ABORTED", "NOT_BUILT"])
+def test_follow_other_results_fail_with_the_result(standin, result):
+    standin.add_job("flaky", PARAMS, result=result)
+    t = target(standin)
+    run = t.start(job({"job": "flaky", "delay": 0}))
+    done = t.follow(run)
+    assert done.state == "failed" and done.detail["result"] == result
+
+
+def test_failed_build(standin):
+    t = target(standin)
+    done = t.follow(t.start(job({"job": "broken", "delay": 0})))
+    assert (done.state, done.detail["result"], done.remote_id) == ("failed", "FAILURE", "broken#1")
+
+
+def test_vanished_queue_item_keeps_the_run(standin):
+    t = target(standin)
+    run = t.start(job(API))
+    standin.advance(5 + 300 + 1)                     # started, then left the queue 5 min ago
+    assert t.follow(run) == run
+    assert any(r.path == "/queue/item/1/api/json" and r.status == 404 for r in standin.requests)
+
+
+def test_cancelled_queue_item_fails(standin):
+    t = target(standin)
+    run = t.start(job(API))
+    standin.cancel(1)
+    done = t.follow(run)
+    assert done.state == "failed" and done.detail["result"] == "CANCELLED"
+
+
+def test_trouble_while_watching_the_queue_does_not_fail_the_start(standin):
+    def sleep(seconds):
+        standin.advance(seconds)
+        standin.restarting = True                    # Jenkins goes away after accepting the build
+
+    t = JenkinsTarget("ci", {"kind": "jenkins", "url": standin.url, "user": "bridge",
+                             "token": standin.users["bridge"]}, sleep=sleep, now=standin.now)
+    run = t.start(job(API))
+    assert run.state == "queued" and run.detail["queue_id"] == 1
+    with pytest.raises(TargetUnavailable):
+        t.follow(run)
+
+
+def test_unknown_job_is_rejected(standin):
+    with pytest.raises(TargetRejected) as info:
+        target(standin).start(job({"job": "team/api/biuld"}))
+    assert str(info.value) == "job 'team/api/biuld' not found on target 'ci'"
+    with pytest.raises(TargetRejected) as info:
+        target(standin).start(job({"job": "nofolder/build"}))
+    assert str(info.value) == "job 'nofolder/build' not found on target 'ci'"
+
+
+def test_bad_api_token_is_rejected_without_printing_it(standin):
+    with pytest.raises(TargetRejected) as info:
+        target(standin, token="not-the-token").start(job(API))
+    assert str(info.value) == ("Jenkins refused user 'bridge' on target 'ci' "
+                               "(HTTP 401: Invalid password/token for user: bridge)")
+    assert "not-the-token" not in messages(info.value)
+    assert standin.posts() == []
+
+
+def test_user_without_build_permission_is_rejected(standin):
+    with pytest.raises(TargetRejected) as info:
+        target(standin, user="viewer", token=standin.readers["viewer"]).start(job(API))
+    assert str(info.value) == ("Jenkins refused user 'viewer' on target 'ci' "
+                               "(HTTP 403: viewer is missing the Job/Build permission)")
+
+
+def test_parameterized_job_without_parameters_is_rejected_with_jenkins_message(standin):
+    with pytest.raises(TargetRejected) as info:
+        target(standin).start(job({"job": "team/api/build", "unique": False}))
+    assert str(info.value) == "Jenkins target 'ci' refused job 'team/api/build': Nothing is submitted"
+
+
+def test_parameters_to_a_job_without_any_are_rejected_with_a_hint(standin):
+    with pytest.raises(TargetRejected) as info:
+        target(standin).start(job({"job": "plain"}))
+    assert str(info.value) == (
+        "Jenkins target 'ci' refused job 'plain': plain is not parameterized (unique: true sends "
+        "BRIDGE_DELIVERY: add that string parameter to the job, or set unique: false)")
+
+
+def test_disabled_job_is_rejected(standin):
+    standin.add_job("off", PARAMS, disabled=True)
+    with pytest.raises(TargetRejected) as info:
+        target(standin).start(job({"job": "off"}))
+    assert str(info.value) == ("Jenkins target 'ci' refused job 'off' (HTTP 409: off is not buildable): "
+                               "is the job disabled?")
+
+
+def test_restarting_jenkins_is_unavailable(standin):
+    standin.restarting = True
+    with pytest.raises(TargetUnavailable) as info:
+        target(standin).start(job(API))
+    assert str(info.value) == "Jenkins target 'ci' answered HTTP 503: Please wait while Jenkins is restarting"
+
+
+def test_stopped_jenkins_is_unavailable_even_with_a_kept_alive_connection(standin):
+    t = target(standin)
+    t.start(job(API, id=1))                          # leaves a pooled connection behind
+    standin.stop()
+    with pytest.raises(TargetUnavailable) as info:
+        t.start(job(API, id=2))
+    assert str(info.value) == "Jenkins target 'ci' is unreachable (connection refused or reset)"
+
+    standin.start()                                  # same port: Jenkins is back
+    assert t.start(job(API, id=3)).state == "queued"
+
+
+def test_slow_jenkins_times_out_as_unavailable(standin):
+    standin.slow = 3.0
+    with pytest.raises(TargetUnavailable) as info:
+        target(standin, timeout=0.2).start(job(API))
+    assert str(info.value) == "Jenkins target 'ci' did not answer within 0.2 s"
+
+
+def test_check_online_reports_by_rule_and_line(standin):
+    standin.add_job("team/lib/build", ["GIT_SHA", "BRIDGE_DELIVERY"])
+    runs = [
+        ("api-main", 12, {"target": "ci", "job": "team/api/build", "parameters": {"GIT_SHA": "${sha}"}}),
+        ("typo", 20, {"target": "ci", "job": "team/api/biuld"}),
+        ("extra", 25, {"target": "ci", "job": "team/lib/build", "parameters": {"GIT_SHA": "x", "FLAVOR": "y"}}),
+        ("legacy", 30, {"target": "ci", "job": "old", "parameters": {"GIT_SHA": "x"}}),
+        ("legacy-ok", 34, {"target": "ci", "job": "old", "unique": False}),
+        ("bare", 38, {"target": "ci", "job": "plain"}),
+        ("bare-ok", 42, {"target": "ci", "job": "plain", "unique": False}),
+        ("folder", 46, {"target": "ci", "job": "team/api"}),
+        ("templated", 50, {"target": "ci", "job": "${repo}/build"}),
+    ]
+    assert target(standin).check_online(runs) == [
+        "rule 'typo' (rules.yaml:20): job 'team/api/biuld' not found on target 'ci'",
+        "rule 'extra' (rules.yaml:25): job 'team/lib/build' on target 'ci' does not define "
+        "parameter(s) FLAVOR: Jenkins drops them silently",
+        "rule 'legacy' (rules.yaml:30): job 'old' on target 'ci' lacks a BRIDGE_DELIVERY parameter: "
+        "Jenkins may merge two pushes into one build (add a string parameter BRIDGE_DELIVERY to the "
+        "job, or set unique: false)",
+        "rule 'bare' (rules.yaml:38): job 'plain' on target 'ci' takes no parameters but the rule "
+        "sends BRIDGE_DELIVERY: Jenkins answers HTTP 400 (add a string parameter BRIDGE_DELIVERY to "
+        "the job, or set unique: false)",
+        "rule 'folder' (rules.yaml:46): 'team/api' on target 'ci' is a folder, not a job",
+    ]
+    assert standin.posts() == []                     # a check never starts a build
+
+
+def test_check_online_stops_at_refused_credentials(standin):
+    runs = [("a", 1, {"job": "team/api/build"}), ("b", 2, {"job": "old"})]
+    assert target(standin, token="nope").check_online(runs) == [
+        "target 'ci': Jenkins refused user 'bridge' on target 'ci' "
+        "(HTTP 401: Invalid password/token for user: bridge)"]
+
+
+@pytest.mark.parametrize("options, problems", [
+    ({"url": "https://ci.example.com", "user": "bridge", "token": "t"}, []),
+    ({"url": "ci.example.com"}, ["url must be an http:// or https:// URL, not 'ci.example.com'"]),
+    ({"url": "https://ci.example.com", "user": "bridge"},
+     ["'user' and 'token' go together (the token is the user's API token)"]),
+    ({"url": "https://ci.example.com", "timeout": 0},
+     ["timeout must be a positive number of seconds, not 0"]),
+    ({"url": "https://ci.example.com", "verify_tls": "no"}, ["verify_tls must be true or false"]),
+])
+def test_validate(options, problems):
+    assert JenkinsTarget.validate({"kind": "jenkins", **options}) == problems
+
+
+@pytest.mark.parametrize("run, problems", [
+    ({"job": "team/api/build", "parameters": {"A": "${sha}"}, "unique": True, "delay": "0sec"}, []),
+    ({"job": "job/team/job/build"}, ["'run.job' 'job/team/job/build': write the folder path "
+                                     "('team/api/build'), not the URL path ('job/team/job/api/job/build')"]),
+    ({"job": "team//build"}, ["'run.job' 'team//build': write folder paths as 'team/api/build'"]),
+    ({"job": "x", "parameters": {"token": "1"}},
+     ["'run.parameters.token': Jenkins reads 'token' itself; it cannot be a job parameter"]),
+    ({"job": "x", "parameters": {"BRIDGE_DELIVERY": "1"}},
+     ["'run.parameters.BRIDGE_DELIVERY': the bridge sets BRIDGE_DELIVERY itself "
+      "(set unique: false to send your own)"]),
+    ({"job": "x", "parameters": {"BRIDGE_DELIVERY": "1"}, "unique": False}, []),
+    ({"job": "x", "unique": "yes"}, ["'run.unique' must be true or false"]),
+    ({"job": "x", "delay": "soon"}, ["'run.delay' must be seconds, e.g. 0 or '0sec', not 'soon'"]),
+])
+def test_validate_run(run, problems):
+    assert JenkinsTarget.validate_run({"target": "ci", **run}) == problems
