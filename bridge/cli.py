@@ -8,50 +8,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import click
 
-from .errors import BridgeError, ConfigError, DeliveryError
+from .errors import BridgeError, DeliveryError
 
-DEFAULT_RULES = "rules.yaml"
-DEFAULT_STATE = "var"
-DEFAULT_BIND = "127.0.0.1:8080"
-
-
-def rules_option(f):
-    return click.option("--rules", "rules_path", envvar="BRIDGE_RULES", default=DEFAULT_RULES,
-                        show_default=True, type=click.Path(dir_okay=False),
-                        help="rules.yaml to load (env BRIDGE_RULES)")(f)
-
-
-def default_state_dir() -> str:
-    return os.environ.get("BRIDGE_STATE_DIR") or os.environ.get("STATE_DIRECTORY", "").split(":")[0] \
-        or DEFAULT_STATE
-
-
-def state_option(f):
-    return click.option("--state-dir", default=None,
-                        help="state directory: SQLite database, git mirrors (env BRIDGE_STATE_DIR, "
-                             "systemd STATE_DIRECTORY; default ./var)")(f)
-
-
-def load_or_exit(rules_path):
-    from .config import load_config
-    try:
-        return load_config(rules_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
-        sys.exit(1)
-
-
-def open_store(config, state_dir, create=True):
-    from .store import Store
-    Path(state_dir).mkdir(parents=True, exist_ok=True)
-    return Store.open(config.database_url(state_dir), durability=config.settings.durability,
-                      create=create)
+from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, rules_option,
+                         state_option)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,5 +103,3 @@ def main():
     cli(prog_name="bridge")
 
 
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ import uuid
 
 import click
 
-from .cli import (DEFAULT_BIND, default_state_dir, load_or_exit, open_store, rules_option,
+from .cli_common import (DEFAULT_BIND, default_state_dir, load_or_exit, open_store, rules_option,
                   state_option)
 from .config import parse_duration
 

@@ -11,7 +11,7 @@ import uuid
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .errors import BadPayload, DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
+from .errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
 from .events import Ignored
 from .providers import get_provider
 from .store import NewDelivery, NewJob

@@ -225,7 +225,7 @@ class Supervisor:
         self.restarts: dict[str, list[float]] = {}
 
     def argv(self, role):
-        base = [sys.executable, "-m", "bridge.cli", role, "--rules", self.rules_path,
+        base = [sys.executable, "-m", "bridge", role, "--rules", self.rules_path,
                 "--state-dir", self.state_dir]
         if role == "web":
             base += ["--bind", self.bind]
@@ -246,7 +246,7 @@ class Supervisor:
             for p in problems:
                 print(p, file=sys.stderr)
             return 1
-        from .cli import open_store
+        from .cli_common import open_store
         from .metrics import prepare_multiprocess_dir
         open_store(load_config(self.rules_path), self.state_dir).close()   # schema, once
         prepare_multiprocess_dir(self.state_dir)
