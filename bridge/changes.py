@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit, quote
 
 import git
 
@@ -176,6 +176,20 @@ def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | N
         return FileResolution(None, "unknown", f"{why}, and no git mirror is configured")
     found = mirrors.changed_files(event, url=url)
     return FileResolution(found.files, found.source, f"{why}; {found.reason}")
+
+
+def source_clone_url(source, event: Event) -> str | None:
+    """The URL the mirror fetches for a source: its `clone_url` override, else the event's own;
+    with the source's `clone_token` put in as https userinfo (never logged: URLs are redacted)."""
+    options = getattr(source, "options", None) or {}
+    url = options.get("clone_url")
+    token = options.get("clone_token")
+    if url is None and token:
+        url = next((u for u in event.clone_urls if u.startswith("https://")), None)
+    if url and token and url.startswith("https://") and "@" not in url.split("/", 3)[2]:
+        user = "oauth2" if getattr(source, "provider", "") == "gitlab" else "x-access-token"
+        url = f"https://{user}:{quote(token, safe='')}@{url[len('https://'):]}"
+    return url
 
 
 # --- mirrors ------------------------------------------------------------------------------------

@@ -146,6 +146,8 @@ def deliveries_show(obj, delivery_id):
                    + (f"  error: {j['last_error']}" if j.get("last_error") else ""))
         click.echo(f"    request {json.dumps(j.get('request'), ensure_ascii=False)}")
         detail = j.get("detail") or {}
+        if detail.get("reason"):
+            click.echo(f"    reason  {detail['reason']}")
         if detail.get("output"):
             click.echo("    output (last lines):")
             for line in str(detail["output"]).splitlines()[-10:]:

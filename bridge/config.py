@@ -25,7 +25,7 @@ from .yamlload import LineDict, LineList, YamlError, load
 
 PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
-SOURCE_KEYS = ("provider", "secrets", "clone_url")
+SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events")
@@ -299,6 +299,14 @@ def _sources(doc, problems, environ) -> dict:
             if value is not None:
                 resolved.append(value.encode("utf-8"))
         options = {k: v for k, v in spec.items() if k not in ("provider", "secrets")}
+        if "clone_token" in options:
+            if not secret_refs.is_reference(options["clone_token"]):
+                problems.add(spec.line_of("clone_token"), f"source '{name}': clone_token must be a "
+                                                          "secret reference like ${credential:NAME}")
+                options.pop("clone_token")
+            else:
+                options["clone_token"] = _maybe_secret(options["clone_token"], problems,
+                                                       spec.line_of("clone_token"), environ, None)
         out[name] = SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
                                  options=options)
     return out

@@ -47,9 +47,9 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
     if resolve_files and any(v.needs_files for v in verdicts):
         from pathlib import Path
 
-        from .changes import Mirrors, resolve_changed_files
+        from .changes import Mirrors, resolve_changed_files, source_clone_url
         resolution = resolve_changed_files(event, Mirrors(Path(state_dir) / "mirrors"),
-                                           url=src.options.get("clone_url"))
+                                           url=source_clone_url(src, event))
         out["files"] = {"source": resolution.source, "reason": resolution.reason,
                         "files": sorted(resolution.files) if resolution.files is not None else None}
     for v in verdicts:

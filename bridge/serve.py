@@ -196,7 +196,7 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
 
 def make_path_decider(state_dir, config):
     """decide_paths(claimed_job) for the dispatcher: changed files via the mirror, then the rule's filters."""
-    from .changes import Mirrors, resolve_changed_files
+    from .changes import Mirrors, resolve_changed_files, source_clone_url
     from .events import Event
     from .rules import decide_paths
     mirrors = Mirrors(Path(state_dir) / "mirrors")
@@ -204,7 +204,7 @@ def make_path_decider(state_dir, config):
     def decide(job):
         event = Event.from_dict(job.event)
         src = config.sources.get(event.source)
-        url = src.options.get("clone_url") if src else None
+        url = source_clone_url(src, event) if src else None
         resolution = resolve_changed_files(event, mirrors, url=url)
         return decide_paths(job.path_filter or {}, resolution)
 
