@@ -72,7 +72,7 @@ class Bridge:
                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
         self.log = open(workdir / "bridge.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "serve", "--rules", str(self.rules),
+            [sys.executable, "-m", "bridge", "serve", "--rules", str(self.rules),
              "--state-dir", str(workdir / "var"), "--bind", f"127.0.0.1:{self.port}"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -222,7 +222,7 @@ def test_bridge_web_runs_with_the_gunicorn_config(tmp_path, write_rules):
     rules = write_rules()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge.cli", "web", "--rules", str(rules),
+        [sys.executable, "-m", "bridge", "web", "--rules", str(rules),
          "--state-dir", str(tmp_path / "state"), "--bind", f"127.0.0.1:{port}",
          "--workers", "1", "--gunicorn-config", str(GUNICORN_CONF)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
