@@ -7,7 +7,6 @@ missing secret stops the start, naming the reference and never a value.
 from __future__ import annotations
 
 import contextvars
-import difflib
 import hashlib
 import os
 import re
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import secrets as secret_refs
-from .errors import ConfigError, SecretError
+from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
 from .globs import GlobError, validate_patterns
 from .rules import Rule, compile_rule, template_problems
@@ -136,11 +135,8 @@ class _Problems:
     def unknown_keys(self, mapping: LineDict, allowed, where: str, rule=None):
         for key in mapping:
             if key not in allowed:
-                msg = f"unknown key '{key}' in {where}"
-                close = difflib.get_close_matches(str(key), list(allowed), n=1)
-                if close:
-                    msg += f" (did you mean '{close[0]}'?)"
-                self.add(mapping.line_of(key), msg, rule)
+                self.add(mapping.line_of(key), f"unknown key '{key}' in {where}"
+                                               + did_you_mean(key, allowed), rule)
 
     def messages(self) -> list[str]:
         return [m for _, m in sorted(self.items, key=lambda item: item[0])]
@@ -270,11 +266,9 @@ def _sources(doc, problems, environ) -> dict:
         problems.unknown_keys(spec, SOURCE_KEYS, f"source '{name}'")
         provider = spec.get("provider")
         if provider not in PROVIDER_NAMES:
-            msg = f"source '{name}': unknown provider '{provider}'"
-            close = difflib.get_close_matches(str(provider), PROVIDER_NAMES, n=1)
-            if close:
-                msg += f" (did you mean '{close[0]}'?)"
-            problems.add(spec.line_of("provider"), msg + f"; known: {', '.join(PROVIDER_NAMES)}")
+            problems.add(spec.line_of("provider"),
+                         f"source '{name}': unknown provider '{provider}'"
+                         + did_you_mean(provider, PROVIDER_NAMES) + f"; known: {', '.join(PROVIDER_NAMES)}")
         values = spec.get("secrets")
         if isinstance(values, str):
             values = LineList([values])
@@ -391,11 +385,8 @@ def _rules(doc, problems, sources, targets) -> list[Rule]:
         target_name = run.get("target")
         target = targets.get(target_name)
         if target is None:
-            msg = f"unknown target '{target_name}'"
-            close = difflib.get_close_matches(str(target_name), list(targets), n=1)
-            if close:
-                msg += f" (did you mean '{close[0]}'?)"
-            problems.add(run.line_of("target"), msg, name)
+            problems.add(run.line_of("target"),
+                         f"unknown target '{target_name}'" + did_you_mean(target_name, targets), name)
             ok = False
         else:
             cls = target_class(target.kind)
@@ -459,11 +450,8 @@ def _check_on(on: LineDict, problems, name, sources) -> bool:
         else:
             for ev in events:
                 if ev not in KINDS:
-                    msg = f"unknown event '{ev}' in on.events"
-                    close = difflib.get_close_matches(str(ev), KINDS, n=1)
-                    if close:
-                        msg += f" (did you mean '{close[0]}'?)"
-                    problems.add(on.line_of("events"), msg + "; known: push, tag, delete", name)
+                    problems.add(on.line_of("events"), f"unknown event '{ev}' in on.events"
+                                 + did_you_mean(ev, KINDS) + "; known: push, tag, delete", name)
                     ok = False
     return ok
 

@@ -18,6 +18,14 @@ secret.
 """
 from __future__ import annotations
 
+import difflib
+
+
+def did_you_mean(value, choices, template: str = "'{}'") -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {template.format(close[0])}?)" if close else ""
+
 
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""

@@ -6,11 +6,11 @@ GitHub Actions' `on: push` filters; a "no" always carries the clause and value t
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .errors import did_you_mean
 from .events import TEMPLATE_FIELDS, Event
 from .globs import PatternList
 
@@ -165,11 +165,9 @@ def template_problems(run) -> list[tuple[int, str]]:
                                       "'run:' (they would be stored with the job); give the target "
                                       "the secret instead"))
                     continue
-                msg = f"template '${{{name}}}' names an unknown field"
-                close = difflib.get_close_matches(name, sorted(TEMPLATE_FIELDS), n=1)
-                if close:
-                    msg += f" (did you mean '${{{close[0]}}}'?)"
-                msg += f"; fields: {', '.join(sorted(TEMPLATE_FIELDS))}"
+                msg = (f"template '${{{name}}}' names an unknown field"
+                       + did_you_mean(name, sorted(TEMPLATE_FIELDS), "'${{{}}}'")
+                       + f"; fields: {', '.join(sorted(TEMPLATE_FIELDS))}")
                 out.append((line, msg))
         elif isinstance(value, dict):
             for k, v in value.items():

@@ -5,10 +5,10 @@ host's deliveries (the `Provider` protocol below).
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from ..errors import did_you_mean
 from ..events import Event, Ignored
 from . import github, gitlab
 
@@ -45,11 +45,8 @@ PROVIDERS: dict[str, Provider] = {"github": github, "gitlab": gitlab}
 
 
 def unknown_provider_message(name: str) -> str:
-    msg = f"unknown provider '{name}'"
-    close = difflib.get_close_matches(str(name), PROVIDERS, n=1)
-    if close:
-        msg += f" (did you mean '{close[0]}'?)"
-    return msg + f"; known providers: {', '.join(sorted(PROVIDERS))}"
+    return (f"unknown provider '{name}'" + did_you_mean(name, PROVIDERS)
+            + f"; known providers: {', '.join(sorted(PROVIDERS))}")
 
 
 def get_provider(name: str) -> Provider:

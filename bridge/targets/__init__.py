@@ -5,9 +5,9 @@ workers never import boto3 or python-jenkins).
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 
+from ..errors import did_you_mean
 from .base import Job, Run, Target
 
 TARGET_KINDS = {
@@ -19,11 +19,8 @@ TARGET_KINDS = {
 
 
 def unknown_kind_message(kind: str) -> str:
-    msg = f"unknown target kind '{kind}'"
-    close = difflib.get_close_matches(str(kind), TARGET_KINDS, n=1)
-    if close:
-        msg += f" (did you mean '{close[0]}'?)"
-    return msg + f"; known kinds: {', '.join(sorted(TARGET_KINDS))}"
+    return (f"unknown target kind '{kind}'" + did_you_mean(kind, TARGET_KINDS)
+            + f"; known kinds: {', '.join(sorted(TARGET_KINDS))}")
 
 
 def target_class(kind: str) -> type[Target]:
