@@ -45,12 +45,13 @@ def online_problems(config) -> list[str]:
     from .errors import TargetError
     problems = []
     targets = config.build_targets()
+    rules_file = os.path.basename(config.path)
     for name, target in targets.items():
         runs = [(r.name, r.line, r.run) for r in config.rules if r.target == name]
         if not runs:
             continue
         try:
-            problems.extend(target.check_online(runs))
+            problems.extend(target.check_online(runs, rules_file=rules_file))
         except TargetError as exc:
             problems.append(f"target '{name}': {exc}")
         finally:

@@ -78,8 +78,9 @@ class Target:
         """`/readyz?targets=1`: raise if the target cannot be reached; return None or "ok"."""
         return None
 
-    def check_online(self, runs: list[tuple[str, int, dict]]) -> list[str]:
-        """`bridge check --online`: given (rule name, line, run) tuples, report problems."""
+    def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
+        """`bridge check --online`: given (rule name, line, run) tuples, report problems as
+        "rule 'NAME' (<rules_file>:LINE): ..."; kinds with nothing to ask online report none."""
         return []
 
     def close(self) -> None:

@@ -175,7 +175,7 @@ class CodeBuildTarget(Target):
 
     # --- bridge check --online -------------------------------------------------------------
 
-    def check_online(self, runs: list[tuple[str, int, dict]]) -> list[str]:
+    def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
         names = sorted({r["project"] for _, _, r in runs if "${" not in r.get("project", "${")})
         found: set[str] = set()
         try:
@@ -185,7 +185,7 @@ class CodeBuildTarget(Target):
                     found.update(p.get("name") for p in answer.get("projects", []))
         except TargetError as exc:
             return [f"target '{self.name}': {exc}"]
-        return [f"rule '{rule}' (rules.yaml:{line}): project '{run['project']}' not found in {self.region}"
+        return [f"rule '{rule}' ({rules_file}:{line}): project '{run['project']}' not found in {self.region}"
                 for rule, line, run in runs if run.get("project") in names and run["project"] not in found]
 
     # --- the client and its errors ---------------------------------------------------------

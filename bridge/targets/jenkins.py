@@ -25,6 +25,8 @@ UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
 #: Query parameters Jenkins (or python-jenkins) reads itself: never job parameters.
 RESERVED_PARAMETERS = ("token", "delay", "cause")
 DEFAULT_TIMEOUT = 10.0
+#: On a retry, how many of the job's newest builds are searched for our BRIDGE_DELIVERY value.
+LOOKBACK_BUILDS = 10
 
 _DELAY = re.compile(r"^(\d+)(sec)?$")
 _QUEUE_LOCATION = re.compile(r"/queue/item/(\d+)/?$")
@@ -125,6 +127,12 @@ class JenkinsTarget(Target):
             params["delay"] = f"{_DELAY.match(str(req['delay'])).group(1)}sec"
         hint = (f" (unique: true sends {UNIQUE_PARAMETER}: add that string parameter to the job, "
                 "or set unique: false)") if unique else ""
+        if unique and job.attempt > 1:
+            # An earlier attempt may have reached Jenkins although its answer never reached us (a
+            # timeout, a reset connection): find that request by its BRIDGE_DELIVERY value.
+            found = self._requested_before(name, params[UNIQUE_PARAMETER])
+            if found is not None:
+                return self._wait_for_build(found) if found.state == "queued" else found
         client = self._jenkins()
         with self._translated(name, hint_400=hint):
             try:
@@ -156,6 +164,30 @@ class JenkinsTarget(Target):
             return run
         return replace(run, state="succeeded" if result == "SUCCESS" else "failed",
                        detail={**run.detail, "result": result})
+
+    def _requested_before(self, name: str, value: str) -> Run | None:
+        """The queue item or recent build that carries BRIDGE_DELIVERY=`value`, if any. The queue
+        is read first: an item that starts meanwhile is then among the builds."""
+        client = self._jenkins()
+        with self._translated(name):
+            for item in client.get_queue_info():
+                if _parameter(item, UNIQUE_PARAMETER) == value:
+                    run = self._queued(name, int(item["id"]))
+                    return replace(run, detail={**run.detail, "requested_before": True})
+            try:
+                builds = client.get_job_info(name).get("builds") or []
+            except jenkins.JenkinsException as exc:
+                if _status(exc) == 404:
+                    return None   # the build request that follows reports the missing job
+                raise
+            for build in builds[:LOOKBACK_BUILDS]:
+                info = client.get_build_info(name, build["number"])
+                if _parameter(info, UNIQUE_PARAMETER) == value:
+                    number = int(info["number"])
+                    return Run(remote_id=f"{name}#{number}", url=info.get("url", ""), state="started",
+                               detail={"job": name, "queue_id": info.get("queueId"), "number": number,
+                                       "requested_before": True})
+        return None
 
     def _queued(self, name: str, queue_id: int, merged: bool = False) -> Run:
         detail = {"job": name, "queue_id": queue_id}
@@ -202,7 +234,7 @@ class JenkinsTarget(Target):
 
     # --- bridge check --online -------------------------------------------------------------
 
-    def check_online(self, runs: list[tuple[str, int, dict]]) -> list[str]:
+    def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
         """Each job exists, is a buildable job, defines the parameters the rule sends, and
         (with unique: true) defines BRIDGE_DELIVERY."""
         problems: list[str] = []
@@ -220,7 +252,7 @@ class JenkinsTarget(Target):
                         return problems + [f"target '{self.name}': {self._error(exc, name)}"]
                     infos[name] = None
             for problem in self._job_problems(name, infos[name], run):
-                problems.append(f"rule '{rule}' (rules.yaml:{line}): {problem}")
+                problems.append(f"rule '{rule}' ({rules_file}:{line}): {problem}")
         return problems
 
     def _job_problems(self, name: str, info: dict | None, run: dict) -> list[str]:
@@ -329,6 +361,15 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"   # what Jenkins' boolean parameters expect
     return "" if value is None else str(value)
+
+
+def _parameter(doc: dict, name: str) -> str | None:
+    """A parameter's value in a queue item's or build's JSON (its ParametersAction)."""
+    for action in doc.get("actions") or []:
+        for p in (action or {}).get("parameters") or []:
+            if p.get("name") == name:
+                return None if p.get("value") is None else str(p["value"])
+    return None
 
 
 def _chain(exc: BaseException | None):
