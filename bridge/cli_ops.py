@@ -119,7 +119,7 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
 @click.argument("delivery_id")
 @click.pass_obj
 def deliveries_show(obj, delivery_id):
-    """Everything about one delivery: event, verdicts, jobs and every attempt."""
+    """Everything about one delivery: event, verdicts, jobs, every attempt and commit status."""
     _, store = _store(obj["rules_path"], obj["state_dir"])
     d = store.get_delivery(delivery_id)
     if d is None:
@@ -127,6 +127,14 @@ def deliveries_show(obj, delivery_id):
         sys.exit(1)
     d = dict(d)
     d.pop("body", None)
+    d["statuses"] = store.statuses_of(delivery_id)
+
+    def echo_statuses(job_id):
+        for s in (s for s in d["statuses"] if s["job_id"] == job_id):
+            answer = s["post_state"] + (f" ({s['answer']})" if s.get("answer") else "")
+            click.echo(f"    status {s['state']:8} {s['context']}  \"{s['description']}\"  -> {answer}"
+                       f"  attempts {s['attempts']}"
+                       + (f"  {s['target_url']}" if s.get("target_url") else ""))
     if obj["fmt"] == "json":
         click.echo(json.dumps(d, indent=2, default=str))
         return
@@ -156,6 +164,8 @@ def deliveries_show(obj, delivery_id):
             what = a.get("error") or a.get("remote_id") or ""
             click.echo(f"    attempt {a.get('attempt')}  {_ago(a.get('finished_at'))}  {a.get('outcome')}"
                        f"  {what}")
+        echo_statuses(j["id"])
+    echo_statuses(None)     # rules skipped at match time (report_skipped)
 
 
 @click.command()

@@ -10,7 +10,7 @@ import contextvars
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,18 @@ from .yamlload import LineDict, LineList, YamlError, load
 
 PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
-SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token")
-RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description")
+SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "report")
+RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
+             "report_skipped")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
-                 "database_url", "lease_seconds", "poll_interval", "admin_token")
+                 "database_url", "lease_seconds", "poll_interval", "admin_token", "follow")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
+REPORT_KEYS = ("token", "api_url", "timeout", "retry")
+FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
+#: Where commit statuses go when a source's `report:` names no api_url (GHES: https://HOST/api/v3).
+DEFAULT_API_URLS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_RULES_FILE = 4 * 2**20
 
@@ -40,6 +45,36 @@ class RetryPolicy:
     initial: float = 5.0
     maximum: float = 600.0
     give_up_after: float = 86400.0
+
+
+#: Status posts: the first retry soon (a blip), then back off to 5 minutes; old news after a day.
+REPORT_RETRY = RetryPolicy(initial=2.0, maximum=300.0, give_up_after=86400.0)
+
+
+@dataclass(frozen=True)
+class FollowPolicy:
+    """How the dispatcher follows started builds to their result (settings.follow)."""
+    interval: float = 2.0            # the first check; later ones back off up to max_interval
+    max_interval: float = 60.0
+    give_up_after: float = 86400.0
+    concurrency: int = 4             # builds asked about at once
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """A source's `report:`: commit statuses go back to its git host."""
+    api_url: str
+    token: str = field(repr=False)
+    timeout: float = 10.0
+    retry: RetryPolicy = REPORT_RETRY
+
+
+@dataclass(frozen=True)
+class RuleReport:
+    """A rule's commit-status settings: `context:`, `report:`, `report_skipped:`."""
+    context: str
+    report: bool = True
+    report_skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +87,7 @@ class Settings:
     lease_seconds: float = 60.0
     poll_interval: float = 0.01
     admin_token: str | None = field(default=None, repr=False)   # bearer token for /metrics etc.
+    follow: FollowPolicy = FollowPolicy()
 
 
 @dataclass(frozen=True)
@@ -61,6 +97,7 @@ class SourceConfig:
     secrets: tuple[bytes, ...] = field(repr=False)
     line: int = 0
     options: dict = field(default_factory=dict, repr=False)
+    report: ReportConfig | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +117,10 @@ class Config:
     targets: dict
     rules: tuple
     settings: Settings
+    rule_reports: dict = field(default_factory=dict)     # rule name -> RuleReport
+
+    def rule_report(self, rule: str) -> RuleReport:
+        return self.rule_reports.get(rule) or RuleReport(context=f"bridge/{rule}")
 
     def database_url(self, state_dir, environ=os.environ) -> str:
         url = self.settings.database_url or environ.get("BRIDGE_DATABASE_URL")
@@ -184,11 +225,12 @@ def _load_config(path, environ, text) -> Config:
     settings = _settings(doc.get("settings"), problems, environ)
     sources = _sources(doc, problems, environ)
     targets = _targets(doc, problems, environ)
-    rules = _rules(doc, problems, sources, targets)
+    rule_reports: dict = {}
+    rules = _rules(doc, problems, sources, targets, rule_reports)
     if problems.items:
         raise ConfigError(problems.messages())
     return Config(path=path, version=version, sources=sources, targets=targets, rules=tuple(rules),
-                  settings=settings)
+                  settings=settings, rule_reports=rule_reports)
 
 
 def _mapping(value, problems, line, what, rule=None) -> LineDict | None:
@@ -236,7 +278,78 @@ def _settings(raw, problems, environ) -> Settings:
                                    "${credential:bridge-admin-token}")
             else:
                 values[key] = _maybe_secret(value, problems, line, environ, None)
+        elif key == "follow":
+            values[key] = _follow(value, problems, line)
     return Settings(**values)
+
+
+def _follow(raw, problems, line) -> FollowPolicy:
+    spec = _mapping(raw, problems, line, "settings.follow")
+    if spec is None:
+        return FollowPolicy()
+    problems.unknown_keys(spec, FOLLOW_KEYS, "settings.follow")
+    values: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key == "concurrency":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.add(spec.line_of(key), "settings.follow.concurrency must be a positive integer")
+            else:
+                values[key] = value
+        elif key in FOLLOW_KEYS:
+            try:
+                values[key] = parse_duration(value)
+            except ValueError as exc:
+                problems.add(spec.line_of(key), f"settings.follow.{key}: {exc}")
+    return FollowPolicy(**values)
+
+
+def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
+    """A source's `report: {token, api_url, timeout, retry}`; the token a secret reference."""
+    raw = _mapping(spec["report"], problems, spec.line_of("report"), f"source '{name}' report")
+    if raw is None:
+        return None
+    where = f"source '{name}' report"
+    problems.unknown_keys(raw, REPORT_KEYS, where)
+    ok = True
+    token = raw.get("token")
+    if not secret_refs.is_reference(token):
+        problems.add(raw.line_of("token") if "token" in raw else raw.line,
+                     f"{where}: 'token' must be a secret reference like ${{credential:{provider}-token}}")
+        ok = False
+    else:
+        try:
+            token = secret_refs.resolve(token, environ, _BASE_DIR.get())
+        except SecretError as exc:
+            problems.add(raw.line_of("token"), f"{where}: {exc}")
+            ok = False
+    api_url = raw.get("api_url", DEFAULT_API_URLS.get(provider, ""))
+    if not isinstance(api_url, str) or not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
+        problems.add(raw.line_of("api_url"), f"{where}: api_url must be an http:// or https:// URL "
+                                             f"without query string, not {api_url!r}")
+        ok = False
+    values: dict[str, Any] = {}
+    if "timeout" in raw:
+        try:
+            values["timeout"] = parse_duration(raw["timeout"])
+            if values["timeout"] <= 0:
+                raise ValueError(f"'{raw['timeout']}' is not positive")
+        except ValueError as exc:
+            problems.add(raw.line_of("timeout"), f"{where}.timeout: {exc}")
+    if "retry" in raw:
+        retry_spec = _mapping(raw["retry"], problems, raw.line_of("retry"), f"{where} retry")
+        if retry_spec is not None:
+            problems.unknown_keys(retry_spec, RETRY_KEYS, f"{where} retry")
+            policy = {}
+            for key in RETRY_KEYS:
+                if key in retry_spec:
+                    try:
+                        policy[key] = parse_duration(retry_spec[key])
+                    except ValueError as exc:
+                        problems.add(retry_spec.line_of(key), f"{where} retry.{key}: {exc}")
+            values["retry"] = replace(REPORT_RETRY, **policy)
+    if not ok:
+        return None
+    return ReportConfig(api_url=api_url.rstrip("/"), token=token, **values)
 
 
 def _maybe_secret(value, problems, line, environ, rule):
@@ -292,7 +405,7 @@ def _sources(doc, problems, environ) -> dict:
                 continue
             if value is not None:
                 resolved.append(value.encode("utf-8"))
-        options = {k: v for k, v in spec.items() if k not in ("provider", "secrets")}
+        options = {k: v for k, v in spec.items() if k not in ("provider", "secrets", "report")}
         if "clone_token" in options:
             if not secret_refs.is_reference(options["clone_token"]):
                 problems.add(spec.line_of("clone_token"), f"source '{name}': clone_token must be a "
@@ -301,8 +414,9 @@ def _sources(doc, problems, environ) -> dict:
             else:
                 options["clone_token"] = _maybe_secret(options["clone_token"], problems,
                                                        spec.line_of("clone_token"), environ, None)
+        report = _report(spec, name, provider, problems, environ) if "report" in spec else None
         out[name] = SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
-                                 options=options)
+                                 options=options, report=report)
     return out
 
 
@@ -350,7 +464,7 @@ def _targets(doc, problems, environ) -> dict:
     return out
 
 
-def _rules(doc, problems, sources, targets) -> list[Rule]:
+def _rules(doc, problems, sources, targets, rule_reports) -> list[Rule]:
     raw = doc.get("rules")
     if raw is None:
         return []
@@ -373,6 +487,7 @@ def _rules(doc, problems, sources, targets) -> list[Rule]:
         else:
             seen[name] = spec.line_of("name")
         problems.unknown_keys(spec, RULE_KEYS, "the rule", name)
+        rule_reports[name] = _rule_report(spec, name, problems)
         on = _mapping(spec.get("on"), problems, spec.line_of("on"), "'on'", name)
         run = _mapping(spec.get("run"), problems, spec.line_of("run"), "'run'", name)
         if "on" not in spec:
@@ -412,6 +527,27 @@ def _rules(doc, problems, sources, targets) -> list[Rule]:
             compiled.append(compile_rule(name, spec.line_of("name"), on, run,
                                          kind=target.kind, on_unknown_files=policy))
     return compiled
+
+
+def _rule_report(spec, name, problems) -> RuleReport:
+    """`context:` (default bridge/<name>), `report:` and `report_skipped:` of one rule."""
+    context = spec.get("context", f"bridge/{name}")
+    if not isinstance(context, str) or not context.strip() or len(context) > 255 \
+            or any(ord(c) < 32 for c in context):
+        problems.add(spec.line_of("context"), "context must be a one-line name of at most 255 "
+                                              f"characters, such as 'ci/{name}'", name)
+        context = f"bridge/{name}"
+    flags = {}
+    for key in ("report", "report_skipped"):
+        value = spec.get(key, key == "report")
+        if not isinstance(value, bool):
+            problems.add(spec.line_of(key), f"{key} must be true or false", name)
+            value = key == "report"
+        flags[key] = value
+    if flags["report_skipped"] and not flags["report"]:
+        problems.add(spec.line_of("report_skipped"), "report_skipped: true needs report: true "
+                                                     "(report: false posts no status at all)", name)
+    return RuleReport(context=context, **flags)
 
 
 def _check_on(on: LineDict, problems, name, sources) -> bool:
@@ -456,5 +592,6 @@ def _check_on(on: LineDict, problems, name, sources) -> bool:
     return ok
 
 
-__all__ = ["Config", "ConfigError", "RetryPolicy", "Settings", "SourceConfig", "TargetConfig",
+__all__ = ["Config", "ConfigError", "FollowPolicy", "ReportConfig", "RetryPolicy", "RuleReport",
+           "Settings", "SourceConfig", "TargetConfig",
            "load_config", "parse_duration", "GlobError"]

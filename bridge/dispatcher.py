@@ -2,7 +2,8 @@
 
 Input: the `Store` queue, the configured targets and their retry policies. Output: every job
 moved on to started / succeeded / failed / skipped, back to queued with a backoff (transient
-failure), or dead (permanent failure, or transient for longer than the target's give-up time).
+failure), or dead (permanent failure, or transient for longer than the target's give-up time);
+started builds followed to their end; commit statuses (feedback.py) stored with each step.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from .config import RetryPolicy
+from .config import FollowPolicy, RetryPolicy
 from .errors import StoreUnavailable, TargetRejected, TargetUnavailable
 from .events import Event
-from .store import ClaimedJob, Store
+from .feedback import Feedback, JobRef, StatusPoster
+from .store import ClaimedFollow, ClaimedJob, Store
 from .targets.base import Job, Target
 
 logger = logging.getLogger("bridge.dispatcher")
@@ -38,6 +40,13 @@ class Dispatcher:
     `now`, `sleep` and `rand` are injected so retry tests need no real waiting;
     `decide_paths(claimed_job) -> (run?, reason)` decides jobs whose rule has path filters the
     event's own file lists could not settle (None: run them all).
+
+    Started builds of targets that can follow them (`Target.follow`) are looked at again and
+    again, backing off from `follow.interval` to `follow.max_interval`, at most
+    `follow.concurrency` at a time, until they end or `follow.give_up_after` passes; the follow
+    state is in the store, so a restarted dispatcher (or another one) carries on. With
+    `feedback`, each step of a job also stores its commit status, posted by a `StatusPoster`
+    beside the jobs (never in their way).
     """
 
     def __init__(self, store: Store, targets: Mapping[str, Target],
@@ -46,7 +55,8 @@ class Dispatcher:
                  now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  rand: Callable[[], float] = random.random,
                  decide_paths: Callable[[ClaimedJob], tuple[bool, str]] | None = None,
-                 log: logging.Logger = logger, metrics=None):
+                 log: logging.Logger = logger, metrics=None, feedback: Feedback | None = None,
+                 follow: FollowPolicy = FollowPolicy()):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store = store
@@ -67,6 +77,17 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self._store_down = False
+        self.feedback = feedback
+        self.follow_policy = follow
+        self._following: dict[int, Future] = {}
+        self._follow_pool = ThreadPoolExecutor(max_workers=follow.concurrency, thread_name_prefix="follow")
+        self.poster = StatusPoster(store, feedback, owner=owner, lease_seconds=lease_seconds, now=now,
+                                   rand=rand, log=logging.getLogger("bridge.feedback"))
+
+    def set_feedback(self, feedback: Feedback | None) -> None:
+        """Rules reload: statuses from now on use this (sources' report:, rules' context)."""
+        self.feedback = feedback
+        self.poster.feedback = feedback
 
     def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy]) -> None:
         """Rules reload: jobs claimed from now on use these; running ones finish on the old."""
@@ -87,14 +108,18 @@ class Dispatcher:
             self._renew_if_due()
         return len(claimed)
 
-    def run(self, stop: threading.Event, *, grace: float = 30.0) -> None:
+    def run(self, stop: threading.Event, *, grace: float = 30.0, background_interval: float = 0.1) -> None:
         """Dispatch until `stop` is set; then stop claiming, give in-flight jobs `grace` seconds
         to finish, interrupt what still runs (its target's `close()`: exec kills its commands,
-        whose jobs are retried later) and release anything claimed but not started.
+        whose jobs are retried later) and release anything claimed but not started. Follows and
+        status posts run beside, on a thread of their own, every `background_interval` seconds.
 
         Under load it claims a batch ahead (up to `concurrency` jobs waiting for a free slot,
         leased and renewed like running ones): one claim per job would spend more time in the
         store than short jobs spend running."""
+        background = threading.Thread(target=self._background, args=(stop, background_interval),
+                                      name="dispatch-background", daemon=True)
+        background.start()
         try:
             while not stop.is_set():
                 self._renew_if_due()
@@ -107,7 +132,16 @@ class Dispatcher:
                 else:
                     self.sleep(self.poll_interval)
         finally:
+            background.join(timeout=grace)
             self._shutdown(grace)
+
+    def _background(self, stop: threading.Event, interval: float) -> None:
+        while not stop.wait(interval):
+            try:
+                self._follow_due()
+                self.poster.tick()
+            except Exception:   # noqa: BLE001 - keep following and posting whatever one round did
+                self.log.error("follow/status round failed", exc_info=True, extra={"delivery": None})
 
     def _shutdown(self, grace: float) -> None:
         with self._lock:
@@ -129,6 +163,12 @@ class Dispatcher:
                     targets[name].close()
             wait(still, timeout=5.0)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # Follows and posts are short and leased: an unfinished one is taken up again later.
+        with self._lock:
+            following = list(self._following.values())
+        wait(following, timeout=min(grace, 10.0))
+        self._follow_pool.shutdown(wait=False, cancel_futures=True)
+        self.poster.shutdown(wait=min(grace, 10.0))
 
     # -- claiming and leases --------------------------------------------------------------
 
@@ -202,7 +242,8 @@ class Dispatcher:
                 if not run_it:
                     self._log(cj, logging.INFO, "skipped: %s", reason)
                     self._count(cj, "skipped")
-                    self._record(cj, self.store.record_skipped, reason)
+                    self._record(cj, self.store.record_skipped, reason,
+                                 statuses=self._statuses("skipped", cj, reason))
                     return
             target = targets.get(cj.target)
             if target is None:
@@ -216,7 +257,8 @@ class Dispatcher:
         except TargetRejected as exc:
             self._log(cj, logging.ERROR, "rejected, dead letter: %s", _message(exc))
             self._count(cj, "dead")
-            self._record(cj, self.store.record_dead, _message(exc))
+            self._record(cj, self.store.record_dead, _message(exc),
+                         statuses=self._statuses("dead", cj, _message(exc)))
         except Exception as exc:
             self._log(cj, logging.ERROR, "unexpected error (treated as transient): %s",
                       _message(exc), exc_info=True)
@@ -225,7 +267,9 @@ class Dispatcher:
             self._log(cj, logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
                       f": {run.detail['reason']}" if run.detail.get("reason") else "")
             self._count(cj, run.state, queued_for=self.now() - cj.first_queued_at)
-            self._record(cj, self.store.record_run, run)
+            self._record(cj, self.store.record_run, run,
+                         statuses=self._statuses("accepted", cj, run, cj.target),
+                         follow_at=self.now() + self.follow_policy.interval)
 
     def _retry(self, cj: ClaimedJob, policies, error: str, retry_after: float | None) -> None:
         policy = policies.get(cj.target) or RetryPolicy()
@@ -234,7 +278,8 @@ class Dispatcher:
             message = f"gave up after {_duration(policy.give_up_after)}: {error}"
             self._log(cj, logging.ERROR, "%s", message)
             self._count(cj, "dead")
-            self._record(cj, self.store.record_dead, message)
+            self._record(cj, self.store.record_dead, message,
+                         statuses=self._statuses("dead", cj, message))
             return
         # Exponential backoff with full jitter; the exponent is capped so floats never overflow.
         delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cj.attempts - 1, 60))
@@ -244,11 +289,21 @@ class Dispatcher:
         self._count(cj, "retry")
         self._record(cj, self.store.record_retry, error, now + delay)
 
-    def _record(self, cj: ClaimedJob, method, *args) -> None:
+    def _statuses(self, step: str, cj: ClaimedJob, *args) -> list:
+        """The commit status of one step of a job (feedback.Feedback's builder named `step`)."""
+        if self.feedback is None:
+            return []
+        try:
+            return getattr(self.feedback, step)(JobRef.from_job(cj), *args)
+        except Exception:   # noqa: BLE001 - a status is never worth losing a job's result
+            self._log(cj, logging.ERROR, "cannot build its %s status", step, exc_info=True)
+            return []
+
+    def _record(self, cj: ClaimedJob, method, *args, **kw) -> None:
         delay = 0.5
         for attempt in range(_RECORD_TRIES):
             try:
-                applied = method(cj.id, self.owner, *args, now=self.now())
+                applied = method(cj.id, self.owner, *args, now=self.now(), **kw)
                 break
             except StoreUnavailable as exc:
                 if attempt == _RECORD_TRIES - 1:
@@ -262,6 +317,97 @@ class Dispatcher:
             self._log(cj, logging.WARNING, "lease was taken over by another dispatcher; "
                       "this result is not recorded")
 
+    # -- following started builds ---------------------------------------------------------
+
+    def follow_once(self) -> int:
+        """Look once at every followed build that is due (up to the follow concurrency) and wait
+        for the answers; returns how many (tests)."""
+        futures = self._follow_due()
+        wait(futures)
+        return len(futures)
+
+    def _follow_due(self) -> list[Future]:
+        with self._lock:
+            free = self.follow_policy.concurrency - len(self._following)
+            targets = {name: t for name, t in self._targets.items() if _can_follow(t)}
+        if free <= 0 or not targets:
+            return []
+        try:
+            claimed = self.store.claim_follows(self.owner, list(targets), free,
+                                               lease_seconds=self.lease_seconds, now=self.now())
+        except StoreUnavailable as exc:
+            self.log.error("cannot claim builds to follow: %s", exc, extra={"delivery": None})
+            return []
+        futures = []
+        for cf in claimed:
+            with self._lock:
+                if cf.job_id in self._following:
+                    continue
+                fut = self._follow_pool.submit(self._follow, cf, targets[cf.target])
+                self._following[cf.job_id] = fut
+            fut.add_done_callback(lambda _f, job_id=cf.job_id: self._followed(job_id))
+            futures.append(fut)
+        return futures
+
+    def _followed(self, job_id: int) -> None:
+        with self._lock:
+            self._following.pop(job_id, None)
+
+    def _follow(self, cf: ClaimedFollow, target: Target) -> None:
+        policy = self.follow_policy
+        job = JobRef.from_follow(cf)
+        now = self.now()
+        try:
+            if now - cf.since > policy.give_up_after:
+                reason = f"stopped following the build after {_duration(policy.give_up_after)}"
+                self._flog(cf, logging.WARNING, "%s", reason)
+                self.store.give_up_follow(cf.job_id, self.owner, reason, now=now,
+                                          statuses=self._follow_statuses("gave_up", job, cf.run, reason))
+                return
+            # Back off from the interval to the maximum, with jitter so builds started together
+            # are not asked about together.
+            delay = min(policy.max_interval, policy.interval * 1.5 ** min(cf.checks - 1, 60))
+            delay *= 0.75 + 0.5 * self.rand()
+            try:
+                run = target.follow(cf.run)
+            except Exception as exc:   # noqa: BLE001 - TargetError or a bug: look again later
+                self._flog(cf, logging.WARNING, "cannot follow (look again in %.1fs): %s", delay,
+                           _message(exc))
+                self.store.follow_checked(cf.job_id, self.owner, cf.run, next_check_at=now + delay,
+                                          now=self.now(), error=_message(exc))
+                return
+            if run.state in ("succeeded", "failed"):
+                self._flog(cf, logging.INFO, "build %s%s", run.state, f" {run.url}" if run.url else "")
+                if self.metrics is not None:
+                    self.metrics.job(cf.target, run.state)
+                self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
+                                         statuses=self._follow_statuses("finished", job, run))
+                return
+            moved = (run.state, run.url) != (cf.run.state, cf.run.url)
+            if moved:
+                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
+            self.store.follow_checked(
+                cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
+                statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
+        except StoreUnavailable as exc:
+            self._flog(cf, logging.ERROR, "cannot record the follow (%s); its lease expires and "
+                       "it is looked at again", exc)
+
+    def _follow_statuses(self, step: str, job: JobRef, *args) -> list:
+        if self.feedback is None:
+            return []
+        try:
+            return getattr(self.feedback, step)(job, *args)
+        except Exception:   # noqa: BLE001 - a status is never worth losing a build's result
+            self.log.error("job %d: cannot build its %s status", job.job_id, step, exc_info=True,
+                           extra={"delivery": job.delivery_id, "job": job.job_id})
+            return []
+
+    def _flog(self, cf: ClaimedFollow, level: int, msg: str, *args) -> None:
+        self.log.log(level, "job %d (%s -> %s): " + msg, cf.job_id, cf.rule, cf.target, *args,
+                     extra={"delivery": cf.delivery_id, "job": cf.job_id, "rule": cf.rule,
+                            "target": cf.target})
+
     def _count(self, cj: ClaimedJob, state: str, **kw) -> None:
         if self.metrics is not None:
             self.metrics.job(cj.target, state, **kw)
@@ -273,6 +419,11 @@ class Dispatcher:
 
 def _extra(cj: ClaimedJob) -> dict:
     return {"delivery": cj.delivery_id, "job": cj.id, "rule": cj.rule, "target": cj.target}
+
+
+def _can_follow(target: Target) -> bool:
+    # The base class's follow() knows nothing: such targets' builds stay "started".
+    return type(target).follow is not Target.follow
 
 
 def _message(exc: BaseException) -> str:

@@ -29,20 +29,24 @@ STATUS = "rules-status.json"
 # --- rules with a last-good fallback ---------------------------------------------------------
 
 def record_good(state_dir, config, text: str) -> None:
-    """Remember a valid rules text so a later bad edit can never stop a worker from booting."""
-    state = Path(state_dir)
-    tmp = state / (LAST_GOOD + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, state / LAST_GOOD)
+    """Remember a valid rules text: the snapshot every worker and the dispatcher load, until the
+    next successful reload replaces it."""
+    _write_atomic(Path(state_dir) / LAST_GOOD, text)
     write_status(state_dir, ok=True, version=config.version, problems=[])
 
 
 def write_status(state_dir, *, ok: bool, version: str | None, problems: list[str]) -> None:
-    state = Path(state_dir)
-    tmp = state / (STATUS + ".tmp")
-    tmp.write_text(json.dumps({"ok": ok, "version": version, "problems": problems[:50],
-                               "time": time.time()}), encoding="utf-8")
-    os.replace(tmp, state / STATUS)
+    """`rules-status.json`: the version serving and, after a refused reload, why (for /readyz)."""
+    _write_atomic(Path(state_dir) / STATUS, json.dumps(
+        {"ok": ok, "version": version, "problems": problems[:50], "time": time.time()}))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # The supervisor, the gunicorn master and the dispatcher may all record one reload at once:
+    # a temporary name per process, so no one renames a file another is still writing.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def read_status(state_dir) -> dict | None:
@@ -53,15 +57,18 @@ def read_status(state_dir) -> dict | None:
 
 
 def load_with_fallback(rules_path, state_dir):
-    """(config, problems): the file if valid, else the last good snapshot with the file's problems."""
+    """(config, problems) for a booting worker or dispatcher: the rules the service last accepted
+    (the snapshot taken at start and at each successful reload), not whatever the file holds now,
+    so a worker that restarts between an edit and its reload serves what its siblings and the
+    dispatcher serve. The file itself only when there is no snapshot yet. `problems`: why the
+    last reload was refused, if it was."""
     try:
+        text = (Path(state_dir) / LAST_GOOD).read_text(encoding="utf-8")
+    except FileNotFoundError:
         return load_config(rules_path), []
-    except ConfigError as exc:
-        snapshot = Path(state_dir) / LAST_GOOD
-        if not snapshot.exists():
-            raise
-        text = snapshot.read_text(encoding="utf-8")
-        return load_config(rules_path, text=text), exc.problems
+    status = read_status(state_dir) or {}
+    problems = [] if status.get("ok", True) else list(status.get("problems") or [])
+    return load_config(rules_path, text=text), problems
 
 
 def validate_and_record(rules_path, state_dir) -> list[str]:
@@ -70,16 +77,15 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
         text = Path(rules_path).read_text(encoding="utf-8")
         config = load_config(rules_path, text=text)
     except ConfigError as exc:
-        old = read_status(state_dir) or {}
-        write_status(state_dir, ok=False, version=old.get("version"), problems=exc.problems)
-        return exc.problems
+        problems = exc.problems
     except OSError as exc:
         problems = [f"{rules_path}: cannot read: {exc.strerror}"]
-        old = read_status(state_dir) or {}
-        write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
-        return problems
-    record_good(state_dir, config, text)
-    return []
+    else:
+        record_good(state_dir, config, text)
+        return []
+    old = read_status(state_dir) or {}
+    write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
+    return problems
 
 
 # --- bridge web: gunicorn in this process ----------------------------------------------------
@@ -127,10 +133,17 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
 
 
 def _on_web_reload(rules_path, state_dir):
+    """gunicorn master, on SIGHUP, before it replaces its workers: they boot on the snapshot,
+    which only a valid file replaces."""
+    from .logs import setup
+    setup()
     problems = validate_and_record(rules_path, state_dir)
+    version = (read_status(state_dir) or {}).get("version")
     if problems:
-        log.error("reload: %s is invalid; keeping the last good rules: %s", rules_path,
-                  "; ".join(problems[:5]))
+        log.error("reload refused: %s is invalid; the web workers keep rules version %s",
+                  rules_path, version, extra={"problems": problems[:5]})
+    else:
+        log.info("reload: web workers restarting with rules version %s", version)
 
 
 def make_app(rules_path, state_dir):
@@ -151,6 +164,7 @@ def make_app(rules_path, state_dir):
 def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None):
     """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules."""
     from .dispatcher import Dispatcher
+    from .feedback import Feedback
     from .logs import setup
     from .metrics import Metrics
     from .store import Store
@@ -166,23 +180,42 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
                             concurrency=concurrency or config.settings.dispatcher_concurrency,
                             lease_seconds=config.settings.lease_seconds,
                             poll_interval=config.settings.poll_interval, decide_paths=decide,
-                            metrics=Metrics())
+                            metrics=Metrics(), feedback=Feedback(config),
+                            follow=config.settings.follow)
     stop = stop or threading.Event()
 
     def on_term(signum, frame):
         log.info("dispatcher stopping (signal %d)", signum)
         stop.set()
 
+    carried: dict = {}   # target name -> (Target, RetryPolicy) that the rules no longer name
+
     def on_hup(signum, frame):
+        # Validated here too: under bridge-dispatcher.service nobody else checks the file first.
+        problems = validate_and_record(rules_path, state_dir)
         try:
-            new = load_config(rules_path)
-        except ConfigError as exc:
-            log.error("reload: rules invalid, keeping version %s", dispatcher_config[0].version,
-                      extra={"problems": exc.problems[:5]})
+            new = None if problems else load_with_fallback(rules_path, state_dir)[0]
+        except ConfigError as exc:   # a secret went missing since the validation
+            problems = exc.problems
+        if problems:
+            log.error("reload refused: %s is invalid; the dispatcher keeps rules version %s",
+                      rules_path, dispatcher_config[0].version, extra={"problems": problems[:5]})
             return
+        old = dispatcher_config[0]
+        # Jobs accepted under the old rules may name a target the new ones dropped or renamed:
+        # they were acknowledged, so they still run there (until the next restart).
+        gone = [name for name in old.targets if name not in new.targets]
+        built = old.build_targets() if gone else {}
+        carried.update({name: (built[name], old.targets[name].retry) for name in gone})
+        for name in new.targets:
+            carried.pop(name, None)
         dispatcher_config[0] = new
-        dispatcher.set_targets(new.build_targets(), new.retry_policies())
-        log.info("reload: rules version %s", new.version)
+        dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets()},
+                               {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
+        dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
+        dispatcher.set_feedback(Feedback(new))   # report: tokens and rules' contexts may change
+        log.info("reload: the dispatcher runs rules version %s", new.version,
+                 extra={"carried_targets": sorted(carried)} if carried else None)
 
     dispatcher_config = [config]
     if threading.current_thread() is threading.main_thread():
@@ -305,11 +338,13 @@ class Supervisor:
 
     def _on_hup(self, signum, frame):
         problems = validate_and_record(self.rules_path, self.state_dir)
+        version = (read_status(self.state_dir) or {}).get("version")
         if problems:
-            log.error("reload refused: %s is invalid; the running rules stay", self.rules_path,
-                      extra={"problems": problems[:5]})
+            log.error("reload refused: %s is invalid; rules version %s keeps serving: %s",
+                      self.rules_path, version, "; ".join(problems[:3]),
+                      extra={"problems": problems[:20]})
             return
-        log.info("reload: rules valid, reloading web workers and dispatcher")
+        log.info("reload: rules version %s is valid; reloading web workers and dispatcher", version)
         for child in self.children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGHUP)

@@ -19,13 +19,17 @@ Job states:
 - dead: a permanent error, or transient ones for longer than the target's give-up time.
 - skipped: the push changes no file the rule's paths / paths-ignore care about.
 
+A started job is followed (`claim_follows`, under a follow lease of its own) until its build ends:
+`finish_follow` moves it to succeeded / failed. Commit statuses for the git host are rows too
+(`statuses`): stored with the results above, claimed and posted by the dispatcher.
+
 Every record_* applies only while the caller still holds the lease, and appends one row to the
 job's attempts. Durability "full" survives power loss; "normal" survives kill -9 of any process
 but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreSQL
 synchronous_commit=off).
 """
-from .store import (JOB_STATES, OPEN_STATES, OUTCOMES, ClaimedJob, Ingested, NewDelivery, NewJob,
-                    Store)
+from .store import (JOB_STATES, OPEN_STATES, OUTCOMES, ClaimedFollow, ClaimedJob, ClaimedStatus,
+                    Ingested, NewDelivery, NewJob, NewStatus, Store)
 
-__all__ = ["JOB_STATES", "OPEN_STATES", "OUTCOMES", "ClaimedJob", "Ingested", "NewDelivery",
-           "NewJob", "Store"]
+__all__ = ["JOB_STATES", "OPEN_STATES", "OUTCOMES", "ClaimedFollow", "ClaimedJob", "ClaimedStatus",
+           "Ingested", "NewDelivery", "NewJob", "NewStatus", "Store"]

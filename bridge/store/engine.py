@@ -10,6 +10,11 @@ loss). Writers from several processes (gunicorn workers, the dispatcher) queue o
 `<db>.lock` instead of SQLite's busy handler, which sleeps in 1-100 ms steps and wrecks the tail
 latency of acks; a blocked flock wakes the moment the holder releases it, and the kernel drops the
 lock of a killed process.
+
+PostgreSQL: psycopg 3 and a connection pool per process, sized for one gunicorn worker or one
+dispatcher (below); every timeout is short enough that a database that is gone turns into a
+`StoreUnavailable` (a 503 for ingest) within seconds rather than a hung worker, and a pre-ping
+at checkout replaces connections a restarted server has closed, so service resumes by itself.
 """
 from __future__ import annotations
 
@@ -26,6 +31,26 @@ DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 # Only a backstop: writers are serialized by the flock, so SQLite waits only for a process that
 # writes without it (an operator's sqlite3 shell).
 _BUSY_TIMEOUT_MS = 5000
+
+# PostgreSQL, per process. A gunicorn gthread worker uses at most one connection per thread (4 by
+# default) and a dispatcher one per job slot plus its claim loop; `pool_size` connections stay
+# open, bursts open up to as many again, closed when returned. A whole instance therefore holds
+# about (web workers + 1) x pool_size connections and at most twice that: keep
+# instances x that below the server's max_connections (100 by default).
+POOL_SIZE = 4
+# Waiting for a free connection: a git host gives up after 10 s, so answer 503 well before.
+POOL_TIMEOUT = 5.0
+# Each connection is replaced after this long, before a load balancer or pgbouncer in between
+# drops it silently.
+POOL_RECYCLE = 1800
+# libpq: connecting to an unreachable host; unacknowledged writes and dead idle peers (a host that
+# vanished without closing its sockets) fail after ~10-25 s instead of the kernel's minutes.
+_PG_CONNECT_ARGS = {"connect_timeout": 5, "tcp_user_timeout": 10000, "keepalives_idle": 10,
+                    "keepalives_interval": 5, "keepalives_count": 3}
+# Server side, per session: a statement never outlives gunicorn's 30 s worker timeout (the request
+# gets a 503 rather than a killed worker), and a transaction left open by a stuck process is ended
+# so its row locks never hold up claims or ingest for long.
+_PG_SESSION = "SET statement_timeout = '20s'; SET idle_in_transaction_session_timeout = '60s'"
 
 
 class WriterLock:
@@ -79,8 +104,10 @@ def normalize_url(url: str):
     return u
 
 
-def open_engine(url: str, durability: str = "full", *, create_dir: bool = True):
-    """Return (engine, WriterLock or None) for `url`; None where the database serializes itself."""
+def open_engine(url: str, durability: str = "full", *, create_dir: bool = True,
+                pool_size: int | None = None):
+    """Return (engine, WriterLock or None) for `url`; None where the database serializes itself.
+    `pool_size`: PostgreSQL connections kept per process (default POOL_SIZE)."""
     if durability not in DURABILITY:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not '{durability}'")
     u = normalize_url(url)
@@ -88,7 +115,7 @@ def open_engine(url: str, durability: str = "full", *, create_dir: bool = True):
     if backend == "sqlite":
         return _sqlite_engine(u, durability, create_dir)
     if backend == "postgresql":
-        return _postgresql_engine(u, durability), None
+        return _postgresql_engine(u, durability, pool_size or POOL_SIZE), None
     raise ValueError(f"unsupported database '{backend}' (use sqlite:/// or postgresql://)")
 
 
@@ -123,14 +150,21 @@ def _sqlite_engine(u, durability: str, create_dir: bool):
     return engine, WriterLock(path + ".lock")
 
 
-def _postgresql_engine(u, durability: str) -> Engine:
-    engine = create_engine(u, pool_size=5, max_overflow=10)
+def _postgresql_engine(u, durability: str, pool_size: int) -> Engine:
+    # Options in the URL (e.g. ?connect_timeout=2) win over our defaults.
+    connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in u.query}
+    engine = create_engine(u, pool_size=pool_size, max_overflow=pool_size, pool_timeout=POOL_TIMEOUT,
+                           pool_recycle=POOL_RECYCLE, pool_pre_ping=True, connect_args=connect_args)
+    session = _PG_SESSION
     if durability == "normal":
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _record):
-            # The PostgreSQL analogue of synchronous=NORMAL: a server crash may lose the last
-            # commits, never corrupts; a killed bridge process loses nothing.
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SET synchronous_commit = off")
-            dbapi_conn.commit()
+        # The PostgreSQL analogue of synchronous=NORMAL: a server crash may lose the last
+        # commits, never corrupts; a killed bridge process loses nothing.
+        session += "; SET synchronous_commit = off"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        with dbapi_conn.cursor() as cur:
+            cur.execute(session)
+        dbapi_conn.commit()
+
     return engine

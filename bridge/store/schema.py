@@ -1,7 +1,7 @@
 """Store schema: the SQLAlchemy Core tables shared by SQLite and PostgreSQL.
 
-Input: nothing. Output: `metadata` with deliveries, content_keys, jobs, job_attempts and
-schema_version, and `SCHEMA_VERSION`, the layout this code reads and writes.
+Input: nothing. Output: `metadata` with deliveries, content_keys, jobs, job_attempts, follows,
+statuses and schema_version, and `SCHEMA_VERSION`, the layout this code reads and writes.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Intege
                         MetaData, String, Table, Text)
 
 #: Bumped on every change of the layout below; a database at another version is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -98,3 +98,58 @@ job_attempts = Table(
     Column("detail", _Json),
 )
 Index("job_attempts_job", job_attempts.c.job_id)
+
+# --- feedback: following builds and commit statuses (bridge/feedback.py) ----------------------
+# New tables only: `create_all` adds them to an existing database, no rewrite of the ones above.
+# No foreign keys: `prune` deletes these rows with their deliveries.
+
+follows = Table(
+    "follows", metadata,
+    Column("job_id", Integer, primary_key=True, autoincrement=False),
+    Column("run_state", String(20), nullable=False),      # Run.state: queued | started
+    Column("remote_id", Text, nullable=False),
+    Column("url", Text),
+    Column("detail", _Json),
+    Column("state", String(20), nullable=False),          # following | done | gave_up
+    Column("since", Double, nullable=False),              # the give-up clock starts here
+    Column("checks", Integer, nullable=False),
+    Column("next_check_at", Double, nullable=False),
+    Column("lease_owner", String(200)),                   # the follow lease, apart from the job's
+    Column("lease_expires_at", Double),
+    Column("last_error", Text),
+    Column("updated_at", Double, nullable=False),
+)
+Index("follows_due", follows.c.state, follows.c.next_check_at)
+
+statuses = Table(
+    "statuses", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False, unique=True),   # job:<id>:<attempt>:<phase> | skip:...
+    Column("delivery_id", String(200), nullable=False),
+    Column("job_id", Integer),                            # None for a rule skipped at match time
+    Column("rule", String(200), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("provider", String(50), nullable=False),
+    Column("repo", String(500), nullable=False),
+    Column("sha", String(100), nullable=False),
+    Column("ref", String(500), nullable=False),           # branch or tag name
+    Column("context", String(300), nullable=False),
+    Column("rank", Integer, nullable=False),              # a higher rank of one job supersedes
+    Column("state", String(20), nullable=False),          # pending|running|success|failure|canceled|error
+    Column("description", Text, nullable=False),
+    Column("target_url", Text),
+    # waiting | sending | sent | done (refused as already so) | failed | superseded | dropped
+    Column("post_state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", Double),
+    Column("answer_code", Integer),                       # the git host's HTTP status
+    Column("answer", Text),                               # its short message, or the network error
+    Column("sent_at", Double),
+    Column("updated_at", Double, nullable=False),
+)
+Index("statuses_due", statuses.c.post_state, statuses.c.next_attempt_at, statuses.c.id)
+Index("statuses_job", statuses.c.job_id, statuses.c.rank)
+Index("statuses_delivery", statuses.c.delivery_id)

@@ -13,16 +13,17 @@ import weakref
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
-from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, exists, func, insert, inspect,
-                        or_, select, text, update)
+from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, exists, func, insert, or_,
+                        select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import StoreUnavailable
 from ..targets.base import Run
+from . import migrations
 from .engine import open_engine
-from .schema import (SCHEMA_VERSION, content_keys, deliveries, job_attempts, jobs, metadata,
-                     schema_version)
+from .group import GroupCommit
+from .schema import content_keys, deliveries, follows, job_attempts, jobs, schema_version, statuses
 
 #: Every state a job can be in; see the package docstring for what each means.
 JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped")
@@ -36,8 +37,6 @@ _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started
 
 _MAX_ERROR = 4000
 _PRUNE_BATCH = 500
-# Any constant: serializes schema creation of concurrently starting PostgreSQL instances.
-_PG_SCHEMA_LOCK = 0x6272696467650001
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,52 @@ class Ingested:
     duplicate_of: str | None         # same delivery id already stored: nothing was written
     content_duplicate_of: str | None  # same push already accepted: stored, no jobs
     job_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewStatus:
+    """One commit status to post (feedback.py builds it). Stored once per `key`, however often
+    it is offered; a higher `rank` of the same job supersedes one not yet posted."""
+    key: str                        # job:<id>:<attempt>:<phase> | skip:<delivery>:<rule>
+    delivery_id: str
+    job_id: int | None
+    rule: str
+    source: str
+    provider: str
+    repo: str
+    sha: str
+    ref: str                        # branch or tag name
+    context: str
+    rank: int
+    state: str                      # pending | running | success | failure | canceled | error
+    description: str
+    target_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedStatus(NewStatus):
+    """A status leased to one dispatcher for one post."""
+    id: int = 0
+    attempts: int = 1               # this post's number
+    created_at: float = 0.0         # the give-up clock starts here
+
+
+@dataclass(frozen=True)
+class ClaimedFollow:
+    """A started build leased to one dispatcher for one look at its progress."""
+    job_id: int
+    delivery_id: str
+    rule: str
+    target: str
+    run: Run
+    since: float                    # when the follow began (the give-up clock)
+    checks: int                     # looks so far, this one included
+    source: str
+    provider: str
+    repo: str
+    sha: str
+    ref: str                        # branch or tag name
+    attempt: int = 0                # the job's attempt that started this build
 
 
 @dataclass(frozen=True)
@@ -117,47 +162,53 @@ class Store:
         self._finish_job = _Raw(self._q.finish, dialect)
         self._insert_attempt = _Raw(insert(job_attempts).values(
             {c: bindparam(c) for c in _ATTEMPT_COLUMNS}), dialect)
+        self._group_commits()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._after_fork())
 
     # -- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, durability: str = "full", create: bool = True) -> "Store":
-        """Connect to `url` (sqlite:///path or postgresql+psycopg://...) and check the schema.
+    def open(cls, url: str, *, durability: str = "full", create: bool = True,
+             upgrade: bool | None = None, check: bool = True, pool_size: int | None = None) -> "Store":
+        """Connect to `url` (sqlite:///path or postgresql://...) and check the schema version.
 
-        `create`: create the tables if missing (safe when several processes start at once);
-        otherwise a missing or foreign schema is a `StoreUnavailable`.
+        `create`: install the schema in an empty database (safe when several processes start at
+        once); False refuses an empty one. `upgrade`: bring an older schema up to this code's
+        version; None means "on SQLite when `create`" (one host owns the file), never on
+        PostgreSQL, whose instances may run two releases during a rolling deploy: there it takes
+        `bridge db upgrade` (upgrade=True). A schema newer than the code is always refused.
+        `check=False` opens without any of this (`bridge db status`). `pool_size`: connections
+        kept per process on PostgreSQL (see engine.py). Failures are `StoreUnavailable`.
         """
         try:
-            engine, lock = open_engine(url, durability, create_dir=create)
+            engine, lock = open_engine(url, durability, create_dir=create, pool_size=pool_size)
         except OSError as exc:
             raise StoreUnavailable(f"store unavailable: cannot create the state directory: "
                                    f"{exc.strerror}") from exc
         store = cls(engine, lock)
+        if upgrade is None:
+            upgrade = create and not store._pg
         try:
-            store._prepare(create)
+            if check:
+                store._prepare(create, upgrade)
         except BaseException:
             store.close()
             raise
         return store
 
-    def _prepare(self, create: bool) -> None:
-        with self._tx() as conn:
-            if self._pg:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK})
-            if create:
-                metadata.create_all(conn)
-            elif not inspect(conn).has_table(schema_version.name):
-                raise StoreUnavailable("store unavailable: no bridge database here (schema version none)")
-            versions = conn.execute(select(schema_version.c.version)).scalars().all()
-            if not versions and create:
-                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION,
-                                                           applied_at=time.time()))
-                versions = [SCHEMA_VERSION]
-        if versions != [SCHEMA_VERSION]:
-            raise StoreUnavailable(f"store unavailable: database schema version {versions or 'none'}, "
-                                   f"this bridge needs {SCHEMA_VERSION}")
+    def _prepare(self, create: bool, upgrade: bool) -> None:
+        # A read first: the common case (schema current) takes no lock at all.
+        with self._tx(read=True) as conn:
+            found = migrations.current_version(conn)
+        if migrations.needs_change(found, create=create, upgrade=upgrade):
+            with self._tx() as conn:
+                migrations.migrate(conn, create=create, upgrade=upgrade)
+
+    def schema_status(self) -> "migrations.Status":
+        """The schema's version, history, pending steps and drift (`bridge db status`)."""
+        with self._tx(read=True) as conn:
+            return migrations.status(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -169,6 +220,12 @@ class Store:
         self.engine.dispose(close=False)
         if self._writer is not None:
             self._writer.after_fork()
+        self._group_commits()
+
+    def _group_commits(self) -> None:
+        # Ingests and job results each share commits among the threads of one process.
+        self._ingests = GroupCommit(lambda items: self._write_batch(items, self._ingest_one))
+        self._finishes = GroupCommit(lambda items: self._write_batch(items, self._finish_one))
 
     @contextmanager
     def _tx(self, *, read: bool = False):
@@ -207,6 +264,8 @@ class Store:
         content key already claimed by an earlier delivery with jobs: this delivery is stored
         with outcome "duplicate" and no jobs, `content_duplicate_of` names the first. Both are
         decided by unique constraints inside the transaction, never by a read before the write.
+        Concurrent calls in one process share that transaction and its commit (`GroupCommit`);
+        each returns only once it is committed.
         """
         # Everything is serialized before the transaction begins, and the three statements run
         # on the driver's cursor: SQLAlchemy's per-statement work would double the time the
@@ -222,23 +281,35 @@ class Store:
         key = self._claim_key.params({"key": d.content_key, "delivery_id": d.delivery_id,
                                       "claimed_at": d.received_at})
         job_rows = self._job_rows(d.delivery_id, new_jobs, d.received_at)
-        with self._tx() as conn, _cursor(conn) as cur:
-            cur.execute(self._insert_delivery.sql, row)
+        return self._ingests.submit((d, row, key, job_rows))
+
+    def _write_batch(self, items: list, one) -> list:
+        """`one(conn, cur, *item)` for the items of concurrent callers in one transaction (group
+        commit). If it fails, each is tried again alone, so one cannot take the others with it."""
+        try:
+            with self._tx() as conn, _cursor(conn) as cur:
+                return [one(conn, cur, *item) for item in items]
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+        return [r for item in items for r in self._write_batch([item], one)]
+
+    def _ingest_one(self, conn, cur, d: NewDelivery, row, key, job_rows) -> Ingested:
+        cur.execute(self._insert_delivery.sql, row)
+        if cur.rowcount == 0:
+            return Ingested(d.delivery_id, duplicate_of=d.delivery_id, content_duplicate_of=None)
+        if not job_rows:
+            return Ingested(d.delivery_id, None, None)
+        if d.content_key is not None:
+            cur.execute(self._claim_key.sql, key)
             if cur.rowcount == 0:
-                return Ingested(d.delivery_id, duplicate_of=d.delivery_id, content_duplicate_of=None)
-            if not new_jobs:
-                return Ingested(d.delivery_id, None, None)
-            if d.content_key is not None:
-                cur.execute(self._claim_key.sql, key)
-                if cur.rowcount == 0:
-                    first = conn.execute(select(content_keys.c.delivery_id)
-                                         .where(content_keys.c.key == d.content_key)).scalar_one()
-                    conn.execute(update(deliveries).where(deliveries.c.id == d.delivery_id).values(
-                        outcome="duplicate", content_duplicate_of=first,
-                        reason=f"the same push was already accepted as delivery {first}"))
-                    return Ingested(d.delivery_id, None, content_duplicate_of=first)
-            ids = self._insert_jobs(cur, job_rows)
-        return Ingested(d.delivery_id, None, None, ids)
+                first = conn.execute(select(content_keys.c.delivery_id)
+                                     .where(content_keys.c.key == d.content_key)).scalar_one()
+                conn.execute(update(deliveries).where(deliveries.c.id == d.delivery_id).values(
+                    outcome="duplicate", content_duplicate_of=first,
+                    reason=f"the same push was already accepted as delivery {first}"))
+                return Ingested(d.delivery_id, None, content_duplicate_of=first)
+        return Ingested(d.delivery_id, None, None, self._insert_jobs(cur, job_rows))
 
     def _job_rows(self, delivery_id: str, new_jobs: list[NewJob], now: float) -> list:
         return [self._insert_job.params({
@@ -304,7 +375,8 @@ class Store:
 
     def _finish(self, job_id: int, owner: str, now: float, outcome: str, *, state: str,
                 next_attempt_at: float | None = None, remote_id: str | None = None,
-                url: str | None = None, detail: dict | None = None, error: str | None = None) -> bool:
+                url: str | None = None, detail: dict | None = None, error: str | None = None,
+                after=None) -> bool:
         """End `owner`'s lease on a job and log the attempt; False (nothing written) if the lease
         is no longer `owner`'s, so a taken-over job is never recorded twice."""
         # On the driver's cursor, like ingest: a dispatcher records every job it runs.
@@ -313,36 +385,52 @@ class Store:
             "job_id": job_id, "owner": owner, "now": now, "new_state": state,
             "next_at": next_attempt_at, "new_remote_id": remote_id, "new_url": url,
             "new_detail": detail_json, "new_error": error})
-        with self._tx() as conn, _cursor(conn) as cur:
-            cur.execute(self._finish_job.sql, finish)
-            row = cur.fetchone()
-            if row is None:
-                return False
-            cur.execute(self._insert_attempt.sql, self._insert_attempt.params({
-                "job_id": job_id, "attempt": row[0], "owner": owner, "started_at": row[1],
-                "finished_at": now, "outcome": outcome, "error": error, "remote_id": remote_id,
-                "url": url, "detail": detail_json}))
+        attempt = {"job_id": job_id, "owner": owner, "finished_at": now, "outcome": outcome,
+                   "error": error, "remote_id": remote_id, "url": url, "detail": detail_json}
+        return self._finishes.submit((finish, attempt, after))
+
+    def _finish_one(self, conn, cur, finish, attempt: dict, after) -> bool:
+        cur.execute(self._finish_job.sql, finish)
+        row = cur.fetchone()
+        if row is None:
+            return False
+        cur.execute(self._insert_attempt.sql, self._insert_attempt.params(
+            {**attempt, "attempt": row[0], "started_at": row[1]}))
+        if after is not None:
+            after(conn)          # same transaction: statuses and follows go with the result
         return True
 
-    def record_run(self, job_id: int, owner: str, run: Run, *, now: float) -> bool:
-        """The target accepted the job: started (remote build) or finished (exec, memory)."""
+    def record_run(self, job_id: int, owner: str, run: Run, *, now: float,
+                   statuses: list[NewStatus] = (), follow_at: float | None = None) -> bool:
+        """The target accepted the job: started (remote build) or finished (exec, memory).
+        A started build is followed from `follow_at` (default now) until it ends; `statuses`
+        are stored with the result."""
         state = _RUN_STATES.get(run.state, "started")
+
+        def after(conn):
+            if state == "started":
+                self._start_follow(conn, job_id, run, now, follow_at)
+            self._insert_statuses(conn, statuses, now)
         return self._finish(job_id, owner, now, state, state=state, remote_id=run.remote_id,
-                            url=run.url or None, detail=run.detail)
+                            url=run.url or None, detail=run.detail, after=after)
 
     def record_retry(self, job_id: int, owner: str, error: str, retry_at: float, *, now: float) -> bool:
         """A transient failure: queued again for `retry_at`."""
         return self._finish(job_id, owner, now, "retry", state="queued", next_attempt_at=retry_at,
                             error=_clip(error))
 
-    def record_dead(self, job_id: int, owner: str, error: str, *, now: float) -> bool:
+    def record_dead(self, job_id: int, owner: str, error: str, *, now: float,
+                    statuses: list[NewStatus] = ()) -> bool:
         """A permanent failure (or retries exhausted): the dead letter, until `retry_job`."""
-        return self._finish(job_id, owner, now, "dead", state="dead", error=_clip(error))
+        return self._finish(job_id, owner, now, "dead", state="dead", error=_clip(error),
+                            after=lambda conn: self._insert_statuses(conn, statuses, now))
 
-    def record_skipped(self, job_id: int, owner: str, reason: str, *, now: float) -> bool:
+    def record_skipped(self, job_id: int, owner: str, reason: str, *, now: float,
+                       statuses: list[NewStatus] = ()) -> bool:
         """The push touches no file the rule cares about."""
         return self._finish(job_id, owner, now, "skipped", state="skipped",
-                            detail={"reason": _clip(reason)})
+                            detail={"reason": _clip(reason)},
+                            after=lambda conn: self._insert_statuses(conn, statuses, now))
 
     def release(self, job_id: int, owner: str) -> bool:
         """Give back a claimed job that was never started (shutdown): queued again at once."""
@@ -442,6 +530,8 @@ class Store:
                     return total
                 job_ids = select(jobs.c.id).where(jobs.c.delivery_id.in_(ids)).scalar_subquery()
                 conn.execute(delete(job_attempts).where(job_attempts.c.job_id.in_(job_ids)))
+                conn.execute(delete(follows).where(follows.c.job_id.in_(job_ids)))
+                conn.execute(delete(statuses).where(statuses.c.delivery_id.in_(ids)))
                 conn.execute(delete(jobs).where(jobs.c.delivery_id.in_(ids)))
                 total += conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids))).rowcount
 
@@ -456,6 +546,207 @@ class Store:
                 .where(jobs.c.state == "queued")).one()
         return {"jobs": {s: int(counts.get(s, 0)) for s in JOB_STATES}, "due": int(due or 0),
                 "oldest_queued_age": max(0.0, now - oldest) if oldest is not None else 0.0}
+
+    # -- feedback: builds followed to their end, commit statuses (bridge/feedback.py) -----------
+
+    def _dialect_insert(self, table):
+        return (postgresql.insert if self._pg else sqlite.insert)(table)
+
+    def _insert_statuses(self, conn, rows, now: float) -> None:
+        if rows:
+            conn.execute(self._dialect_insert(statuses).on_conflict_do_nothing(index_elements=["key"]),
+                         [{**_status_values(r), "post_state": "waiting", "attempts": 0,
+                           "created_at": now, "next_attempt_at": now, "updated_at": now} for r in rows])
+
+    def add_statuses(self, rows: list[NewStatus], *, now: float) -> None:
+        """Store statuses to post (a key already stored is left as it is)."""
+        if rows:
+            with self._tx() as conn:
+                self._insert_statuses(conn, rows, now)
+
+    def claim_statuses(self, owner: str, limit: int, *, lease_seconds: float,
+                       now: float) -> list[ClaimedStatus]:
+        """Lease up to `limit` statuses that are due. Of one job's statuses only the highest rank
+        is ever posted (lower ones still waiting are marked superseded), and never while another
+        of its statuses is being posted, so the git host sees them in order."""
+        if limit <= 0:
+            return []
+        s = statuses.c
+        due = or_(and_(s.post_state == "waiting", s.next_attempt_at <= now),
+                  and_(s.post_state == "sending", s.lease_expires_at <= now))
+        with self._tx(read=True) as conn:
+            if conn.execute(select(s.id).where(due).limit(1)).first() is None:
+                return []
+        newer, busy = statuses.alias("newer"), statuses.alias("busy")
+        superseded = exists().where(newer.c.job_id == s.job_id, newer.c.rank > s.rank)
+        sending = exists().where(busy.c.job_id == s.job_id, busy.c.id != s.id,
+                                 busy.c.post_state == "sending", busy.c.lease_expires_at > now)
+        with self._tx() as conn:
+            conn.execute(update(statuses).where(due, s.job_id.is_not(None), superseded)
+                         .values(post_state="superseded", lease_owner=None, lease_expires_at=None,
+                                 updated_at=now))
+            rows = conn.execute(select(statuses).where(due, ~sending)
+                                .order_by(s.next_attempt_at, s.id).limit(limit)
+                                .with_for_update(of=statuses, skip_locked=True)).all()
+            if not rows:
+                return []
+            conn.execute(update(statuses).where(s.id.in_([r.id for r in rows]))
+                         .values(post_state="sending", lease_owner=owner,
+                                 lease_expires_at=now + lease_seconds, attempts=s.attempts + 1,
+                                 updated_at=now))
+        return [ClaimedStatus(**{k: getattr(r, k) for k in _STATUS_FIELDS}, id=r.id,
+                              attempts=r.attempts + 1, created_at=r.created_at) for r in rows]
+
+    def record_status(self, status_id: int, owner: str, *, outcome: str, now: float,
+                      code: int | None = None, answer: str = "", retry_at: float | None = None) -> bool:
+        """The answer to one post. `outcome`: sent | done (the host says it is so already, or
+        can never be: not retried) | failed | dropped (nobody to post to), or retry (waiting
+        again until `retry_at`). False if the lease is no longer `owner`'s."""
+        s = statuses.c
+        values = {"post_state": "waiting" if outcome == "retry" else outcome, "answer_code": code,
+                  "answer": _clip(answer)[:1000], "lease_owner": None, "lease_expires_at": None,
+                  "updated_at": now}
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
+        if outcome == "sent":
+            values["sent_at"] = now
+        with self._tx() as conn:
+            return conn.execute(update(statuses).where(s.id == status_id, s.post_state == "sending",
+                                                       s.lease_owner == owner)
+                                .values(**values)).rowcount == 1
+
+    def statuses_of(self, delivery_id: str) -> list[dict]:
+        """Every status of one delivery, oldest first, with the git host's answer."""
+        with self._tx(read=True) as conn:
+            rows = conn.execute(select(statuses).where(statuses.c.delivery_id == delivery_id)
+                                .order_by(statuses.c.id)).all()
+        return [_row_dict(r, exclude=("lease_owner", "lease_expires_at")) for r in rows]
+
+    def recent_deliveries(self, *, since: float, sources: list[str], limit: int = 500) -> list[dict]:
+        """Deliveries with an event from `sources` received after `since` (epoch seconds), oldest
+        first, each with its jobs (id, rule, state, needs_files): what needs a first status."""
+        d = deliveries.c
+        with self._tx(read=True) as conn:
+            rows = conn.execute(select(d.id, d.source, d.provider, d.received_at, d.event, d.verdicts)
+                                .where(d.received_at > since, d.source.in_(list(sources)),
+                                       d.outcome.in_(("matched", "no_match")))
+                                .order_by(d.received_at, d.id).limit(limit)).all()
+            by_delivery: dict[str, list[dict]] = {r.id: [] for r in rows}
+            if rows:
+                for j in conn.execute(select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.state,
+                                             jobs.c.needs_files)
+                                      .where(jobs.c.delivery_id.in_(list(by_delivery))).order_by(jobs.c.id)):
+                    by_delivery[j.delivery_id].append({"id": j.id, "rule": j.rule, "state": j.state,
+                                                       "needs_files": bool(j.needs_files)})
+        return [{"delivery": r.id, "source": r.source, "provider": r.provider,
+                 "received_at": r.received_at, "event": r.event, "verdicts": r.verdicts,
+                 "jobs": by_delivery[r.id]} for r in rows]
+
+    def _start_follow(self, conn, job_id: int, run: Run, now: float, follow_at: float | None) -> None:
+        values = {"run_state": run.state, "remote_id": run.remote_id, "url": run.url or None,
+                  "detail": run.detail, "state": "following", "since": now, "checks": 0,
+                  "next_check_at": now if follow_at is None else follow_at, "lease_owner": None,
+                  "lease_expires_at": None, "last_error": None, "updated_at": now}
+        conn.execute(self._dialect_insert(follows).values(job_id=job_id, **values)
+                     .on_conflict_do_update(index_elements=["job_id"], set_=values))
+
+    def claim_follows(self, owner: str, targets, limit: int, *, lease_seconds: float,
+                      now: float) -> list[ClaimedFollow]:
+        """Lease up to `limit` started builds of `targets` (names) that are due for a look. The
+        follow lease is the job's own for this stage: an expired one is taken over."""
+        targets = list(targets)
+        if limit <= 0 or not targets:
+            return []
+        f = follows.c
+        due = and_(f.state == "following", f.next_check_at <= now,
+                   or_(f.lease_expires_at.is_(None), f.lease_expires_at <= now))
+        with self._tx(read=True) as conn:
+            if conn.execute(select(f.job_id).where(due).limit(1)).first() is None:
+                return []
+        ev = deliveries.c.event
+        q = (select(follows, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.attempts,
+                    deliveries.c.source,
+                    deliveries.c.provider, ev["repo"].as_string().label("repo"),
+                    ev["sha"].as_string().label("sha"), ev["ref_name"].as_string().label("ref_name"))
+             .join(jobs, jobs.c.id == f.job_id).join(deliveries, deliveries.c.id == jobs.c.delivery_id)
+             .where(due, jobs.c.target.in_(targets)).order_by(f.next_check_at, f.job_id).limit(limit)
+             .with_for_update(of=follows, skip_locked=True))
+        with self._tx() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            conn.execute(update(follows).where(f.job_id.in_([r.job_id for r in rows]))
+                         .values(lease_owner=owner, lease_expires_at=now + lease_seconds,
+                                 checks=f.checks + 1, updated_at=now))
+        return [ClaimedFollow(job_id=r.job_id, delivery_id=r.delivery_id, rule=r.rule, target=r.target,
+                              run=Run(remote_id=r.remote_id, url=r.url or "", state=r.run_state,
+                                      detail=r.detail or {}),
+                              since=r.since, checks=r.checks + 1, source=r.source, provider=r.provider,
+                              repo=r.repo or "", sha=r.sha or "", ref=r.ref_name or "",
+                              attempt=r.attempts) for r in rows]
+
+    def _my_follow(self, job_id: int, owner: str):
+        f = follows.c
+        return and_(f.job_id == job_id, f.state == "following", f.lease_owner == owner)
+
+    def follow_checked(self, job_id: int, owner: str, run: Run, *, next_check_at: float, now: float,
+                       error: str | None = None, statuses: list[NewStatus] = ()) -> bool:
+        """Still building (or the look failed: `error`): look again at `next_check_at`. A run that
+        moved on (a queue item became a build) updates the job's remote id and URL too."""
+        with self._tx() as conn:
+            if conn.execute(update(follows).where(self._my_follow(job_id, owner)).values(
+                    run_state=run.state, remote_id=run.remote_id, url=run.url or None,
+                    detail=run.detail, next_check_at=next_check_at,
+                    last_error=_clip(error) if error else None, lease_owner=None,
+                    lease_expires_at=None, updated_at=now)).rowcount != 1:
+                return False
+            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == "started", or_(
+                jobs.c.remote_id.is_distinct_from(run.remote_id),
+                jobs.c.url.is_distinct_from(run.url or None)))
+                .values(remote_id=run.remote_id, url=run.url or None, detail=run.detail, updated_at=now))
+            self._insert_statuses(conn, statuses, now)
+        return True
+
+    def finish_follow(self, job_id: int, owner: str, run: Run, *, now: float,
+                      statuses: list[NewStatus] = ()) -> bool:
+        """The build ended (`run.state` succeeded or failed): the job moves from started to that
+        state under the follow lease (its claim lease ended when it started), with one more
+        attempt row for its history. False if the follow lease is no longer `owner`'s."""
+        state = _RUN_STATES[run.state]
+        with self._tx() as conn:
+            since = conn.execute(update(follows).where(self._my_follow(job_id, owner)).values(
+                state="done", run_state=run.state, remote_id=run.remote_id, url=run.url or None,
+                detail=run.detail, lease_owner=None, lease_expires_at=None, last_error=None,
+                updated_at=now).returning(follows.c.since)).scalar()
+            if since is None:
+                return False
+            attempt = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == "started")
+                                   .values(state=state, remote_id=run.remote_id, url=run.url or None,
+                                           detail=run.detail, updated_at=now)
+                                   .returning(jobs.c.attempts)).scalar()
+            if attempt is not None:
+                conn.execute(insert(job_attempts).values(
+                    job_id=job_id, attempt=attempt, owner=owner, started_at=since, finished_at=now,
+                    outcome=state, remote_id=run.remote_id, url=run.url or None, detail=run.detail))
+            self._insert_statuses(conn, statuses, now)
+        return True
+
+    def give_up_follow(self, job_id: int, owner: str, reason: str, *, now: float,
+                       statuses: list[NewStatus] = ()) -> bool:
+        """Stop following a build that runs too long; the job stays started."""
+        with self._tx() as conn:
+            if conn.execute(update(follows).where(self._my_follow(job_id, owner)).values(
+                    state="gave_up", last_error=_clip(reason), lease_owner=None,
+                    lease_expires_at=None, updated_at=now)).rowcount != 1:
+                return False
+            self._insert_statuses(conn, statuses, now)
+        return True
+
+    def follow_of(self, job_id: int) -> dict | None:
+        """The follow row of one job (operators, tests)."""
+        with self._tx(read=True) as conn:
+            row = conn.execute(select(follows).where(follows.c.job_id == job_id)).first()
+        return None if row is None else _row_dict(row)
 
 
 class _Statements:
@@ -500,6 +791,14 @@ class _Statements:
                         .values(state="queued", attempts=jobs.c.attempts - 1, lease_owner=None,
                                 leased_at=None, lease_expires_at=None))
         self.insert_attempt = insert(job_attempts)
+
+
+_STATUS_FIELDS = ("key", "delivery_id", "job_id", "rule", "source", "provider", "repo", "sha", "ref",
+                  "context", "rank", "state", "description", "target_url")
+
+
+def _status_values(status: NewStatus) -> dict:
+    return {k: getattr(status, k) for k in _STATUS_FIELDS}
 
 
 _ATTEMPT_COLUMNS = ("job_id", "attempt", "owner", "started_at", "finished_at", "outcome", "error",

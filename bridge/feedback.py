@@ -1,0 +1,535 @@
+"""Feedback stage: commit statuses on GitHub and GitLab, from a job's life (queued, accepted, ended).
+
+Input: jobs, runs and deliveries as the dispatcher sees them, and each source's `report:` config.
+Output: `NewStatus` rows for the store, and, posting those rows, the git host's answer classified
+as sent / done / retry / failed (`Answer`). Only the dispatcher process posts; tokens never leave
+the clients (not in rows, logs or answers).
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass, replace
+from typing import Callable
+from urllib.parse import quote
+
+import requests
+
+from .config import REPORT_RETRY, Config, RetryPolicy
+from .errors import StoreUnavailable
+from .events import ZERO_SHA, Event
+from .rules import evaluate, skip_marker
+from .store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
+from .targets.base import Run
+
+logger = logging.getLogger("bridge.feedback")
+
+#: A job's statuses in the order they happen. The rank of a status is attempt * 10 + phase, so a
+#: higher rank (later step, or a later attempt after `bridge retry`) supersedes one not yet posted.
+PHASES = {"queued": 0, "accepted": 1, "building": 2, "final": 3}
+#: GitHub answers 422 to a longer description.
+MAX_DESCRIPTION = 140
+#: Our states (a superset) -> what each host calls them.
+GITHUB_STATES = {"pending": "pending", "running": "pending", "success": "success",
+                 "failure": "failure", "canceled": "error", "error": "error"}
+GITLAB_STATES = {"pending": "pending", "running": "running", "success": "success",
+                 "failure": "failed", "canceled": "canceled", "error": "failed"}
+_CANCELED = {"ABORTED", "CANCELLED", "NOT_BUILT", "STOPPED"}         # Jenkins, CodeBuild
+_ERRORED = {"NOT_FOUND", "FAULT"}
+# Waits the host asks for are honoured up to this; beyond it our own backoff resumes.
+_MAX_RETRY_AFTER = 3600.0
+_MAX_ANSWER = 300
+
+
+# --- what to report -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a status needs to know about a job: where it came from and which commit it built."""
+    job_id: int
+    delivery_id: str
+    rule: str
+    source: str
+    provider: str
+    repo: str
+    sha: str
+    ref: str                        # branch or tag name
+    kind: str = "push"
+    needs_files: bool = False
+    attempt: int = 0                # the attempt a status speaks of (0: not claimed yet)
+
+    @classmethod
+    def from_job(cls, cj: ClaimedJob) -> "JobRef":
+        ev = cj.event
+        return cls(job_id=cj.id, delivery_id=cj.delivery_id, rule=cj.rule, source=ev.get("source", ""),
+                   provider=ev.get("provider", ""), repo=ev.get("repo", ""), sha=ev.get("sha", ""),
+                   ref=ev.get("ref_name", ""), kind=ev.get("kind", "push"), needs_files=cj.needs_files,
+                   attempt=cj.attempts)
+
+    @classmethod
+    def from_follow(cls, cf: ClaimedFollow) -> "JobRef":
+        return cls(job_id=cf.job_id, delivery_id=cf.delivery_id, rule=cf.rule, source=cf.source,
+                   provider=cf.provider, repo=cf.repo, sha=cf.sha, ref=cf.ref, attempt=cf.attempt)
+
+
+def final_state(run: Run) -> tuple[str, str]:
+    """A finished run -> (our state, description): Jenkins `result`, CodeBuild `status`, exec's exit."""
+    if run.state == "succeeded":
+        return "success", "build succeeded"
+    why = str(run.detail.get("result") or run.detail.get("status") or "")
+    if why in _CANCELED:
+        return "canceled", f"build canceled ({why})"
+    if why in _ERRORED:
+        return "error", f"build error ({why})"
+    reason = run.detail.get("reason") or (f"exit code {run.detail['exit_code']}"
+                                          if "exit_code" in run.detail else why)
+    return "failure", f"build failed ({reason})" if reason else "build failed"
+
+
+def skip_description(rule, event: Event) -> str | None:
+    """Why a rule that did not match was skipped, if only its paths or a skip marker stopped it
+    (None when it would not have matched anyway: another repo, branch or event)."""
+    loose = evaluate(replace(rule, paths=None, paths_ignore=None), replace(event, head_message=""))
+    if not loose.matched:
+        return None
+    marker = skip_marker(event.head_message)
+    return f"skipped: {marker} in the commit message" if marker else "skipped: no matching paths"
+
+
+def cap(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+class Feedback:
+    """Which statuses go where, from one `Config`: the reporting sources with their clients, and
+    every rule's context and opt-outs. Builders return a list of 0 or 1 `NewStatus`, ready to
+    be stored with the job result they describe."""
+
+    def __init__(self, config: Config, *, clients: dict | None = None):
+        self.config = config
+        self._rules = {r.name: r for r in config.rules}
+        if clients is None:
+            clients = {name: client_for(src.provider, src.report)
+                       for name, src in config.sources.items() if src.report is not None}
+        self.clients = clients
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(self.clients)
+
+    def client(self, source: str):
+        return self.clients.get(source)
+
+    def retry_policy(self, source: str) -> RetryPolicy:
+        src = self.config.sources.get(source)
+        return src.report.retry if src is not None and src.report is not None else REPORT_RETRY
+
+    # -- builders ---------------------------------------------------------------------------
+
+    def queued(self, job: JobRef) -> list[NewStatus]:
+        # A job that may still be skipped for its paths shows nothing unless a skip is reported
+        # too: a yellow dot that never turns green would block a required check.
+        if job.needs_files and not self.config.rule_report(job.rule).report_skipped:
+            return []
+        return self._job(job, "queued", "pending", "queued")
+
+    def accepted(self, job: JobRef, run: Run, target: str) -> list[NewStatus]:
+        if run.state in ("succeeded", "failed"):
+            return self.finished(job, run)
+        if run.state == "queued":
+            return self._job(job, "accepted", "pending", f"waiting in the queue of {target}", run.url)
+        return self._job(job, "accepted", "running", f"building on {target}", run.url)
+
+    def building(self, job: JobRef, run: Run, target: str) -> list[NewStatus]:
+        """A followed run moved on (a queue item became a build, with a link of its own)."""
+        if run.state == "queued":
+            return []
+        return self._job(job, "building", "running", f"building on {target}", run.url)
+
+    def finished(self, job: JobRef, run: Run) -> list[NewStatus]:
+        state, description = final_state(run)
+        return self._job(job, "final", state, description, run.url)
+
+    def dead(self, job: JobRef, reason: str) -> list[NewStatus]:
+        return self._job(job, "final", "error", f"could not start the build: {reason}")
+
+    def skipped(self, job: JobRef, reason: str) -> list[NewStatus]:
+        if not self.config.rule_report(job.rule).report_skipped:
+            return []
+        why = "changed files unknown" if "changed files unknown" in reason else "no matching paths"
+        return self._job(job, "final", "success", f"skipped: {why}")
+
+    def gave_up(self, job: JobRef, run: Run, reason: str) -> list[NewStatus]:
+        return self._job(job, "final", "error", reason, run.url)
+
+    def for_delivery(self, d: dict) -> list[NewStatus]:
+        """The first statuses of a newly stored delivery (from `Store.recent_deliveries`): queued
+        for each job still waiting, and a success for each rule its paths or a skip marker
+        skipped, where the rule asks for it (`report_skipped`)."""
+        if d["source"] not in self.clients or not d.get("event"):
+            return []
+        event = Event.from_dict(d["event"])
+        out: list[NewStatus] = []
+        for j in d["jobs"]:
+            if j["state"] in ("queued", "running"):
+                out += self.queued(JobRef(job_id=j["id"], delivery_id=d["delivery"], rule=j["rule"],
+                                          source=d["source"], provider=d["provider"], repo=event.repo,
+                                          sha=event.sha, ref=event.ref_name, kind=event.kind,
+                                          needs_files=j["needs_files"]))
+        for v in d.get("verdicts") or []:
+            report = self.config.rule_report(v["rule"])
+            rule = self._rules.get(v["rule"])
+            if v["matched"] or rule is None or not (report.report and report.report_skipped):
+                continue
+            if not _reportable(event.sha, event.kind):
+                continue
+            description = skip_description(rule, event)
+            if description:
+                out.append(NewStatus(key=f"skip:{d['delivery']}:{rule.name}", delivery_id=d["delivery"],
+                                     job_id=None, rule=rule.name, source=d["source"],
+                                     provider=d["provider"], repo=event.repo, sha=event.sha,
+                                     ref=event.ref_name, context=report.context, rank=PHASES["final"],
+                                     state="success", description=cap(description)))
+        return out
+
+    def _job(self, job: JobRef, phase: str, state: str, description: str,
+             url: str | None = None) -> list[NewStatus]:
+        report = self.config.rule_report(job.rule)
+        if job.source not in self.clients or not report.report or not _reportable(job.sha, job.kind):
+            return []
+        attempt = 0 if phase == "queued" else job.attempt
+        return [NewStatus(key=f"job:{job.job_id}:{attempt}:{phase}", delivery_id=job.delivery_id,
+                          job_id=job.job_id, rule=job.rule, source=job.source, provider=job.provider,
+                          repo=job.repo, sha=job.sha, ref=job.ref, context=report.context,
+                          rank=attempt * 10 + PHASES[phase],
+                          state=state, description=cap(description), target_url=url or None)]
+
+
+def _reportable(sha: str, kind: str) -> bool:
+    # A deleted ref names no commit to put a status on.
+    return bool(sha) and sha != ZERO_SHA and kind != "delete"
+
+
+# --- the git hosts' status APIs -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    """A post's result. outcome: sent | done (the host refuses it for good, e.g. unknown commit or
+    same state twice: not retried) | retry | failed (auth, permissions: not retried)."""
+    outcome: str
+    code: int | None
+    message: str
+    retry_after: float | None = None
+
+
+class StatusClient:
+    """One git host's commit-status API with one token. Thread-safe: a session per thread."""
+
+    provider = ""
+    states: dict[str, str] = {}
+
+    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0,
+                 now: Callable[[], float] = time.time):
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self._now = now
+        self._local = threading.local()
+
+    def post(self, status: NewStatus) -> Answer:
+        url, headers, body = self.request(status)
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        try:
+            resp = session.post(url, json=body, headers=headers, timeout=self.timeout,
+                                allow_redirects=False)
+        except requests.Timeout:
+            return Answer("retry", None, f"no answer from {self._host()} within {self.timeout:g}s")
+        except requests.ConnectionError:
+            return Answer("retry", None, f"cannot connect to {self._host()}")
+        except requests.RequestException as exc:
+            return Answer("retry", None, f"{type(exc).__name__} talking to {self._host()}")
+        return self.classify(resp)
+
+    def request(self, status: NewStatus) -> tuple[str, dict, dict]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def classify(self, resp: requests.Response) -> Answer:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _host(self) -> str:
+        return re.sub(r"^https?://([^/]+).*$", r"\1", self.api_url)
+
+    def _message(self, resp: requests.Response) -> str:
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = None
+        text = doc.get("message", "") if isinstance(doc, dict) else ""
+        if isinstance(doc, dict) and doc.get("errors"):
+            text = f"{text}: {doc['errors']}"
+        text = str(text) or resp.reason or ""
+        text = cap(text.replace(self._token, "***"), _MAX_ANSWER)
+        return f"{resp.status_code} {text}".strip()
+
+    def _retry_after(self, resp: requests.Response) -> float | None:
+        value = resp.headers.get("Retry-After")
+        if value:
+            try:
+                return min(max(0.0, float(value)), _MAX_RETRY_AFTER)
+            except ValueError:
+                try:
+                    when = email.utils.parsedate_to_datetime(value).timestamp()
+                except (TypeError, ValueError):
+                    return None
+                return min(max(0.0, when - self._now()), _MAX_RETRY_AFTER)
+        return None
+
+
+class GitHubStatuses(StatusClient):
+    """POST {api_url}/repos/{owner}/{repo}/statuses/{sha}, Authorization: Bearer."""
+
+    provider = "github"
+    states = GITHUB_STATES
+
+    def request(self, status):
+        body = {"state": self.states[status.state], "description": cap(status.description),
+                "context": status.context}
+        if status.target_url:
+            body["target_url"] = status.target_url
+        owner_repo = "/".join(quote(p, safe="") for p in status.repo.split("/", 1))
+        return (f"{self.api_url}/repos/{owner_repo}/statuses/{quote(status.sha, safe='')}",
+                {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
+                 "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "bridge"}, body)
+
+    def classify(self, resp):
+        code = resp.status_code
+        if 200 <= code < 300:
+            return Answer("sent", code, f"{code}")
+        message = self._message(resp)
+        if code == 422:
+            # Unknown commit, description too long, 1,000 statuses on this commit: posting the
+            # same again cannot succeed.
+            return Answer("done", code, message)
+        if code == 429 or code >= 500:
+            return Answer("retry", code, message, self._retry_after(resp))
+        if code == 403 and self._rate_limited(resp):
+            return Answer("retry", code, message, self._retry_after(resp) or self._reset(resp))
+        hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
+        return Answer("failed", code, message + hint)
+
+    def _rate_limited(self, resp) -> bool:
+        return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers
+                or "rate limit" in resp.text[:2000].lower())
+
+    def _reset(self, resp) -> float | None:
+        if resp.headers.get("x-ratelimit-remaining") != "0":
+            return None
+        try:
+            return min(max(0.0, float(resp.headers["x-ratelimit-reset"]) - self._now()), _MAX_RETRY_AFTER)
+        except (KeyError, ValueError):
+            return None
+
+
+class GitLabStatuses(StatusClient):
+    """POST {api_url}/projects/{url-encoded path}/statuses/{sha}, PRIVATE-TOKEN."""
+
+    provider = "gitlab"
+    states = GITLAB_STATES
+
+    def request(self, status):
+        body = {"state": self.states[status.state], "name": status.context,
+                "description": cap(status.description), "ref": status.ref}
+        if status.target_url:
+            body["target_url"] = status.target_url
+        return (f"{self.api_url}/projects/{quote(status.repo, safe='')}/statuses/"
+                f"{quote(status.sha, safe='')}",
+                {"PRIVATE-TOKEN": self._token, "User-Agent": "bridge"}, body)
+
+    def classify(self, resp):
+        code = resp.status_code
+        if 200 <= code < 300:
+            return Answer("sent", code, f"{code}")
+        message = self._message(resp)
+        if code == 400 and "cannot transition status" in message.lower():
+            return Answer("done", code, message)     # it already has this state
+        if code in (409, 429) or code >= 500:         # 409: a concurrent update of the same status
+            return Answer("retry", code, message, self._retry_after(resp))
+        hint = " (the token may not post statuses to this project)" if code in (401, 403, 404) else ""
+        return Answer("failed", code, message + hint)
+
+
+CLIENTS = {"github": GitHubStatuses, "gitlab": GitLabStatuses}
+
+
+def client_for(provider: str, report) -> StatusClient:
+    return CLIENTS[provider](report.api_url, report.token, timeout=report.timeout)
+
+
+# --- posting, in the dispatcher process ---------------------------------------------------------
+
+class StatusPoster:
+    """Finds new deliveries that need a first status, and posts stored statuses, `concurrency`
+    at a time, each claimed with a lease (so several dispatchers share the work and a dead one's
+    posts are taken over). Never on a job's path: a slow or dead git host delays statuses only.
+
+    `lookback`: how far back a starting poster looks for deliveries (statuses of older ones
+    come with their job's next step). `lag`: how long a delivery committed late (PostgreSQL
+    commits are not in `received_at` order) is still found.
+    """
+
+    def __init__(self, store: Store, feedback: Feedback | None, *, owner: str, concurrency: int = 4,
+                 lease_seconds: float = 60.0, now: Callable[[], float] = time.time,
+                 rand: Callable[[], float] = random.random, log: logging.Logger = logger,
+                 lookback: float = 600.0, lag: float = 5.0):
+        self.store = store
+        self.feedback = feedback
+        self.owner = owner
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.now = now
+        self.rand = rand
+        self.log = log
+        self.lag = lag
+        self._cursor = now() - lookback
+        self._catching_up = False
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._inflight: set[Future] = set()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="status")
+        self._store_down = False
+
+    def tick(self) -> None:
+        """One round of the dispatcher's background loop: scan, then fill the free post slots."""
+        self.scan_once()
+        with self._lock:
+            free = self.concurrency - len(self._inflight)
+        for cs in self._claim(free):
+            fut = self._pool.submit(self._post, cs)
+            with self._lock:
+                self._inflight.add(fut)
+            fut.add_done_callback(self._done)
+
+    def _done(self, fut: Future) -> None:
+        with self._lock:
+            self._inflight.discard(fut)
+
+    def scan_once(self, limit: int = 500) -> int:
+        """Offer the first statuses of deliveries stored since the last scan; returns how many."""
+        fb = self.feedback
+        if fb is None or not fb.sources:
+            return 0
+        since = self._cursor if self._catching_up else self._cursor - self.lag
+        try:
+            found = self.store.recent_deliveries(since=since, sources=fb.sources, limit=limit)
+            new = [d for d in found if d["delivery"] not in self._seen]
+            rows = [s for d in new for s in self._safely(fb.for_delivery, d)]
+            if rows:
+                self.store.add_statuses(rows, now=self.now())
+        except StoreUnavailable as exc:
+            self._store_unavailable(exc)
+            return 0
+        self._seen.update((d["delivery"], d["received_at"]) for d in new)
+        if found:
+            self._cursor = max(self._cursor, found[-1]["received_at"])
+        # A full batch: go on from its end (no lag) so a burst cannot pin the scan in place.
+        self._catching_up = len(found) == limit
+        horizon = self._cursor - self.lag
+        self._seen = {k: t for k, t in self._seen.items() if t > horizon}
+        return len(rows)
+
+    def post_once(self) -> int:
+        """Claim due statuses and post them here, one after the other (tests)."""
+        claimed = self._claim(self.concurrency)
+        for cs in claimed:
+            self._post(cs)
+        return len(claimed)
+
+    def shutdown(self, wait: float = 5.0) -> None:
+        """Let posts under way finish for up to `wait` seconds; an unfinished one's lease expires
+        and it is posted again (hosts keep the last status of a context)."""
+        with self._lock:
+            inflight = list(self._inflight)
+        futures_wait(inflight, timeout=wait)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _claim(self, limit: int) -> list[ClaimedStatus]:
+        if limit <= 0 or self.feedback is None:
+            return []
+        try:
+            claimed = self.store.claim_statuses(self.owner, limit, lease_seconds=self.lease_seconds,
+                                                now=self.now())
+        except StoreUnavailable as exc:
+            self._store_unavailable(exc)
+            return []
+        self._store_down = False
+        return claimed
+
+    def _post(self, cs: ClaimedStatus) -> None:
+        fb = self.feedback
+        client = fb.client(cs.source) if fb is not None else None
+        if client is None:
+            self._record(cs, "dropped", None, f"source '{cs.source}' no longer reports statuses")
+            return
+        try:
+            answer = client.post(cs)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose the status: retry it
+            self.log.error("status %s on %s: unexpected error: %s", cs.context, cs.repo,
+                           type(exc).__name__, exc_info=True, extra=self._extra(cs))
+            answer = Answer("retry", None, f"unexpected error: {type(exc).__name__}")
+        what = (f"status {client.states.get(cs.state, cs.state)} {cs.context} on "
+                f"{cs.repo}@{cs.sha[:12]}")
+        if answer.outcome != "retry":
+            level = logging.INFO if answer.outcome in ("sent", "done") else logging.WARNING
+            self.log.log(level, "%s: %s (%s)", what, answer.outcome, answer.message,
+                         extra=self._extra(cs))
+            self._record(cs, answer.outcome, answer.code, answer.message)
+            return
+        policy = fb.retry_policy(cs.source)
+        now = self.now()
+        if now - cs.created_at > policy.give_up_after:
+            self.log.error("%s: gave up: %s", what, answer.message, extra=self._extra(cs))
+            self._record(cs, "failed", answer.code, f"gave up after {policy.give_up_after:g}s: "
+                                                    f"{answer.message}")
+            return
+        delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cs.attempts - 1, 60))
+        if answer.retry_after is not None:
+            delay = max(delay, answer.retry_after)
+        self.log.warning("%s: retry in %.1fs: %s", what, delay, answer.message, extra=self._extra(cs))
+        self._record(cs, "retry", answer.code, answer.message, retry_at=now + delay)
+
+    def _record(self, cs: ClaimedStatus, outcome: str, code: int | None, message: str,
+                retry_at: float | None = None) -> None:
+        try:
+            if not self.store.record_status(cs.id, self.owner, outcome=outcome, code=code,
+                                            answer=message, retry_at=retry_at, now=self.now()):
+                self.log.warning("status %d: lease taken over; this answer is not recorded", cs.id,
+                                 extra=self._extra(cs))
+        except StoreUnavailable as exc:
+            # The lease expires and the status is posted again: harmless, hosts keep the last.
+            self.log.error("status %d: cannot record the answer: %s", cs.id, exc, extra=self._extra(cs))
+
+    def _safely(self, build, *args) -> list[NewStatus]:
+        try:
+            return build(*args)
+        except Exception as exc:  # noqa: BLE001 - a status is never worth losing a job result
+            self.log.error("cannot build statuses: %s", type(exc).__name__, exc_info=True,
+                           extra={"delivery": None})
+            return []
+
+    def _store_unavailable(self, exc) -> None:
+        if not self._store_down:
+            self.log.error("statuses: %s", exc, extra={"delivery": None})
+        self._store_down = True
+
+    @staticmethod
+    def _extra(cs: ClaimedStatus) -> dict:
+        return {"delivery": cs.delivery_id, "job": cs.job_id, "rule": cs.rule}

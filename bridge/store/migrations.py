@@ -1,0 +1,169 @@
+"""Store schema versions: numbered steps that bring a database to the layout of schema.py.
+
+Input: a connection inside a write transaction (the store's). Output: the database at
+`SCHEMA_VERSION` with one `schema_version` row per version applied, or `StoreUnavailable` saying
+what to do ("run `bridge db upgrade`", "upgrade the bridge").
+
+Version 1 is the baseline: schema.py's metadata as it stands. A fresh database is created from
+the metadata and stamped with the newest version at once (Alembic's "create_all, then stamp
+head"), so a step only ever turns version N-1 into N. To change the layout: edit schema.py, bump
+`SCHEMA_VERSION`, and append `Step(N, "what", fn)` to `STEPS` doing the same change with
+`conn.execute(text("ALTER TABLE ..."))`; `diff()` in a test proves the step and the metadata agree.
+Steps run in ONE transaction (PostgreSQL and SQLite both roll DDL back), so a failed upgrade leaves
+the previous version intact. SQLite's ALTER TABLE only adds, renames and drops columns; anything
+else is its documented rebuild (create new table, copy, drop, rename) inside the step.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy import func, insert, inspect, select, text
+
+from ..errors import StoreUnavailable
+from .schema import SCHEMA_VERSION, metadata, schema_version
+
+
+@dataclass(frozen=True)
+class Step:
+    version: int                         # the version this step produces
+    description: str
+    apply: Callable                      # apply(conn): DDL and data changes, no commit
+
+
+def _feedback_tables(conn) -> None:
+    from .schema import follows, statuses
+    follows.create(conn)          # with their indexes
+    statuses.create(conn)
+
+
+#: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
+STEPS: tuple[Step, ...] = (
+    Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
+         _feedback_tables),
+)
+
+# Any constant: serializes schema changes of PostgreSQL instances starting at the same time.
+_PG_LOCK = 0x6272696467650001
+
+
+@dataclass(frozen=True)
+class Status:
+    version: int | None                  # the database's; None: no bridge schema there
+    code_version: int                    # what this bridge reads and writes
+    applied: list[tuple[int, float]] = field(default_factory=list)   # (version, applied_at)
+    pending: list[Step] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)   # differences from schema.py (when current)
+
+    @property
+    def current(self) -> bool:
+        return self.version == self.code_version and not self.drift
+
+
+def current_version(conn) -> int | None:
+    """The database's schema version; None when it holds no bridge schema."""
+    if not inspect(conn).has_table(schema_version.name):
+        return None
+    return conn.execute(select(func.max(schema_version.c.version))).scalar()
+
+
+def needs_change(found: int | None, *, create: bool, upgrade: bool,
+                 target: int = SCHEMA_VERSION) -> bool:
+    """Whether a database at `found` must be created or upgraded; raises StoreUnavailable,
+    naming the remedy, when it differs from `target` in a way the caller may not fix."""
+    if found == target:
+        return False
+    if found is None:
+        if create:
+            return True
+        raise StoreUnavailable("store unavailable: no bridge schema in this database (schema version "
+                               "none): run `bridge db upgrade` (or `bridge serve`, which creates it)")
+    if found > target:
+        raise StoreUnavailable(f"store unavailable: database schema version {found} is newer than "
+                               f"this bridge ({target}): run the newer bridge release, or point "
+                               f"this one at another database")
+    if upgrade:
+        return True
+    raise StoreUnavailable(f"store unavailable: database schema version {found} is older than this "
+                           f"bridge ({target}): run `bridge db upgrade`")
+
+
+def lock(conn) -> None:
+    """Hold the schema lock until the transaction ends. SQLite: the store's writer lock and
+    BEGIN IMMEDIATE already exclude every other writer."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+
+
+def migrate(conn, *, create: bool, upgrade: bool, steps: tuple[Step, ...] = STEPS,
+            target: int = SCHEMA_VERSION, now: Callable[[], float] = time.time) -> list[int]:
+    """Create or upgrade the schema under the lock (another process may have done it meanwhile:
+    the version is read again). Returns the versions applied ([target] for a fresh database)."""
+    lock(conn)
+    found = current_version(conn)
+    if not needs_change(found, create=create, upgrade=upgrade, target=target):
+        return []
+    if conn.dialect.name == "postgresql":
+        # An ALTER waiting for a lock makes every later query on the table wait behind it: give
+        # up rather than stall ingest. A step may take long on big tables: no statement limit.
+        conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
+    if found is None:
+        _refuse_foreign_tables(conn)
+        metadata.create_all(conn)
+        versions = [target]
+    else:
+        by_version = _steps(steps, found, target)
+        for step in by_version:
+            step.apply(conn)
+        versions = [s.version for s in by_version]
+    conn.execute(insert(schema_version), [{"version": v, "applied_at": now()} for v in versions])
+    return versions
+
+
+def status(conn, *, steps: tuple[Step, ...] = STEPS, target: int = SCHEMA_VERSION) -> Status:
+    """What `bridge db status` shows: versions, history, pending steps, drift from schema.py."""
+    found = current_version(conn)
+    if found is None:
+        return Status(None, target)
+    applied = [(r.version, r.applied_at) for r in
+               conn.execute(select(schema_version.c.version, schema_version.c.applied_at)
+                            .order_by(schema_version.c.version))]
+    pending = _steps(steps, found, target) if found < target else []
+    return Status(found, target, applied, pending, diff(conn) if found == target else [])
+
+
+def diff(conn) -> list[str]:
+    """Tables, columns and indexes schema.py has and the database lacks, or the reverse. Names
+    only: enough to catch a step that forgot something, which is what a hand-written step risks."""
+    insp = inspect(conn)
+    have = set(insp.get_table_names())
+    problems = []
+    for name, table in metadata.tables.items():
+        if name not in have:
+            problems.append(f"table {name} is missing")
+            continue
+        cols = {c["name"] for c in insp.get_columns(name)}
+        problems += [f"column {name}.{c} is missing" for c in table.columns.keys() if c not in cols]
+        problems += [f"column {name}.{c} is not in schema.py" for c in sorted(cols - set(table.columns.keys()))]
+        idx = {i["name"] for i in insp.get_indexes(name)}
+        problems += [f"index {i.name} is missing" for i in table.indexes if i.name not in idx]
+    return problems
+
+
+def _steps(steps: tuple[Step, ...], found: int, target: int) -> list[Step]:
+    by_version = {s.version: s for s in steps}
+    missing = [v for v in range(found + 1, target + 1) if v not in by_version]
+    if missing:
+        # A programming error: schema.py was bumped without its step.
+        raise RuntimeError(f"no migration step for schema version(s) {missing}")
+    return [by_version[v] for v in range(found + 1, target + 1)]
+
+
+def _refuse_foreign_tables(conn) -> None:
+    # Our table names are common words; never adopt somebody else's "jobs".
+    clash = sorted(set(metadata.tables) & set(inspect(conn).get_table_names()))
+    if clash:
+        raise StoreUnavailable(f"store unavailable: tables {', '.join(clash)} exist but carry no bridge "
+                               f"schema version: another application's database, or a damaged one")
