@@ -46,8 +46,14 @@ def load_or_exit(rules_path):
         sys.exit(1)
 
 
-def open_store(config, state_dir, create=True):
+def open_store(config, state_dir, create=True, **kw):
+    """The store, or exit 1 with its message (database down, schema to upgrade) - no traceback."""
+    from .errors import StoreUnavailable
     from .store import Store
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    return Store.open(config.database_url(state_dir), durability=config.settings.durability,
-                      create=create)
+    try:
+        return Store.open(config.database_url(state_dir), durability=config.settings.durability,
+                          create=create, **kw)
+    except StoreUnavailable as exc:
+        click.echo(f"bridge: {exc}", err=True)
+        sys.exit(1)

@@ -25,7 +25,7 @@ logger = logging.getLogger("bridge.dispatcher")
 
 # Recording a result is retried this many times (with backoff) while the store is unavailable;
 # after that the lease expires and another claim runs the job again.
-_RECORD_TRIES = 6
+_STORE_BACKOFF_MAX = 5.0   # seconds between claims while the store is down
 
 
 class Dispatcher:
@@ -77,6 +77,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self._store_down = False
+        self._down_delay = poll_interval
         self.feedback = feedback
         self.follow_policy = follow
         self._following: dict[int, Future] = {}
@@ -130,7 +131,8 @@ class Dispatcher:
                 if len(busy) >= self.concurrency:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
                 else:
-                    self.sleep(self.poll_interval)
+                    # While the store is down, back off (doubling, capped) instead of polling hard.
+                    self.sleep(self._down_delay if self._store_down else self.poll_interval)
         finally:
             background.join(timeout=grace)
             self._shutdown(grace)
@@ -181,6 +183,8 @@ class Dispatcher:
         except StoreUnavailable as exc:
             if not self._store_down:
                 self.log.error("cannot claim jobs: %s", exc, extra={"delivery": None})
+                self._down_delay = self.poll_interval
+            self._down_delay = min(_STORE_BACKOFF_MAX, max(self.poll_interval, self._down_delay * 2))
             self._store_down = True
             return []
         if self._store_down:
@@ -300,19 +304,22 @@ class Dispatcher:
             return []
 
     def _record(self, cj: ClaimedJob, method, *args, **kw) -> None:
+        """Record a result, retrying through a store outage for as long as our lease could
+        still hold: giving up earlier would run a finished job again when the lease expires."""
         delay = 0.5
-        for attempt in range(_RECORD_TRIES):
+        deadline = self.now() + self.lease_seconds
+        while True:
             try:
                 applied = method(cj.id, self.owner, *args, now=self.now(), **kw)
                 break
             except StoreUnavailable as exc:
-                if attempt == _RECORD_TRIES - 1:
+                if self.now() + delay > deadline:
                     self._log(cj, logging.ERROR, "cannot record the result (%s); the job runs "
                               "again when its lease expires", exc)
                     return
                 self._log(cj, logging.WARNING, "cannot record the result yet: %s", exc)
                 self.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, _STORE_BACKOFF_MAX)
         if not applied:
             self._log(cj, logging.WARNING, "lease was taken over by another dispatcher; "
                       "this result is not recorded")

@@ -167,17 +167,19 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     from .feedback import Feedback
     from .logs import setup
     from .metrics import Metrics
-    from .store import Store
+    from .cli_common import open_store
     setup()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(state_dir) / "metrics")
         Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     config, problems = load_with_fallback(rules_path, state_dir)
-    store = Store.open(config.database_url(state_dir), durability=config.settings.durability)
+    concurrency = concurrency or config.settings.dispatcher_concurrency
+    # One connection per job thread and follow thread, plus the claim loop and the status poster.
+    store = open_store(config, state_dir, pool_size=concurrency + config.settings.follow.concurrency + 2)
     owner = owner or f"{socket.gethostname()}:{os.getpid()}"
     decide = make_path_decider(state_dir, config)
     dispatcher = Dispatcher(store, config.build_targets(), config.retry_policies(), owner=owner,
-                            concurrency=concurrency or config.settings.dispatcher_concurrency,
+                            concurrency=concurrency,
                             lease_seconds=config.settings.lease_seconds,
                             poll_interval=config.settings.poll_interval, decide_paths=decide,
                             metrics=Metrics(), feedback=Feedback(config),
