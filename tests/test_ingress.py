@@ -1,5 +1,6 @@
 """The HTTP view end to end through the Flask test client, on real payloads signed byte for byte."""
 import json
+import socket
 
 import pytest
 from conftest import GITHUB_SECRET, GITLAB_TOKEN
@@ -197,24 +198,26 @@ def test_ping_is_200(client):
     assert resp.status_code == 200 and resp.get_json()["ignored"] == "ping"
 
 
-def test_store_down_503_nothing_accepted(make_app):
-    app, store = make_app()
-    store.close()
-    store.engine.dispose()
+def test_store_down_503_nothing_accepted(write_rules, tmp_path):
+    """A database that cannot be reached: the worker still boots, answers 503, and is ready again
+    by itself once the database answers (here: the same app pointed at a port nobody serves)."""
+    from conftest import BASE_RULES
 
-    class Broken:
-        def ingest(self, *a, **k):
-            from bridge.errors import StoreUnavailable
-            raise StoreUnavailable("database is locked")
-
-    # A real store that cannot write is exercised in test_store / test_serve; here the reply shape.
-    app.extensions["bridge"].store = Broken()
+    from bridge import create_app
+    from bridge.config import load_config
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    config = load_config(write_rules(BASE_RULES + "settings:\n  database_url: "
+                                     f"postgresql://postgres@127.0.0.1:{dead_port}/test?connect_timeout=2\n"))
+    app = create_app(config, state_dir=str(tmp_path))
     body, headers = load_payload("github/push__goscm-branch.json")
     headers.update(sign_github(body, GITHUB_SECRET))
     resp = app.test_client().post("/hooks/github", data=body, headers=headers)
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "30"
     assert "nothing was accepted" in resp.get_json()["error"]
+    assert app.test_client().get("/readyz").status_code == 503
 
 
 def test_kept_headers_drop_secrets():
