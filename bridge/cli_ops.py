@@ -156,6 +156,8 @@ def deliveries_show(obj, delivery_id):
         detail = j.get("detail") or {}
         if detail.get("reason"):
             click.echo(f"    reason  {detail['reason']}")
+        if detail.get("exit_code") is not None:
+            click.echo(f"    exit code {detail['exit_code']}")
         if detail.get("output"):
             click.echo("    output (last lines):")
             for line in str(detail["output"]).splitlines()[-10:]:
@@ -213,10 +215,10 @@ def replay(rules_path, state_dir, delivery_id):
 @state_option
 @click.argument("job_id", type=int)
 def retry(rules_path, state_dir, job_id):
-    """Re-queue a dead (or failed) job."""
+    """Re-queue a dead job (after fixing what put it there)."""
     _, store = _store(rules_path, state_dir)
     if not store.retry_job(job_id, now=time.time()):
-        click.echo(f"job {job_id} does not exist or is not dead/failed", err=True)
+        click.echo(f"job {job_id} does not exist or is not dead", err=True)
         sys.exit(1)
     click.echo(f"job {job_id} queued again")
 

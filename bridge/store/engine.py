@@ -143,9 +143,10 @@ def _sqlite_engine(u, durability: str, create_dir: bool):
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # Reads take no lock at all under WAL; writes take the write lock up front.
+        # Reads take no lock at all under WAL; writes take the write lock up front. Straight on
+        # the driver: SQLAlchemy's statement machinery would cost more than the BEGIN itself.
         read = conn.get_execution_options().get("bridge_read", False)
-        conn.exec_driver_sql("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
+        conn.connection.driver_connection.execute("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
 
     return engine, WriterLock(path + ".lock")
 

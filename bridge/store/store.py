@@ -10,7 +10,7 @@ import json
 import os
 import time
 import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 
 from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, exists, func, insert, or_,
@@ -156,6 +156,11 @@ class Store:
         dialect = engine.dialect
         self._insert_delivery = _Raw(ins(deliveries).on_conflict_do_nothing(index_elements=["id"]), dialect)
         self._claim_key = _Raw(ins(content_keys).on_conflict_do_nothing(index_elements=["key"]), dialect)
+        self._key_owner = _Raw(select(content_keys.c.delivery_id)
+                               .where(content_keys.c.key == bindparam("key")), dialect)
+        self._mark_duplicate = _Raw(update(deliveries).where(deliveries.c.id == bindparam("delivery"))
+                                    .values(outcome="duplicate", content_duplicate_of=bindparam("first"),
+                                            reason=bindparam("why")), dialect)
         self._insert_job = _Raw(insert(jobs).values({c: bindparam(c) for c in _JOB_COLUMNS})
                                 .returning(jobs.c.id), dialect)
         self._q = _Statements()
@@ -224,8 +229,10 @@ class Store:
 
     def _group_commits(self) -> None:
         # Ingests and job results each share commits among the threads of one process.
-        self._ingests = GroupCommit(lambda items: self._write_batch(items, self._ingest_one))
-        self._finishes = GroupCommit(lambda items: self._write_batch(items, self._finish_one))
+        self._ingests = GroupCommit(lambda items: self._write_batch(items, self._ingest_one,
+                                                                    self._driver_tx))
+        self._finishes = GroupCommit(lambda items: self._write_batch(items, self._finish_one,
+                                                                     self._tx_cursor))
 
     @contextmanager
     def _tx(self, *, read: bool = False):
@@ -249,6 +256,45 @@ class Store:
         except OSError as exc:
             raise StoreUnavailable(f"store unavailable: {exc.strerror or exc} "
                                    f"({getattr(exc, 'filename', '') or 'lock file'})") from exc
+
+    @contextmanager
+    def _tx_cursor(self):
+        """`_tx()` and the driver's cursor on it: yields (conn, cursor)."""
+        with self._tx() as conn, _cursor(conn) as cur:
+            yield conn, cur
+
+    @contextmanager
+    def _driver_tx(self):
+        """A write transaction on the driver's own connection: yields (cursor,). For ingest,
+        where SQLAlchemy's connect/begin/commit machinery costs several times the three
+        statements themselves. The same guarantees as `_tx`: the writer lock around it, a
+        rollback and a discarded connection on any failure, which surfaces as StoreUnavailable."""
+        try:
+            raw = self.engine.raw_connection()
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise StoreUnavailable(f"store unavailable: {_describe(exc)}") from exc
+        try:
+            with nullcontext() if self._writer is None else self._writer:
+                cur = raw.cursor()
+                try:
+                    if not self._pg:      # psycopg begins by itself on the first statement
+                        cur.execute("BEGIN IMMEDIATE")
+                    yield (cur,)
+                    raw.commit()
+                except BaseException:
+                    with suppress(Exception):
+                        raw.rollback()
+                    raise
+                finally:
+                    cur.close()
+        except self._dbapi_error as exc:
+            raw.invalidate()      # a connection that saw "readonly" or "disk full" may stay so
+            raise StoreUnavailable(f"store unavailable: {_describe(exc)}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc.strerror or exc} "
+                                   f"({getattr(exc, 'filename', '') or 'lock file'})") from exc
+        finally:
+            raw.close()
 
     def ping(self) -> None:
         """Readiness: a real write (and commit) that touches no delivery; raises StoreUnavailable."""
@@ -283,18 +329,18 @@ class Store:
         job_rows = self._job_rows(d.delivery_id, new_jobs, d.received_at)
         return self._ingests.submit((d, row, key, job_rows))
 
-    def _write_batch(self, items: list, one) -> list:
-        """`one(conn, cur, *item)` for the items of concurrent callers in one transaction (group
+    def _write_batch(self, items: list, one, tx) -> list:
+        """`one(*tx_values, *item)` for the items of concurrent callers in one transaction (group
         commit). If it fails, each is tried again alone, so one cannot take the others with it."""
         try:
-            with self._tx() as conn, _cursor(conn) as cur:
-                return [one(conn, cur, *item) for item in items]
+            with tx() as values:
+                return [one(*values, *item) for item in items]
         except Exception as exc:
             if len(items) == 1:
                 return [exc]
-        return [r for item in items for r in self._write_batch([item], one)]
+        return [r for item in items for r in self._write_batch([item], one, tx)]
 
-    def _ingest_one(self, conn, cur, d: NewDelivery, row, key, job_rows) -> Ingested:
+    def _ingest_one(self, cur, d: NewDelivery, row, key, job_rows) -> Ingested:
         cur.execute(self._insert_delivery.sql, row)
         if cur.rowcount == 0:
             return Ingested(d.delivery_id, duplicate_of=d.delivery_id, content_duplicate_of=None)
@@ -303,11 +349,11 @@ class Store:
         if d.content_key is not None:
             cur.execute(self._claim_key.sql, key)
             if cur.rowcount == 0:
-                first = conn.execute(select(content_keys.c.delivery_id)
-                                     .where(content_keys.c.key == d.content_key)).scalar_one()
-                conn.execute(update(deliveries).where(deliveries.c.id == d.delivery_id).values(
-                    outcome="duplicate", content_duplicate_of=first,
-                    reason=f"the same push was already accepted as delivery {first}"))
+                cur.execute(self._key_owner.sql, self._key_owner.params({"key": d.content_key}))
+                first = cur.fetchone()[0]
+                cur.execute(self._mark_duplicate.sql, self._mark_duplicate.params({
+                    "delivery": d.delivery_id, "first": first,
+                    "why": f"the same push was already accepted as delivery {first}"}))
                 return Ingested(d.delivery_id, None, content_duplicate_of=first)
         return Ingested(d.delivery_id, None, None, self._insert_jobs(cur, job_rows))
 
