@@ -16,6 +16,9 @@ _FORWARDED = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
 
 
 def admin_allowed() -> bool:
+    """The admin bearer token when one is sent (a wrong one is refused even locally); else a
+    direct local caller: loopback or a Unix socket, and no proxy in between (a proxy on this
+    host connects from loopback too, but says so with a forwarding header)."""
     state = current_app.extensions["bridge"]
     token = getattr(state.config.settings, "admin_token", None)
     auth = request.headers.get("Authorization", "")
@@ -23,8 +26,10 @@ def admin_allowed() -> bool:
         return hmac.compare_digest(auth[7:].encode("utf-8", "replace"), token.encode("utf-8"))
     if any(h in request.headers for h in _FORWARDED):
         return False
+    if not request.remote_addr:
+        return True   # gunicorn on a Unix socket: only local processes can connect
     try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+        return ipaddress.ip_address(request.remote_addr).is_loopback
     except ValueError:
         return False
 

@@ -2,6 +2,8 @@
 
 Input: standard `logging` records with `extra={"delivery": ...}`. Output: JSON lines. Bodies and
 secret-bearing headers are never passed to a logger, so nothing here has to scrub them.
+gunicorn's own lines (worker timeouts, boot failures) use the same format through
+`GunicornLogger` (gunicorn's `logger_class = "bridge.logs.GunicornLogger"`).
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import json
 import logging
 import sys
 import time
+
+from gunicorn.glogging import Logger as _GunicornLogger
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -42,3 +46,12 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+
+
+class GunicornLogger(_GunicornLogger):
+    """gunicorn's error log as JSON lines, on the stream gunicorn's config names (stderr: journald)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())

@@ -7,9 +7,11 @@ No label ever carries a secret, a body or a URL: only source, rule, target and o
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
-import shutil
+import re
 import threading
 from pathlib import Path
 
@@ -18,15 +20,80 @@ log = logging.getLogger("bridge.metrics")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DISPATCH_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 86400)
 SENDER_WARN_AFTER = 3   # GitLab disables a hook after 4 failures in a row: warn before that
+UNKNOWN_SOURCE = "(unknown)"   # one label for every unknown /hooks/<name>: names are the caller's
+STREAKS_FILE = "sender-streaks.json"
+_VALUE_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")   # prometheus-client's <type>_<pid>.db
 
 
 def prepare_multiprocess_dir(state_dir) -> str:
-    """A fresh metrics directory for a new `bridge serve` (old files would double-count)."""
+    """The metrics directory for a starting `bridge serve`/`bridge web`: value files of processes
+    that are gone are removed (a restart resets the counters, as Prometheus expects), those of live
+    processes stay (a dispatcher running under its own unit keeps its counts)."""
     path = Path(state_dir) / "metrics"
-    shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
+    for f in path.iterdir():
+        m = _VALUE_FILE.match(f.name)
+        if m and not _alive(int(m.group(1))):
+            f.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return str(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _LocalStreaks:
+    """Error streaks of one process (no multiprocess directory: tests, `bridge` in one process)."""
+
+    def __init__(self):
+        self._streaks: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, source: str, error: bool, then) -> int:
+        with self._lock:
+            streak = self._streaks.get(source, 0) + 1 if error else 0
+            self._streaks[source] = streak
+            then(streak)
+        return streak
+
+
+class _SharedStreaks:
+    """Error streaks shared by every process of the service: a small JSON file beside the metric
+    files, read and written under flock. A streak counts replies from all workers, so with
+    several workers it is still the streak the git host sees. `then(streak)` runs under the lock,
+    so the last gauge write is always the newest streak."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def update(self, source: str, error: bool, then) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                streaks = json.loads(os.pread(fd, 1 << 20, 0) or b"{}")
+            except ValueError:
+                streaks = None
+            if not isinstance(streaks, dict):
+                streaks = {}   # a damaged file costs the streaks so far, never a reply
+            old = streaks.get(source, 0)
+            streak = old + 1 if error else 0
+            if streak != old:
+                streaks[source] = streak
+                data = json.dumps(streaks).encode()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            then(streak)
+            return streak
+        finally:
+            os.close(fd)   # releases the lock
 
 
 class Metrics:
@@ -59,17 +126,20 @@ class Metrics:
                                      ["target", "result"], **kw)
         gauge_kw = dict(kw)
         if self.multiprocess:
-            gauge_kw["multiprocess_mode"] = "max"
+            # Every process writes the shared streak; the newest write is the true value.
+            gauge_kw["multiprocess_mode"] = "mostrecent"
         self.sender_errors = Gauge("bridge_sender_consecutive_errors",
                                    "Error replies in a row to a source (GitLab disables a hook after 4)",
                                    ["source"], **gauge_kw)
-        self._streak: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._streaks = (_SharedStreaks(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / STREAKS_FILE)
+                         if self.multiprocess else _LocalStreaks())
 
     # -- ingress ----------------------------------------------------------------------------
 
     def delivery(self, source: str, status: int, outcome: str, seconds: float, matched=()) -> None:
-        label = source if source else "-"
+        """One reply to a git host. A 404 is an unknown source (DESIGN.md's reply table): it is
+        counted under one label, since the name in the URL is whatever the caller wrote."""
+        label = source if source and status != 404 else UNKNOWN_SOURCE
         self.deliveries.labels(label, outcome, str(status)).inc()
         self.ack_latency.labels(label).observe(seconds)
         if status == 401:
@@ -78,14 +148,16 @@ class Metrics:
             self.rules_matched.labels(rule).inc()
         if status == 404:
             return   # an unknown source is not a configured sender
-        with self._lock:
-            streak = self._streak.get(label, 0) + 1 if status >= 400 else 0
-            self._streak[label] = streak
-        self.sender_errors.labels(label).set(streak)
+        gauge = self.sender_errors.labels(label)
+        try:
+            streak = self._streaks.update(label, status >= 400, gauge.set)
+        except OSError as exc:   # sender health must never cost a delivery its reply
+            log.error("cannot update the error streak of source '%s': %s", label, exc)
+            return
         if streak >= SENDER_WARN_AFTER:
             log.warning("source '%s' got %d error replies in a row; GitLab disables a hook after 4 "
                         "(GitHub never retries): check its secret and payloads", label, streak,
-                        extra={"source": label, "streak": streak})
+                        extra={"source": label, "streak": streak, "status": status})
 
     # -- dispatcher -------------------------------------------------------------------------
 

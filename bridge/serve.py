@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,11 +43,16 @@ def write_status(state_dir, *, ok: bool, version: str | None, problems: list[str
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    # The supervisor, the gunicorn master and the dispatcher may all record one reload at once:
-    # a temporary name per process, so no one renames a file another is still writing.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # The supervisor, the gunicorn master and the dispatcher may all record one reload at once,
+    # and a signal handler may interrupt itself: a temporary file of its own for every call.
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_status(state_dir) -> dict | None:
@@ -191,8 +197,25 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         stop.set()
 
     carried: dict = {}   # target name -> (Target, RetryPolicy) that the rules no longer name
+    hups: list = []      # SIGHUPs not yet handled
 
     def on_hup(signum, frame):
+        # Only a note: the handler runs on the main thread, which may be holding the
+        # dispatcher's lock just then (set_targets would wait for it forever). A list append
+        # takes no lock; the reloader thread does the work.
+        hups.append(signum)
+
+    def reloader():
+        while not stop.wait(0.1):
+            if hups:
+                hups.clear()
+                try:
+                    reload_rules()
+                except Exception:   # noqa: BLE001 - a failed reload must not end reloading
+                    log.error("reload failed; the dispatcher keeps rules version %s",
+                              dispatcher_config[0].version, exc_info=True)
+
+    def reload_rules():
         # Validated here too: under bridge-dispatcher.service nobody else checks the file first.
         problems = validate_and_record(rules_path, state_dir)
         try:
@@ -224,6 +247,7 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
         signal.signal(signal.SIGHUP, on_hup)
+        threading.Thread(target=reloader, name="reload", daemon=True).start()
     log.info("dispatcher %s started (rules version %s)", owner, config.version)
     dispatcher.run(stop)
     log.info("dispatcher %s stopped", owner)
@@ -347,6 +371,7 @@ class Supervisor:
                       extra={"problems": problems[:20]})
             return
         log.info("reload: rules version %s is valid; reloading web workers and dispatcher", version)
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGHUP)
+        # The dispatcher first: jobs for a target new in this version must find it there.
+        for role in sorted(self.children, key=lambda r: r != "dispatch"):
+            if self.children[role].poll() is None:
+                self.children[role].send_signal(signal.SIGHUP)
