@@ -48,6 +48,13 @@ def read_body(cap: int) -> bytes:
     return body
 
 
+def _clip(delivery: str | None) -> str | None:
+    """A delivery id as the host sent it, within the store's column and printable."""
+    if not delivery:
+        return None
+    return delivery[:200] if delivery.isprintable() else delivery.encode("unicode_escape")[:200].decode()
+
+
 def _error(exc: DeliveryError, delivery: str | None = None):
     body = {"error": exc.message}
     if delivery:
@@ -70,9 +77,11 @@ def receive(source: str):
         if src is None:
             raise UnknownSource(f"unknown source '{source}'")
         provider = get_provider(src.provider)
+        # Read before verifying, only so that a refusal's log line names the host's delivery.
+        delivery = _clip(provider.delivery_id(request.headers))
         body = read_body(config.settings.max_body_bytes)
         provider.verify(request.headers, body, src.secrets)
-        delivery = provider.delivery_id(request.headers) or f"bridge-{uuid.uuid4()}"
+        delivery = delivery or f"bridge-{uuid.uuid4()}"
         result = provider.normalize(request.headers, body, source=source, delivery_id=delivery)
     except DeliveryError as exc:
         state.observe(source, exc.status, started, outcome="refused")

@@ -8,6 +8,7 @@ No label ever carries a secret, a body or a URL: only source, rule, target and o
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -25,12 +26,34 @@ STREAKS_FILE = "sender-streaks.json"
 _VALUE_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")   # prometheus-client's <type>_<pid>.db
 
 
+def metrics_dir(state_dir) -> Path:
+    """Where the processes of one bridge keep their metric files: in memory, never on the state
+    disk. prometheus-client maps them sparsely, and a worker touching a new page of one on a full
+    disk dies of SIGBUS instead of answering 503. systemd's RuntimeDirectory= (/run/bridge) when
+    set, else /dev/shm (one directory per state dir), else the state dir."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "metrics"
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        key = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+        return Path("/dev/shm") / f"bridge-metrics-{os.getuid()}-{key}"
+    return Path(state_dir) / "metrics"
+
+
+def use_multiprocess_dir(state_dir) -> str:
+    """Point prometheus-client at this bridge's metrics directory (creating it, clearing nothing)."""
+    path = metrics_dir(state_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return str(path)
+
+
 def prepare_multiprocess_dir(state_dir) -> str:
     """The metrics directory for a starting `bridge serve`/`bridge web`: value files of processes
     that are gone are removed (a restart resets the counters, as Prometheus expects), those of live
     processes stay (a dispatcher running under its own unit keeps its counts)."""
-    path = Path(state_dir) / "metrics"
-    path.mkdir(parents=True, exist_ok=True)
+    path = metrics_dir(state_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for f in path.iterdir():
         m = _VALUE_FILE.match(f.name)
         if m and not _alive(int(m.group(1))):
@@ -72,8 +95,18 @@ class _SharedStreaks:
 
     def __init__(self, path: Path):
         self.path = path
+        self._seen: tuple | None = None   # (mtime_ns, size) when this process last saw no streak
 
     def update(self, source: str, error: bool, then) -> int:
+        if not error and self._seen is not None:
+            # The common case, a good reply while no source has a streak: one stat, no lock.
+            try:
+                st = os.stat(self.path)
+                if (st.st_mtime_ns, st.st_size) == self._seen:
+                    then(0)
+                    return 0
+            except OSError:
+                pass
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -90,6 +123,8 @@ class _SharedStreaks:
                 data = json.dumps(streaks).encode()
                 os.pwrite(fd, data, 0)
                 os.ftruncate(fd, len(data))
+            st = os.fstat(fd)
+            self._seen = (st.st_mtime_ns, st.st_size) if not any(streaks.values()) else None
             then(streak)
             return streak
         finally:

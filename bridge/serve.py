@@ -101,6 +101,7 @@ WEB_DEFAULTS = {
     "graceful_timeout": 20, "limit_request_line": 8190, "limit_request_fields": 100,
     "limit_request_field_size": 8190, "forwarded_allow_ips": "127.0.0.1", "accesslog": None,
     "errorlog": "-", "loglevel": "warning", "proc_name": "bridge-web", "control_socket_disable": True,
+    "logger_class": "bridge.logs.GunicornLogger",
 }
 
 
@@ -172,12 +173,11 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     from .dispatcher import Dispatcher
     from .feedback import Feedback
     from .logs import setup
-    from .metrics import Metrics
     from .cli_common import open_store
+    from .metrics import Metrics, use_multiprocess_dir
     setup()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(state_dir) / "metrics")
-        Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+        use_multiprocess_dir(state_dir)
     config, problems = load_with_fallback(rules_path, state_dir)
     concurrency = concurrency or config.settings.dispatcher_concurrency
     # One connection per job thread and follow thread, plus the claim loop and the status poster.

@@ -7,6 +7,7 @@ here is stopped by its pid in `stop()`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,6 +122,8 @@ class BridgeProcess:
             return self.proc.wait(5)
         finally:
             self._log.close()
+            from bridge.metrics import metrics_dir
+            shutil.rmtree(metrics_dir(self.state), ignore_errors=True)   # /dev/shm is memory
 
     # -- talking to it ------------------------------------------------------------------
 

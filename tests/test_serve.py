@@ -337,12 +337,8 @@ def test_unwritable_database_answers_503_and_recovers_by_itself(tmp_path, start_
     assert sorted(build_counts(builds).values()) == [1, 1]
 
 
-# Known bug, not in the store: prometheus-client's multiprocess files live in <state>/metrics and
-# are sparse mmaps; a worker touching a new page of one on a full disk (e.g. the first 503 it
-# counts) dies of SIGBUS, and the git host sees a dropped connection instead of the 503. Only that
-# symptom is tolerated here; any other failure fails the test.
-@pytest.mark.xfail(raises=requests.ConnectionError, strict=False,
-                   reason="SIGBUS in the metrics mmap files when <state> is full (see comment)")
+# prometheus-client's multiprocess files are sparse mmaps: on a full state disk a worker touching
+# a new page of one would die of SIGBUS; they live in memory (metrics.metrics_dir) for that reason.
 @pytest.mark.slow
 def test_full_disk_answers_503_and_recovers_when_space_returns(tmp_path, small_disk, start_bridge):
     builds = tmp_path / "builds.log"

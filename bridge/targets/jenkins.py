@@ -228,9 +228,12 @@ class JenkinsTarget(Target):
                    detail={**run.detail, "number": number})
 
     def ping(self) -> str:
-        """`/readyz?targets=1`: an authenticated call that names the Jenkins version."""
+        """`/readyz?targets=1`: one authenticated call."""
         with self._translated(""):
-            return f"ok (Jenkins {self._jenkins().get_version()})"
+            # Authenticated, unlike python-jenkins' get_version(); Jenkins names itself in a header.
+            client = self._jenkins()
+            resp = client.jenkins_request(requests.Request("GET", client.server.rstrip("/") + "/api/json"))
+        return f"ok (Jenkins {resp.headers.get('X-Jenkins', '?')})"
 
     # --- bridge check --online -------------------------------------------------------------
 
