@@ -156,6 +156,8 @@ def deliveries_show(obj, delivery_id):
         detail = j.get("detail") or {}
         if detail.get("reason"):
             click.echo(f"    reason  {detail['reason']}")
+        if detail.get("paths"):
+            click.echo(f"    paths   {detail['paths']}")
         if detail.get("exit_code") is not None:
             click.echo(f"    exit code {detail['exit_code']}")
         if detail.get("output"):

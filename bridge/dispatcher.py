@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
@@ -240,9 +241,13 @@ class Dispatcher:
     def _handle(self, cj: ClaimedJob) -> None:
         with self._lock:
             targets, policies = self._targets, self._policies
+        paths_reason = None
         try:
             if cj.needs_files and self.decide_paths is not None:
                 run_it, reason = self.decide_paths(cj)
+                paths_reason = reason
+                if run_it:
+                    self._log(cj, logging.INFO, "paths: %s", reason)
                 if not run_it:
                     self._log(cj, logging.INFO, "skipped: %s", reason)
                     self._count(cj, "skipped")
@@ -268,6 +273,8 @@ class Dispatcher:
                       _message(exc), exc_info=True)
             self._retry(cj, policies, _message(exc), None)
         else:
+            if paths_reason:   # which source of changed files decided, for `deliveries show`
+                run = replace(run, detail={**run.detail, "paths": paths_reason})
             self._log(cj, logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
                       f": {run.detail['reason']}" if run.detail.get("reason") else "")
             self._count(cj, run.state, queued_for=self.now() - cj.first_queued_at)

@@ -103,6 +103,8 @@ def test_dispatcher_resolves_capped_pushes_in_the_mirror(tmp_path, repo):
                               capture_output=True, text=True, env=bridge.env, cwd=bridge.dir)
         assert "state skipped" in show.stdout, show.stderr
         assert "files from mirror" in show.stdout
+        built = state(r2)["detail"]["paths"]
+        assert built == "file 'src/app.py' matches paths [src/**] (files from mirror)", built
         store.close()
 
 
