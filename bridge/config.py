@@ -336,17 +336,7 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
         except ValueError as exc:
             problems.add(raw.line_of("timeout"), f"{where}.timeout: {exc}")
     if "retry" in raw:
-        retry_spec = _mapping(raw["retry"], problems, raw.line_of("retry"), f"{where} retry")
-        if retry_spec is not None:
-            problems.unknown_keys(retry_spec, RETRY_KEYS, f"{where} retry")
-            policy = {}
-            for key in RETRY_KEYS:
-                if key in retry_spec:
-                    try:
-                        policy[key] = parse_duration(retry_spec[key])
-                    except ValueError as exc:
-                        problems.add(retry_spec.line_of(key), f"{where} retry.{key}: {exc}")
-            values["retry"] = replace(REPORT_RETRY, **policy)
+        values["retry"] = _retry_policy(raw, problems, where, REPORT_RETRY)
     if not ok:
         return None
     return ReportConfig(api_url=api_url.rstrip("/"), token=token, **values)
@@ -420,6 +410,22 @@ def _sources(doc, problems, environ) -> dict:
     return out
 
 
+def _retry_policy(spec, problems, where: str, base: RetryPolicy) -> RetryPolicy:
+    """`retry: {initial, maximum, give_up_after}` under `spec`, over the defaults in `base`."""
+    raw = _mapping(spec["retry"], problems, spec.line_of("retry"), f"{where} retry")
+    if raw is None:
+        return base
+    problems.unknown_keys(raw, RETRY_KEYS, f"{where} retry")
+    values = {}
+    for key in RETRY_KEYS:
+        if key in raw:
+            try:
+                values[key] = parse_duration(raw[key])
+            except ValueError as exc:
+                problems.add(raw.line_of(key), f"{where} retry.{key}: {exc}")
+    return replace(base, **values)
+
+
 def _targets(doc, problems, environ) -> dict:
     raw = _mapping(doc.get("targets"), problems, doc.line_of("targets"), "targets")
     out = {}
@@ -447,19 +453,8 @@ def _targets(doc, problems, environ) -> dict:
             options[key] = _maybe_secret(value, problems, spec.line_of(key), environ, None)
         for msg in cls.validate(options):
             problems.add(line, f"target '{name}': {msg}")
-        retry = RetryPolicy()
-        if "retry" in spec:
-            retry_spec = _mapping(spec["retry"], problems, spec.line_of("retry"), f"target '{name}' retry")
-            if retry_spec is not None:
-                problems.unknown_keys(retry_spec, RETRY_KEYS, f"target '{name}' retry")
-                values = {}
-                for key in RETRY_KEYS:
-                    if key in retry_spec:
-                        try:
-                            values[key] = parse_duration(retry_spec[key])
-                        except ValueError as exc:
-                            problems.add(retry_spec.line_of(key), f"target '{name}' retry.{key}: {exc}")
-                retry = RetryPolicy(**values)
+        retry = _retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
+            else RetryPolicy()
         out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
     return out
 
