@@ -20,7 +20,7 @@ var/dev-secret:
 
 run: venv var/dev-secret
 	@echo "bridge: webhook secret for the shipped rules.yaml is in var/dev-secret"
-	@echo "bridge: try it: $(BIN)/bridge send --source github ../shared/payloads/github/push__goscm-branch.json"
+	@echo "bridge: try it: $(BIN)/bridge send --source github deploy/examples/github-push.json"
 	$(BIN)/bridge serve --rules rules.yaml --state-dir var --bind 127.0.0.1:8080
 
 test: venv
