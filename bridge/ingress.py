@@ -5,11 +5,13 @@ a 2xx only after the delivery and its jobs are committed. Web workers never call
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import time
 import uuid
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from .errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
 from .events import Ignored
@@ -26,7 +28,7 @@ _NEVER_KEEP = ("x-hub-signature", "x-hub-signature-256", "x-gitlab-token", "auth
 
 def kept_headers(headers, secret_headers=()) -> dict:
     """The headers stored with a delivery: identification only, never a signature or token."""
-    drop = set(_NEVER_KEEP) | {h.lower() for h in secret_headers}
+    drop = _dropped(tuple(secret_headers))
     out = {}
     for name, value in headers.items():
         low = name.lower()
@@ -37,12 +39,17 @@ def kept_headers(headers, secret_headers=()) -> dict:
     return out
 
 
-def read_body(cap: int) -> bytes:
-    """Read at most `cap` bytes; refuse larger bodies without reading them."""
-    length = request.content_length
+@functools.lru_cache(maxsize=64)
+def _dropped(secret_headers: tuple) -> frozenset:
+    return frozenset(_NEVER_KEEP) | {h.lower() for h in secret_headers}
+
+
+def read_body(req, cap: int) -> bytes:
+    """Read at most `cap` bytes of `req`'s body; refuse larger bodies without reading them."""
+    length = req.content_length
     if length is not None and length > cap:
         raise PayloadTooLarge(f"body of {length} bytes is over the {cap}-byte cap")
-    body = request.stream.read(cap + 1)
+    body = req.stream.read(cap + 1)
     if len(body) > cap:
         raise PayloadTooLarge(f"body is over the {cap}-byte cap")
     return body
@@ -55,12 +62,19 @@ def _clip(delivery: str | None) -> str | None:
     return delivery[:200] if delivery.isprintable() else delivery.encode("unicode_escape")[:200].decode()
 
 
+# What Flask's jsonify writes, without its per-call lookups and its per-call encoder.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def _json(body: dict, status: int) -> Response:
+    return Response(_ENCODE(body) + "\n", status, mimetype="application/json")
+
+
 def _error(exc: DeliveryError, delivery: str | None = None):
     body = {"error": exc.message}
     if delivery:
         body["delivery"] = delivery
-    resp = jsonify(body)
-    resp.status_code = exc.status
+    resp = _json(body, exc.status)
     if exc.status == 413:
         resp.headers["Connection"] = "close"   # do not drain a huge body for keep-alive
     return resp
@@ -68,9 +82,11 @@ def _error(exc: DeliveryError, delivery: str | None = None):
 
 @bp.post("/hooks/<source>")
 def receive(source: str):
+    started = time.perf_counter()
     state = current_app.extensions["bridge"]
     config = state.config
-    started = time.perf_counter()
+    req = request._get_current_object()   # one context lookup, not one per attribute
+    headers = req.headers
     delivery = None
     src = config.sources.get(source)
     try:
@@ -78,21 +94,21 @@ def receive(source: str):
             raise UnknownSource(f"unknown source '{source}'")
         provider = get_provider(src.provider)
         # Read before verifying, only so that a refusal's log line names the host's delivery.
-        delivery = _clip(provider.delivery_id(request.headers))
-        body = read_body(config.settings.max_body_bytes)
-        provider.verify(request.headers, body, src.secrets)
+        delivery = _clip(provider.delivery_id(headers))
+        body = read_body(req, config.settings.max_body_bytes)
+        provider.verify(headers, body, src.secrets)
         delivery = delivery or f"bridge-{uuid.uuid4()}"
-        result = provider.normalize(request.headers, body, source=source, delivery_id=delivery)
+        result = provider.normalize(headers, body, source=source, delivery_id=delivery)
     except DeliveryError as exc:
         state.observe(source, exc.status, started, outcome="refused")
         log.warning("refused: %s", exc.message,
                     extra={"delivery": delivery, "source": source, "status": exc.status})
         return _error(exc, delivery)
 
-    headers = kept_headers(request.headers, provider.SECRET_HEADERS)
+    kept = kept_headers(headers, provider.SECRET_HEADERS)
     if isinstance(result, Ignored):
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
-                             received_at=time.time(), headers=headers, body=body, event=None,
+                             received_at=time.time(), headers=kept, body=body, event=None,
                              outcome="ignored", reason=result.reason, verdicts=[],
                              rules_version=config.version, content_key=None)
         verdicts, jobs = [], []
@@ -105,7 +121,7 @@ def receive(source: str):
         matched = [v.rule for v in verdicts if v.matched]
         reason = "" if matched else _no_match_reason(verdicts)
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
-                             received_at=time.time(), headers=headers, body=body,
+                             received_at=time.time(), headers=kept, body=body,
                              event=event.to_dict(), outcome="matched" if matched else "no_match",
                              reason=reason, verdicts=[v.to_dict() for v in verdicts],
                              rules_version=config.version,
@@ -117,9 +133,8 @@ def receive(source: str):
         state.observe(source, 503, started, outcome="unavailable")
         log.error("store unavailable, delivery not accepted: %s", exc,
                   extra={"delivery": delivery, "source": source, "status": 503})
-        resp = jsonify({"error": "the bridge could not store the delivery; nothing was accepted, "
-                                 "please redeliver", "delivery": delivery})
-        resp.status_code = 503
+        resp = _json({"error": "the bridge could not store the delivery; nothing was accepted, "
+                               "please redeliver", "delivery": delivery}, 503)
         resp.headers["Retry-After"] = "30"
         return resp
     return _reply(state, source, started, record, verdicts, jobs, ingested)
@@ -137,30 +152,30 @@ def _reply(state, source, started, record, verdicts, jobs, ingested):
     if ingested.duplicate_of:
         state.observe(source, 200, started, outcome="duplicate")
         log.info("duplicate delivery id, nothing new stored", extra={**extra, "status": 200})
-        return jsonify({"delivery": delivery, "duplicate_of": ingested.duplicate_of,
-                        "reason": "this delivery id was already received"}), 200
+        return _json({"delivery": delivery, "duplicate_of": ingested.duplicate_of,
+                      "reason": "this delivery id was already received"}, 200)
     if ingested.content_duplicate_of:
         state.observe(source, 200, started, outcome="duplicate")
         log.info("same push already accepted as %s; no jobs", ingested.content_duplicate_of,
                  extra={**extra, "status": 200})
-        return jsonify({"delivery": delivery, "duplicate_of": ingested.content_duplicate_of,
-                        "reason": "the same push (repo, ref, before, after) was already accepted"}), 200
+        return _json({"delivery": delivery, "duplicate_of": ingested.content_duplicate_of,
+                      "reason": "the same push (repo, ref, before, after) was already accepted"}, 200)
     if record.outcome == "ignored":
         state.observe(source, 200, started, outcome="ignored")
         log.info("ignored: %s", record.reason, extra={**extra, "status": 200})
-        return jsonify({"delivery": delivery, "ignored": record.reason}), 200
+        return _json({"delivery": delivery, "ignored": record.reason}, 200)
     rules = [{"rule": v.rule, "matched": v.matched, "reason": v.reason} for v in verdicts]
     if not jobs:
         state.observe(source, 200, started, outcome="no_match")
         log.info("no rule matched", extra={**extra, "status": 200, "rules": rules})
-        return jsonify({"delivery": delivery, "matched": [], "reason": record.reason,
-                        "rules": rules}), 200
+        return _json({"delivery": delivery, "matched": [], "reason": record.reason,
+                      "rules": rules}, 200)
     matched = [v.rule for v in verdicts if v.matched]
     state.observe(source, 202, started, outcome="accepted", matched=matched)
     log.info("accepted: %d job(s) for %s", len(jobs), ", ".join(matched),
              extra={**extra, "status": 202})
-    return jsonify({
+    return _json({
         "delivery": delivery, "matched": matched,
         "jobs": [{"id": jid, "rule": j.rule, "target": j.target, "request": j.request,
                   "needs_files": j.needs_files} for jid, j in zip(ingested.job_ids, jobs)],
-    }), 202
+    }, 202)

@@ -14,14 +14,24 @@ import time
 
 from gunicorn.glogging import Logger as _GunicornLogger
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# Built once: json.dumps with an argument builds an encoder per call.
+_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 class JsonFormatter(logging.Formatter):
+    # (whole second, its text): strftime once a second, not once a line. One tuple, replaced
+    # whole, so threads never see a second with another second's text.
+    _second = (None, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second, text = self._second
+        if second != int(record.created):
+            second = int(record.created)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
         out = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                    + f".{int(record.msecs):03d}Z",
+            "time": f"{text}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "delivery": getattr(record, "delivery", None),
@@ -32,7 +42,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _ENCODE(out)
 
 
 def setup(level: str = "INFO", stream=None) -> None:

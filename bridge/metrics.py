@@ -166,6 +166,8 @@ class Metrics:
         self.sender_errors = Gauge("bridge_sender_consecutive_errors",
                                    "Error replies in a row to a source (GitLab disables a hook after 4)",
                                    ["source"], **gauge_kw)
+        self._delivery_children: dict[tuple, tuple] = {}   # (source, outcome, status) -> children
+        self._rule_children: dict[str, object] = {}
         self._streaks = (_SharedStreaks(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / STREAKS_FILE)
                          if self.multiprocess else _LocalStreaks())
 
@@ -175,15 +177,22 @@ class Metrics:
         """One reply to a git host. A 404 is an unknown source (DESIGN.md's reply table): it is
         counted under one label, since the name in the URL is whatever the caller wrote."""
         label = source if source and status != 404 else UNKNOWN_SOURCE
-        self.deliveries.labels(label, outcome, str(status)).inc()
-        self.ack_latency.labels(label).observe(seconds)
-        if status == 401:
-            self.verification_failures.labels(label).inc()
+        key = (label, outcome, status)
+        children = self._delivery_children.get(key)
+        if children is None:
+            children = self._delivery_children[key] = self._children_of(*key)
+        counter, latency, refused, gauge = children
+        counter.inc()
+        latency.observe(seconds)
+        if refused is not None:
+            refused.inc()
         for rule in matched:
-            self.rules_matched.labels(rule).inc()
-        if status == 404:
+            child = self._rule_children.get(rule)
+            if child is None:
+                child = self._rule_children[rule] = self.rules_matched.labels(rule)
+            child.inc()
+        if gauge is None:
             return   # an unknown source is not a configured sender
-        gauge = self.sender_errors.labels(label)
         try:
             streak = self._streaks.update(label, status >= 400, gauge.set)
         except OSError as exc:   # sender health must never cost a delivery its reply
@@ -193,6 +202,13 @@ class Metrics:
             log.warning("source '%s' got %d error replies in a row; GitLab disables a hook after 4 "
                         "(GitHub never retries): check its secret and payloads", label, streak,
                         extra={"source": label, "streak": streak, "status": status})
+
+    def _children_of(self, label: str, outcome: str, status: int) -> tuple:
+        # `.labels()` hashes and validates its labels on every call; a delivery's are few and
+        # bounded (configured sources only: an unknown one is UNKNOWN_SOURCE), so keep them.
+        return (self.deliveries.labels(label, outcome, str(status)), self.ack_latency.labels(label),
+                self.verification_failures.labels(label) if status == 401 else None,
+                self.sender_errors.labels(label) if status != 404 else None)
 
     # -- dispatcher -------------------------------------------------------------------------
 
