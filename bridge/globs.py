@@ -14,6 +14,10 @@ __all__ = ["GlobError", "Pattern", "PatternList", "compile_pattern", "validate_p
 _SPECIAL = frozenset("*?+[\\")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _RANGES = ("az", "AZ", "09")
+#: Values longer than this are matched by a linear-time automaton instead of `re`: several
+#: `**` in one pattern make the regex backtrack polynomially (a 3 KB path took seconds), and
+#: branch names and file paths come from whoever pushes.
+LINEAR_ABOVE = 128
 
 
 class GlobError(ValueError):
@@ -23,18 +27,22 @@ class GlobError(ValueError):
 class Pattern:
     """One compiled pattern. `source` is the text as written (with any `!`); `match` ignores `!`."""
 
-    __slots__ = ("source", "negated", "_literal", "_regex")
+    __slots__ = ("source", "negated", "_literal", "_regex", "_nfa")
 
-    def __init__(self, source: str, negated: bool, literal: str | None, regex: re.Pattern | None):
+    def __init__(self, source: str, negated: bool, literal: str | None, regex: re.Pattern | None,
+                 nfa: tuple = ()):
         self.source = source
         self.negated = negated
         self._literal = literal  # set when the pattern has no wildcard: equality beats a regex
         self._regex = regex
+        self._nfa = nfa
 
     def match(self, value: str) -> bool:
         """True when the whole of `value` fits the pattern (negation is PatternList's business)."""
         if self._regex is None:
             return value == self._literal
+        if len(value) > LINEAR_ABOVE:
+            return _nfa_match(self._nfa, value)
         return self._regex.fullmatch(value) is not None
 
     def __repr__(self) -> str:
@@ -115,6 +123,82 @@ def _char_class(source: str, inner: str) -> str:
     return "[" + "".join(out) + "]"
 
 
+def _nfa(regex: str) -> tuple:
+    """The translated regex as a token list for `_nfa_match`: (kind, predicate, quantifier).
+
+    kinds: "one" (a char or [class], quantifier "", "?" or "+"), "star" ([^/]*), "any" (.*),
+    "dirs" ((?:.+/)?). Built from `_translate`'s own output so both matchers agree."""
+    tokens = []
+    i, n = 0, len(regex)
+    while i < n:
+        if regex.startswith("(?:.+/)?", i):
+            tokens.append(["dirs", None, ""])
+            i += 8
+        elif regex.startswith(".*", i):
+            tokens.append(["any", None, ""])
+            i += 2
+        elif regex.startswith("[^/]*", i):
+            tokens.append(["star", None, ""])
+            i += 5
+        elif regex[i] in "?+":
+            tokens[-1][2] = regex[i]
+            i += 1
+        elif regex[i] == "[":
+            close = regex.index("]", i)
+            tokens.append(["one", re.compile(regex[i:close + 1]).fullmatch, ""])
+            i = close + 1
+        else:
+            if regex[i] == "\\":
+                i += 1
+            tokens.append(["one", regex[i].__eq__, ""])
+            i += 1
+    return tuple(tuple(t) for t in tokens)
+
+
+def _nfa_match(tokens: tuple, value: str) -> bool:
+    """Whole-string match by simulating all positions at once: O(len(tokens) x len(value))."""
+    end = len(tokens)
+
+    def closure(states):
+        out, todo = set(states), list(states)
+        while todo:
+            i, sub = todo.pop()
+            if i < end and sub == 0:
+                kind, _, q = tokens[i]
+                if kind in ("star", "any", "dirs") or q == "?":
+                    if (i + 1, 0) not in out:
+                        out.add((i + 1, 0))
+                        todo.append((i + 1, 0))
+        return out
+
+    states = closure({(0, 0)})
+    for c in value:
+        nxt = set()
+        for i, sub in states:
+            if i == end:
+                continue
+            kind, pred, q = tokens[i]
+            if kind == "one":
+                if pred(c):
+                    nxt.add((i + 1, 0))
+                    if q == "+":
+                        nxt.add((i, 1))   # may repeat; (i, 1) cannot skip without a char
+            elif kind == "star":
+                if c != "/":
+                    nxt.add((i, 0))
+            elif kind == "any":
+                nxt.add((i, 0))
+            else:   # dirs: one or more characters, the last a "/"
+                nxt.add((i, 2))
+                if sub == 2 and c == "/":
+                    nxt.add((i + 1, 0))
+        # (i, 1) of a "+" token consumed at least one: it behaves like a fresh start of it
+        states = closure({(i, 0) if sub == 1 else (i, sub) for i, sub in nxt})
+        if not states:
+            return False
+    return any(i == end for i, _ in states)
+
+
 @functools.lru_cache(maxsize=4096)
 def _compile(source: str) -> Pattern:
     negated = source.startswith("!")
@@ -124,7 +208,7 @@ def _compile(source: str) -> Pattern:
     regex, literal = _translate(source, body)
     if literal is not None:
         return Pattern(source, negated, literal, None)
-    return Pattern(source, negated, None, re.compile(regex, re.DOTALL))
+    return Pattern(source, negated, None, re.compile(regex, re.DOTALL), _nfa(regex))
 
 
 def compile_pattern(pattern: str) -> Pattern:
@@ -174,7 +258,7 @@ class PatternList:
 
     def matches(self, value: str) -> bool:
         """True when `value` is included by the list."""
-        if not self._negation:
+        if not self._negation and len(value) <= LINEAR_ABOVE:
             if value in self._literals:
                 return True
             return self._wild is not None and self._wild.fullmatch(value) is not None
