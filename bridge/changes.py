@@ -179,13 +179,13 @@ def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | N
 
 
 def source_clone_url(source, event: Event) -> str | None:
-    """The URL the mirror fetches for a source: its `clone_url` override, else the event's own;
-    with the source's `clone_token` put in as https userinfo (never logged: URLs are redacted)."""
+    """The URL the mirror fetches for a source: its `clone_url` override (with the source's
+    `clone_token` put in as https userinfo; URLs are redacted wherever shown), else None for the
+    event's own URL. The token never goes to a URL the payload named: whoever can sign a
+    delivery could otherwise point it at a host of their own and collect the token."""
     options = getattr(source, "options", None) or {}
     url = options.get("clone_url")
     token = options.get("clone_token")
-    if url is None and token:
-        url = next((u for u in event.clone_urls if u.startswith("https://")), None)
     if url and token and url.startswith("https://") and "@" not in url.split("/", 3)[2]:
         user = "oauth2" if getattr(source, "provider", "") == "gitlab" else "x-access-token"
         url = f"https://{user}:{quote(token, safe='')}@{url[len('https://'):]}"

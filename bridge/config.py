@@ -83,7 +83,7 @@ class Settings:
     max_body_bytes: int = 25 * 2**20
     workers: int | None = None       # None: the gunicorn config's, else 2
     dispatcher_concurrency: int = 4
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)   # may hold a password
     lease_seconds: float = 60.0
     poll_interval: float = 0.01
     admin_token: str | None = field(default=None, repr=False)   # bearer token for /metrics etc.
@@ -268,10 +268,15 @@ def _settings(raw, problems, environ) -> Settings:
             except ValueError as exc:
                 problems.add(line, f"settings.{key}: {exc}")
         elif key == "database_url":
-            if not isinstance(value, str) or not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
-                problems.add(line, "settings.database_url must be a sqlite:// or postgresql:// URL")
+            # A reference first (the URL usually holds a password), then the scheme of its value.
+            url = _maybe_secret(value, problems, line, environ, None)
+            if url is None and secret_refs.is_reference(value):
+                continue
+            if not isinstance(url, str) or not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+                problems.add(line, "settings.database_url must be a sqlite:// or postgresql:// URL "
+                                   "(or a secret reference to one)")
             else:
-                values[key] = _maybe_secret(value, problems, line, environ, None)
+                values[key] = url
         elif key == "admin_token":
             if not secret_refs.is_reference(value):
                 problems.add(line, "settings.admin_token must be a secret reference like "
@@ -397,6 +402,9 @@ def _sources(doc, problems, environ) -> dict:
                 resolved.append(value.encode("utf-8"))
         options = {k: v for k, v in spec.items() if k not in ("provider", "secrets", "report")}
         if "clone_token" in options:
+            if "clone_url" not in options:
+                problems.add(spec.line_of("clone_token"), f"source '{name}': clone_token is sent only "
+                                                          "to the source's clone_url: set clone_url too")
             if not secret_refs.is_reference(options["clone_token"]):
                 problems.add(spec.line_of("clone_token"), f"source '{name}': clone_token must be a "
                                                           "secret reference like ${credential:NAME}")

@@ -21,7 +21,11 @@ from .store import NewDelivery, NewJob
 log = logging.getLogger("bridge.ingress")
 bp = Blueprint("ingress", __name__)
 
-_KEEP_HEADERS = ("content-type", "user-agent", "idempotency-key", "content-length")
+_KEEP_HEADERS = ("content-type", "user-agent", "idempotency-key", "content-length", "x-request-id")
+#: Identification headers the hosts send. An allow-list: a proxy or sidecar may add x-* headers
+#: carrying credentials (X-Api-Key, X-Amz-Security-Token) that must never reach the database.
+_KEEP_PREFIXES = ("x-github-", "x-gitlab-", "x-gitea-", "x-forgejo-", "x-event-key", "x-request-uuid",
+                  "x-hook-uuid")
 _NEVER_KEEP = ("x-hub-signature", "x-hub-signature-256", "x-gitlab-token", "authorization", "cookie",
                "webhook-signature", "x-gitea-signature", "x-forgejo-signature")
 
@@ -34,7 +38,7 @@ def kept_headers(headers, secret_headers=()) -> dict:
         low = name.lower()
         if low in drop:
             continue
-        if low in _KEEP_HEADERS or low.startswith("x-"):
+        if low in _KEEP_HEADERS or low.startswith(_KEEP_PREFIXES):
             out[name] = value[:512]
     return out
 

@@ -39,8 +39,8 @@ def resolve(ref: str, environ=os.environ, base_dir=None) -> str:
         if not directory:
             raise SecretError(f"secret {ref}: $CREDENTIALS_DIRECTORY is not set "
                               "(add LoadCredential= to the systemd unit)")
-        if "/" in name or name in (".", ".."):
-            raise SecretError(f"secret {ref}: a credential name cannot contain '/'")
+        if "/" in name or "\x00" in name or name in (".", ".."):
+            raise SecretError(f"secret {ref}: a credential name cannot contain '/' or NUL")
         path = Path(directory) / name
     else:
         path = Path(name)
@@ -51,6 +51,8 @@ def resolve(ref: str, environ=os.environ, base_dir=None) -> str:
             data = fh.read(MAX_SECRET_FILE + 1)
     except OSError as exc:
         raise SecretError(f"secret {ref}: cannot read {path}: {exc.strerror}") from None
+    except ValueError:   # a NUL in the path
+        raise SecretError(f"secret {ref}: the path holds a NUL character") from None
     if len(data) > MAX_SECRET_FILE:
         raise SecretError(f"secret {ref}: {path} is larger than {MAX_SECRET_FILE} bytes")
     try:

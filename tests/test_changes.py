@@ -564,3 +564,15 @@ def test_duration_and_size_parsing():
                        (parse_duration, "5y"), (parse_size, "5X"), (parse_size, "G")]:
         with pytest.raises(ValueError):
             parse(bad)
+
+
+def test_clone_token_goes_only_to_the_configured_clone_url():
+    from types import SimpleNamespace
+
+    from bridge.changes import source_clone_url
+    event = SimpleNamespace(clone_urls=("https://attacker.example/x.git",))
+    with_url = SimpleNamespace(provider="gitlab", options={"clone_url": "https://gitlab.example.com/g/p.git",
+                                                            "clone_token": "glpat-secret"})
+    assert source_clone_url(with_url, event) == "https://oauth2:glpat-secret@gitlab.example.com/g/p.git"
+    without_url = SimpleNamespace(provider="gitlab", options={"clone_token": "glpat-secret"})
+    assert source_clone_url(without_url, event) is None   # the event's own URL, no token

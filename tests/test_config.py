@@ -208,3 +208,28 @@ def test_durations(value, seconds):
 def test_bad_durations(value):
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+def test_database_url_from_a_secret_reference_stays_out_of_repr(tmp_path):
+    env = {**ENV, "DBURL": "postgresql://bridge:hunter2@db.example.com/bridge"}
+    config = load(tmp_path, GOOD + "settings:\n  database_url: ${env:DBURL}\n", env=env)
+    assert config.settings.database_url == env["DBURL"]
+    assert "hunter2" not in repr(config) and "hunter2" not in repr(config.settings)
+    env["DBURL"] = "mysql://x"
+    assert problems(tmp_path, GOOD + "settings:\n  database_url: ${env:DBURL}\n", env=env) == [
+        "rules.yaml:22: settings.database_url must be a sqlite:// or postgresql:// URL "
+        "(or a secret reference to one)"]
+
+
+def test_templates_in_a_shell_command_are_refused(tmp_path):
+    text = GOOD.replace("""    run:
+      target: mem
+      parameters: {SHA: "${sha}", BRANCH: "${branch}", LITERAL: "$${sha}"}""", """    run:
+      target: sh
+      command: ["sh", "-c", "deploy ${branch}"]""") + "  - name: safe\n    on: {repo: x}\n" \
+        "    run: {target: sh, command: [\"sh\", \"-c\", 'deploy \"$BRIDGE_BRANCH\"'], cwd: /tmp}\n" \
+        "  - name: argv\n    on: {repo: x}\n    run: {target: sh, command: [make, \"BRANCH=${branch}\"]}\n"
+    text = text.replace("targets:\n", "targets:\n  sh: {kind: exec}\n")
+    [msg] = problems(tmp_path, text)
+    assert msg.startswith("rules.yaml:20: rule 'api-main': command runs a shell, so a template like "
+                          "${branch} in its arguments could inject commands")

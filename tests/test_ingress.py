@@ -149,6 +149,7 @@ def test_body_over_cap_413_without_reading_it(make_app):
     (b"[" * 100_000 + b"]" * 100_000, "JSON body is nested too deeply"),
     (b'{"ref": "\xff\xfe"}', "body is not valid UTF-8"),
     (b'{"ref": "\\ud800"}', "lone"),
+    (b'{"ref": "refs/heads/a\\u0000b"}', "U+0000 (NUL)"),
     (b'{"after": "' + b"a" * 40 + b'"}', "push payload has no 'ref'"),
     (b'{"ref": "refs/heads/main"}', "push payload has no 'after'"),
 ])
@@ -223,8 +224,9 @@ def test_store_down_503_nothing_accepted(write_rules, tmp_path):
 def test_kept_headers_drop_secrets():
     kept = kept_headers({"X-Hub-Signature-256": "sha256=1", "X-Hub-Signature": "sha1=2", "X-Gitlab-Token": "t",
                          "Authorization": "Bearer x", "X-GitHub-Event": "push", "Content-Type": "a/b",
-                         "Cookie": "c", "Accept": "*/*"})
-    assert kept == {"X-GitHub-Event": "push", "Content-Type": "a/b"}
+                         "Cookie": "c", "Accept": "*/*", "X-Api-Key": "k", "X-Amz-Security-Token": "t",
+                         "X-GitHub-Delivery": "d-1"})
+    assert kept == {"X-GitHub-Event": "push", "Content-Type": "a/b", "X-GitHub-Delivery": "d-1"}
 
 
 def test_healthz_readyz(client):

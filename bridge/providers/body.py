@@ -57,7 +57,20 @@ def parse_json(body: bytes, content_type: str | None = None, *, form_field: str 
         raise BadPayload(f"JSON body is {_JSON_TYPE_NAMES.get(type(obj), 'not an object')}, not an object")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         _reject_lone_surrogates(obj)
+    if "\\u0000" in text and _has_nul(obj):
+        # PostgreSQL cannot store U+0000 in text or JSON: the delivery would get 503 forever.
+        raise BadPayload("JSON body has a U+0000 (NUL) character in a string")
     return obj
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _form_value(text: str, form_field: str) -> str:

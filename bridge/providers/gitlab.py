@@ -116,7 +116,10 @@ def _repo(payload: dict) -> str:
         return path
     # Payloads without a project object still name the repository's home page.
     homepage = b.field(payload, "repository.homepage", str, default="")
-    path = urlsplit(homepage).path.strip("/")
+    try:
+        path = urlsplit(homepage).path.strip("/")
+    except ValueError:
+        raise BadPayload("push payload field 'repository.homepage' is not a URL") from None
     if not path:
         raise BadPayload("push payload has no 'project.path_with_namespace'")
     return path

@@ -27,6 +27,11 @@ INHERITED_ENV = ("PATH", "HOME", "LANG")
 _LINGER = 1.0
 
 
+#: Programs that interpret their arguments as code (templates in their argv are refused).
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox",
+                    "python", "python3", "perl", "ruby", "node"})
+
+
 class ExecTarget(Target):
     """`kind: exec`. Target options `cwd`, `timeout` (seconds), `env` are defaults for its rules.
 
@@ -60,6 +65,11 @@ class ExecTarget(Target):
             problems.append("command must be a non-empty list of strings (an argv list; no shell)")
         elif not command[0]:
             problems.append("command[0] (the program) must not be empty")
+        elif os.path.basename(command[0]) in SHELLS and any("${" in a for a in command[1:]):
+            # Branch, tag and pusher names are chosen by whoever pushes and may hold ; $( ` ...
+            problems.append("command runs a shell, so a template like ${branch} in its arguments "
+                            "could inject commands (git allows ';' and '$(' in ref names): use the "
+                            "environment variables the exec target sets instead, e.g. \"$BRIDGE_BRANCH\"")
         return problems + _check_common(run)
 
     def start(self, job: Job) -> Run:
