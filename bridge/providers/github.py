@@ -83,13 +83,17 @@ def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
     created = b.field(payload, "created", bool, default=False) or before == ZERO_SHA
     deleted = b.field(payload, "deleted", bool, default=False) or after == ZERO_SHA
     commits = b.commits(payload)
+    repo = b.field(payload, "repository.full_name", str, required=True)
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise BadPayload(f"push payload field 'repository.full_name' is not owner/name: {repo[:100]!r}")
     clone_urls = (b.field(payload, "repository.clone_url", str), b.field(payload, "repository.ssh_url", str))
     return Event(
         provider=NAME,
         source=source,
         delivery_id=delivery_id,
         kind="delete" if deleted else "tag" if ref.startswith("refs/tags/") else "push",
-        repo=b.field(payload, "repository.full_name", str, required=True),   # repository.full_name
+        repo=repo,                                        # repository.full_name
         ref=ref,                                          # ref, always full
         ref_name=ref_name,
         before=before,                                    # before
