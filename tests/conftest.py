@@ -81,3 +81,16 @@ def client(make_app):
     c = app.test_client()
     c.store = store
     return c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_metric_dirs():
+    """Bridges started by tests keep their metric files in /dev/shm (memory): remove the ones
+    this session made, so repeated runs do not accumulate them."""
+    import shutil
+    shm = Path("/dev/shm")
+    before = set(shm.glob("bridge-metrics-*")) if shm.is_dir() else set()
+    yield
+    if shm.is_dir():
+        for path in set(shm.glob("bridge-metrics-*")) - before:
+            shutil.rmtree(path, ignore_errors=True)
