@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bridge.signing import sign_headers  # noqa: E402
 from jenkins_standin import JenkinsStandin  # noqa: E402
+from support_serve import BridgeProcess  # noqa: E402
 
 PAYLOAD = ROOT.parent / "shared" / "payloads" / "github" / "push__f110-single-commit.json"
 SECRET = "bench-secret-5d1c"
@@ -46,12 +43,6 @@ rules:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def push_body(template: dict) -> bytes:
     """A distinct push each time (fresh before/after), so content dedupe keeps every one."""
     doc = json.loads(json.dumps(template))
@@ -60,45 +51,14 @@ def push_body(template: dict) -> bytes:
     return json.dumps(doc).encode()
 
 
-class Bridge:
-    """`bridge serve` as a child process, stopped by its pid."""
-
-    def __init__(self, workdir: Path, standin: JenkinsStandin, concurrency: int):
-        self.rules = workdir / "rules.yaml"
-        self.rules.write_text(RULES.format(concurrency=concurrency, url=standin.url))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "BENCH_SECRET": SECRET, "BENCH_JENKINS_TOKEN": standin.users["bridge"],
-               "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-        self.log = open(workdir / "bridge.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve", "--rules", str(self.rules),
-             "--state-dir", str(workdir / "var"), "--bind", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bridge serve exited with {self.proc.returncode}; see {workdir / 'bridge.log'}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("bridge serve did not answer within 60 s")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+def start_bridge(workdir: Path, standin: JenkinsStandin, concurrency: int) -> BridgeProcess:
+    """`bridge serve` as a child process (tests/support_serve.py), stopped by its pid."""
+    env = {"BENCH_SECRET": SECRET, "BENCH_JENKINS_TOKEN": standin.users["bridge"]}
+    return BridgeProcess(workdir, RULES.format(concurrency=concurrency, url=standin.url),
+                         env=env).start(timeout=60)
 
 
-def post(session: requests.Session, bridge: Bridge, template: dict) -> tuple[str, float]:
+def post(session: requests.Session, bridge: BridgeProcess, template: dict) -> tuple[str, float]:
     """One signed delivery; returns its id and the moment its 202 arrived."""
     delivery = secrets.token_hex(8)
     body = push_body(template)
@@ -137,7 +97,7 @@ def run_level(concurrency: int, template: dict, light: int, burst: int) -> dict:
     standin.add_job("bench/build", ["GIT_SHA", "BRIDGE_DELIVERY"])
     standin.start()
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
-        bridge = Bridge(Path(tmp), standin, concurrency)
+        bridge = start_bridge(Path(tmp), standin, concurrency)
         try:
             session = requests.Session()
             # Light load: one delivery at a time, so the figure is the path's own latency.

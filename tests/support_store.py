@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import time
@@ -171,6 +172,19 @@ def small_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write zeros under `directory` until the disk is full; returns the file (unlink to free)."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
 
 
 def ingest_many(url: str, prefix: str, count: int) -> list[int]:

@@ -25,7 +25,7 @@ import requests
 from conftest import GITHUB_SECRET, SECRET_ENV
 from signing import load_payload, payloads_dir, sign_github
 from support_serve import ROOT, BridgeProcess, children, wait_for
-from support_store import small_disk, unwritable  # noqa: F401  (fixture)
+from support_store import fill_disk, small_disk, unwritable  # noqa: F401  (fixture)
 
 PAYLOAD = "github/push__f110-single-commit.json"
 _BODY, _HEADERS = load_payload(PAYLOAD)
@@ -348,14 +348,7 @@ def test_full_disk_answers_503_and_recovers_when_space_returns(tmp_path, small_d
     assert bridge.post("github", body, headers).status_code == 202
     wait_for(lambda: settled(bridge, 1), what="the first job built")
 
-    filler = small_disk / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    filler = fill_disk(small_disk)
     # Bigger than any free page left in the database file or its WAL: it needs new disk space.
     during, body, headers = push(pad=600_000)
     r = bridge.post("github", body, headers)

@@ -15,7 +15,8 @@ from bridge.errors import StoreUnavailable
 from bridge.store import JOB_STATES, Store
 from bridge.targets.base import Run
 from support_store import db_url, open_store, small_disk  # noqa: F401  (fixtures)
-from support_store import ingest_many, inject_job_insert_failure, new_delivery, new_job, run_sql, unwritable
+from support_store import (fill_disk, ingest_many, inject_job_insert_failure, new_delivery, new_job, run_sql,
+                           unwritable)
 
 
 def job_states(store, delivery_id):
@@ -422,14 +423,7 @@ def test_full_disk_fails_cleanly_and_recovers_when_space_returns(small_disk):
     store = Store.open(url)
     try:
         store.ingest(new_delivery("before"), [new_job()])
-        filler = small_disk / "filler"
-        with open(filler, "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        filler = fill_disk(small_disk)
         big = new_delivery("big", body=os.urandom(512 * 1024))
         with pytest.raises(StoreUnavailable, match="full"):
             store.ingest(big, [new_job()])
