@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -135,7 +137,7 @@ def _sqlite_engine(u, durability: str, create_dir: bool):
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode = WAL")
+            _enter_wal(cur)
             cur.execute(f"PRAGMA synchronous = {synchronous}")
             cur.execute("PRAGMA foreign_keys = ON")
             # Index pages of random delivery ids and content keys stay cached (default is 2 MB).
@@ -151,6 +153,27 @@ def _sqlite_engine(u, durability: str, create_dir: bool):
         conn.connection.driver_connection.execute("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
 
     return engine, WriterLock(path + ".lock")
+
+
+def _enter_wal(cur) -> None:
+    """`PRAGMA journal_mode = WAL`, retried while another process does the same.
+
+    WAL is a property of the file and sticks once set, but the switch on a fresh file needs an
+    exclusive lock, and SQLite answers "database is locked" at once, without its busy handler, to
+    a connection that races another one through it: gunicorn workers and the dispatcher opening
+    a new state directory together. The retry is bounded by the busy timeout.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _postgresql_engine(u, durability: str, pool_size: int) -> Engine:
