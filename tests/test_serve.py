@@ -419,7 +419,8 @@ def test_sigterm_finishes_the_job_in_flight_releases_the_rest_and_exits_0(tmp_pa
     for _ in range(3):
         _, body, headers = push()
         assert bridge.post("github", body, headers).status_code == 202
-    wait_for(lambda: job_states(bridge).get("running"), what="a job in flight")
+    # One job in flight and one claimed ahead of its slot (leased: 'running' in the store).
+    wait_for(lambda: job_states(bridge).get("running") == 2, what="a job in flight, one claimed ahead")
     pids = [bridge.proc.pid] + children(bridge.proc.pid)
     pids += [p for c in children(bridge.proc.pid) for p in children(c)]
 
