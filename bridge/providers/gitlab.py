@@ -58,10 +58,11 @@ def normalize(headers: Mapping[str, str], body: bytes, *, source: str, delivery_
 
 
 def _system_hook(payload: dict, name: str, *, source: str, delivery_id: str) -> Event | Ignored:
-    # System Hook pushes carry only event_name; anything with object_kind (merge_request, ...)
-    # is a project-hook shape, and repository_update follows every push without being one.
+    # `event_name` decides: GitLab's push data builder sends `object_kind` and `event_name` both
+    # (only the docs' example lacks object_kind); merge requests and the like carry object_kind
+    # alone, and repository_update follows every push without being one.
     kind = b.field(payload, "event_name", str, default="", what="system hook payload")
-    if kind in ("push", "tag_push") and "object_kind" not in payload:
+    if kind in ("push", "tag_push"):
         return _push(payload, name, source=source, delivery_id=delivery_id)
     if kind == "repository_update":
         return Ignored("system hook 'repository_update' is not a push (its push event is)", event_name=name)
