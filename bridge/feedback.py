@@ -319,10 +319,12 @@ class GitHubStatuses(StatusClient):
             # Unknown commit, description too long, 1,000 statuses on this commit: posting the
             # same again cannot succeed.
             return Answer("done", code, message)
-        if code == 429 or code >= 500:
+        if code >= 500:
             return Answer("retry", code, message, self._retry_after(resp))
-        if code == 403 and self._rate_limited(resp):
-            return Answer("retry", code, message, self._retry_after(resp) or self._reset(resp))
+        if code == 429 or (code == 403 and self._rate_limited(resp)):
+            # GitHub's order: Retry-After if given, else the reset time when nothing remains.
+            wait = self._retry_after(resp)
+            return Answer("retry", code, message, self._reset(resp) if wait is None else wait)
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
         return Answer("failed", code, message + hint)
 

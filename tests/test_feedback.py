@@ -194,6 +194,10 @@ def test_github_enterprise_api_prefix(tmp_path):
 @pytest.mark.parametrize("code, body, headers, outcome, retry_after", [
     (422, {"message": f"No commit found for SHA: {SHA}"}, {}, "done", None),
     (429, {"message": "slow down"}, {"Retry-After": "7"}, "retry", 7.0),
+    (429, {"message": "API rate limit exceeded for installation"},
+     {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1045"}, "retry", 45.0),
+    (429, {"message": "slow down"},
+     {"Retry-After": "5", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1045"}, "retry", 5.0),
     (403, {"message": "API rate limit exceeded for user"},
      {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1090"}, "retry", 90.0),
     (403, {"message": "You have exceeded a secondary rate limit"}, {"Retry-After": "60"}, "retry", 60.0),
