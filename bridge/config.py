@@ -214,13 +214,15 @@ def _load_config(path, environ, text) -> Config:
             raise ConfigError([f"{filename}:1: file is not UTF-8"]) from None
     version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     problems = _Problems(filename)
+    duplicates: list = []
     try:
-        doc = load(text)
+        doc = load(text, duplicates=duplicates)
     except YamlError as exc:
         raise ConfigError([f"{filename}:{exc.line}: {exc.message}"]) from None
     if not isinstance(doc, LineDict):
         raise ConfigError([f"{filename}:1: the file must be a mapping with sources, targets and rules"])
     problems.unknown_keys(doc, TOP_KEYS, "the top level")
+    _duplicate_problems(doc, duplicates, problems)
 
     settings = _settings(doc.get("settings"), problems, environ)
     sources = _sources(doc, problems, environ)
@@ -231,6 +233,33 @@ def _load_config(path, environ, text) -> Config:
         raise ConfigError(problems.messages())
     return Config(path=path, version=version, sources=sources, targets=targets, rules=tuple(rules),
                   settings=settings, rule_reports=rule_reports)
+
+
+def _duplicate_problems(doc: LineDict, duplicates: list, problems) -> None:
+    """Each duplicate key (its first value was kept) as a problem, named by the rule, source or
+    target it sits in."""
+    if not duplicates:
+        return
+    owners: dict[int, tuple[str | None, str]] = {}     # id(mapping) -> (rule, message prefix)
+
+    def claim(value, owner):
+        if isinstance(value, LineDict):
+            owners[id(value)] = owner
+        if isinstance(value, (LineDict, LineList)):
+            for item in (value.values() if isinstance(value, dict) else value):
+                claim(item, owner)
+
+    for section, what in (("sources", "source"), ("targets", "target")):
+        if isinstance(doc.get(section), LineDict):
+            for name, spec in doc[section].items():
+                claim(spec, (None, f"{what} '{name}': "))
+    if isinstance(doc.get("rules"), LineList):
+        for i, spec in enumerate(doc["rules"]):
+            name = spec.get("name") if isinstance(spec, LineDict) else None
+            claim(spec, (name if isinstance(name, str) and name else f"#{i + 1}", ""))
+    for dup in duplicates:
+        rule, prefix = owners.get(id(dup.mapping), (None, ""))
+        problems.add(dup.line, prefix + dup.message, rule)
 
 
 def _mapping(value, problems, line, what, rule=None) -> LineDict | None:

@@ -1,10 +1,13 @@
 """Safe YAML loading with line numbers: rules.yaml text -> plain dicts/lists that remember lines.
 
-Input: YAML text. Output: `LineDict` / `LineList` / scalars. Duplicate keys, aliases/anchors
-(billion-laughs), merge keys and any tag outside YAML's core schema are errors with their line;
-nothing is ever constructed from a tag (no `!!python/object`).
+Input: YAML text. Output: `LineDict` / `LineList` / scalars. Aliases/anchors (billion-laughs),
+merge keys and any tag outside YAML's core schema are errors with their line; nothing is ever
+constructed from a tag (no `!!python/object`). Duplicate keys are an error too, or, when the
+caller passes a list, collected there (the first value kept) so they join every other problem.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -21,6 +24,18 @@ class YamlError(ValueError):
         self.line = line
         self.message = message
         super().__init__(f"line {line}: {message}")
+
+
+class Duplicate(NamedTuple):
+    """A key met twice in one mapping: its line, the first one's line, and the mapping (first value kept)."""
+    line: int
+    key: str
+    first_line: int
+    mapping: "LineDict"
+
+    @property
+    def message(self) -> str:
+        return f"duplicate key '{self.key}' (first at line {self.first_line})"
 
 
 class LineDict(dict):
@@ -43,8 +58,11 @@ class LineList(list):
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when present: 10x faster
 
 
-def load(text: str):
-    """Parse `text`; raise YamlError(line, message) on anything unsafe or malformed."""
+def load(text: str, *, duplicates: list | None = None):
+    """Parse `text`; raise YamlError(line, message) on anything unsafe or malformed.
+
+    A duplicate key raises too, unless `duplicates` is a list: then each is appended to it as a
+    `Duplicate` and the mapping keeps the key's first value."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -57,12 +75,12 @@ def load(text: str):
     try:
         if node is None:
             return LineDict()
-        return _convert(node, loader, set())
+        return _convert(node, loader, set(), duplicates)
     finally:
         loader.dispose()
 
 
-def _convert(node, loader, seen):
+def _convert(node, loader, seen, duplicates=None):
     line = node.start_mark.line + 1
     # An alias is the anchored node object met a second time: refuse it before expanding anything
     # (a "billion laughs" document is a handful of nodes referenced many times).
@@ -79,7 +97,7 @@ def _convert(node, loader, seen):
     if isinstance(node, SequenceNode):
         if node.tag != "tag:yaml.org,2002:seq":
             raise YamlError(line, f"unsupported YAML tag '{node.tag}'")
-        out = LineList(_convert(item, loader, seen) for item in node.value)
+        out = LineList(_convert(item, loader, seen, duplicates) for item in node.value)
         out.line = line
         out.item_lines = [item.start_mark.line + 1 for item in node.value]
         return out
@@ -97,9 +115,14 @@ def _convert(node, loader, seen):
                 raise YamlError(key_line, "mapping keys must be plain scalars")
             # Keys are names, always strings: YAML 1.1 would turn the key `on:` into True.
             key = key_node.value
+            value = _convert(value_node, loader, seen, duplicates)   # checked even when dropped
             if key in out:
-                raise YamlError(key_line, f"duplicate key '{key}' (first at line {out.key_lines[key]})")
-            out[key] = _convert(value_node, loader, seen)
+                dup = Duplicate(key_line, key, out.key_lines[key], out)
+                if duplicates is None:
+                    raise YamlError(key_line, dup.message)
+                duplicates.append(dup)
+                continue
+            out[key] = value
             out.key_lines[key] = key_line
         return out
     raise YamlError(line, "unsupported YAML node")  # pragma: no cover

@@ -139,7 +139,6 @@ def test_credential_without_systemd(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("sources: {}\nsources: {}\n", "rules.yaml:2: duplicate key 'sources' (first at line 1)"),
     ("a: &x [1]\nb: *x\n",
      "rules.yaml:1: YAML anchors and aliases (&name, *name) are not supported in rules.yaml"),
     ("a: !!python/object/apply:os.system ['touch /tmp/pwned']\n",
@@ -151,6 +150,36 @@ def test_credential_without_systemd(tmp_path):
 ])
 def test_unsafe_or_broken_yaml(tmp_path, text, expected):
     assert problems(tmp_path, text) == [expected]
+
+
+def test_duplicate_keys_join_every_other_problem_with_the_rule_named(tmp_path):
+    text = GOOD.replace("    provider: gitlab\n", "    provider: gitlab\n    provider: gitlab\n") + """\
+      target: mem
+  - name: second
+    on: {repo: acme/api, branches: [main]}
+    on: {repo: acme/web}
+    run: {target: mem, parameters: {A: "${sha}", A: "${shaa}"}}
+  - name: third
+    on: {repo: acme/api, pahts: [x]}
+    run: {target: nope}
+targets: {}
+"""
+    assert problems(tmp_path, text) == [
+        "rules.yaml:7: source 'gitlab': duplicate key 'provider' (first at line 6)",
+        "rules.yaml:22: rule 'api-main': duplicate key 'target' (first at line 20)",
+        "rules.yaml:25: rule 'second': duplicate key 'on' (first at line 24)",
+        "rules.yaml:26: rule 'second': duplicate key 'A' (first at line 26)",
+        "rules.yaml:28: rule 'third': unknown key 'pahts' in 'on' (did you mean 'paths'?)",
+        "rules.yaml:29: rule 'third': unknown target 'nope'",
+        "rules.yaml:30: duplicate key 'targets' (first at line 9)",
+    ]
+
+
+def test_duplicate_top_level_key_keeps_the_first_value(tmp_path):
+    assert problems(tmp_path, "sources: {}\nsources: {}\n") == [
+        "rules.yaml:1: no sources: add at least one under 'sources:'",
+        "rules.yaml:2: duplicate key 'sources' (first at line 1)",
+    ]
 
 
 def test_billion_laughs_is_refused_quickly(tmp_path):
