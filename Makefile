@@ -6,7 +6,8 @@ BIN     = $(VENV)/bin
 .PHONY: run test venv bench clean
 
 $(BIN)/bridge: setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "bridge: '$(PYTHON) -m venv' failed;" \
+	  "on Debian/Ubuntu install python3-venv first (apt-get install python3-venv)" >&2; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(BIN)/bridge
