@@ -11,10 +11,9 @@ import sys
 
 import click
 
-from .errors import BridgeError, DeliveryError
-
 from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, rules_option,
                          state_option)
+from .errors import BridgeError, ConfigError, DeliveryError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,12 +25,20 @@ def cli():
 @cli.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--online", is_flag=True, help="also ask each target whether the jobs/projects exist")
-def check(file, online):
+@click.option("--no-secrets", is_flag=True,
+              help="do not read secrets (for a rules repository's CI, which holds none): references "
+                   "are checked for syntax only and a missing secret is no problem")
+def check(file, online, no_secrets):
     """Validate rules.yaml (every problem at once, with its line). Exit 0 if valid, 1 if not."""
     path = file or os.environ.get("BRIDGE_RULES") or DEFAULT_RULES
-    config = load_or_exit(path)
+    if online and no_secrets:
+        raise click.UsageError("--online needs the targets' secrets: it cannot go with --no-secrets")
+    config = _load_or_exit(path, resolve_secrets=not no_secrets)
     click.echo(f"{path}: OK ({len(config.sources)} sources, {len(config.targets)} targets, "
                f"{len(config.rules)} rules; version {config.version})")
+    if no_secrets:
+        click.echo("secrets not read (--no-secrets): references checked for syntax only; "
+                   "a secret that is missing on the host still stops the start there")
     if online:
         problems = online_problems(config)
         for p in problems:
@@ -39,6 +46,22 @@ def check(file, online):
         if problems:
             sys.exit(1)
         click.echo("online check: every target answered and every job/project is there")
+
+
+def _load_or_exit(rules_path, *, resolve_secrets: bool):
+    """load_or_exit for check and explain: optionally reading no secret (explain verifies none),
+    and pointing at --no-secrets when only unreadable secrets failed a check."""
+    from .config import load_config
+    try:
+        return load_config(rules_path, resolve_secrets=resolve_secrets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        if resolve_secrets and all(": secret ${" in p for p in exc.problems):
+            click.echo("(only secrets are missing: `bridge check --no-secrets` checks a rules file "
+                       "on a machine that holds none, such as a rules repository's CI)", err=True)
+        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
+        sys.exit(1)
 
 
 def online_problems(config) -> list[str]:
@@ -65,17 +88,26 @@ def online_problems(config) -> list[str]:
 @click.option("--event", "event_name", default=None,
               help="the event header's value: push, ping, 'Push Hook', 'Tag Push Hook', 'System Hook'")
 @click.option("--headers", "headers_file", type=click.File("rb"), default=None,
-              help="JSON file of request headers (as shared/payloads/headers.json holds them)")
+              help="file of request headers: 'Name: value' lines (as GitHub's Recent Deliveries "
+                   "shows them) or a JSON object {\"X-GitHub-Event\": \"push\", ...}")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--resolve-files", is_flag=True,
               help="compute changed files as the dispatcher would (fetches into the git mirror)")
 @state_option
 @click.argument("payload", type=click.File("rb"))
 def explain(rules_path, source_name, event_name, headers_file, fmt, resolve_files, state_dir, payload):
-    """Run normalize -> match offline on a payload and say, for every rule, why it matches or not."""
-    from .explain import explain_payload, render_text
-    config = load_or_exit(rules_path)
-    headers = json.load(headers_file) if headers_file else {}
+    """Run normalize -> match offline on a payload and say, for every rule, why it matches or not.
+
+    Reads no webhook secret (nothing is verified); --resolve-files reads them, for clone_token."""
+    from .explain import MAX_HEADERS_FILE, explain_payload, read_headers, render_text
+    config = load_or_exit(rules_path) if resolve_files else _load_or_exit(rules_path, resolve_secrets=False)
+    headers = {}
+    if headers_file:
+        try:
+            headers = read_headers(headers_file.read(MAX_HEADERS_FILE + 1))
+        except ValueError as exc:
+            click.echo(f"error: --headers {headers_file.name}: {exc}", err=True)
+            sys.exit(1)
     try:
         result = explain_payload(config, source_name, payload.read(), headers=headers,
                                  event_name=event_name, resolve_files=resolve_files,

@@ -2,7 +2,8 @@
 
 Input: the file's path (or text). Output: `Config`, or `ConfigError` carrying every problem at
 once, each as `rules.yaml:LINE: rule 'NAME': message`. Secret references are resolved here so a
-missing secret stops the start, naming the reference and never a value.
+missing secret stops the start, naming the reference and never a value; `resolve_secrets=False`
+(explain, `bridge check --no-secrets`) checks their syntax only and leaves their values out.
 """
 from __future__ import annotations
 
@@ -118,6 +119,7 @@ class Config:
     rules: tuple
     settings: Settings
     rule_reports: dict = field(default_factory=dict)     # rule name -> RuleReport
+    secrets_resolved: bool = True    # False: loaded for explain/check without reading secrets
 
     def rule_report(self, rule: str) -> RuleReport:
         return self.rule_reports.get(rule) or RuleReport(context=f"bridge/{rule}")
@@ -184,18 +186,40 @@ class _Problems:
 
 
 _BASE_DIR: contextvars.ContextVar = contextvars.ContextVar("rules_dir", default=None)
+_RESOLVE: contextvars.ContextVar = contextvars.ContextVar("resolve_secrets", default=True)
 
 
-def load_config(path, *, environ=os.environ, text: str | None = None) -> Config:
+def load_config(path, *, environ=os.environ, text: str | None = None,
+                resolve_secrets: bool = True) -> Config:
     """Read and validate rules.yaml; raise ConfigError listing every problem.
 
-    Relative `${file:...}` secret paths are relative to the file's directory.
+    Relative `${file:...}` secret paths are relative to the file's directory. With
+    `resolve_secrets=False` no secret is read (a missing one is no problem): secret values are None
+    (target options keep the reference text) and `secrets_resolved` is False; for explain and
+    checks, never for serving.
     """
     token = _BASE_DIR.set(os.path.dirname(os.path.abspath(str(path))))
+    resolving = _RESOLVE.set(resolve_secrets)
     try:
         return _load_config(str(path), environ, text)
     finally:
+        _RESOLVE.reset(resolving)
         _BASE_DIR.reset(token)
+
+
+def _secret(ref, environ) -> str | None:
+    """The value of a secret reference, or None when loading without secrets; raises SecretError
+    naming the reference either way when its syntax is wrong."""
+    if _RESOLVE.get():
+        return secret_refs.resolve(ref, environ, _BASE_DIR.get())
+    m = secret_refs.REFERENCE.match(ref) if isinstance(ref, str) else None
+    if not m:
+        raise SecretError(f"'{ref}' is not a secret reference (use ${{env:NAME}}, ${{file:PATH}} "
+                          "or ${credential:NAME})")
+    kind, name = m.groups()
+    if kind == "credential" and ("/" in name or "\x00" in name or name in (".", "..")):
+        raise SecretError(f"secret {ref}: a credential name cannot contain '/' or NUL")
+    return None
 
 
 def _load_config(path, environ, text) -> Config:
@@ -226,13 +250,14 @@ def _load_config(path, environ, text) -> Config:
 
     settings = _settings(doc.get("settings"), problems, environ)
     sources = _sources(doc, problems, environ)
-    targets = _targets(doc, problems, environ)
+    broken_targets: set = set()      # declared, but already reported: rules using them are not
+    targets = _targets(doc, problems, environ, broken_targets)
     rule_reports: dict = {}
-    rules = _rules(doc, problems, sources, targets, rule_reports)
+    rules = _rules(doc, problems, sources, targets, rule_reports, broken_targets)
     if problems.items:
         raise ConfigError(problems.messages())
     return Config(path=path, version=version, sources=sources, targets=targets, rules=tuple(rules),
-                  settings=settings, rule_reports=rule_reports)
+                  settings=settings, rule_reports=rule_reports, secrets_resolved=_RESOLVE.get())
 
 
 def _duplicate_problems(doc: LineDict, duplicates: list, problems) -> None:
@@ -352,7 +377,7 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
         ok = False
     else:
         try:
-            token = secret_refs.resolve(token, environ, _BASE_DIR.get())
+            token = _secret(token, environ)
         except SecretError as exc:
             problems.add(raw.line_of("token"), f"{where}: {exc}")
             ok = False
@@ -379,7 +404,7 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
 def _maybe_secret(value, problems, line, environ, rule):
     if secret_refs.is_reference(value):
         try:
-            return secret_refs.resolve(value, environ, _BASE_DIR.get())
+            return _secret(value, environ)
         except SecretError as exc:
             problems.add(line, str(exc), rule)
             return None
@@ -423,7 +448,7 @@ def _sources(doc, problems, environ) -> dict:
                                         "${env:NAME}, ${file:PATH} or ${credential:NAME}, not literal values")
                 continue
             try:
-                value = secret_refs.resolve(ref, environ, _BASE_DIR.get())
+                value = _secret(ref, environ)
             except SecretError as exc:
                 problems.add(item_line, f"source '{name}': {exc}")
                 continue
@@ -463,17 +488,19 @@ def _retry_policy(spec, problems, where: str, base: RetryPolicy) -> RetryPolicy:
     return replace(base, **values)
 
 
-def _targets(doc, problems, environ) -> dict:
+def _targets(doc, problems, environ, broken: set) -> dict:
     raw = _mapping(doc.get("targets"), problems, doc.line_of("targets"), "targets")
     out = {}
     for name, spec in (raw or {}).items():
         line = raw.line_of(name)
         spec = _mapping(spec, problems, line, f"target '{name}'")
         if spec is None:
+            broken.add(name)
             continue
         kind = spec.get("kind")
         if kind not in TARGET_KINDS:
             problems.add(spec.line_of("kind"), f"target '{name}': {unknown_kind_message(kind)}")
+            broken.add(name)
             continue
         cls = target_class(kind)
         allowed = dict(cls.config_keys)
@@ -484,19 +511,24 @@ def _targets(doc, problems, environ) -> dict:
             if required and key not in spec:
                 problems.add(line, f"target '{name}': '{key}' is required for kind {kind}")
         options = {}
+        unread = []      # references left unread (resolve_secrets=False): stand in for their values
         for key, value in spec.items():
             if key == "retry":
                 continue
             options[key] = _maybe_secret(value, problems, spec.line_of(key), environ, None)
+            if options[key] is None and secret_refs.is_reference(value) and not _RESOLVE.get():
+                options[key] = value
+                unread.append(value)
         for msg in cls.validate(options):
-            problems.add(line, f"target '{name}': {msg}")
+            if not any(ref in msg for ref in unread):    # about a value we did not read
+                problems.add(line, f"target '{name}': {msg}")
         retry = _retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
             else RetryPolicy()
         out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
     return out
 
 
-def _rules(doc, problems, sources, targets, rule_reports) -> list[Rule]:
+def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozenset()) -> list[Rule]:
     raw = doc.get("rules")
     if raw is None:
         return []
@@ -530,10 +562,14 @@ def _rules(doc, problems, sources, targets, rule_reports) -> list[Rule]:
             continue
         ok = _check_on(on, problems, name, sources)
         target_name = run.get("target")
-        target = targets.get(target_name)
+        target = targets.get(target_name) if isinstance(target_name, str) else None
         if target is None:
-            problems.add(run.line_of("target"),
-                         f"unknown target '{target_name}'" + did_you_mean(target_name, targets), name)
+            if not isinstance(target_name, str):
+                problems.add(run.line_of("target"), "'run.target' must name a target under 'targets:'"
+                             + (f" ({', '.join(targets)})" if targets else ""), name)
+            elif target_name not in broken_targets:
+                problems.add(run.line_of("target"),
+                             f"unknown target '{target_name}'" + did_you_mean(target_name, targets), name)
             ok = False
         else:
             cls = target_class(target.kind)

@@ -1,10 +1,14 @@
 """`bridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
 
-Input: a Config, a source name, raw body bytes and headers. Output: a JSON-able dict
+Input: a Config, a source name, raw body bytes and headers (`read_headers` takes them from a
+file). Output: a JSON-able dict
 `{"rules_version", "source", "event" | null, "ignored" | null, "files", "rules": [...]}` (its
 shape is documented in the README: scripts read it) and a text rendering of it.
 """
 from __future__ import annotations
+
+import json
+import re
 
 from werkzeug.datastructures import Headers
 
@@ -15,6 +19,58 @@ from .rules import decide_paths
 
 EVENT_HEADERS = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event"}
 DELIVERY_HEADERS = {"github": "X-GitHub-Delivery", "gitlab": "X-Gitlab-Event-UUID"}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
+#: Lines GitHub's "Recent Deliveries" shows next to the headers; copied along, they are skipped.
+_NOT_HEADERS = ("request url", "request method")
+MAX_HEADERS_FILE = 1 << 20
+
+
+def read_headers(data: bytes) -> dict[str, str]:
+    """Request headers from a file: a JSON object `{"X-GitHub-Event": "push", ...}` or
+    `Name: value` lines (as GitHub's Recent Deliveries and GitLab's Recent events show them).
+    Raises ValueError with a message for the user on anything else."""
+    if len(data) > MAX_HEADERS_FILE:
+        raise ValueError(f"the headers file is larger than {MAX_HEADERS_FILE} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("the headers file is not UTF-8 text") from None
+    if text.lstrip().startswith(("{", "[")):
+        return _json_headers(text)
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if name.lower() in _NOT_HEADERS:
+            continue
+        if not colon or not _HEADER_NAME.match(name):
+            raise ValueError(f"line {number}: expected 'Name: value' (a header name, a colon, its "
+                             f"value), not {line.strip()[:60]!r}; or give a JSON object of headers")
+        headers[name] = value.strip()
+    return headers
+
+
+def _json_headers(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the headers file is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("the headers file holds a JSON list: give a JSON object "
+                         "of headers, {\"X-GitHub-Event\": \"push\", ...}, or 'Name: value' lines")
+    if data and all(isinstance(v, dict) for v in data.values()):
+        raise ValueError("the headers file maps names to sets of headers (as shared/payloads/"
+                         "headers.json does): give one set, {\"X-GitHub-Event\": \"push\", ...}")
+    headers = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"header {name!r}: the value must be a string, not {json.dumps(value)[:60]}")
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a header name")
+        headers[name] = str(value)
+    return headers
 
 
 def explain_payload(config, source_name: str, body: bytes, *, headers=None, event_name=None,

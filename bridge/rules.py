@@ -17,6 +17,7 @@ from .globs import PatternList
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
 _SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
 _TEMPLATE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_TEMPLATE_CHECK = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")    # the last: a `${` never closed
 _GLOB_CHARS = set("*?+[]!\\")
 DEFAULT_EVENTS = ("push", "tag")
 
@@ -151,13 +152,17 @@ def _plain(value):
 # --- templates -------------------------------------------------------------------------------
 
 def template_problems(run) -> list[tuple[int, str]]:
-    """Every `${...}` in `run:` that names no event field, with its line."""
+    """Every `${...}` in `run:` that names no event field, and every `${` never closed, with its line."""
     out = []
 
     def walk(value, line):
         if isinstance(value, str):
-            for m in _TEMPLATE.finditer(value):
+            for m in _TEMPLATE_CHECK.finditer(value):
                 name = m.group(1)
+                if m.group(0) == "${":
+                    out.append((line, f"template {value[m.start():m.start() + 40]!r} has no closing "
+                                      "'}' (write $${ for a literal '${')"))
+                    continue
                 if name is None or name in TEMPLATE_FIELDS:
                     continue
                 if ":" in name and name.split(":", 1)[0] in ("env", "file", "credential"):

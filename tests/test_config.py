@@ -262,3 +262,31 @@ def test_templates_in_a_shell_command_are_refused(tmp_path):
     [msg] = problems(tmp_path, text)
     assert msg.startswith("rules.yaml:20: rule 'api-main': command runs a shell, so a template like "
                           "${branch} in its arguments could inject commands")
+
+
+def test_unclosed_template_is_a_problem_with_its_line(tmp_path):
+    text = GOOD.replace('BRANCH: "${branch}"', 'BRANCH: "${branch"')
+    assert problems(tmp_path, text) == [
+        "rules.yaml:20: rule 'api-main': template '${branch' has no closing '}' "
+        "(write $${ for a literal '${')"]
+    config = load(tmp_path, GOOD.replace('BRANCH: "${branch}"', 'BRANCH: "$${branch"'))
+    assert config.rules[0].run["parameters"]["BRANCH"] == "$${branch"    # rendered later as '${branch'
+
+
+def test_a_target_with_a_bad_kind_is_reported_once_not_again_by_its_rules(tmp_path):
+    assert problems(tmp_path, GOOD.replace("kind: memory", "kind: memroy")) == [
+        "rules.yaml:10: target 'mem': unknown target kind 'memroy' (did you mean 'memory'?); "
+        "known kinds: codebuild, exec, jenkins, memory"]
+    assert problems(tmp_path, GOOD.replace("target: mem", "target: [mem]")) == [
+        "rules.yaml:19: rule 'api-main': 'run.target' must name a target under 'targets:' (mem)"]
+
+
+def test_loading_without_secrets_reads_none_and_says_so(tmp_path):
+    text = GOOD.replace("${env:GH_SECRET}", "${file:var/dev-secret}")
+    assert problems(tmp_path, text)[0].startswith(
+        "rules.yaml:4: source 'github': secret ${file:var/dev-secret}: cannot read")
+    path = tmp_path / "rules.yaml"
+    config = load_config(path, environ={}, resolve_secrets=False)
+    assert config.secrets_resolved is False
+    assert config.sources["github"].secrets == () and config.sources["gitlab"].secrets == ()
+    assert load(tmp_path, GOOD).secrets_resolved is True
