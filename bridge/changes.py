@@ -1,8 +1,9 @@
 """Changed files for a push: the dispatcher's step before it starts a `NeedsFiles` job.
 
-Input: an `Event` (plus, for the mirror, a clone URL). Output: a `FileResolution` naming the
-files and the source that decided: the payload when its lists are provably complete, else a
-bare git mirror under the state directory (GitPython), else "unknown" with the reason.
+Input: an `Event` (plus, for the mirror, a source's configured clone URL). Output: a
+`FileResolution` naming the files and the source that decided: the payload when its lists are
+provably complete, else a bare git mirror under the state directory (GitPython), fetched from
+the first clone URL that answers, else "unknown" with the reason.
 
 Semantics follow GitHub Actions. An existing branch: the two-dot diff `before..after`, renames
 counted as old and new path. A new branch: the diff against the merge base with the default
@@ -32,12 +33,20 @@ from urllib.parse import urlsplit, urlunsplit, quote
 
 import git
 
+from bridge.config import MirrorPolicy
+from bridge.errors import did_you_mean
 from bridge.events import Event
 
 log = logging.getLogger(__name__)
 
 #: GitHub lists at most this many commits in a push payload.
 GITHUB_COMMIT_CAP = 2048
+#: Schemes a URL taken from a (signed) payload may use: never file:// or git://, which would let
+#: whoever signs a delivery point the mirror at any repository the bridge user can read.
+PAYLOAD_SCHEMES = ("https", "ssh")
+#: Schemes a configured `clone_url` may use: the admin's choice.
+CONFIG_SCHEMES = ("https", "ssh", "git", "file")
+_DEFAULTS = MirrorPolicy()
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # git reads "<transport>::<address>" as a remote helper (ext::, fd::, anything installed).
@@ -52,6 +61,9 @@ _GONE = re.compile(r"not our ref (?P<sha>[0-9a-f]{40,64})")
 # uploadpack.allowAnySHA1InWant): fetch the branch instead.
 _BY_ID_REFUSED = re.compile(r"unadvertised object|allow-tip-sha1-in-want|allowReachableSHA1InWant")
 _META = "bridge-mirror.json"
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_REPO_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,10 @@ class FileResolution:
 
 class _Unknown(Exception):
     """The mirror cannot answer; the message is the (credential-free) reason."""
+
+
+class _Final(_Unknown):
+    """An answer about the push itself: another URL of the same repository would say the same."""
 
 
 class _NoRemoteRef(_Unknown):
@@ -116,6 +132,55 @@ def url_refusal(url: str, allowed: Iterable[str]) -> str | None:
     if any(part.startswith("-") for part in leading):
         return f"refused clone URL {shown!r}: a host, user or path starting with '-'"
     return None
+
+
+def clone_url_problem(template) -> str | None:
+    """What is wrong with a configured `clone_url`, or None: the same refusal every fetch would
+    give, checked when rules.yaml is loaded. `${repo}` (owner/name, GitLab group/sub/project)
+    may appear in the path, e.g. `git@github.com:${repo}.git`."""
+    if not isinstance(template, str) or not template:
+        return "clone_url must be a URL (https://, ssh://, git@host:path, git://, file://)"
+    for name in _PLACEHOLDER.findall(template):
+        if name != "repo":
+            return (f"clone_url may contain only ${{repo}}, not ${{{name}}}"
+                    + did_you_mean(name, ["repo"], "'${{{}}}'")
+                    + " (credentials go in clone_token)")
+    if m := _SCHEME_URL.match(template):
+        host = template[m.end():].split("/", 1)[0]
+        if ":" in host.rpartition("@")[0]:
+            return "clone_url must not carry a password: put it in clone_token (a secret reference)"
+    elif _SCP.fullmatch(template):
+        host = template.partition(":")[0]
+    else:
+        host = ""
+    if "${repo}" in host:
+        return "clone_url may use ${repo} in its path only, not in the host or user"
+    return url_refusal(template.replace("${repo}", "owner/name"), CONFIG_SCHEMES)
+
+
+def expand_clone_url(template: str, repo: str) -> tuple[str, str | None]:
+    """`template` with `${repo}` replaced by the event's repository, and why not (or None): a
+    name from the payload goes into a URL only when every part is a plain name."""
+    if "${repo}" not in template:
+        return template, None
+    parts = repo.split("/")
+    if len(repo) > 512 or not all(_REPO_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+        return template, (f"refused clone URL {redact(template)[:200]!r}: repository name "
+                          f"{repo[:200]!r} cannot go into ${{repo}}")
+    return template.replace("${repo}", repo), None
+
+
+def parse_size(text) -> int:
+    """'5G', '500M', '1.5GiB', '100K', plain bytes (binary multiples), or an int of bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text if isinstance(text, str) else "",
+                     re.I)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
+    return int(float(m[1]) * _SIZE_UNITS[m[2].upper()])
 
 
 def mirror_key(url: str) -> str:
@@ -179,10 +244,11 @@ def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | N
 
 
 def source_clone_url(source, event: Event) -> str | None:
-    """The URL the mirror fetches for a source: its `clone_url` override (with the source's
-    `clone_token` put in as https userinfo; URLs are redacted wherever shown), else None for the
-    event's own URL. The token never goes to a URL the payload named: whoever can sign a
-    delivery could otherwise point it at a host of their own and collect the token."""
+    """The URL the mirror tries first for a source: its `clone_url` (with the source's
+    `clone_token` put in as https userinfo; URLs are redacted wherever shown; a `${repo}` in it
+    is filled in by `Mirrors.changed_files`), else None: the event's own URLs only. The token
+    never goes to a URL the payload named: whoever can sign a delivery could otherwise point it
+    at a host of their own and collect the token."""
     options = getattr(source, "options", None) or {}
     url = options.get("clone_url")
     token = options.get("clone_token")
@@ -200,32 +266,44 @@ class Mirrors:
 
     Fetches take the pushed commits only (`--depth=1` while the mirror is shallow or new; new
     branches need history for the merge base and unshallow it), within `fetch_timeout` seconds
-    overall. Only `allowed_schemes` are fetched (`GIT_ALLOW_PROTOCOL`, `protocol.ext.allow=never`).
+    per clone URL tried. A configured URL may use any of `allowed_schemes`; URLs from the
+    payload only `payload_schemes` (enforced again through `GIT_ALLOW_PROTOCOL`, and
+    `protocol.ext.allow=never`). `payload_schemes` is wider only in tests that serve payload
+    URLs over file:// or git://.
     Clone URLs may carry credentials: they reach git through the environment (never argv, a
     log line or the disk) and every URL shown anywhere is redacted. After a fetch, mirrors
     unused for `max_age` seconds and the least recently used beyond `max_bytes` are evicted.
     `env` is added to git's environment (e.g. `GIT_SSH_COMMAND` with the service's key).
     """
 
-    def __init__(self, root: Path, *, fetch_timeout: float = 120.0, max_bytes: int = 5 * 2**30,
-                 max_age: float = 30 * 86400, allowed_schemes=("https", "ssh", "git", "file"),
+    def __init__(self, root: Path, *, fetch_timeout: float = _DEFAULTS.fetch_timeout,
+                 max_bytes: int = _DEFAULTS.max_size, max_age: float = _DEFAULTS.max_age,
+                 allowed_schemes=CONFIG_SCHEMES, payload_schemes=PAYLOAD_SCHEMES,
                  env: Mapping[str, str] | None = None, now=time.time):
         self.root = Path(root)
         self.fetch_timeout = fetch_timeout
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.allowed_schemes = tuple(allowed_schemes)
+        self.payload_schemes = tuple(payload_schemes)
         self.now = now
         self._env = dict(env or {})
-        self._env["GIT_ALLOW_PROTOCOL"] = ":".join(self.allowed_schemes)
         self._env["GIT_TERMINAL_PROMPT"] = "0"      # a missing credential fails, never waits
         if not any(k in self._env or k in os.environ for k in ("GIT_SSH_COMMAND", "GIT_SSH")):
             self._env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
 
-    def _git_env(self, url: str) -> dict[str, str]:
+    @classmethod
+    def for_settings(cls, state_dir, settings=None, **kwargs) -> Mirrors:
+        """The mirrors under `<state_dir>/mirrors` with the limits of `settings.mirrors`."""
+        policy = getattr(settings, "mirrors", None) or _DEFAULTS
+        return cls(Path(state_dir) / "mirrors", fetch_timeout=policy.fetch_timeout,
+                   max_bytes=policy.max_size, max_age=policy.max_age, **kwargs)
+
+    def _git_env(self, url: str, schemes: Iterable[str] | None = None) -> dict[str, str]:
         # GIT_CONFIG_COUNT entries reach git as configuration without showing in argv (ps, the
         # GitPython debug log) or being written into the mirror's config file.
         env = dict(self._env)
+        env["GIT_ALLOW_PROTOCOL"] = ":".join(self.allowed_schemes if schemes is None else schemes)
         first = int(env.get("GIT_CONFIG_COUNT") or os.environ.get("GIT_CONFIG_COUNT") or 0)
         pairs = [("protocol.ext.allow", "never"), ("protocol.fd.allow", "never"),
                  ("gc.autoDetach", "false"),  # a background gc would run outside our lock
@@ -236,49 +314,87 @@ class Mirrors:
         env["GIT_CONFIG_COUNT"] = str(first + len(pairs))
         return env
 
+    def candidates(self, event: Event, url: str | None = None) -> list[tuple[str, str | None]]:
+        """The clone URLs to try, in order, each with why it is refused (or None): the
+        configured `url` first (`${repo}` filled in; any of `allowed_schemes`), then the
+        event's own URLs (GitHub: clone_url, ssh_url; GitLab: git_http_url, git_ssh_url) with
+        `payload_schemes` only. A URL already listed (credentials aside) is not repeated."""
+        found: list[tuple[str, str | None]] = []
+        seen: set[str] = set()
+        if url is not None:
+            url, why = expand_clone_url(url, event.repo)
+            found.append((url, why or url_refusal(url, self.allowed_schemes)))
+            seen.add(_without_credentials(url))
+        for u in event.clone_urls:
+            if _without_credentials(u) not in seen:
+                seen.add(_without_credentials(u))
+                found.append((u, url_refusal(u, self.payload_schemes)))
+        return found
+
     def changed_files(self, event: Event, *, url: str | None = None) -> FileResolution:
-        """Fetch the pushed commits into the mirror of `url` (default: the first clone URL of
-        the event with an allowed scheme) and diff them. Source "mirror", or "unknown" with
-        the reason (refused URL, fetch failed or timed out, `before` gone after a force push)."""
+        """Fetch the pushed commits into a mirror and diff them, trying each of `candidates()`
+        until one answers (a private repository: https without credentials fails at once, the
+        ssh URL with the service user's key answers). Source "mirror" with the URL that
+        answered (and why the ones before it did not), or "unknown" with every URL's reason
+        (refused URL, fetch failed or timed out), or at once with the push's own problem (not
+        a commit id, `before` gone after a force push)."""
         if (fixed := _not_applicable(event)) is not None:
             return fixed
-        if url is None:
-            if not event.clone_urls:
-                return FileResolution(None, "unknown", "the event carries no clone URL")
-            usable = [u for u in event.clone_urls if url_refusal(u, self.allowed_schemes) is None]
-            url = usable[0] if usable else event.clone_urls[0]
-        if (refusal := url_refusal(url, self.allowed_schemes)) is not None:
-            return FileResolution(None, "unknown", refusal)
+        extra = {"delivery": event.delivery_id}
+        failed: list[str] = []
+        for candidate, refusal in self.candidates(event, url):
+            if refusal is not None:
+                log.warning("changed files: %s", refusal, extra=extra)
+                failed.append(refusal)
+                continue
+            started = time.monotonic()
+            try:
+                files, how = self._from_mirror(event, candidate)
+            except _Final as exc:
+                log.warning("changed files unknown: %s", exc, extra=extra)
+                return FileResolution(None, "unknown", "; ".join([*failed, str(exc)]))
+            except _Unknown as exc:
+                log.warning("changed files: %s", exc, extra=extra)
+                failed.append(str(exc))
+                continue
+            log.info("%d changed files from the mirror of %s in %.2fs", len(files),
+                     redact(candidate), time.monotonic() - started, extra=extra)
+            if failed:
+                how += f" (tried first: {'; '.join(failed)})"
+            return FileResolution(files, "mirror", how)
+        if not failed:
+            return FileResolution(None, "unknown", "the event carries no clone URL")
+        log.warning("changed files unknown: no clone URL answered", extra=extra)
+        return FileResolution(None, "unknown", "; ".join(failed))
+
+    def _from_mirror(self, event: Event, url: str) -> tuple[frozenset[str], str]:
+        """The files from the mirror of `url` (refusal already checked); raises `_Unknown`."""
         shown = redact(url)
         path = self.root / mirror_key(url)
-        started = time.monotonic()
+        # git may speak only what this URL needs: an https or ssh URL gets no file:// or git://.
+        schemes = self.allowed_schemes if url_refusal(url, self.payload_schemes) else \
+            self.payload_schemes
         try:
             with self._locked(path, wait=3 * self.fetch_timeout):
-                files, how, fetched = self._resolve(path, event, url, shown)
-        except _Unknown as exc:
-            log.warning("%s: changed files unknown: %s", event.delivery_id, exc)
-            return FileResolution(None, "unknown", str(exc))
+                files, how, fetched = self._resolve(path, event, url, shown, schemes)
         except (git.GitError, OSError) as exc:
-            reason = f"mirror of {shown} failed: {redact(_text(exc))}"
-            log.warning("%s: %s", event.delivery_id, reason)
-            return FileResolution(None, "unknown", reason)
-        log.info("%s: %d changed files from the mirror of %s in %.2fs", event.delivery_id,
-                 len(files), shown, time.monotonic() - started)
+            raise _Unknown(f"mirror of {shown} failed: {redact(_text(exc))}") from None
         if fetched:
             try:
                 self._evict(self.max_bytes, self.max_age, keep=path)
             except OSError as exc:
-                log.warning("pruning mirrors failed: %s", exc)
-        return FileResolution(files, "mirror", how)
+                log.warning("pruning mirrors failed: %s", exc, extra={"delivery": event.delivery_id})
+        return files, how
 
-    def _resolve(self, path: Path, event: Event, url: str, shown: str):
+    def _resolve(self, path: Path, event: Event, url: str, shown: str, schemes: Iterable[str]):
         after, before = event.after.lower(), event.before.lower()
         if not _SHA.fullmatch(after):
-            raise _Unknown(f"after {event.after[:80]!r} is not a commit id")
+            raise _Final(f"after {event.after[:80]!r} is not a commit id")
         new_branch = event.created or _is_zero(before)
         if not new_branch and not _SHA.fullmatch(before):
-            raise _Unknown(f"before {event.before[:80]!r} is not a commit id")
+            raise _Final(f"before {event.before[:80]!r} is not a commit id")
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        created = False
         try:
             repo = git.Repo(path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
@@ -286,16 +402,24 @@ class Mirrors:
             shutil.rmtree(path, ignore_errors=True)
             repo = git.Repo.init(path, bare=True, mkdir=True,
                                  **({"object_format": "sha256"} if len(after) == 64 else {}))
-        with repo:
-            self._write_meta(path, shown)
-            # GIT_DIR: a damaged mirror must never make git search upwards into another repo.
-            env = {**self._git_env(url), "GIT_DIR": str(path)}
-            session = _Session(repo, env, shown, self.fetch_timeout, event)
-            if new_branch:
-                files, how = session.new_branch(after)
-            else:
-                files, how = session.existing_branch(before, after)
-            session.finish(after)
+            created = True
+        session = None
+        try:
+            with repo:
+                self._write_meta(path, shown)
+                # GIT_DIR: a damaged mirror must never make git search upwards into another repo.
+                env = {**self._git_env(url, schemes), "GIT_DIR": str(path)}
+                session = _Session(repo, env, shown, self.fetch_timeout, event)
+                if new_branch:
+                    files, how = session.new_branch(after)
+                else:
+                    files, how = session.existing_branch(before, after)
+                session.finish(after)
+        except BaseException:
+            if created and not (session and session.fetched):
+                # A mirror that never held anything (a URL that does not answer) is no cache.
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         return files, f"{how} in the mirror of {shown}", session.fetched
 
     # --- bookkeeping ---
@@ -387,7 +511,7 @@ class _Session:
         self.fetched = False
         self.ref = event.ref
         if not event.is_branch or not self._ok("check_ref_format", self.ref):
-            raise _Unknown(f"ref {event.ref[:200]!r} is not a branch name git accepts")
+            raise _Final(f"ref {event.ref[:200]!r} is not a branch name git accepts")
 
     def _git(self, cmd: str, *args: str, timeout: float | None = None) -> tuple[int, bytes, str]:
         return getattr(self.repo.git, cmd)(
@@ -434,7 +558,8 @@ class _Session:
             sha = m["sha"]
             if sha == self.event.before.lower():
                 forced = "after a force push " if self.event.forced else ""
-                return _Unknown(f"before {sha[:12]} is no longer on {self.shown} {forced}"
+                # Final: the host answered for the repository; its other URLs would say the same.
+                return _Final(f"before {sha[:12]} is no longer on {self.shown} {forced}"
                                 "(nothing to diff against)")
             return _Unknown(f"commit {sha[:12]} is not on {self.shown}")
         if m := re.search(r"couldn't find remote ref (\S+)", err):
@@ -520,7 +645,8 @@ class _Session:
         if self.fetched:
             status, _, err = self._git("gc", "--auto", "--quiet")
             if status:
-                log.warning("git gc --auto in the mirror of %s failed: %s", self.shown, redact(err))
+                log.warning("git gc --auto in the mirror of %s failed: %s", self.shown, redact(err),
+                            extra={"delivery": self.event.delivery_id})
 
 
 def _paths(out: bytes) -> frozenset[str]:

@@ -1,7 +1,8 @@
 """`bridge mirrors list|prune`: the operator's view of the git mirrors used for path filters.
 
-Input: the state directory (mirrors live in <state_dir>/mirrors). Output: a table of mirrors,
-or the mirrors evicted; every URL with its credentials redacted.
+Input: the state directory (mirrors live in <state_dir>/mirrors) and, for the default limits,
+rules.yaml's `settings.mirrors`. Output: a table of mirrors, or the mirrors evicted; every URL
+with its credentials redacted.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import click
 
-from bridge.changes import Mirrors
+from bridge.changes import Mirrors, parse_size
+
+__all__ = ["mirrors", "parse_duration", "parse_size", "default_state_dir"]
 
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def default_state_dir() -> str:
@@ -35,14 +37,6 @@ def parse_duration(text: str) -> float:
     return float(m[1]) * _DURATION[m[2] or "s"]
 
 
-def parse_size(text: str) -> int:
-    """'5G', '500M', '1.5GiB', '100K' or plain bytes (binary multiples)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text or "", re.I)
-    if not m:
-        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
-    return int(float(m[1]) * _SIZE[m[2].upper()])
-
-
 def _human(size: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -53,6 +47,8 @@ def _human(size: int) -> str:
 
 def _callback(parse):
     def convert(ctx, param, value):
+        if value is None:
+            return None
         try:
             return parse(value)
         except ValueError as exc:
@@ -86,13 +82,23 @@ def list_mirrors(state_dir: Path) -> None:
 
 @mirrors.command("prune")
 @state_dir_option
-@click.option("--max-age", default="30d", show_default=True, callback=_callback(parse_duration),
-              help="Evict mirrors unused for longer than this (30d, 12h, 90m).")
-@click.option("--max-size", default="5G", show_default=True, callback=_callback(parse_size),
-              help="Then evict the least recently used until all mirrors fit (5G, 500M).")
-def prune_mirrors(state_dir: Path, max_age: float, max_size: int) -> None:
+@click.option("--rules", "rules_path", envvar="BRIDGE_RULES", default=None,
+              type=click.Path(dir_okay=False),
+              help="Take the default limits from this rules.yaml's settings.mirrors (env BRIDGE_RULES).")
+@click.option("--max-age", default=None, callback=_callback(parse_duration),
+              help="Evict mirrors unused for longer than this (30d, 12h, 90m). "
+                   "Default: settings.mirrors.max_age, else 30d.")
+@click.option("--max-size", default=None, callback=_callback(parse_size),
+              help="Then evict the least recently used until all mirrors fit (5G, 500M). "
+                   "Default: settings.mirrors.max_size, else 5G.")
+def prune_mirrors(state_dir: Path, rules_path: str | None, max_age: float | None,
+                  max_size: int | None) -> None:
     """Evict idle mirrors, then the least recently used beyond the size cap."""
-    evicted = Mirrors(state_dir / "mirrors").prune(max_bytes=max_size, max_age=max_age)
+    settings = None
+    if rules_path:
+        from bridge.cli_common import load_or_exit
+        settings = load_or_exit(rules_path).settings
+    evicted = Mirrors.for_settings(state_dir, settings).prune(max_bytes=max_size, max_age=max_age)
     for url in evicted:
         click.echo(f"evicted {url}")
     click.echo(f"{len(evicted)} mirror(s) evicted")

@@ -31,10 +31,12 @@ RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", 
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
-                 "database_url", "lease_seconds", "poll_interval", "admin_token", "follow")
+                 "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
+                 "mirrors")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
+MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
 #: Where commit statuses go when a source's `report:` names no api_url (GHES: https://HOST/api/v3).
 DEFAULT_API_URLS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -59,6 +61,14 @@ class FollowPolicy:
     max_interval: float = 60.0
     give_up_after: float = 86400.0
     concurrency: int = 4             # builds asked about at once
+
+
+@dataclass(frozen=True)
+class MirrorPolicy:
+    """Limits of the git mirrors that compute changed files (settings.mirrors)."""
+    fetch_timeout: float = 120.0     # seconds per clone URL tried
+    max_size: int = 5 * 2**30        # all mirrors together; least recently used evicted first
+    max_age: float = 30 * 86400.0    # a mirror unused this long is evicted
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class Settings:
     poll_interval: float = 0.01
     admin_token: str | None = field(default=None, repr=False)   # bearer token for /metrics etc.
     follow: FollowPolicy = FollowPolicy()
+    mirrors: MirrorPolicy = MirrorPolicy()
 
 
 @dataclass(frozen=True)
@@ -339,6 +350,8 @@ def _settings(raw, problems, environ) -> Settings:
                 values[key] = _maybe_secret(value, problems, line, environ, None)
         elif key == "follow":
             values[key] = _follow(value, problems, line)
+        elif key == "mirrors":
+            values[key] = _mirrors(value, problems, line)
     return Settings(**values)
 
 
@@ -360,6 +373,30 @@ def _follow(raw, problems, line) -> FollowPolicy:
             except ValueError as exc:
                 problems.add(spec.line_of(key), f"settings.follow.{key}: {exc}")
     return FollowPolicy(**values)
+
+
+def _mirrors(raw, problems, line) -> MirrorPolicy:
+    """`settings.mirrors: {fetch_timeout, max_size, max_age}` over the defaults."""
+    spec = _mapping(raw, problems, line, "settings.mirrors")
+    if spec is None:
+        return MirrorPolicy()
+    problems.unknown_keys(spec, MIRRORS_KEYS, "settings.mirrors")
+    values: dict[str, Any] = {}
+    for key, value in spec.items():
+        try:
+            if key == "max_size":
+                from .changes import parse_size
+                values[key] = parse_size(value)
+                if values[key] < 1:
+                    raise ValueError(f"'{value}' is not positive")
+            elif key in MIRRORS_KEYS:
+                values[key] = parse_duration(value)
+                if values[key] <= 0:
+                    raise ValueError(f"'{value}' is not positive")
+        except ValueError as exc:
+            values.pop(key, None)
+            problems.add(spec.line_of(key), f"settings.mirrors.{key}: {exc}")
+    return MirrorPolicy(**values)
 
 
 def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
@@ -455,6 +492,15 @@ def _sources(doc, problems, environ) -> dict:
             if value is not None:
                 resolved.append(value.encode("utf-8"))
         options = {k: v for k, v in spec.items() if k not in ("provider", "secrets", "report")}
+        if "clone_url" in options:
+            from .changes import clone_url_problem      # the refusal every fetch would give
+            if (why := clone_url_problem(options["clone_url"])) is not None:
+                problems.add(spec.line_of("clone_url"), f"source '{name}': {why}")
+            elif "clone_token" in options and \
+                    not re.match(r"https://[^/@]+(/|$)", options["clone_url"]):
+                problems.add(spec.line_of("clone_token"), f"source '{name}': clone_token is sent "
+                             "over https only: clone_url must be https:// without user info "
+                             "(for ssh, the service user's key is used)")
         if "clone_token" in options:
             if "clone_url" not in options:
                 problems.add(spec.line_of("clone_token"), f"source '{name}': clone_token is sent only "

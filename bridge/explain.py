@@ -101,10 +101,8 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
         {"source": "unknown", "reason": "the payload's commit lists are incomplete", "files": None}
     resolution = None
     if resolve_files and any(v.needs_files for v in verdicts):
-        from pathlib import Path
-
         from .changes import Mirrors, resolve_changed_files, source_clone_url
-        resolution = resolve_changed_files(event, Mirrors(Path(state_dir) / "mirrors"),
+        resolution = resolve_changed_files(event, Mirrors.for_settings(state_dir, config.settings),
                                            url=source_clone_url(src, event))
         out["files"] = {"source": resolution.source, "reason": resolution.reason,
                         "files": sorted(resolution.files) if resolution.files is not None else None}

@@ -258,7 +258,7 @@ def make_path_decider(state_dir, config):
     from .changes import Mirrors, resolve_changed_files, source_clone_url
     from .events import Event
     from .rules import decide_paths
-    mirrors = Mirrors(Path(state_dir) / "mirrors")
+    mirrors = Mirrors.for_settings(state_dir, config.settings)
 
     def decide(job):
         event = Event.from_dict(job.event)

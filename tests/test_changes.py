@@ -1,5 +1,7 @@
 """Tests for bridge.changes and `bridge mirrors`: the changed-files chain against real git
-repositories made here, served over file:// and over `git daemon` on 127.0.0.1."""
+repositories made here, served over file:// and over `git daemon` on 127.0.0.1. Those URLs
+reach the mirror as a source's configured `clone_url` (`url=`): URLs from a payload may only
+be https or ssh (see test_changes_urls.py)."""
 from __future__ import annotations
 
 import fcntl
@@ -133,13 +135,13 @@ def test_existing_branch_push_is_the_two_dot_diff(make_upstream, mirrors, transp
     after = up.commit({"c.txt": None})
     event = push(up.url, before, after, commits=[Commit(id=after, removed=("c.txt",))])
 
-    got = resolve_changed_files(event, mirrors)
+    got = resolve_changed_files(event, mirrors, url=up.url)
 
     assert got.files == {"a.txt", "b.txt", "c.txt"}
     assert got.source == "mirror"
     assert "capped" in got.reason and f"git diff {before[:12]}..{after[:12]}" in got.reason
     # Asked again (replay, `bridge explain --resolve-files`): the same answer from the warm mirror.
-    assert resolve_changed_files(event, mirrors) == got
+    assert resolve_changed_files(event, mirrors, url=up.url) == got
     [listed] = mirrors.list()
     assert listed["url"] == up.url and listed["size"] > 0
     assert Path(listed["path"]).name == mirror_key(up.url)
@@ -151,7 +153,7 @@ def test_rename_counts_old_and_new_path(make_upstream, mirrors):
     up.git("mv", "src/old_name.py", "src/new_name.py")
     after = up.commit({})
 
-    got = mirrors.changed_files(push(up.url, before, after))
+    got = mirrors.changed_files(push(up.url, before, after), url=up.url)
 
     assert got == FileResolution(frozenset({"src/old_name.py", "src/new_name.py"}), "mirror", got.reason)
 
@@ -163,7 +165,7 @@ def test_names_with_spaces_unicode_dashes_and_newlines(make_upstream, mirrors):
              "new\nline", "日本語.md"]
     after = up.commit({name: name for name in names})
 
-    got = mirrors.changed_files(push(up.url, before, after))
+    got = mirrors.changed_files(push(up.url, before, after), url=up.url)
 
     assert got.source == "mirror"
     assert got.files == set(names)
@@ -179,7 +181,7 @@ def test_old_server_that_refuses_objects_by_id_falls_back_to_the_branch(make_ups
     old = Mirrors(tmp_path / "m", fetch_timeout=30,
                   env={**ISOLATED, "GIT_CONFIG_PARAMETERS": "'protocol.version=0'"})
 
-    got = old.changed_files(push(up.url, before, after))
+    got = old.changed_files(push(up.url, before, after), url=up.url)
 
     assert (got.source, got.files) == ("mirror", {"b", "c"})
 
@@ -196,7 +198,7 @@ def test_force_push_whose_before_is_gone_is_unknown_with_the_reason(make_upstrea
     event = push(up.url, before, after, forced=True, complete=True, provider="github",
                  commits=[Commit(id=after, added=("c",))])
 
-    got = resolve_changed_files(event, mirrors)
+    got = resolve_changed_files(event, mirrors, url=up.url)
 
     assert got.files is None and got.source == "unknown"
     assert "forced push" in got.reason
@@ -207,12 +209,12 @@ def test_force_push_diff_works_when_the_mirror_saw_before(make_upstream, mirrors
     up = make_upstream()
     first = up.commit({"a": "1"})
     before = up.commit({"b": "1"})
-    assert mirrors.changed_files(push(up.url, first, before)).files == {"b"}
+    assert mirrors.changed_files(push(up.url, first, before), url=up.url).files == {"b"}
     up.git("reset", "-q", "--hard", first)
     after = up.commit({"c": "1"})
     up.forget_unreachable()
 
-    got = mirrors.changed_files(push(up.url, before, after, forced=True))
+    got = mirrors.changed_files(push(up.url, before, after, forced=True), url=up.url)
 
     # Two-dot diff: "b" disappeared, "c" appeared.
     assert (got.source, got.files) == ("mirror", {"b", "c"})
@@ -230,7 +232,7 @@ def test_new_branch_from_an_old_commit_diffs_against_the_merge_base(make_upstrea
     for i in range(3, 8):
         up.commit({f"m{i}": "1"})          # main moves on after the branch point
     # An earlier push left the mirror shallow: the merge base needs it unshallowed.
-    assert mirrors.changed_files(push(up.url, up.rev("HEAD~1"), up.rev())).files == {"m7"}
+    assert mirrors.changed_files(push(up.url, up.rev("HEAD~1"), up.rev()), url=up.url).files == {"m7"}
     up.git("checkout", "-q", "-b", "feature/x", base)
     up.commit({"f1": "1"})
     after = up.commit({"f2": "1", "m1": "changed on the branch"})
@@ -238,7 +240,7 @@ def test_new_branch_from_an_old_commit_diffs_against_the_merge_base(make_upstrea
     event = push(up.url, ZERO_SHA, after, ref="refs/heads/feature/x", default_branch=default_branch,
                  provider="github", complete=True)   # a created ref with no commits listed
 
-    got = resolve_changed_files(event, mirrors)
+    got = resolve_changed_files(event, mirrors, url=up.url)
 
     assert got.files == {"f1", "f2", "m1"}
     assert got.source == "mirror" and "new branch" in got.reason
@@ -251,7 +253,7 @@ def test_new_branch_without_new_commits_changed_nothing(make_upstream, mirrors):
     up.commit({"b": "1"})
     up.git("branch", "hotfix", old)
 
-    got = mirrors.changed_files(push(up.url, ZERO_SHA, old, ref="refs/heads/hotfix"))
+    got = mirrors.changed_files(push(up.url, ZERO_SHA, old, ref="refs/heads/hotfix"), url=up.url)
 
     assert (got.source, got.files) == ("mirror", frozenset())
 
@@ -263,7 +265,7 @@ def test_new_branch_without_a_default_branch_counts_every_file(make_upstream, mi
     up.git("symbolic-ref", "HEAD", "refs/heads/nowhere")   # the remote's HEAD names no branch
     after = up.rev("topic")
 
-    got = mirrors.changed_files(push(up.url, ZERO_SHA, after, ref="refs/heads/topic", default_branch=""))
+    got = mirrors.changed_files(push(up.url, ZERO_SHA, after, ref="refs/heads/topic", default_branch=""), url=up.url)
 
     assert (got.source, got.files) == ("mirror", {"a", "dir/b"})
     assert "every file" in got.reason
@@ -274,7 +276,7 @@ def test_first_push_of_the_default_branch_counts_every_file(make_upstream, mirro
     up.commit({"a": "1"})
     after = up.commit({"b": "1"})
 
-    got = mirrors.changed_files(push(up.url, ZERO_SHA, after))
+    got = mirrors.changed_files(push(up.url, ZERO_SHA, after), url=up.url)
 
     assert (got.source, got.files) == ("mirror", {"a", "b"})
     assert "the new branch is the default branch" in got.reason
@@ -318,7 +320,7 @@ def test_gitlab_push_of_5000_commits_with_20_in_the_payload(make_upstream, mirro
     event = push(up.url, before, shas[-1], commits=newest, complete=False)   # total_commits_count 5000
     assert event.changed_files() is None
 
-    got = resolve_changed_files(event, mirrors)
+    got = resolve_changed_files(event, mirrors, url=up.url)
 
     # Every module changed; scratch.txt and README.md were changed and changed back.
     assert got.files == {f"src/mod{k}.txt" for k in range(100)}
@@ -376,7 +378,7 @@ def test_shas_are_checked_before_git_sees_them(make_upstream, mirrors):
     up = make_upstream()
     sha = up.commit({"a": "1"})
     for before, after in [("--upload-pack=touch", sha), (sha, "HEAD"), (sha, sha[:12])]:
-        got = mirrors.changed_files(push(up.url, before, after))
+        got = mirrors.changed_files(push(up.url, before, after), url=up.url)
         assert got.source == "unknown" and "is not a commit id" in got.reason
 
 
@@ -390,7 +392,7 @@ def test_host_that_never_answers_times_out(tmp_path):
         mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=1.0, env=ISOLATED)
         started = time.monotonic()
 
-        got = mirrors.changed_files(push(url, "1" * 40, "2" * 40))
+        got = mirrors.changed_files(push(url, "1" * 40, "2" * 40), url=url)
 
     assert got == FileResolution(None, "unknown", f"fetching from {url} timed out after 1s")
     assert time.monotonic() - started < 20
@@ -400,8 +402,11 @@ def test_credentials_never_leave_the_process(tmp_path, caplog):
     url = f"https://bridge-bot:s3cr3t-t0ken@127.0.0.1:{free_port()}/acme/api.git"   # nothing listens
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=10, env=ISOLATED)
     caplog.set_level(logging.DEBUG)
+    # A mirror that once answered (a failing fetch into a new one leaves nothing behind).
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "mirrors" / mirror_key(url))],
+                   env=GIT_ENV, check=True, capture_output=True)
 
-    got = mirrors.changed_files(push(url, "1" * 40, "2" * 40))
+    got = mirrors.changed_files(push(url, "1" * 40, "2" * 40), url=url)
 
     assert got.source == "unknown" and "fetch from https://***@127.0.0.1" in got.reason
     [listed] = mirrors.list()
@@ -430,9 +435,9 @@ def test_dangerous_urls_are_refused(tmp_path, template):
     url = template.format(pwned=pwned)
     mirrors = Mirrors(tmp_path / "mirrors", env=ISOLATED)
 
-    got = mirrors.changed_files(push(url, "1" * 40, "2" * 40))
-
-    assert got.source == "unknown" and got.reason.startswith("refused clone URL")
+    for got in (mirrors.changed_files(push(url, "1" * 40, "2" * 40)),            # from the payload
+                mirrors.changed_files(push(url, "1" * 40, "2" * 40), url=url)):  # configured
+        assert got.source == "unknown" and got.reason.startswith("refused clone URL")
     assert not pwned.exists()
     assert not (tmp_path / "mirrors").exists()
 
@@ -482,7 +487,7 @@ def test_two_dispatchers_resolving_one_repository_at_once(make_upstream, tmp_pat
 
     def resolve(i: int) -> None:
         start.wait()
-        results[i] = dispatchers[i % 2].changed_files(events[i])
+        results[i] = dispatchers[i % 2].changed_files(events[i], url=up.url)
 
     threads = [threading.Thread(target=resolve, args=(i,)) for i in range(len(events))]
     for t in threads:
@@ -502,10 +507,10 @@ def test_a_mirror_locked_elsewhere_is_waited_for_then_reported_busy(make_upstrea
     with open(tmp_path / "mirrors" / f"{mirror_key(up.url)}.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
 
-        got = mirrors.changed_files(push(up.url, before, after))
+        got = mirrors.changed_files(push(up.url, before, after), url=up.url)
 
     assert got.source == "unknown" and "stayed busy" in got.reason
-    assert mirrors.changed_files(push(up.url, before, after)).files == {"b"}
+    assert mirrors.changed_files(push(up.url, before, after), url=up.url).files == {"b"}
 
 
 # --- eviction and the CLI ------------------------------------------------------------------------------
@@ -519,7 +524,7 @@ def test_prune_evicts_by_age_then_by_size(make_upstream, tmp_path):
         up = make_upstream()
         before = up.commit({"a": "1"})
         after = up.commit({f"big{i}": os.urandom(50_000).hex()})
-        assert mirrors.changed_files(push(up.url, before, after)).files == {f"big{i}"}
+        assert mirrors.changed_files(push(up.url, before, after), url=up.url).files == {f"big{i}"}
         urls.append(up.url)
         clock[0] += 3600
     sizes = {m["url"]: m["size"] for m in mirrors.list()}
@@ -539,7 +544,7 @@ def test_mirrors_cli_lists_and_prunes(make_upstream, tmp_path, monkeypatch):
     before, after = up.commit({"a": "1"}), up.commit({"b": "1"})
     state = tmp_path / "state"
     Mirrors(state / "mirrors", env=ISOLATED, now=lambda: time.time() - 3 * 86400).changed_files(
-        push(up.url, before, after))
+        push(up.url, before, after), url=up.url)
     runner = CliRunner()
     monkeypatch.setenv("BRIDGE_STATE_DIR", str(state))
 

@@ -1,0 +1,320 @@
+"""Tests for which URLs the git mirrors fetch from: payload URLs limited to https and ssh, the
+next candidate tried when one fails (a private repository over ssh with the service user's key),
+`${repo}` in a source's clone_url, its refusal already at `bridge check`, `settings.mirrors`,
+and the delivery id on every changed-files log line. Real git repositories made here; "ssh" is
+a stand-in command that runs git's remote side locally, as git's own test suite does."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import stat
+import textwrap
+import time
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from test_changes import ISOLATED, Upstream, free_port, push
+
+from bridge.changes import (Mirrors, clone_url_problem, expand_clone_url, mirror_key,
+                            resolve_changed_files, source_clone_url)
+from bridge.cli import cli
+from bridge.config import MirrorPolicy, load_config
+from bridge.errors import ConfigError
+from bridge.events import Commit
+from bridge.logs import JsonFormatter
+from bridge.serve import make_path_decider
+
+
+@pytest.fixture
+def ssh_host(tmp_path):
+    """A git host reached over "ssh": GIT_SSH_COMMAND runs the remote command (`git-upload-pack
+    'acme/api.git'`) in <tmp>/served, where Upstream repositories live under owner/name.git."""
+    served = tmp_path / "served"
+    served.mkdir()
+    fake = tmp_path / "fake-ssh"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        # ssh's last argument is the command to run on the host; run it here.
+        for last; do :; done
+        echo "$*" >> {tmp_path / "ssh-calls"}
+        cd {served} && exec sh -c "$last"
+        """))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    env = {**ISOLATED, "GIT_SSH_COMMAND": str(fake), "GIT_SSH_VARIANT": "ssh"}
+    return SimpleNamespace(served=served, env=env, calls=tmp_path / "ssh-calls")
+
+
+def private_repo(ssh_host, name="acme/api"):
+    (ssh_host.served / f"{name}.git").parent.mkdir(parents=True, exist_ok=True)
+    up = Upstream(ssh_host.served / f"{name}.git", f"git@git.example.invalid:{name}.git")
+    before = up.commit({"a.txt": "1", "docs/x.md": "d"})
+    up.commit({"src/b.py": "1"})
+    after = up.commit({"a.txt": "2"})
+    return up, before, after
+
+
+def json_lines(caplog, delivery):
+    """The log lines as `bridge.logs` writes them, filtered like `jq 'select(.delivery == ...)'`."""
+    formatter = JsonFormatter()
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name == "bridge.changes"]
+    return [line for line in lines if line["delivery"] == delivery]
+
+
+# --- URLs from the payload ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", ["file", "git"])
+def test_payload_urls_may_not_point_at_local_or_git_protocol_repositories(tmp_path, scheme):
+    up = Upstream(tmp_path / "local", f"file://{tmp_path / 'local'}")
+    before, after = up.commit({"a": "1"}), up.commit({"b": "1"})
+    url = up.url if scheme == "file" else f"git://127.0.0.1:{free_port()}/local"
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=10, env=ISOLATED)
+
+    got = mirrors.changed_files(push(url, before, after))
+
+    assert got.source == "unknown"
+    assert got.reason == (f"refused clone URL '{url}': scheme '{scheme}' is not one of https, ssh")
+    assert not (tmp_path / "mirrors").exists()
+    # The same URL as the admin's configured clone_url is fetched...
+    if scheme == "file":
+        assert mirrors.changed_files(push(url, before, after), url=url).files == {"b"}
+    # ...and so is a payload URL when a test widens payload_schemes on purpose.
+    wide = Mirrors(tmp_path / "wide", env=ISOLATED, payload_schemes=("https", "ssh", "file"))
+    if scheme == "file":
+        assert wide.changed_files(push(url, before, after)).files == {"b"}
+
+
+def test_private_repository_the_https_url_fails_the_ssh_url_answers(tmp_path, ssh_host, caplog):
+    # GitHub lists clone_url (https) before ssh_url: without credentials https fails at once
+    # (here: nothing listens), then the service user's ssh key answers.
+    up, before, after = private_repo(ssh_host)
+    https = f"https://127.0.0.1:{free_port()}/acme/api.git"
+    event = push(https, before, after, provider="github", delivery="gh-delivery-7")
+    event = replace(event, clone_urls=(https, up.url))
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
+    caplog.set_level(logging.INFO, logger="bridge.changes")
+
+    got = resolve_changed_files(event, mirrors)
+
+    assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"})
+    assert f"in the mirror of {up.url} (tried first: fetch from {https} failed: " in got.reason
+    assert "git@git.example.invalid git-upload-pack 'acme/api.git'" in ssh_host.calls.read_text()
+    # The https URL that never answered left no mirror behind; the ssh one is kept.
+    assert [m["url"] for m in mirrors.list()] == [up.url]
+    assert sorted(p.name for p in (tmp_path / "mirrors").iterdir() if p.is_dir()) == [mirror_key(up.url)]
+    # Every changed-files line carries the delivery id as a field, not only in its text.
+    lines = json_lines(caplog, "gh-delivery-7")
+    assert [line["level"] for line in lines] == ["warning", "info"]
+    assert https in lines[0]["message"] and up.url in lines[1]["message"]
+    assert json_lines(caplog, None) == []
+
+
+def test_every_url_failing_lists_each_reason(tmp_path, ssh_host, caplog):
+    https = f"https://127.0.0.1:{free_port()}/acme/gone.git"
+    ssh = "git@git.example.invalid:acme/gone.git"          # no such repository on the host
+    event = push(https, "1" * 40, "2" * 40, delivery="gl-9")
+    event = replace(event, clone_urls=(https, ssh, "file:///etc"))
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
+    caplog.set_level(logging.INFO, logger="bridge.changes")
+
+    got = mirrors.changed_files(event)
+
+    assert got.source == "unknown" and got.files is None
+    first, second, third = got.reason.split("; ")
+    assert first.startswith(f"fetch from {https} failed: ")
+    assert second.startswith(f"fetch from {ssh} failed: ")
+    assert third == "refused clone URL 'file:///etc': scheme 'file' is not one of https, ssh"
+    assert mirrors.list() == []
+    assert len(json_lines(caplog, "gl-9")) == 4 and json_lines(caplog, None) == []
+
+
+def test_before_gone_is_final_no_other_url_is_tried(tmp_path, ssh_host):
+    up, _, after = private_repo(ssh_host)
+    gone = "3" * 40
+    other = f"https://127.0.0.1:{free_port()}/acme/api.git"
+    event = push(up.url, gone, after)
+    event = replace(event, clone_urls=(up.url, other))
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
+
+    got = mirrors.changed_files(event)
+
+    assert got.source == "unknown" and other not in got.reason
+    assert f"before {gone[:12]} is no longer on {up.url}" in got.reason
+
+
+# --- ${repo} in a configured clone_url -----------------------------------------------------------
+
+def test_clone_url_with_repo_fetches_each_repository_of_an_org_wide_hook(tmp_path, ssh_host):
+    source = SimpleNamespace(provider="github",
+                             options={"clone_url": "git@git.example.invalid:${repo}.git"})
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
+    for name in ("acme/api", "acme/.github", "other/web.site"):
+        up, before, after = private_repo(ssh_host, name)
+        event = push(f"https://127.0.0.1:{free_port()}/{name}.git", before, after)
+        event = replace(event, repo=name)
+
+        got = resolve_changed_files(event, mirrors, url=source_clone_url(source, event))
+
+        assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"}), got.reason
+        assert got.reason.endswith(f"in the mirror of git@git.example.invalid:{name}.git")
+    assert len(mirrors.list()) == 3
+
+
+@pytest.mark.parametrize("repo", ["../etc", "acme/..", "-oProxyCommand=x/y", "a b/c", "acme//api",
+                                  "acme/api\n", ""])
+def test_repo_names_that_cannot_go_into_a_url(tmp_path, repo):
+    url, why = expand_clone_url("git@host:${repo}.git", repo)
+    assert why is not None and "cannot go into ${repo}" in why
+    event = push("https://127.0.0.1:1/x.git", "1" * 40, "2" * 40)
+    event = replace(event, repo=repo, clone_urls=())
+    got = Mirrors(tmp_path / "m", env=ISOLATED).changed_files(event, url="git@host:${repo}.git")
+    assert got.source == "unknown" and got.reason == why
+    assert not (tmp_path / "m").exists()
+
+
+def test_clone_token_goes_into_a_repo_template():
+    source = SimpleNamespace(provider="github", options={
+        "clone_url": "https://github.example.com/${repo}.git", "clone_token": "ghs_t"})
+    event = SimpleNamespace(repo="acme/api", clone_urls=())
+    url = source_clone_url(source, event)
+    assert url == "https://x-access-token:ghs_t@github.example.com/${repo}.git"
+    assert expand_clone_url(url, "acme/api") == (
+        "https://x-access-token:ghs_t@github.example.com/acme/api.git", None)
+
+
+# --- rules.yaml: clone_url and settings.mirrors ---------------------------------------------------
+
+def rules(extra_source="", settings=""):
+    return textwrap.dedent("""\
+        sources:
+          gh:
+            provider: github
+            secrets: ["${env:S}"]
+        """) + extra_source + textwrap.dedent("""\
+        targets:
+          t: {kind: memory}
+        rules: []
+        """) + settings
+
+
+@pytest.mark.parametrize("clone_url, message", [
+    ("'ext::sh -c touch% /tmp/pwned'", "refused clone URL 'ext::sh -c touch% /tmp/pwned': "
+                                       "empty or contains whitespace or control characters"),
+    ("'ext::ssh-helper'", "refused clone URL 'ext::ssh-helper': remote helpers ('<transport>::') "
+                          "are not allowed"),
+    ("http://git.example.com/x.git", "refused clone URL 'http://git.example.com/x.git': scheme "
+                                     "'http' is not one of https, ssh, git, file"),
+    ("relative/repo.git", "refused clone URL 'relative/repo.git': not a URL and not an absolute path"),
+    ("'ssh://-oProxyCommand=x/repo'", "a host, user or path starting with '-'"),
+    ("'git@host:${repos}.git'", "clone_url may contain only ${repo}, not ${repos} "
+                                "(did you mean '${repo}'?) (credentials go in clone_token)"),
+    ("'https://${repo}.example.com/x.git'", "clone_url may use ${repo} in its path only"),
+    ("'https://bot:hunter2@git.example.com/x.git'", "clone_url must not carry a password"),
+    ("[a, b]", "clone_url must be a URL"),
+])
+def test_bridge_check_refuses_the_clone_urls_every_fetch_refuses(tmp_path, clone_url, message):
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules(f"  gl:\n    provider: gitlab\n    secrets: ['${{env:S}}']\n"
+                          f"    clone_url: {clone_url}\n"))
+
+    done = CliRunner().invoke(cli, ["check", str(path)], env={"S": "x"})
+
+    assert done.exit_code == 1
+    [problem] = [line for line in done.output.splitlines() if line.startswith("rules.yaml:")]
+    assert problem.startswith("rules.yaml:8: source 'gl': ") and message in problem, problem
+    assert "hunter2" not in done.output
+
+
+def test_clone_url_checks_agree_with_the_fetch():
+    for ok in ("https://github.com/${repo}.git", "git@github.com:${repo}.git",
+               "ssh://git@gitlab.example.com:2222/${repo}.git", "file:///srv/git/${repo}.git",
+               "git://127.0.0.1/x", "/srv/git/x.git"):
+        assert clone_url_problem(ok) is None, ok
+
+
+def test_clone_token_needs_an_https_clone_url(tmp_path):
+    text = rules("  gl:\n    provider: gitlab\n    secrets: ['${env:S}']\n"
+                 "    clone_url: git@gitlab.example.com:${repo}.git\n    clone_token: ${env:T}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "rules.yaml", text=text, environ={"S": "x", "T": "glpat-1"})
+    assert err.value.problems == [
+        "rules.yaml:9: source 'gl': clone_token is sent over https only: clone_url must be https:// "
+        "without user info (for ssh, the service user's key is used)"]
+
+
+def test_settings_mirrors(tmp_path):
+    config = load_config(tmp_path / "rules.yaml", environ={"S": "x"}, text=rules(settings=(
+        "settings:\n  mirrors: {fetch_timeout: 45s, max_size: 500M, max_age: 7d}\n")))
+    assert config.settings.mirrors == MirrorPolicy(fetch_timeout=45, max_size=500 * 2**20,
+                                                   max_age=7 * 86400)
+    mirrors = Mirrors.for_settings(tmp_path / "state", config.settings)
+    assert (mirrors.root, mirrors.fetch_timeout, mirrors.max_bytes, mirrors.max_age) == (
+        tmp_path / "state" / "mirrors", 45, 500 * 2**20, 7 * 86400)
+    defaults = load_config(tmp_path / "rules.yaml", environ={"S": "x"}, text=rules()).settings.mirrors
+    assert defaults == MirrorPolicy(fetch_timeout=120, max_size=5 * 2**30, max_age=30 * 86400)
+    assert load_config(tmp_path / "rules.yaml", environ={"S": "x"}, text=rules(
+        settings="settings:\n  mirrors: {max_size: 1048576}\n")).settings.mirrors.max_size == 2**20
+
+
+def test_settings_mirrors_problems(tmp_path):
+    text = rules(settings="settings:\n  mirrors:\n    fetch_timout: 5s\n    max_size: lots\n"
+                          "    max_age: 0\n    fetch_timeout: -1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "rules.yaml", text=text, environ={"S": "x"})
+    assert err.value.problems == [
+        "rules.yaml:10: unknown key 'fetch_timout' in settings.mirrors (did you mean 'fetch_timeout'?)",
+        "rules.yaml:11: settings.mirrors.max_size: not a size: 'lots' (use e.g. 5G, 500M)",
+        "rules.yaml:12: settings.mirrors.max_age: '0' is not positive",
+        "rules.yaml:13: settings.mirrors.fetch_timeout: '-1' is negative"]
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "rules.yaml", text=rules(settings="settings:\n  mirror: {}\n"),
+                    environ={"S": "x"})
+    assert err.value.problems == [
+        "rules.yaml:9: unknown key 'mirror' in settings (did you mean 'mirrors'?)"]
+
+
+def test_the_dispatcher_uses_settings_mirrors_fetch_timeout(tmp_path):
+    with socket.socket() as silent:         # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"git://127.0.0.1:{silent.getsockname()[1]}/acme/api.git"
+        config = load_config(tmp_path / "rules.yaml", environ={"S": "x"}, text=rules(
+            extra_source=f"    clone_url: {url}\n",
+            settings="settings:\n  mirrors: {fetch_timeout: 1s}\n"))
+        event = push("https://127.0.0.1:1/x.git", "1" * 40, "2" * 40, provider="github")
+        event = replace(event, source="gh", clone_urls=(),
+                                   commits=(Commit(id="2" * 40, added=("a",)),))
+        job = SimpleNamespace(event=event.to_dict(), path_filter={"paths": ["src/**"],
+                                                                  "on_unknown_files": "skip"})
+        started = time.monotonic()
+
+        run, why = make_path_decider(tmp_path / "state", config)(job)
+
+    assert not run and f"fetching from {url} timed out after 1s" in why
+    assert time.monotonic() - started < 60
+
+
+def test_mirrors_prune_takes_its_defaults_from_settings(tmp_path):
+    up = Upstream(tmp_path / "up", f"file://{tmp_path / 'up'}")
+    before, after = up.commit({"a": "1"}), up.commit({"b": "1"})
+    state = tmp_path / "state"
+    Mirrors(state / "mirrors", env=ISOLATED, now=lambda: time.time() - 3 * 86400).changed_files(
+        push(up.url, before, after), url=up.url)
+    path = tmp_path / "rules.yaml"
+    runner = CliRunner()
+    path.write_text(rules(settings="settings:\n  mirrors: {max_age: 4d}\n"))
+    kept = runner.invoke(cli, ["mirrors", "prune", "--state-dir", str(state), "--rules", str(path)],
+                         env={"S": "x"})
+    assert kept.exit_code == 0 and kept.output == "0 mirror(s) evicted\n"
+    path.write_text(rules(settings="settings:\n  mirrors: {max_age: 2d}\n"))
+    pruned = runner.invoke(cli, ["mirrors", "prune", "--state-dir", str(state)],
+                           env={"S": "x", "BRIDGE_RULES": str(path)})
+    assert pruned.exit_code == 0 and pruned.output == f"evicted {up.url}\n1 mirror(s) evicted\n"
+
+
+def test_git_is_allowed_only_the_schemes_a_url_needs(tmp_path):
+    mirrors = Mirrors(tmp_path / "m", env=ISOLATED)
+    assert mirrors._git_env("https://x/y", ("https", "ssh"))["GIT_ALLOW_PROTOCOL"] == "https:ssh"
+    assert mirrors._git_env("file:///y")["GIT_ALLOW_PROTOCOL"] == "https:ssh:git:file"
