@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.changes import Mirrors, resolve_changed_files  # noqa: E402
+from bridge.changes import CONFIG_SCHEMES, Mirrors, resolve_changed_files  # noqa: E402
 from bridge.events import ZERO_SHA, Commit, Event  # noqa: E402
 
 ISOLATED = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
@@ -75,10 +75,10 @@ def big_push(tmp: Path) -> None:
     # Warm the mirrors the way the dispatcher does: it resolved the pushes before this one. One
     # saw only branch pushes (a shallow mirror), one also a new branch (full history).
     [warm] = fast_import(repo, [("warm", [("README.md", b"hello\n")])], base)
-    mirrors = Mirrors(tmp / "mirrors-big", env=ISOLATED)
+    mirrors = Mirrors(tmp / "mirrors-big", env=ISOLATED, payload_schemes=CONFIG_SCHEMES)
     assert mirrors.changed_files(event(url, base, warm)).files == {"README.md"}
     git(repo, "branch", "topic", warm)
-    full = Mirrors(tmp / "mirrors-full", env=ISOLATED)
+    full = Mirrors(tmp / "mirrors-full", env=ISOLATED, payload_schemes=CONFIG_SCHEMES)
     assert full.changed_files(event(url, ZERO_SHA, warm, ref="refs/heads/topic")).source == "mirror"
     history = [(f"commit {i}", [(f"src/pkg{i % 200}/file{(i * 7) % 2000}.py", f"v{i}\n".encode())])
                for i in range(5000)]
@@ -111,13 +111,13 @@ def cold_fetch(tmp: Path) -> None:
     git(repo, "repack", "-adq")
     size = du(repo)
 
-    got, took = timed(lambda: Mirrors(tmp / "mirrors-cold", env=ISOLATED).changed_files(
+    got, took = timed(lambda: Mirrors(tmp / "mirrors-cold", env=ISOLATED, payload_schemes=CONFIG_SCHEMES).changed_files(
         event(url, first, second)))
     assert got.files == {path for path, _ in blobs[48:]}, got
     print(f"cold fetch of a {size / 2**20:.1f} MiB repository over file:// "
           f"(existing branch, --depth=1): {took:.2f}s")
     git(repo, "branch", "topic", second)
-    got, took = timed(lambda: Mirrors(tmp / "mirrors-cold-full", env=ISOLATED).changed_files(
+    got, took = timed(lambda: Mirrors(tmp / "mirrors-cold-full", env=ISOLATED, payload_schemes=CONFIG_SCHEMES).changed_files(
         event(url, ZERO_SHA, second, ref="refs/heads/topic")))
     assert got.source == "mirror", got
     print(f"cold fetch of the same repository, full history (new branch): {took:.2f}s")

@@ -2,9 +2,10 @@
 builds started per second, through a real `bridge serve` (gunicorn + one dispatcher) with
 dispatcher concurrency 1, 4 and 16.
 
-Run: .venv/bin/python bench/jenkins_dispatch.py [--burst N]
+Run: .venv/bin/python bench/jenkins_dispatch.py [--burst N] [--quiet-period 5]
 The Jenkins stand-in (tests/jenkins_standin.py) runs in this process and answers at once (quiet
-period 0). The bridge runs as child processes on 127.0.0.1; everything stops by itself.
+period 0; `--quiet-period 5` is Jenkins' default, whose queue items the adapter must not wait
+for). The bridge runs as child processes on 127.0.0.1; everything stops by itself.
 """
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def run_level(concurrency: int, template: dict, light: int, burst: int) -> dict:
-    standin = JenkinsStandin(quiet_period=0.0)
+def run_level(concurrency: int, template: dict, light: int, burst: int, quiet_period: float = 0.0) -> dict:
+    standin = JenkinsStandin(quiet_period=quiet_period)
     standin.add_job("bench/build", ["GIT_SHA", "BRIDGE_DELIVERY"])
     standin.start()
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
@@ -141,6 +142,8 @@ def main() -> None:
     parser.add_argument("--light", type=int, default=50, help="deliveries sent one at a time")
     parser.add_argument("--burst", type=int, default=300, help="deliveries sent at once")
     parser.add_argument("--levels", default="1,4,16", help="dispatcher concurrency levels")
+    parser.add_argument("--quiet-period", type=float, default=0.0,
+                        help="the Jenkins job's quiet period in seconds (Jenkins' default is 5)")
     args = parser.parse_args()
     template = json.loads(PAYLOAD.read_text())
     print("ack -> Jenkins build request received (ms); builds started per second "
@@ -148,7 +151,7 @@ def main() -> None:
     print(f"{'conc':>5} {'single p50':>11} {'single p99':>11} {'burst p50':>10} {'burst p99':>10} "
           f"{'builds/s':>9} {'acks/s':>7}")
     for level in (int(x) for x in args.levels.split(",")):
-        r = run_level(level, template, args.light, args.burst)
+        r = run_level(level, template, args.light, args.burst, args.quiet_period)
         print(f"{r['concurrency']:>5} {r['light_p50']:>11.1f} {r['light_p99']:>11.1f} "
               f"{r['burst_p50']:>10.1f} {r['burst_p99']:>10.1f} {r['builds_per_s']:>9.1f} "
               f"{r['acks_per_s']:>7.1f}", flush=True)

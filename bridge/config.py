@@ -561,6 +561,10 @@ def _targets(doc, problems, environ, broken: set) -> dict:
         for key, value in spec.items():
             if key == "retry":
                 continue
+            if key in getattr(cls, "secret_keys", ()) and not secret_refs.is_reference(value):
+                # Named, never quoted: the literal is the secret.
+                problems.add(spec.line_of(key), f"target '{name}': '{key}' must be a secret reference "
+                                                f"like ${{credential:{name}-{key}}}, not literal text")
             options[key] = _maybe_secret(value, problems, spec.line_of(key), environ, None)
             if options[key] is None and secret_refs.is_reference(value) and not _RESOLVE.get():
                 options[key] = value

@@ -41,7 +41,7 @@ GITHUB_STATES = {"pending": "pending", "running": "pending", "success": "success
 GITLAB_STATES = {"pending": "pending", "running": "running", "success": "success",
                  "failure": "failed", "canceled": "canceled", "error": "failed"}
 _CANCELED = {"ABORTED", "CANCELLED", "NOT_BUILT", "STOPPED"}         # Jenkins, CodeBuild
-_ERRORED = {"NOT_FOUND", "FAULT"}
+_ERRORED = {"NOT_FOUND", "FAULT", "UNKNOWN"}   # UNKNOWN: Jenkins forgot the queue item and build
 # Waits the host asks for are honoured up to this; beyond it our own backoff resumes.
 _MAX_RETRY_AFTER = 3600.0
 _MAX_ANSWER = 300
@@ -86,7 +86,7 @@ def final_state(run: Run) -> tuple[str, str]:
     if why in _CANCELED:
         return "canceled", f"build canceled ({why})"
     if why in _ERRORED:
-        return "error", f"build error ({why})"
+        return "error", f"build error ({run.detail.get('reason') or why})"
     reason = run.detail.get("reason") or (f"exit code {run.detail['exit_code']}"
                                           if "exit_code" in run.detail else why)
     return "failure", f"build failed ({reason})" if reason else "build failed"

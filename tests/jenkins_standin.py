@@ -117,9 +117,11 @@ class JenkinsStandin:
         return time.monotonic() + self._offset
 
     def advance(self, seconds: float) -> None:
-        """Move the stand-in's clock (usable as the adapter's injected `sleep`)."""
+        """Move the stand-in's clock (usable as the adapter's injected `sleep`). The queue moves
+        with it, as Jenkins' own queue maintenance does: items start, left items vanish."""
         with self._lock:
             self._offset += seconds
+            self._tick()
 
     def add_job(self, full_name: str, parameters=None, *, result: str = "SUCCESS",
                 build_token: str | None = None, disabled: bool = False) -> StandinJob:
@@ -319,7 +321,10 @@ class JenkinsStandin:
             return h.error_page(409, f"{full_name} is not buildable")
         sent = {k: v[-1] for k, v in query.items() if k not in _CONTROL}
         if action == "build" and job.parameters is not None:
-            return h.error_page(400, "Nothing is submitted")
+            # Stapler's getSubmittedForm(): no `json` form field; which words depend on whether the
+            # request carried any parameter at all (delay, token, ...).
+            return h.error_page(400, "This page expects a form submission" if query
+                                else "Nothing is submitted")
         if action == "buildWithParameters" and job.parameters is None:
             return h.error_page(400, f"{full_name} is not parameterized")
         params, dropped = {}, []
@@ -405,7 +410,12 @@ class JenkinsStandin:
             return h.error_page(404, "Not Found")
         node, full_name, rest = found
         if h.command == "GET" and rest == ["api", "json"]:
-            return h.json(self._job_json(node, full_name))
+            doc = self._job_json(node, full_name)
+            tree = (query.get("tree") or [None])[0]
+            if tree is not None and isinstance(node, StandinJob):
+                # `tree` reaches as deep as it names: builds come whole, then are cut to the tree.
+                doc["builds"] = [self._build_json(node.builds[n]) for n in sorted(node.builds, reverse=True)]
+            return h.json(_tree(doc, tree) if tree is not None else doc)
         if isinstance(node, StandinJob):
             if h.command == "POST" and rest in (["build"], ["buildWithParameters"]):
                 return self._build(h, node, full_name, rest[0], query, user)
@@ -413,6 +423,53 @@ class JenkinsStandin:
                 build = node.builds.get(int(rest[0]))
                 return h.json(self._build_json(build)) if build else h.error_page(404, "Not Found")
         h.error_page(404, "Not Found")
+
+
+def _tree(doc, spec: str):
+    """Jenkins' `?tree=` filter: `a,b[c,d]{0,10}` keeps the named fields (and `_class`), cuts
+    lists to the range (from M inclusive to N exclusive), and an object named without a sub-tree
+    shrinks to its `_class`."""
+    fields, _ = _parse_tree(spec, 0)
+    return _pick(doc, fields)
+
+
+def _parse_tree(spec: str, i: int):
+    fields = {}
+    while i < len(spec):
+        m = re.compile(r"[A-Za-z_$][\w$]*").match(spec, i)
+        if m is None:
+            raise ValueError(f"bad tree at {i}: {spec!r}")
+        name, i, sub, rng = m.group(), m.end(), None, None
+        if spec[i:i + 1] == "[":
+            sub, i = _parse_tree(spec, i + 1)
+        if spec[i:i + 1] == "{":
+            end = spec.index("}", i)
+            lo, comma, hi = spec[i + 1:end].partition(",")
+            lo_i = int(lo) if lo else 0
+            rng = slice(lo_i, (int(hi) if hi else None) if comma else lo_i + 1)
+            i = end + 1
+        fields[name] = (sub, rng)
+        if spec[i:i + 1] == ",":
+            i += 1
+        elif spec[i:i + 1] == "]":
+            return fields, i + 1
+    return fields, i
+
+
+def _pick(value, fields):
+    if isinstance(value, list):
+        return [_pick(v, fields) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {"_class": value["_class"]} if "_class" in value else {}
+    for name, (sub, rng) in fields.items():
+        if name not in value:
+            continue
+        v = value[name]
+        if rng is not None and isinstance(v, list):
+            v = v[rng]
+        out[name] = _pick(v, sub or {}) if isinstance(v, (dict, list)) else v
+    return out
 
 
 def _parameters_action(params: dict) -> dict:

@@ -267,6 +267,8 @@ def test_gitlab_same_state_twice_is_done_and_conflicts_are_retried(gitlab):
     ("failed", {"result": "UNSTABLE"}, ("failure", "build failed (UNSTABLE)")),
     ("failed", {"result": "ABORTED"}, ("canceled", "build canceled (ABORTED)")),
     ("failed", {"status": "FAULT"}, ("error", "build error (FAULT)")),
+    ("failed", {"result": "UNKNOWN", "reason": "queue item 4 vanished"},
+     ("error", "build error (queue item 4 vanished)")),
     ("failed", {"status": "TIMED_OUT"}, ("failure", "build failed (TIMED_OUT)")),
     ("failed", {"exit_code": 2}, ("failure", "build failed (exit code 2)")),
 ])
@@ -382,7 +384,7 @@ sources:
     secrets: ["${{env:GH_SECRET}}"]
     report: {{token: "${{env:GH_STATUS_TOKEN}}", api_url: "{api}"}}
 targets:
-  ci: {{kind: jenkins, url: "{jenkins}", user: bridge, token: "{jtoken}"}}
+  ci: {{kind: jenkins, url: "{jenkins}", user: bridge, token: "${{env:JENKINS_TOKEN}}"}}
 rules:
   - name: build
     on: {{branches: [main]}}
@@ -417,8 +419,8 @@ class Setup:
     def __init__(self, tmp_path, jenkins, github, db, **follow):
         self.clock = Clock(time.time())
         self.jenkins, self.github, self.store = jenkins, github, db
-        self.config = rules(DISPATCH_RULES.format(api=github.url, jenkins=jenkins.url.rstrip("/"),
-                                                  jtoken=jenkins.users["bridge"]), tmp_path)
+        self.config = rules(DISPATCH_RULES.format(api=github.url, jenkins=jenkins.url.rstrip("/")),
+                            tmp_path, {**ENV, "JENKINS_TOKEN": jenkins.users["bridge"]})
         self.target = JenkinsTarget("ci", self.config.targets["ci"].options, sleep=jenkins.advance,
                                     now=jenkins.now, queue_wait=0.5)
         self.feedback = Feedback(self.config)
@@ -509,7 +511,9 @@ def test_a_queued_jenkins_build_gets_its_build_link_when_it_starts(setup):
     d.run_once()
     setup.post_all(poster)
     waiting = setup.github.statuses[-1]
-    assert "/queue/item/" in waiting.target_url and waiting.description == "waiting in the queue of ci"
+    # The job's page, not the queue item's (that page 404s in Jenkins' UI).
+    assert waiting.target_url == f"{setup.jenkins.url}job/api/job/build/"
+    assert waiting.description == "waiting in the queue of ci"
     setup.jenkins.advance(30)
     setup.clock.t += 2.0
     d.follow_once()

@@ -61,12 +61,19 @@ def test_registry_names_the_jenkins_kind():
     assert target_class("jenkins") is JenkinsTarget
 
 
+def queued_detail(standin, queue_id: int, **more) -> dict:
+    return {"job": "team/api/build", "queue_id": queue_id,
+            "queue_url": f"{standin.url}queue/item/{queue_id}/", **more}
+
+
 def test_build_request_uses_folder_path_parameters_crumb_and_auth(standin):
+    before = standin.now()
     run = target(standin).start(job(API))
 
-    # The quiet period (5 s) outlasts the bounded wait (2 s): the queue item is recorded.
-    assert run == Run(remote_id="team/api/build#queue/1", url=f"{standin.url}queue/item/1/",
-                      state="queued", detail={"job": "team/api/build", "queue_id": 1})
+    # The quiet period (5 s) outlasts the bounded wait (2 s): the queue item is recorded after
+    # one look, without waiting. Its link is the job's page (the queue item's page 404s in the UI).
+    assert run == Run(remote_id="team/api/build#queue/1", url=f"{standin.url}job/team/job/api/job/build/",
+                      state="queued", detail=queued_detail(standin, 1, BRIDGE_DELIVERY="d-1-7"))
     [post] = standin.posts()
     assert post.path == "/job/team/job/api/job/build/buildWithParameters"
     assert post.query == {"GIT_SHA": [SHA], "BRANCH": ["main"], "BRIDGE_DELIVERY": ["d-1-7"]}
@@ -75,15 +82,17 @@ def test_build_request_uses_folder_path_parameters_crumb_and_auth(standin):
     assert post.headers["authorization"].startswith("Basic ")
     assert standin.requests[0].path == "/crumbIssuer/api/json"
     polls = [r for r in standin.requests if r.path == "/queue/item/1/api/json"]
-    assert 2 <= len(polls) <= 12
+    assert len(polls) == 1 and standin.now() - before < 1.0     # the adapter never slept
     assert standin.queue[1].params == {"GIT_SHA": SHA, "BRANCH": "main", "BRIDGE_DELIVERY": "d-1-7"}
 
 
 def test_build_that_starts_within_the_wait_is_recorded_with_its_number(standin):
-    standin.quiet_period = 1.0
+    standin.quiet_period = 1.0                       # shorter than the wait: worth waiting for
     run = target(standin).start(job(API))
     assert run == Run(remote_id="team/api/build#1", url=f"{standin.url}job/team/job/api/job/build/1/",
-                      state="started", detail={"job": "team/api/build", "queue_id": 1, "number": 1})
+                      state="started", detail=queued_detail(standin, 1, BRIDGE_DELIVERY="d-1-7", number=1))
+    polls = [r for r in standin.requests if r.path == "/queue/item/1/api/json"]
+    assert len(polls) >= 2
 
 
 def test_delay_overrides_the_quiet_period_and_is_no_parameter(standin):
@@ -96,9 +105,20 @@ def test_delay_overrides_the_quiet_period_and_is_no_parameter(standin):
 
 def test_job_without_parameters_and_unique_false_uses_build(standin):
     run = target(standin).start(job({"job": "plain", "unique": False}))
-    assert run.state == "queued"
+    assert run.state == "queued" and run.url == f"{standin.url}job/plain/"
     [post] = standin.posts()
     assert post.path == "/job/plain/build" and post.query == {}
+
+
+def test_delay_on_a_job_without_parameters_goes_to_build_not_build_with_parameters(standin):
+    # Jenkins refuses buildWithParameters for a job without parameters: a delay must not make one.
+    standin.add_job("plain-tokened", build_token="b7-build-token-9f")
+    t = target(standin, build_token="b7-build-token-9f")
+    assert t.start(job({"job": "plain", "unique": False, "delay": 0})).state == "started"
+    assert t.start(job({"job": "plain-tokened", "unique": False, "delay": "0sec"})).state == "started"
+    assert [(p.path, p.query, p.status) for p in standin.posts()] == [
+        ("/job/plain/build", {"token": ["b7-build-token-9f"], "delay": ["0sec"]}, 201),
+        ("/job/plain-tokened/build", {"token": ["b7-build-token-9f"], "delay": ["0sec"]}, 201)]
 
 
 def test_build_token_travels_in_the_query_and_never_in_errors(standin):
@@ -136,8 +156,8 @@ def test_identical_queued_build_is_merged_not_a_missing_job(standin):
     first = t.start(job({**API, "unique": False}, id=1))
     merged = t.start(job({**API, "unique": False}, id=2))
 
-    assert merged == Run(remote_id="team/api/build#queue/1", url=f"{standin.url}queue/item/1/",
-                         state="queued", detail={"job": "team/api/build", "queue_id": 1, "merged": True})
+    assert merged == Run(remote_id="team/api/build#queue/1", url=f"{standin.url}job/team/job/api/job/build/",
+                         state="queued", detail=queued_detail(standin, 1, merged=True))
     assert first.detail["queue_id"] == 1 and len(standin.queue) == 1
     assert [p.status for p in standin.posts()] == [201, 303]
     # requests followed the 303 to the queue item's page, which Jenkins answers with 404.
@@ -160,10 +180,11 @@ def test_follow_queue_to_build_to_success(standin):
     assert run.state == "queued"
     assert t.follow(run) == run                      # still in the quiet period
 
-    standin.advance(3)
+    standin.advance(5)
     started = t.follow(run)
     assert started == Run(remote_id="team/api/build#1", url=f"{standin.url}job/team/job/api/job/build/1/",
-                          state="started", detail={"job": "team/api/build", "queue_id": 1, "number": 1})
+                          state="started",
+                          detail=queued_detail(standin, 1, BRIDGE_DELIVERY="d-1-7", number=1))
     assert t.follow(started) == started              # result is null while building
 
     standin.advance(30)
@@ -187,12 +208,47 @@ def test_failed_build(standin):
     assert (done.state, done.detail["result"], done.remote_id) == ("failed", "FAILURE", "broken#1")
 
 
-def test_vanished_queue_item_keeps_the_run(standin):
+def test_vanished_queue_item_is_found_among_the_builds_by_its_queue_id(standin):
+    standin.build_duration = 600                     # still building when the item vanishes
+    t = target(standin)
+    run = t.start(job(API, id=1))
+    t.start(job(API, id=2))                          # another build of the same job, queue item 2
+    standin.advance(5 + 300 + 1)                     # both started, then left the queue 5 min ago
+    assert 1 not in standin.queue                    # Jenkins forgot the item
+    building = t.follow(run)
+    assert building == Run(remote_id="team/api/build#1", url=f"{standin.url}job/team/job/api/job/build/1/",
+                           state="started",
+                          detail=queued_detail(standin, 1, BRIDGE_DELIVERY="d-1-1", number=1))
+    assert any(r.path == "/queue/item/1/api/json" and r.status == 404 for r in standin.requests)
+    [look] = [r for r in standin.requests if r.path == "/job/team/job/api/job/build/api/json"]
+    assert "queueId" in look.query["tree"][0]        # one call lists the newest builds
+    standin.advance(600)
+    assert t.follow(building).state == "succeeded"
+
+
+def test_vanished_queue_item_is_found_by_its_bridge_delivery(standin):
     t = target(standin)
     run = t.start(job(API))
-    standin.advance(5 + 300 + 1)                     # started, then left the queue 5 min ago
-    assert t.follow(run) == run
-    assert any(r.path == "/queue/item/1/api/json" and r.status == 404 for r in standin.requests)
+    standin.advance(5 + 300 + 1)
+    # A restored or migrated Jenkins numbers its queue anew: the build's queueId is no longer ours.
+    standin.job("team/api/build").builds[1].queue_id = 77
+    done = t.follow(run)
+    assert (done.state, done.remote_id, done.detail["result"]) == ("succeeded", "team/api/build#1", "SUCCESS")
+
+
+def test_vanished_queue_item_without_a_build_ends_unknown_after_a_few_looks(standin):
+    t = target(standin)
+    run = t.start(job(API))
+    standin.advance(5 + 300 + 1)
+    del standin.job("team/api/build").builds[1]      # discarded (or never made) meanwhile
+    first = t.follow(run)
+    assert (first.state, first.detail["lost_looks"]) == ("queued", 1)
+    second = t.follow(first)
+    assert (second.state, second.detail["lost_looks"]) == ("queued", 2)
+    done = t.follow(second)
+    assert (done.state, done.detail["result"]) == ("failed", "UNKNOWN")
+    assert done.detail["reason"] == ("queue item 1 vanished and no build of it is among the "
+                                     "job's newest 50")
 
 
 def test_cancelled_queue_item_fails(standin):
@@ -208,6 +264,7 @@ def test_trouble_while_watching_the_queue_does_not_fail_the_start(standin):
         standin.advance(seconds)
         standin.restarting = True                    # Jenkins goes away after accepting the build
 
+    standin.quiet_period = 1.0                       # short enough for the adapter to wait
     t = JenkinsTarget("ci", {"kind": "jenkins", "url": standin.url, "user": "bridge",
                              "token": standin.users["bridge"]}, sleep=sleep, now=standin.now)
     run = t.start(job(API))
@@ -244,7 +301,15 @@ def test_user_without_build_permission_is_rejected(standin):
 def test_parameterized_job_without_parameters_is_rejected_with_jenkins_message(standin):
     with pytest.raises(TargetRejected) as info:
         target(standin).start(job({"job": "team/api/build", "unique": False}))
-    assert str(info.value) == "Jenkins target 'ci' refused job 'team/api/build': Nothing is submitted"
+    assert str(info.value) == (
+        "Jenkins target 'ci' refused job 'team/api/build': Nothing is submitted (the job is "
+        "parameterized: send at least one of its parameters under run.parameters, or drop "
+        "unique: false so BRIDGE_DELIVERY is sent)")
+    with pytest.raises(TargetRejected) as info:                # with a delay, Stapler words it so
+        target(standin).start(job({"job": "team/api/build", "unique": False, "delay": 0}))
+    assert str(info.value).startswith(
+        "Jenkins target 'ci' refused job 'team/api/build': This page expects a form submission "
+        "(the job is parameterized")
 
 
 def test_parameters_to_a_job_without_any_are_rejected_with_a_hint(standin):
@@ -299,6 +364,7 @@ def test_check_online_reports_by_rule_and_line(standin):
         ("legacy-ok", 34, {"target": "ci", "job": "old", "unique": False}),
         ("bare", 38, {"target": "ci", "job": "plain"}),
         ("bare-ok", 42, {"target": "ci", "job": "plain", "unique": False}),
+        ("bare-delay-ok", 44, {"target": "ci", "job": "plain", "unique": False, "delay": 0}),
         ("folder", 46, {"target": "ci", "job": "team/api"}),
         ("templated", 50, {"target": "ci", "job": "${repo}/build"}),
     ]
@@ -309,6 +375,10 @@ def test_check_online_reports_by_rule_and_line(standin):
         "rule 'legacy' (rules.yaml:30): job 'old' on target 'ci' lacks a BRIDGE_DELIVERY parameter: "
         "Jenkins may merge two pushes into one build (add a string parameter BRIDGE_DELIVERY to the "
         "job, or set unique: false)",
+        "rule 'legacy-ok' (rules.yaml:34): job 'old' on target 'ci' is parameterized but the rule "
+        "sends no parameters: Jenkins answers HTTP 400 \"Nothing is submitted\" (the job is "
+        "parameterized: send at least one of its parameters under run.parameters, or drop "
+        "unique: false so BRIDGE_DELIVERY is sent)",
         "rule 'bare' (rules.yaml:38): job 'plain' on target 'ci' takes no parameters but the rule "
         "sends BRIDGE_DELIVERY: Jenkins answers HTTP 400 (add a string parameter BRIDGE_DELIVERY to "
         "the job, or set unique: false)",
@@ -353,3 +423,38 @@ def test_validate(options, problems):
 ])
 def test_validate_run(run, problems):
     assert JenkinsTarget.validate_run({"target": "ci", **run}) == problems
+
+
+RULES_WITH_TOKENS = """\
+sources:
+  github: {{provider: github, secrets: ["${{env:GH_SECRET}}"]}}
+targets:
+  ci:
+    kind: jenkins
+    url: https://ci.example.com
+    user: bridge
+    token: {token}
+    build_token: {build_token}
+rules: []
+"""
+
+
+def test_tokens_in_rules_yaml_must_be_secret_references(tmp_path):
+    from bridge.config import load_config
+    from bridge.errors import ConfigError
+    env = {"GH_SECRET": "s", "JENKINS_TOKEN": "11d8c3a0f6b2", "BUILD_TOKEN": "b7-build-token-9f"}
+    path = tmp_path / "rules.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=env, text=RULES_WITH_TOKENS.format(
+            token="11d8c3a0f6b2", build_token="b7-build-token-9f"))
+    assert info.value.problems == [
+        "rules.yaml:8: target 'ci': 'token' must be a secret reference like "
+        "${credential:ci-token}, not literal text",
+        "rules.yaml:9: target 'ci': 'build_token' must be a secret reference like "
+        "${credential:ci-build_token}, not literal text"]
+    assert "11d8c3a0f6b2" not in str(info.value) and "b7-build-token-9f" not in str(info.value)
+
+    config = load_config(path, text=RULES_WITH_TOKENS.format(
+        token="${env:JENKINS_TOKEN}", build_token="${env:BUILD_TOKEN}"), environ=env)
+    options = config.targets["ci"].options
+    assert (options["token"], options["build_token"]) == ("11d8c3a0f6b2", "b7-build-token-9f")

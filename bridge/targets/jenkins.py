@@ -1,18 +1,21 @@
 """Jenkins target: starts a rule's job through python-jenkins and follows it to a result.
 
 Input: a `Job` whose request names a Jenkins `job` (folder path), `parameters`, `unique`, `delay`.
-Output: a `Run` (build number and URL, or the queue item while Jenkins has not started a build),
-or `TargetUnavailable` / `TargetRejected`, translated at one point (`_translated`).
+Output: a `Run` (build number and URL, or the queue item, linked to the job's page, while Jenkins
+has not started a build), or `TargetUnavailable` / `TargetRejected`, translated at one point
+(`_translated`).
 """
 from __future__ import annotations
 
 import html
+import json
 import re
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Callable
+from urllib.parse import quote, urlencode
 
 import jenkins
 import requests
@@ -25,11 +28,21 @@ UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
 #: Query parameters Jenkins (or python-jenkins) reads itself: never job parameters.
 RESERVED_PARAMETERS = ("token", "delay", "cause")
 DEFAULT_TIMEOUT = 10.0
-#: On a retry, how many of the job's newest builds are searched for our BRIDGE_DELIVERY value.
-LOOKBACK_BUILDS = 10
+#: How many of the job's newest builds are searched for a request of ours (one API call).
+LOOKBACK_BUILDS = 50
+#: Looks for the build of a queue item that vanished before we saw its build: then "unknown".
+LOST_ITEM_LOOKS = 3
+#: Target options that must be secret references in rules.yaml, never literal text (config.py).
+SECRET_OPTIONS = ("token", "build_token")
 
 _DELAY = re.compile(r"^(\d+)(sec)?$")
 _QUEUE_LOCATION = re.compile(r"/queue/item/(\d+)/?$")
+#: Stapler's answers to a /build of a parameterized job without a form (query empty / not).
+_FORM_MISSING = ("Nothing is submitted", "This page expects a form submission")
+_NO_PARAMETERS_HINT = (" (the job is parameterized: send at least one of its parameters under "
+                       "run.parameters, or drop unique: false so BRIDGE_DELIVERY is sent)")
+_BUILDS_TREE = ("builds[number,url,queueId,actions[parameters[name,value]]]"
+                f"{{0,{LOOKBACK_BUILDS}}}")
 _ERROR_TEXT = (
     re.compile(r"<h1>[^<]*Error\s*</h1>\s*<p>(.*?)</p>", re.S),      # hudson.model.Failure page
     re.compile(r"<h2>HTTP ERROR \d+\s*(.*?)</h2>", re.S),             # Jetty's sendError page
@@ -41,6 +54,7 @@ class JenkinsTarget(Target):
     """A Jenkins server. One client per dispatcher thread; `sleep`/`now` drive the queue wait."""
 
     kind = "jenkins"
+    secret_keys = SECRET_OPTIONS
     config_keys = {"kind": True, "url": True, "user": False, "token": False, "build_token": False,
                    "timeout": False, "verify_tls": False, "ca_bundle": False, "retry": False}
     run_keys = {"target": True, "job": True, "parameters": False, "unique": False, "delay": False}
@@ -123,8 +137,9 @@ class JenkinsTarget(Target):
         unique = req.get("unique", True) is not False
         if unique:
             params[UNIQUE_PARAMETER] = f"{job.delivery}-{job.id}"
+        delay = None
         if req.get("delay") is not None:
-            params["delay"] = f"{_DELAY.match(str(req['delay'])).group(1)}sec"
+            delay = f"{_DELAY.match(str(req['delay'])).group(1)}sec"
         hint = (f" (unique: true sends {UNIQUE_PARAMETER}: add that string parameter to the job, "
                 "or set unique: false)") if unique else ""
         if unique and job.attempt > 1:
@@ -133,22 +148,35 @@ class JenkinsTarget(Target):
             found = self._requested_before(name, params[UNIQUE_PARAMETER])
             if found is not None:
                 return self._wait_for_build(found) if found.state == "queued" else found
-        client = self._jenkins()
         with self._translated(name, hint_400=hint):
             try:
-                # python-jenkins adds the build token to the dict it is given (ours alone here).
-                queue_id = client.build_job(name, params or None, token=self._build_token)
+                queue_id = self._request_build(name, params, delay)
             except jenkins.NotFoundException as exc:
                 queue_id = _merged_queue_id(exc)
                 if queue_id is None:
                     raise
-                return self._queued(name, queue_id, merged=True)
-        return self._wait_for_build(self._queued(name, queue_id))
+                return self._queued(name, queue_id, params.get(UNIQUE_PARAMETER), merged=True)
+        return self._wait_for_build(self._queued(name, queue_id, params.get(UNIQUE_PARAMETER)))
+
+    def _request_build(self, name: str, params: dict[str, str], delay: str | None) -> int:
+        """POST .../buildWithParameters (any parameter) or .../build (none), with `delay` in the
+        query: a job without parameters refuses buildWithParameters, so a delay must not make
+        one. Returns the queue item's number from the 201's Location."""
+        client = self._jenkins()
+        # python-jenkins adds the build token to the dict it is given: pass a copy.
+        url = client.build_job_url(name, dict(params) or None, token=self._build_token)
+        if delay is not None:
+            url += ("&" if "?" in url else "?") + urlencode({"delay": delay})
+        response = client.jenkins_request(requests.Request("POST", url))
+        m = _QUEUE_LOCATION.search(response.headers.get("Location", ""))
+        if m is None:
+            raise jenkins.EmptyResponseException("no queue item in the answer to a build request")
+        return int(m.group(1))
 
     def follow(self, run: Run) -> Run:
         """Queue item -> build -> result. SUCCESS is "succeeded"; any other result is "failed"."""
         if run.state == "queued":
-            run = self._from_queue(run)
+            run = self._from_queue(run)[0]
         if run.state != "started":
             return run
         name, number = run.detail["job"], run.detail["number"]
@@ -172,60 +200,114 @@ class JenkinsTarget(Target):
         with self._translated(name):
             for item in client.get_queue_info():
                 if _parameter(item, UNIQUE_PARAMETER) == value:
-                    run = self._queued(name, int(item["id"]))
+                    run = self._queued(name, int(item["id"]), value)
                     return replace(run, detail={**run.detail, "requested_before": True})
+        found = self._build_of(name, queue_id=None, value=value)
+        if found is None:
+            return None
+        return replace(found, detail={**found.detail, "requested_before": True})
+
+    def _build_of(self, name: str, *, queue_id: int | None, value: str | None) -> Run | None:
+        """Among the job's newest builds (one API call), the one Jenkins made from queue item
+        `queue_id`, else the one carrying BRIDGE_DELIVERY=`value`; None if neither is there (or
+        the job is gone: the build request or the follow reports that)."""
+        client = self._jenkins()
+        url = f"{self._job_url(name)}api/json?{urlencode({'tree': _BUILDS_TREE})}"
+        with self._translated(name):
             try:
-                builds = client.get_job_info(name).get("builds") or []
+                text = client.jenkins_open(requests.Request("GET", url))
             except jenkins.JenkinsException as exc:
                 if _status(exc) == 404:
-                    return None   # the build request that follows reports the missing job
+                    return None
                 raise
-            for build in builds[:LOOKBACK_BUILDS]:
-                info = client.get_build_info(name, build["number"])
-                if _parameter(info, UNIQUE_PARAMETER) == value:
-                    number = int(info["number"])
-                    return Run(remote_id=f"{name}#{number}", url=info.get("url", ""), state="started",
-                               detail={"job": name, "queue_id": info.get("queueId"), "number": number,
-                                       "requested_before": True})
-        return None
+        try:
+            builds = json.loads(text).get("builds") or []
+        except (ValueError, AttributeError):
+            raise TargetUnavailable(f"Jenkins target '{self.name}' gave an answer that is not "
+                                    f"JSON for the builds of job '{name}'") from None
+        match = None
+        if queue_id is not None:
+            match = next((b for b in builds if b.get("queueId") == queue_id), None)
+        if match is None and value is not None:
+            match = next((b for b in builds if _parameter(b, UNIQUE_PARAMETER) == value), None)
+        if match is None:
+            return None
+        number = int(match["number"])
+        return Run(remote_id=f"{name}#{number}", url=match.get("url", ""), state="started",
+                   detail={"job": name, "queue_id": match.get("queueId"), "number": number})
 
-    def _queued(self, name: str, queue_id: int, merged: bool = False) -> Run:
-        detail = {"job": name, "queue_id": queue_id}
+    def _queued(self, name: str, queue_id: int, unique: str | None, merged: bool = False) -> Run:
+        # The queue item's page 404s in Jenkins' UI: a person gets the job's page (which lists the
+        # queue); following uses the queue id.
+        detail: dict[str, Any] = {"job": name, "queue_id": queue_id,
+                                  "queue_url": f"{self.url}queue/item/{queue_id}/"}
+        if unique is not None:
+            detail[UNIQUE_PARAMETER] = unique   # finds the build should the queue item vanish
         if merged:
             detail["merged"] = True
-        return Run(remote_id=f"{name}#queue/{queue_id}", url=f"{self.url}queue/item/{queue_id}/",
-                   state="queued", detail=detail)
+        return Run(remote_id=f"{name}#queue/{queue_id}", url=self._job_url(name), state="queued",
+                   detail=detail)
+
+    def _job_url(self, name: str) -> str:
+        """team/api/build -> <url>job/team/job/api/job/build/ (quoted as python-jenkins does)."""
+        return self.url + "".join(f"job/{quote(part)}/" for part in name.split("/"))
 
     def _wait_for_build(self, run: Run) -> Run:
+        """Poll the queue item until it has a build or `queue_wait` passes. An item sitting out a
+        quiet period longer than that wait is returned at once: waiting would only hold the
+        dispatcher's slot (Jenkins' default quiet period is 5 s), and the dispatcher follows
+        queued runs anyway."""
         deadline = self._now() + self.queue_wait
         while True:
             try:
-                run = self._from_queue(run)
+                run, item = self._from_queue(run)
             except TargetError:
                 # The build is requested: a hiccup while watching must not make the dispatcher
                 # request it a second time. It keeps following the queue item instead.
                 return run
             if run.state != "queued" or self._now() >= deadline:
                 return run
+            quiet = _quiet_period(item)
+            if quiet is not None and quiet > self.queue_wait:
+                return run
             self._sleep(self.poll_interval)
 
-    def _from_queue(self, run: Run) -> Run:
+    def _from_queue(self, run: Run) -> tuple[Run, dict | None]:
+        """Where queue item `run` is now, and the item's JSON (None once it vanished)."""
         name, queue_id = run.detail["job"], run.detail["queue_id"]
         with self._translated(name):
             try:
                 item = self._jenkins().get_queue_item(queue_id)
             except jenkins.JenkinsException as exc:
-                if _status(exc) == 404:
-                    return run  # items vanish 5 minutes after leaving the queue: not the job's fault
-                raise
+                if _status(exc) != 404:
+                    raise
+                item = None
+        if item is None:
+            return self._vanished(run), None
         if item.get("cancelled"):
-            return replace(run, state="failed", detail={**run.detail, "result": "CANCELLED"})
+            return replace(run, state="failed", detail={**run.detail, "result": "CANCELLED"}), item
         executable = item.get("executable")
         if not executable:
-            return run
+            return run, item
         number = int(executable["number"])
         return Run(remote_id=f"{name}#{number}", url=executable.get("url", ""), state="started",
-                   detail={**run.detail, "number": number})
+                   detail={**run.detail, "number": number}), item
+
+    def _vanished(self, run: Run) -> Run:
+        """Jenkins forgets a queue item about 5 minutes after it left the queue (and at a restart):
+        not the job's fault. Its build names it (queueId), or carries our BRIDGE_DELIVERY; after
+        `LOST_ITEM_LOOKS` looks without either, the outcome is unknown."""
+        name, queue_id = run.detail["job"], run.detail["queue_id"]
+        found = self._build_of(name, queue_id=queue_id, value=run.detail.get(UNIQUE_PARAMETER))
+        if found is not None:
+            return replace(found, detail={**run.detail, **found.detail, "queue_id": queue_id})
+        looks = int(run.detail.get("lost_looks", 0)) + 1
+        if looks < LOST_ITEM_LOOKS:
+            return replace(run, detail={**run.detail, "lost_looks": looks})
+        return replace(run, state="failed", detail={
+            **run.detail, "lost_looks": looks, "result": "UNKNOWN",
+            "reason": f"queue item {queue_id} vanished and no build of it is among the job's "
+                      f"newest {LOOKBACK_BUILDS}"})
 
     def ping(self) -> str:
         """`/readyz?targets=1`: one authenticated call."""
@@ -238,8 +320,8 @@ class JenkinsTarget(Target):
     # --- bridge check --online -------------------------------------------------------------
 
     def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
-        """Each job exists, is a buildable job, defines the parameters the rule sends, and
-        (with unique: true) defines BRIDGE_DELIVERY."""
+        """Each job exists, is a buildable job, defines the parameters the rule sends, gets at
+        least one if it is parameterized, and (with unique: true) defines BRIDGE_DELIVERY."""
         problems: list[str] = []
         infos: dict[str, dict | None] = {}
         client = self._jenkins()
@@ -277,6 +359,11 @@ class JenkinsTarget(Target):
                 fix = f" (add a string parameter {UNIQUE_PARAMETER} to the job, or set unique: false)"
                 problems.append(f"{where} takes no parameters but the rule sends {sends}: Jenkins "
                                 f"answers HTTP 400{fix if unique else ''}")
+            return problems
+        if not sent and not unique:
+            # python-jenkins posts /build when there is no parameter; Stapler wants a form there.
+            problems.append(f"{where} is parameterized but the rule sends no parameters: Jenkins "
+                            f"answers HTTP 400 \"Nothing is submitted\"{_NO_PARAMETERS_HINT}")
             return problems
         undefined = [p for p in sent if p not in defined]
         if undefined:
@@ -338,6 +425,8 @@ class JenkinsTarget(Target):
             return TargetRejected(f"job '{job_name}' not found on target '{self.name}'")
         if status == 400:
             hint = hint_400 if "not parameterized" in text else ""
+            if any(m in text for m in _FORM_MISSING):
+                hint = _NO_PARAMETERS_HINT
             return TargetRejected(f"{where} refused job '{job_name}': {text}{hint}")
         if status == 409:
             return TargetRejected(f"{where} refused job '{job_name}' (HTTP 409: {text}): "
@@ -373,6 +462,20 @@ def _parameter(doc: dict, name: str) -> str | None:
             if p.get("name") == name:
                 return None if p.get("value") is None else str(p["value"])
     return None
+
+
+def _quiet_period(item: dict | None) -> float | None:
+    """The quiet period, in seconds, of a queue item waiting one out (a Queue$WaitingItem, "In the
+    quiet period": `timestamp` is when it may start, `inQueueSince` when it came, both in ms on
+    Jenkins' clock); None for an item in any other stage (blocked, buildable, left)."""
+    if not item:
+        return None
+    waiting = (str(item.get("_class", "")).endswith("$WaitingItem")
+               or str(item.get("why") or "").startswith("In the quiet period"))
+    try:
+        return (float(item["timestamp"]) - float(item["inQueueSince"])) / 1000 if waiting else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _chain(exc: BaseException | None):
