@@ -46,6 +46,20 @@ def load_or_exit(rules_path):
         sys.exit(1)
 
 
+def load_accepted_or_exit(rules_path, state_dir):
+    """The rules `bridge web` / `bridge dispatch` start on: the last-good snapshot in the state
+    directory (rules.yaml itself only at the very first start), or exit 1 with every problem."""
+    from .serve import load_accepted
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        return load_accepted(rules_path, state_dir)[0]
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
+        sys.exit(1)
+
+
 def open_store(config, state_dir, create=True, **kw):
     """The store, or exit 1 with its message (database down, schema to upgrade) - no traceback."""
     from .errors import StoreUnavailable

@@ -12,8 +12,8 @@ import uuid
 
 import click
 
-from .cli_common import (DEFAULT_BIND, default_state_dir, load_or_exit, open_store, rules_option,
-                  state_option)
+from .cli_common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, load_or_exit,
+                         open_store, rules_option, state_option)
 from .config import parse_duration
 
 
@@ -37,7 +37,7 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
     setup()
     state_dir = _state(state_dir)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    load_or_exit(rules_path)
+    # Supervisor.run validates rules.yaml: a start on the last good rules if it is invalid.
     sys.exit(Supervisor(rules_path, state_dir, bind, workers=workers,
                         with_dispatcher=not no_dispatcher).run())
 
@@ -52,16 +52,18 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
               type=click.Path(dir_okay=False, exists=True), default=None,
               help="a gunicorn config file (deploy/gunicorn.conf.py)")
 def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
-    """Run only the web workers (gunicorn): for hosts that split web and dispatcher."""
-    from pathlib import Path
+    """Run only the web workers (gunicorn): for hosts that split web and dispatcher.
 
-    from .serve import record_good, run_web
+    Starts on the rules last accepted (a reload, a start of `bridge serve`), not on an edit of
+    rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
+    from .logs import setup
+    from .serve import run_web
+    setup()
     state_dir = _state(state_dir)
-    Path(state_dir).mkdir(parents=True, exist_ok=True)
-    config = load_or_exit(rules_path)
-    record_good(state_dir, config, Path(rules_path).read_text(encoding="utf-8"))
+    config = load_accepted_or_exit(rules_path, state_dir)
     open_store(config, state_dir).close()
-    run_web(rules_path, state_dir, bind, workers=workers, threads=threads, config_file=gunicorn_config)
+    run_web(rules_path, state_dir, bind, workers=workers, threads=threads, config_file=gunicorn_config,
+            config=config)
 
 
 @click.command()
@@ -69,15 +71,16 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 @state_option
 @click.option("--concurrency", type=int, default=None, help="jobs at once (default settings)")
 def dispatch(rules_path, state_dir, concurrency):
-    """Run a dispatcher alone: claims queued jobs and starts them on their targets."""
-    from pathlib import Path
+    """Run a dispatcher alone: claims queued jobs and starts them on their targets.
 
-    from .serve import record_good, run_dispatcher
+    Starts on the rules last accepted (a reload, a start of `bridge serve`), not on an edit of
+    rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
+    from .logs import setup
+    from .serve import run_dispatcher
+    setup()
     state_dir = _state(state_dir)
-    Path(state_dir).mkdir(parents=True, exist_ok=True)
-    config = load_or_exit(rules_path)
-    record_good(state_dir, config, Path(rules_path).read_text(encoding="utf-8"))
-    run_dispatcher(rules_path, state_dir, concurrency=concurrency)
+    config = load_accepted_or_exit(rules_path, state_dir)
+    run_dispatcher(rules_path, state_dir, concurrency=concurrency, config=config)
 
 
 def _store(rules_path, state_dir):

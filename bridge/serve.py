@@ -2,10 +2,12 @@
 
 Input: rules path, state dir, bind address. Output: running processes; SIGHUP validates rules.yaml
 and reloads both children (a bad file keeps the running rules: last-good snapshot), SIGTERM stops
-both cleanly, a child that dies is restarted. READY=1 goes to systemd once the web port answers.
+both cleanly, a child that dies is restarted on the snapshot. READY=1 goes to systemd once the web
+port answers.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +64,58 @@ def read_status(state_dir) -> dict | None:
         return None
 
 
+def has_snapshot(state_dir) -> bool:
+    return (Path(state_dir) / LAST_GOOD).is_file()
+
+
+def load_accepted(rules_path, state_dir):
+    """(config, problems) for `bridge web` / `bridge dispatch` at start, whether `bridge serve`
+    started them or their own units did: the snapshot, never the file. Only a reload (SIGHUP) or
+    a start of `bridge serve` puts the file into service; a process that restarts alone (killed,
+    Restart=on-failure, `systemctl restart bridge-web`) must not run an edit that its siblings do
+    not, nor stop on a file that a reload refused. The very first start (no snapshot yet) takes
+    the file and records it. Raises ConfigError if there is nothing valid to start on."""
+    if not has_snapshot(state_dir):
+        text, problems = _read_rules(rules_path)
+        if problems:
+            raise ConfigError(problems)
+        config = load_config(rules_path, text=text)
+        record_good(state_dir, config, text)
+        return config, []
+    config, problems = load_with_fallback(rules_path, state_dir)
+    if problems:
+        log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
+                    rules_path, config.version, extra={"problems": problems[:5]})
+    else:
+        text, _ = _read_rules(rules_path)
+        if text is not None and _version(text) != config.version:
+            log.warning("%s was edited since the rules were last loaded; this process runs the "
+                        "accepted rules (version %s) until a reload (SIGHUP)", rules_path,
+                        config.version)
+    return config, problems
+
+
+def _read_rules(rules_path) -> tuple[str | None, list[str]]:
+    """(text, []) or (None, problems): read with load_config's limits, never raising."""
+    from .config import MAX_RULES_FILE
+    name = Path(rules_path).name
+    try:
+        with open(rules_path, "rb") as fh:
+            raw = fh.read(MAX_RULES_FILE + 1)
+    except OSError as exc:
+        return None, [f"{rules_path}: cannot read: {exc.strerror}"]
+    if len(raw) > MAX_RULES_FILE:
+        return None, [f"{name}:1: file is larger than {MAX_RULES_FILE} bytes"]
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError:
+        return None, [f"{name}:1: file is not UTF-8"]
+
+
+def _version(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def load_with_fallback(rules_path, state_dir):
     """(config, problems) for a booting worker or dispatcher: the rules the service last accepted
     (the snapshot taken at start and at each successful reload), not whatever the file holds now,
@@ -79,16 +133,15 @@ def load_with_fallback(rules_path, state_dir):
 
 def validate_and_record(rules_path, state_dir) -> list[str]:
     """Validate rules.yaml; record it as last-good if valid. Returns the problems ([] if valid)."""
-    try:
-        text = Path(rules_path).read_text(encoding="utf-8")
-        config = load_config(rules_path, text=text)
-    except ConfigError as exc:
-        problems = exc.problems
-    except OSError as exc:
-        problems = [f"{rules_path}: cannot read: {exc.strerror}"]
-    else:
-        record_good(state_dir, config, text)
-        return []
+    text, problems = _read_rules(rules_path)
+    if not problems:
+        try:
+            config = load_config(rules_path, text=text)
+        except ConfigError as exc:
+            problems = exc.problems
+        else:
+            record_good(state_dir, config, text)
+            return []
     old = read_status(state_dir) or {}
     write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
     return problems
@@ -105,14 +158,17 @@ WEB_DEFAULTS = {
 }
 
 
-def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_file=None):
-    """gunicorn in this process: our defaults < the gunicorn config file < rules.yaml settings < flags."""
+def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_file=None,
+            config=None):
+    """gunicorn in this process: our defaults < the gunicorn config file < rules.yaml settings < flags.
+    `config`: the rules it starts on (default: the last-good snapshot)."""
     from gunicorn.app.base import Application
 
     from .metrics import child_exit, prepare_multiprocess_dir
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prepare_multiprocess_dir(state_dir)
-    config = load_config(rules_path)
+    if config is None:
+        config = load_with_fallback(rules_path, state_dir)[0]
     workers = workers or config.settings.workers
 
     class BridgeWeb(Application):
@@ -168,8 +224,9 @@ def make_app(rules_path, state_dir):
 
 # --- bridge dispatch --------------------------------------------------------------------------
 
-def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None):
-    """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules."""
+def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None, config=None):
+    """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules.
+    `config`: the rules it starts on (default: the last-good snapshot)."""
     from .dispatcher import Dispatcher
     from .feedback import Feedback
     from .logs import setup
@@ -178,7 +235,8 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     setup()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         use_multiprocess_dir(state_dir)
-    config, problems = load_with_fallback(rules_path, state_dir)
+    if config is None:
+        config = load_with_fallback(rules_path, state_dir)[0]
     concurrency = concurrency or config.settings.dispatcher_concurrency
     # One connection per job thread and follow thread, plus the claim loop and the status poster.
     store = open_store(config, state_dir, pool_size=concurrency + config.settings.follow.concurrency + 2)
@@ -300,14 +358,12 @@ class Supervisor:
 
     def run(self) -> int:
         from gunicorn.systemd import sd_notify
-        problems = validate_and_record(self.rules_path, self.state_dir)
-        if problems:
-            for p in problems:
-                print(p, file=sys.stderr)
+        config = self.starting_rules()
+        if config is None:
             return 1
         from .cli_common import open_store
         from .metrics import prepare_multiprocess_dir
-        open_store(load_config(self.rules_path), self.state_dir).close()   # schema, once
+        open_store(config, self.state_dir).close()   # schema, once
         prepare_multiprocess_dir(self.state_dir)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
@@ -341,6 +397,32 @@ class Supervisor:
             if self.stopping and all(c.poll() is not None for c in self.children.values()):
                 return 0
             time.sleep(0.2)
+
+    def starting_rules(self):
+        """The rules the service starts on, or None (problems printed). A start of `bridge serve`
+        starts every process at once, so a valid file becomes the snapshot here, as on a reload.
+        An invalid one (an edit a reload refused, then a restart) leaves the snapshot serving,
+        with the problems in the log and /readyz; only with no snapshot is it fatal."""
+        problems = validate_and_record(self.rules_path, self.state_dir)
+        if problems and not has_snapshot(self.state_dir):
+            for p in problems:
+                print(p, file=sys.stderr)
+            print(f"{self.rules_path}: {len(problems)} problem(s); nothing started", file=sys.stderr)
+            return None
+        try:
+            config = load_with_fallback(self.rules_path, self.state_dir)[0]
+        except ConfigError as exc:   # the snapshot itself: a secret it names went missing
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            print(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing started",
+                  file=sys.stderr)
+            return None
+        if problems:
+            write_status(self.state_dir, ok=False, version=config.version, problems=problems)
+            log.error("%s is invalid; starting on the last good rules (version %s): %s",
+                      self.rules_path, config.version, "; ".join(problems[:3]),
+                      extra={"problems": problems[:20]})
+        return config
 
     def _web_answers(self) -> bool:
         host, _, port = self.bind.rpartition(":")
