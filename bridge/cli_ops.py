@@ -15,6 +15,7 @@ import click
 from .cli_common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, load_or_exit,
                          open_store, rules_option, state_option)
 from .config import parse_duration
+from .store import JOB_STATES, OUTCOMES
 
 
 def _state(state_dir):
@@ -97,7 +98,8 @@ def _ago(ts) -> str:
 @state_option
 @click.option("--source", default=None)
 @click.option("--repo", default=None)
-@click.option("--state", "job_state", default=None, help="only deliveries with a job in this state")
+@click.option("--state", "job_state", type=click.Choice(OUTCOMES + JOB_STATES), default=None,
+              help="only deliveries with this outcome, or with a job in this state")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
@@ -119,10 +121,18 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
 
 
 @deliveries.command("show")
+@click.option("--rules", "rules_path", default=None, type=click.Path(dir_okay=False),
+              help="as `bridge deliveries --rules` (either place)")
+@click.option("--state-dir", default=None, help="as `bridge deliveries --state-dir` (either place)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None,
+              help="as `bridge deliveries --format` (either place)")
 @click.argument("delivery_id")
 @click.pass_obj
-def deliveries_show(obj, delivery_id):
+def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
     """Everything about one delivery: event, verdicts, jobs, every attempt and commit status."""
+    # The group's options (`bridge deliveries --rules X show ID`) unless given after `show`.
+    obj = {"rules_path": rules_path or obj["rules_path"], "state_dir": state_dir or obj["state_dir"],
+           "fmt": fmt or obj["fmt"]}
     _, store = _store(obj["rules_path"], obj["state_dir"])
     d = store.get_delivery(delivery_id)
     if d is None:

@@ -607,9 +607,15 @@ def test_operator_cli_send_list_show_replay_retry_prune(tmp_path, start_bridge):
     assert json.loads(again.stdout.split(" ", 1)[1])["duplicate_of"] == delivery
 
     wait_for(lambda: settled(bridge, 2), what="both jobs done")
-    listing, dead_only, shown, missing = cli_many(
+    listing, dead_only, shown, missing, shown_after, bogus = cli_many(
         ["deliveries", *common], ["deliveries", *common, "--state", "dead"],
-        ["deliveries", *common, "show", delivery], ["deliveries", *common, "show", "no-such-delivery"])
+        ["deliveries", *common, "show", delivery], ["deliveries", *common, "show", "no-such-delivery"],
+        ["deliveries", "show", delivery, *common], ["deliveries", *common, "--state", "bogus"])
+    # The common options after the subcommand too; a state that does not exist is a usage error.
+    assert shown_after.returncode == 0 and shown_after.stdout == shown.stdout, shown_after.stderr
+    assert bogus.returncode == 2 and "Traceback" not in bogus.stderr
+    assert "Invalid value for '--state': 'bogus' is not one of 'matched'" in bogus.stderr
+    assert "'dead'" in bogus.stderr
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["DELIVERY", "RECEIVED", "REPO", "REF", "OUTCOME", "JOBS"]
