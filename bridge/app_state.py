@@ -17,6 +17,7 @@ class AppState:
     consecutive_errors: dict = field(default_factory=dict)
 
     def observe(self, source: str, status: int, started: float, *, outcome: str, matched=()):
-        """Record one delivery's outcome (metrics, sender health)."""
+        """Record one delivery's outcome (metrics, sender health). Never raises (Metrics logs
+        its own failures): a stored delivery's reply must not depend on it."""
         if self.metrics is not None:
             self.metrics.delivery(source, status, outcome, time.perf_counter() - started, matched)

@@ -2,7 +2,7 @@
 
 Input: events from ingress and the dispatcher (`Metrics.delivery(...)`, `Metrics.job(...)`). Output:
 `/metrics` text in Prometheus format. With several processes, prometheus-client's multiprocess
-mode aggregates them: `bridge serve` points PROMETHEUS_MULTIPROC_DIR at `<state>/metrics`.
+mode aggregates them: `bridge serve` points PROMETHEUS_MULTIPROC_DIR at `metrics_dir()`, in memory.
 No label ever carries a secret, a body or a URL: only source, rule, target and outcome names.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger("bridge.metrics")
@@ -24,6 +25,7 @@ SENDER_WARN_AFTER = 3   # GitLab disables a hook after 4 failures in a row: warn
 UNKNOWN_SOURCE = "(unknown)"   # one label for every unknown /hooks/<name>: names are the caller's
 STREAKS_FILE = "sender-streaks.json"
 _VALUE_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")   # prometheus-client's <type>_<pid>.db
+FAILURE_LOG_INTERVAL = 60.0   # seconds between two log lines about failing metric writes
 
 
 def metrics_dir(state_dir) -> Path:
@@ -35,9 +37,14 @@ def metrics_dir(state_dir) -> Path:
     if runtime:
         return Path(runtime) / "metrics"
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        key = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
-        return Path("/dev/shm") / f"bridge-metrics-{os.getuid()}-{key}"
+        return shm_metrics_dir(state_dir)
     return Path(state_dir) / "metrics"
+
+
+def shm_metrics_dir(state_dir) -> Path:
+    """The /dev/shm directory of the bridge whose state directory is `state_dir`."""
+    key = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+    return Path("/dev/shm") / f"bridge-metrics-{os.getuid()}-{key}"
 
 
 def use_multiprocess_dir(state_dir) -> str:
@@ -70,6 +77,31 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class _FailureLog:
+    """Logs metric writes that fail (their directory removed, memory full) at most once every
+    FAILURE_LOG_INTERVAL seconds per process, with how many failed in between: a count is never
+    worth a delivery's reply or a job's result, nor a log line per request."""
+
+    def __init__(self, interval: float = FAILURE_LOG_INTERVAL, clock=time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+        self._missed = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, what: str, exc: BaseException) -> None:
+        now = self.clock()
+        with self._lock:
+            if now < self._next:
+                self._missed += 1
+                return
+            self._next = now + self.interval
+            missed, self._missed = self._missed, 0
+        log.error("cannot count %s in the metrics (%s: %s); deliveries and jobs go on uncounted%s",
+                  what, type(exc).__name__, exc,
+                  f"; {missed} more failed since the last report" if missed else "")
 
 
 class _LocalStreaks:
@@ -168,6 +200,7 @@ class Metrics:
                                    ["source"], **gauge_kw)
         self._delivery_children: dict[tuple, tuple] = {}   # (source, outcome, status) -> children
         self._rule_children: dict[str, object] = {}
+        self.failure_log = _FailureLog()
         self._streaks = (_SharedStreaks(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / STREAKS_FILE)
                          if self.multiprocess else _LocalStreaks())
 
@@ -175,7 +208,14 @@ class Metrics:
 
     def delivery(self, source: str, status: int, outcome: str, seconds: float, matched=()) -> None:
         """One reply to a git host. A 404 is an unknown source (DESIGN.md's reply table): it is
-        counted under one label, since the name in the URL is whatever the caller wrote."""
+        counted under one label, since the name in the URL is whatever the caller wrote. Never
+        raises: the delivery is stored by now, and its reply must say so."""
+        try:
+            self._delivery(source, status, outcome, seconds, matched)
+        except Exception as exc:   # noqa: BLE001 - see the docstring
+            self._failed("a delivery", exc)
+
+    def _delivery(self, source: str, status: int, outcome: str, seconds: float, matched) -> None:
         label = source if source and status != 404 else UNKNOWN_SOURCE
         key = (label, outcome, status)
         children = self._delivery_children.get(key)
@@ -196,7 +236,7 @@ class Metrics:
         try:
             streak = self._streaks.update(label, status >= 400, gauge.set)
         except OSError as exc:   # sender health must never cost a delivery its reply
-            log.error("cannot update the error streak of source '%s': %s", label, exc)
+            self._failed(f"the error streak of source '{label}'", exc)
             return
         if streak >= SENDER_WARN_AFTER:
             log.warning("source '%s' got %d error replies in a row; GitLab disables a hook after 4 "
@@ -213,6 +253,13 @@ class Metrics:
     # -- dispatcher -------------------------------------------------------------------------
 
     def job(self, target: str, state: str, *, queued_for: float | None = None) -> None:
+        """One step of a job. Never raises: the step is recorded in the store already."""
+        try:
+            self._job(target, state, queued_for)
+        except Exception as exc:   # noqa: BLE001 - see the docstring
+            self._failed("a job", exc)
+
+    def _job(self, target: str, state: str, queued_for: float | None) -> None:
         self.jobs.labels(target, state).inc()
         if state == "retry":
             self.retries.labels(target).inc()
@@ -223,12 +270,27 @@ class Metrics:
         if state in ("succeeded", "failed"):
             self.build_results.labels(target, state).inc()
 
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.failure_log(what, exc)
+        self._remake_dir()
+
+    def _remake_dir(self) -> None:
+        """The multiprocess directory removed (a cleanup of /dev/shm, say): make it again, so
+        that counting resumes and /metrics answers (what was counted before is lost with it)."""
+        if self.multiprocess:
+            try:
+                Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(mode=0o700, parents=True,
+                                                                    exist_ok=True)
+            except (OSError, KeyError):
+                pass
+
     # -- exposition -------------------------------------------------------------------------
 
     def render(self, store=None, now=None) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         if self.multiprocess:
             from prometheus_client import multiprocess
+            self._remake_dir()
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         else:

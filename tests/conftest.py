@@ -84,13 +84,25 @@ def client(make_app):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _clean_metric_dirs():
-    """Bridges started by tests keep their metric files in /dev/shm (memory): remove the ones
-    this session made, so repeated runs do not accumulate them."""
+def _clean_metric_dirs(tmp_path_factory):
+    """Bridges started by tests keep their metric files in /dev/shm (memory): remove those this
+    session made for bridges whose state directory lies in its temporary directory, and no
+    other (a developer's bridge running beside `make test` keeps its own)."""
     import shutil
+    from bridge.metrics import shm_metrics_dir
     shm = Path("/dev/shm")
     before = set(shm.glob("bridge-metrics-*")) if shm.is_dir() else set()
     yield
-    if shm.is_dir():
-        for path in set(shm.glob("bridge-metrics-*")) - before:
+    made = (set(shm.glob("bridge-metrics-*")) if shm.is_dir() else set()) - before
+    if made:
+        for path in made & _metric_dirs_under(tmp_path_factory.getbasetemp(), shm_metrics_dir):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _metric_dirs_under(base: Path, name_of) -> set[Path]:
+    """The /dev/shm metric directory a bridge would use for each directory under `base`, taken
+    as its state directory (the name is a hash of that path: it cannot be read backwards)."""
+    out = {name_of(base)}
+    for root, dirs, _ in os.walk(base):
+        out.update(name_of(Path(root) / d) for d in dirs)
+    return out
