@@ -582,6 +582,27 @@ def test_an_edit_nobody_reloaded_stays_out_when_children_restart_until_sighup(tm
     assert job_states(bridge) == {"succeeded": 12}
 
 
+def test_split_bridge_web_restarts_on_the_accepted_rules_and_takes_an_edit_on_sighup(
+        tmp_path, start_bridge):
+    """`bridge web` under its own unit: a restart (systemctl restart, Restart=on-failure) keeps
+    the rules the service accepted, as the other half still runs them; SIGHUP loads the edit."""
+    first = rules(tmp_path / "builds.log", "{target: local, command: [/bin/true]}")
+    edited = first.replace("- name: build", "- name: build-edited")
+    web = start_bridge(first, directory=tmp_path / "w", command="web")
+    version = readyz(web)["rules_version"]
+    assert web.stop() == 0
+
+    web = start_bridge(edited, directory=tmp_path / "w", command="web")
+    assert readyz(web)["rules_version"] == version
+    assert [r["matched"] for r in send_pushes(web, 3)] == [["build"]] * 3
+    assert "was edited since the rules were last loaded" in web.logs()
+
+    web.signal(signal.SIGHUP)   # `bridge web` is the gunicorn master itself
+    wait_for(lambda: version not in {readyz(web)["rules_version"] for _ in range(6)},
+             what="every worker on the edited rules")
+    assert [r["matched"] for r in send_pushes(web, 3)] == [["build-edited"]] * 3
+
+
 # --- the operator CLI against a running bridge -----------------------------------------------------
 
 @pytest.mark.slow
