@@ -24,9 +24,11 @@ from .targets.base import Job, Target
 
 logger = logging.getLogger("bridge.dispatcher")
 
-# Recording a result is retried this many times (with backoff) while the store is unavailable;
-# after that the lease expires and another claim runs the job again.
-_STORE_BACKOFF_MAX = 5.0   # seconds between claims while the store is down
+_STORE_BACKOFF_MAX = 5.0   # seconds between claims (and between tries to record) while the store is down
+# Target kinds whose start() is the whole build (exec runs the command to its end): their jobs are
+# never claimed ahead of a free slot, where they would wait out another build while an idle
+# dispatcher could run them.
+_START_IS_THE_BUILD = frozenset({"exec"})
 
 
 class Dispatcher:
@@ -36,7 +38,9 @@ class Dispatcher:
     held by owner name). Several dispatchers may share one database: a job is leased to one of
     them at a time, a lease is renewed while the job runs, and an expired lease (its dispatcher
     died) is taken over. A job can thus run twice only if its dispatcher died between starting it
-    and recording the start.
+    and recording the start. A result that cannot be recorded (the store is down) is retried
+    until the store is back, however long that takes (the late write lands unless another
+    dispatcher took the job over); only a shutdown ends the retrying, within its grace.
 
     `now`, `sleep` and `rand` are injected so retry tests need no real waiting;
     `decide_paths(claimed_job) -> (run?, reason)` decides jobs whose rule has path filters the
@@ -79,6 +83,7 @@ class Dispatcher:
         self._last_renewal = now()
         self._store_down = False
         self._down_delay = poll_interval
+        self._record_until: float | None = None   # set at shutdown: stop retrying to record then
         self.feedback = feedback
         self.follow_policy = follow
         self._following: dict[int, Future] = {}
@@ -118,16 +123,24 @@ class Dispatcher:
 
         Under load it claims a batch ahead (up to `concurrency` jobs waiting for a free slot,
         leased and renewed like running ones): one claim per job would spend more time in the
-        store than short jobs spend running."""
+        store than short jobs spend running. Only while every job in flight is quick to start,
+        though: with an exec job in flight (its start is the whole build) or none at all, it
+        claims just the free slots, so a job never waits out a build here while another
+        dispatcher is idle."""
         background = threading.Thread(target=self._background, args=(stop, background_interval),
                                       name="dispatch-background", daemon=True)
         background.start()
         try:
             while not stop.is_set():
-                self._renew_if_due()
+                if not self._renew_if_due():
+                    self.sleep(self._down_delay)   # the store is down: claim nothing, back off
+                    continue
                 with self._lock:
                     busy = [f for _, f in self._inflight.values()]
-                if len(busy) <= self.concurrency and self._claim_and_submit(2 * self.concurrency - len(busy)):
+                    ahead = bool(busy) and not any(cj.kind in _START_IS_THE_BUILD
+                                                   for cj, _ in self._inflight.values())
+                limit = (2 if ahead else 1) * self.concurrency - len(busy)
+                if limit > 0 and self._claim_and_submit(limit):
                     continue
                 if len(busy) >= self.concurrency:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
@@ -135,6 +148,8 @@ class Dispatcher:
                     # While the store is down, back off (doubling, capped) instead of polling hard.
                     self.sleep(self._down_delay if self._store_down else self.poll_interval)
         finally:
+            # Results the store still refuses are given up on within the grace (logged as such).
+            self._record_until = self.now() + grace * 0.9
             background.join(timeout=grace)
             self._shutdown(grace)
 
@@ -182,15 +197,9 @@ class Dispatcher:
             claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
                                        now=self.now())
         except StoreUnavailable as exc:
-            if not self._store_down:
-                self.log.error("cannot claim jobs: %s", exc, extra={"delivery": None})
-                self._down_delay = self.poll_interval
-            self._down_delay = min(_STORE_BACKOFF_MAX, max(self.poll_interval, self._down_delay * 2))
-            self._store_down = True
+            self._store_unavailable("cannot claim jobs", exc)
             return []
-        if self._store_down:
-            self.log.info("store available again", extra={"delivery": None})
-            self._store_down = False
+        self._store_available()
         submitted = []
         for cj in claimed:
             with self._lock:
@@ -199,35 +208,56 @@ class Dispatcher:
                     continue
                 fut = self._pool.submit(self._handle, cj)
                 self._inflight[cj.id] = (cj, fut)
-            fut.add_done_callback(lambda _f, job_id=cj.id: self._done(job_id))
+            fut.add_done_callback(lambda f, cj=cj: self._done(cj, f))
             submitted.append((cj, fut))
         return submitted
 
-    def _done(self, job_id: int) -> None:
+    def _done(self, cj: ClaimedJob, fut: Future) -> None:
         with self._lock:
-            self._inflight.pop(job_id, None)
+            self._inflight.pop(cj.id, None)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:   # a bug: never lose it with the future
+            self._log(cj, logging.ERROR, "failed in the dispatcher: %s", _message(exc), exc_info=exc)
+
+    def _store_unavailable(self, what: str, exc: BaseException) -> None:
+        """Log the start of an outage once; back off (doubling, capped) while it lasts."""
+        if not self._store_down:
+            self.log.error("%s: %s", what, exc, extra={"delivery": None})
+            self._down_delay = self.poll_interval
+        self._down_delay = min(_STORE_BACKOFF_MAX, max(self.poll_interval, self._down_delay * 2))
+        self._store_down = True
+
+    def _store_available(self) -> None:
+        if self._store_down:
+            self.log.info("store available again", extra={"delivery": None})
+            self._store_down = False
 
     def _renewal_interval(self) -> float:
         return max(self.lease_seconds / 3, 0.01)
 
-    def _renew_if_due(self) -> None:
+    def _renew_if_due(self) -> bool:
+        """Renew our leases every third of the lease time, and at every turn while the store is
+        down: the first write after an outage renews them, before any claim could take our own
+        expired leases over. False while the store is down and we hold leases: claim nothing."""
         now = self.now()
-        if now - self._last_renewal < self._renewal_interval():
-            return
+        if not self._store_down and now - self._last_renewal < self._renewal_interval():
+            return True
         self._last_renewal = now
         with self._lock:
             inflight = {cj.id: cj for cj, _ in self._inflight.values()}
         if not inflight:
-            return
+            return True   # nothing to renew; while the store is down, a claim probes it
         try:
             kept = set(self.store.renew_leases(self.owner, list(inflight),
                                                lease_seconds=self.lease_seconds, now=now))
         except StoreUnavailable as exc:
-            self.log.error("cannot renew leases: %s", exc, extra={"delivery": None})
-            return
+            self._store_unavailable("cannot renew leases", exc)
+            return False
+        self._store_available()
         for job_id in set(inflight) - kept:
             # Finished meanwhile, or taken over: the record_* that follows tells which.
             self._log(inflight[job_id], logging.DEBUG, "lease not renewed")
+        return True
 
     def _release(self, cj: ClaimedJob) -> None:
         try:
@@ -250,9 +280,9 @@ class Dispatcher:
                     self._log(cj, logging.INFO, "paths: %s", reason)
                 if not run_it:
                     self._log(cj, logging.INFO, "skipped: %s", reason)
-                    self._count(cj, "skipped")
                     self._record(cj, self.store.record_skipped, reason,
                                  statuses=self._statuses("skipped", cj, reason))
+                    self._count(cj, "skipped")
                     return
             target = targets.get(cj.target)
             if target is None:
@@ -265,9 +295,9 @@ class Dispatcher:
             self._retry(cj, policies, _message(exc), exc.retry_after)
         except TargetRejected as exc:
             self._log(cj, logging.ERROR, "rejected, dead letter: %s", _message(exc))
-            self._count(cj, "dead")
             self._record(cj, self.store.record_dead, _message(exc),
                          statuses=self._statuses("dead", cj, _message(exc)))
+            self._count(cj, "dead")
         except Exception as exc:
             self._log(cj, logging.ERROR, "unexpected error (treated as transient): %s",
                       _message(exc), exc_info=True)
@@ -277,10 +307,12 @@ class Dispatcher:
                 run = replace(run, detail={**run.detail, "paths": paths_reason})
             self._log(cj, logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
                       f": {run.detail['reason']}" if run.detail.get("reason") else "")
-            self._count(cj, run.state, queued_for=self.now() - cj.first_queued_at)
+            queued_for = self.now() - cj.first_queued_at
+            # Recorded first: a count is never worth a result (nor a job run again).
             self._record(cj, self.store.record_run, run,
                          statuses=self._statuses("accepted", cj, run, cj.target),
                          follow_at=self.now() + self.follow_policy.interval)
+            self._count(cj, run.state, queued_for=queued_for)
 
     def _retry(self, cj: ClaimedJob, policies, error: str, retry_after: float | None) -> None:
         policy = policies.get(cj.target) or RetryPolicy()
@@ -288,17 +320,17 @@ class Dispatcher:
         if now - cj.first_queued_at > policy.give_up_after:
             message = f"gave up after {_duration(policy.give_up_after)}: {error}"
             self._log(cj, logging.ERROR, "%s", message)
-            self._count(cj, "dead")
             self._record(cj, self.store.record_dead, message,
                          statuses=self._statuses("dead", cj, message))
+            self._count(cj, "dead")
             return
         # Exponential backoff with full jitter; the exponent is capped so floats never overflow.
         delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cj.attempts - 1, 60))
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         self._log(cj, logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error)
-        self._count(cj, "retry")
         self._record(cj, self.store.record_retry, error, now + delay)
+        self._count(cj, "retry")
 
     def _statuses(self, step: str, cj: ClaimedJob, *args) -> list:
         """The commit status of one step of a job (feedback.Feedback's builder named `step`)."""
@@ -311,22 +343,31 @@ class Dispatcher:
             return []
 
     def _record(self, cj: ClaimedJob, method, *args, **kw) -> None:
-        """Record a result, retrying through a store outage for as long as our lease could
-        still hold: giving up earlier would run a finished job again when the lease expires."""
+        """Record a result, retrying (backing off) through a store outage for as long as it
+        lasts: the lease may expire meanwhile, but the write still lands unless another
+        dispatcher took the job over (`Store._finish` checks), and giving up would run a
+        finished job again. Only a shutdown ends the retrying, within its grace."""
         delay = 0.5
-        deadline = self.now() + self.lease_seconds
+        waited = False
         while True:
             try:
                 applied = method(cj.id, self.owner, *args, now=self.now(), **kw)
                 break
             except StoreUnavailable as exc:
-                if self.now() + delay > deadline:
-                    self._log(cj, logging.ERROR, "cannot record the result (%s); the job runs "
-                              "again when its lease expires", exc)
+                until = self._record_until
+                if until is not None and self.now() >= until:
+                    self._log(cj, logging.ERROR, "shutting down with the store still unavailable "
+                              "(%s): this result is not recorded, and the job runs again when its "
+                              "lease expires", exc)
                     return
-                self._log(cj, logging.WARNING, "cannot record the result yet: %s", exc)
-                self.sleep(delay)
+                if not waited:
+                    self._log(cj, logging.WARNING, "cannot record the result yet (%s); retrying "
+                              "until the store is back", exc)
+                    waited = True
+                self.sleep(delay if until is None else max(0.0, min(delay, until - self.now())))
                 delay = min(delay * 2, _STORE_BACKOFF_MAX)
+        if waited:
+            self._log(cj, logging.INFO, "result recorded, the store is back")
         if not applied:
             self._log(cj, logging.WARNING, "lease was taken over by another dispatcher; "
                       "this result is not recorded")
@@ -359,13 +400,19 @@ class Dispatcher:
                     continue
                 fut = self._follow_pool.submit(self._follow, cf, targets[cf.target])
                 self._following[cf.job_id] = fut
-            fut.add_done_callback(lambda _f, job_id=cf.job_id: self._followed(job_id))
+            fut.add_done_callback(lambda f, cf=cf: self._followed(cf, f))
             futures.append(fut)
         return futures
 
-    def _followed(self, job_id: int) -> None:
+    def _followed(self, cf: ClaimedFollow, fut: Future) -> None:
         with self._lock:
-            self._following.pop(job_id, None)
+            self._following.pop(cf.job_id, None)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:   # a bug: never lose it with the future
+            self.log.error("job %d (%s -> %s): following failed in the dispatcher: %s", cf.job_id,
+                           cf.rule, cf.target, _message(exc), exc_info=exc,
+                           extra={"delivery": cf.delivery_id, "job": cf.job_id, "rule": cf.rule,
+                                  "target": cf.target})
 
     def _follow(self, cf: ClaimedFollow, target: Target) -> None:
         policy = self.follow_policy
@@ -392,10 +439,10 @@ class Dispatcher:
                 return
             if run.state in ("succeeded", "failed"):
                 self._flog(cf, logging.INFO, "build %s%s", run.state, f" {run.url}" if run.url else "")
-                if self.metrics is not None:
-                    self.metrics.job(cf.target, run.state)
                 self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
                                          statuses=self._follow_statuses("finished", job, run))
+                if self.metrics is not None:
+                    self.metrics.job(cf.target, run.state)
                 return
             moved = (run.state, run.url) != (cf.run.state, cf.run.url)
             if moved:
@@ -426,7 +473,8 @@ class Dispatcher:
         if self.metrics is not None:
             self.metrics.job(cj.target, state, **kw)
 
-    def _log(self, cj: ClaimedJob, level: int, msg: str, *args, exc_info: bool = False) -> None:
+    def _log(self, cj: ClaimedJob, level: int, msg: str, *args,
+             exc_info: bool | BaseException = False) -> None:
         self.log.log(level, "job %d (%s -> %s): " + msg, cj.id, cj.rule, cj.target, *args,
                      extra=_extra(cj), exc_info=exc_info)
 

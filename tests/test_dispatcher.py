@@ -3,7 +3,9 @@ clock for retries and backoff, real threads for leases and shutdown."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import os
 import threading
 import time
 
@@ -16,7 +18,7 @@ from bridge.events import Event
 from bridge.store import Store
 from bridge.targets.base import Run, Target
 from bridge.targets.exec import ExecTarget
-from support_store import Clock, db_url, new_delivery, new_job, open_store  # noqa: F401
+from support_store import Clock, db_url, new_delivery, new_job, open_store, unwritable  # noqa: F401
 
 
 class Recorder(Target):
@@ -377,3 +379,114 @@ def test_exec_results_are_recorded_with_exit_code_and_output(store):
     assert row["detail"]["exit_code"] == 3
     assert row["detail"]["output"] == "building main\n"
     assert row["history"][0]["outcome"] == "failed"
+
+
+def test_exec_jobs_are_not_claimed_ahead_so_an_idle_dispatcher_runs_the_next_one(tmp_path):
+    """Two dispatchers of concurrency 1 on one SQLite file, two slow exec jobs queued: each
+    dispatcher runs one, at the same time. Each build waits until both have started, so it can
+    only succeed if neither job is held by a dispatcher whose one slot is busy (claimed ahead)."""
+    url = f"sqlite:///{tmp_path}/bridge.db"
+    marks = tmp_path / "started"
+    marks.mkdir()
+    wait_for_both = ('touch "$MARKS/$BRIDGE_JOB_ID"; i=0; '
+                     'while [ "$(ls "$MARKS" | wc -l)" -lt 2 ]; do '
+                     'i=$((i+1)); [ $i -gt 400 ] && exit 1; sleep 0.05; done')
+    stores = [Store.open(url) for _ in range(3)]
+    feeder, *mine = stores
+    for i in range(2):
+        feeder.ingest(new_delivery(f"d-{i}", received_at=time.time()),
+                      [new_job(target="local", kind="exec", command=["sh", "-c", wait_for_both])])
+    dispatchers = [Dispatcher(s, {"local": ExecTarget("local", {"env": {"MARKS": str(marks)}})},
+                              {"local": POLICY}, owner=name, concurrency=1, poll_interval=0.01)
+                   for name, s in zip("AB", mine)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=d.run, args=(stop,)) for d in dispatchers]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            jobs = feeder.queue_stats(time.time())["jobs"]
+            if not jobs.get("queued") and not jobs.get("running"):
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        rows = [job(feeder, f"d-{i}") for i in range(2)]
+        for s in stores:
+            s.close()
+    assert [r["state"] for r in rows] == ["succeeded", "succeeded"], [r["detail"] for r in rows]
+    assert sorted(r["history"][0]["owner"] for r in rows) == ["A", "B"]
+
+
+
+def _needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("an unwritable file an open connection cannot write needs chattr +i (root)")
+
+
+def test_a_result_is_retried_through_a_store_outage_longer_than_the_lease(tmp_path):
+    """The database unwritable (chattr +i) when the job's result comes: the dispatcher keeps
+    retrying with backoff well past its 60 s lease (an injected clock: nobody waits), and the
+    write lands once the store is back."""
+    _needs_root()
+    store = Store.open(f"sqlite:///{tmp_path}/bridge.db", durability="normal")
+    try:
+        store.ingest(new_delivery("d-1", received_at=1000.0), [new_job()])
+        clock = Clock(1000.0)
+        with contextlib.ExitStack() as outage:
+            class FinishesIntoAnOutage(Recorder):
+                def start(self, job):
+                    outage.enter_context(unwritable(tmp_path / "bridge.db"))
+                    outage.enter_context(unwritable(tmp_path / "bridge.db-wal"))
+                    return super().start(job)
+
+            def sleep(seconds):
+                clock.sleep(seconds)
+                if clock.t - 1000.0 > 3 * 60:   # three lease periods later: writable again
+                    outage.close()
+
+            ci = FinishesIntoAnOutage(outcomes=[Run("r-1", state="succeeded")])
+            dispatcher = Dispatcher(store, {"ci": ci}, {"ci": POLICY}, owner="d1", now=clock,
+                                    sleep=sleep, rand=lambda: 0.5, lease_seconds=60.0)
+            assert dispatcher.run_once() == 1
+        row = job(store)
+        assert (row["state"], [h["outcome"] for h in row["history"]]) == ("succeeded", ["succeeded"])
+        assert len(ci.jobs) == 1
+        assert max(clock.sleeps) == 5.0 and sum(clock.sleeps) > 3 * 60   # backed off, never gave up
+    finally:
+        store.close()
+
+
+def test_shutdown_with_the_store_down_gives_up_recording_within_the_grace(tmp_path, caplog):
+    _needs_root()
+    store = Store.open(f"sqlite:///{tmp_path}/bridge.db", durability="normal")
+    try:
+        store.ingest(new_delivery("d-1", received_at=time.time()), [new_job()])
+        with contextlib.ExitStack() as outage:
+            class FinishesIntoAnOutage(Recorder):
+                def start(self, job):
+                    outage.enter_context(unwritable(tmp_path / "bridge.db"))
+                    outage.enter_context(unwritable(tmp_path / "bridge.db-wal"))
+                    return super().start(job)
+
+            ci = FinishesIntoAnOutage(outcomes=[Run("r-1", state="succeeded")])
+            dispatcher = Dispatcher(store, {"ci": ci}, {"ci": POLICY}, owner="d1",
+                                    poll_interval=0.01, lease_seconds=60.0)
+            stop = threading.Event()
+            thread = threading.Thread(target=dispatcher.run, args=(stop,), kwargs={"grace": 2.0})
+            with caplog.at_level(logging.INFO, logger="bridge.dispatcher"):
+                thread.start()
+                deadline = time.time() + 20
+                while "retrying until the store is back" not in caplog.text and time.time() < deadline:
+                    time.sleep(0.02)
+                stop.set()
+                thread.join(30)
+                assert not thread.is_alive()
+        assert "shutting down with the store still unavailable" in caplog.text
+        row = job(store)
+        assert (row["state"], row["lease_owner"]) == ("running", "d1")   # runs again after its lease
+    finally:
+        store.close()
