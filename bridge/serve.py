@@ -82,7 +82,25 @@ def load_accepted(rules_path, state_dir):
         config = load_config(rules_path, text=text)
         record_good(state_dir, config, text)
         return config, []
-    config, problems = load_with_fallback(rules_path, state_dir)
+    try:
+        config, problems = load_with_fallback(rules_path, state_dir)
+    except ConfigError as exc:
+        # The accepted rules no longer load here (a secret they name was removed, say, after a
+        # rotation in the file nobody reloaded yet): a valid file is better than no service.
+        text, file_problems = _read_rules(rules_path)
+        if not file_problems:
+            try:
+                config = load_config(rules_path, text=text)
+            except ConfigError as file_exc:
+                file_problems = file_exc.problems
+            else:
+                log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
+                            "now (version %s) and recording it", "; ".join(exc.problems[:3]),
+                            rules_path, config.version)
+                record_good(state_dir, config, text)
+                return config, []
+        raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
+                          + file_problems) from exc
     if problems:
         log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
                     rules_path, config.version, extra={"problems": problems[:5]})
@@ -123,7 +141,9 @@ def load_with_fallback(rules_path, state_dir):
     dispatcher serve. The file itself only when there is no snapshot yet. `problems`: why the
     last reload was refused, if it was."""
     try:
-        text = (Path(state_dir) / LAST_GOOD).read_text(encoding="utf-8")
+        # Bytes, as _read_rules reads the file: read_text would turn CRLF into LF and so give
+        # the same rules another version.
+        text = (Path(state_dir) / LAST_GOOD).read_bytes().decode("utf-8")
     except FileNotFoundError:
         return load_config(rules_path), []
     status = read_status(state_dir) or {}
@@ -214,7 +234,25 @@ def make_app(rules_path, state_dir):
     from . import create_app
     from .logs import setup
     setup()
-    config, problems = load_with_fallback(rules_path, state_dir)
+    try:
+        config, problems = load_with_fallback(rules_path, state_dir)
+    except ConfigError as exc:
+        # The accepted rules no longer load here (a secret they name was removed, say, after a
+        # rotation in the file nobody reloaded yet): a valid file is better than no service.
+        text, file_problems = _read_rules(rules_path)
+        if not file_problems:
+            try:
+                config = load_config(rules_path, text=text)
+            except ConfigError as file_exc:
+                file_problems = file_exc.problems
+            else:
+                log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
+                            "now (version %s) and recording it", "; ".join(exc.problems[:3]),
+                            rules_path, config.version)
+                record_good(state_dir, config, text)
+                return config, []
+        raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
+                          + file_problems) from exc
     if problems:
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
                   extra={"problems": problems[:5]})

@@ -686,3 +686,66 @@ def test_operator_cli_send_list_show_replay_retry_prune(tmp_path, start_bridge):
     assert cli("deliveries", *common).stdout.splitlines()[1:] == []
     with db(bridge) as conn:
         assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+
+
+# --- the accepted rules at a child's start (no server needed) --------------------------------------
+
+ROTATING_RULES = """\
+sources:
+  github: {provider: github, secrets: ["${file:%s}"]}
+targets:
+  local: {kind: exec}
+rules:
+  - name: all
+    on: {repo: "**", branches: ["**"]}
+    run: {target: local, command: ["/bin/true"]}
+"""
+
+
+def test_a_child_starts_on_the_file_when_the_accepted_rules_no_longer_load(tmp_path):
+    """A secret rotated in the file (old secret file removed) without a reload: the snapshot
+    names a secret that is gone. A child restarting then takes the valid file (and records it)
+    instead of dying five times and taking the service with it."""
+    from bridge.serve import LAST_GOOD, load_accepted, read_status
+    state, rules = tmp_path / "var", tmp_path / "rules.yaml"
+    state.mkdir()
+    (tmp_path / "old-secret").write_text("s1\n")
+    rules.write_text(ROTATING_RULES % "old-secret")
+    first, _ = load_accepted(rules, state)                      # first start: records the file
+    (tmp_path / "new-secret").write_text("s2\n")
+    rules.write_text(ROTATING_RULES % "new-secret")
+    (tmp_path / "old-secret").unlink()
+    config, problems = load_accepted(rules, state)
+    assert problems == [] and config.version != first.version
+    assert "new-secret" in (state / LAST_GOOD).read_text()
+    assert read_status(state)["version"] == config.version
+
+
+def test_a_child_start_names_the_snapshot_when_neither_it_nor_the_file_loads(tmp_path):
+    from bridge.errors import ConfigError
+    from bridge.serve import LAST_GOOD, load_accepted
+    state, rules = tmp_path / "var", tmp_path / "rules.yaml"
+    state.mkdir()
+    (tmp_path / "old-secret").write_text("s1\n")
+    rules.write_text(ROTATING_RULES % "old-secret")
+    load_accepted(rules, state)
+    (tmp_path / "old-secret").unlink()
+    rules.write_text("rules: [\n")
+    with pytest.raises(ConfigError) as err:
+        load_accepted(rules, state)
+    assert any(p.startswith(f"{LAST_GOOD} (the last accepted rules): ") and "old-secret" in p
+               for p in err.value.problems), err.value.problems
+    assert any(p.startswith("rules.yaml:") for p in err.value.problems)
+
+
+def test_crlf_rules_keep_one_version_from_file_to_snapshot(tmp_path, caplog):
+    from bridge.config import load_config
+    from bridge.serve import load_accepted
+    state, rules = tmp_path / "var", tmp_path / "rules.yaml"
+    state.mkdir()
+    (tmp_path / "secret").write_text("s1\n")
+    rules.write_bytes((ROTATING_RULES % "secret").replace("\n", "\r\n").encode())
+    first, _ = load_accepted(rules, state)
+    again, _ = load_accepted(rules, state)                      # a restart, from the snapshot
+    assert first.version == again.version == load_config(rules).version
+    assert "was edited since" not in caplog.text
