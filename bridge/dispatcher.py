@@ -25,10 +25,13 @@ from .targets.base import Job, Target
 logger = logging.getLogger("bridge.dispatcher")
 
 _STORE_BACKOFF_MAX = 5.0   # seconds between claims (and between tries to record) while the store is down
-# Target kinds whose start() is the whole build (exec runs the command to its end): their jobs are
-# never claimed ahead of a free slot, where they would wait out another build while an idle
-# dispatcher could run them.
+# Target kinds whose start() is the whole build (exec runs the command to its end). Their jobs are
+# claimed ahead of a free slot only while that target's builds are known to be quick (a moving
+# average of their last durations, and every one in flight so far, under _QUICK_START seconds):
+# a job claimed ahead of a long build would wait it out while an idle dispatcher could run it,
+# and one claim per job would halve the rate of quick commands.
 _START_IS_THE_BUILD = frozenset({"exec"})
+_QUICK_START = 0.25
 
 
 class Dispatcher:
@@ -79,6 +82,9 @@ class Dispatcher:
         self._targets: dict[str, Target] = dict(targets)
         self._policies: dict[str, RetryPolicy] = dict(retry_policies)
         self._inflight: dict[int, tuple[ClaimedJob, Future]] = {}
+        self._starting: dict[int, float] = {}         # job id -> monotonic time its start() began
+        self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
+        self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self._store_down = False
@@ -124,9 +130,9 @@ class Dispatcher:
         Under load it claims a batch ahead (up to `concurrency` jobs waiting for a free slot,
         leased and renewed like running ones): one claim per job would spend more time in the
         store than short jobs spend running. Only while every job in flight is quick to start,
-        though: with an exec job in flight (its start is the whole build) or none at all, it
-        claims just the free slots, so a job never waits out a build here while another
-        dispatcher is idle."""
+        though: with nothing in flight, or an exec job (its start is the whole build) whose
+        target's builds are not known to take under _QUICK_START, it claims just the free slots,
+        so a job never waits out a long build here while another dispatcher is idle."""
         background = threading.Thread(target=self._background, args=(stop, background_interval),
                                       name="dispatch-background", daemon=True)
         background.start()
@@ -137,10 +143,9 @@ class Dispatcher:
                     continue
                 with self._lock:
                     busy = [f for _, f in self._inflight.values()]
-                    ahead = bool(busy) and not any(cj.kind in _START_IS_THE_BUILD
-                                                   for cj, _ in self._inflight.values())
+                    ahead = bool(busy) and not self._ahead_blocked and self._starts_are_quick()
                 limit = (2 if ahead else 1) * self.concurrency - len(busy)
-                if limit > 0 and self._claim_and_submit(limit):
+                if limit > 0 and self._claim_and_submit(limit, free=self.concurrency - len(busy)):
                     continue
                 if len(busy) >= self.concurrency:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
@@ -190,7 +195,10 @@ class Dispatcher:
 
     # -- claiming and leases --------------------------------------------------------------
 
-    def _claim_and_submit(self, limit: int) -> list[tuple[ClaimedJob, Future]]:
+    def _claim_and_submit(self, limit: int, *, free: int | None = None) -> list[tuple[ClaimedJob, Future]]:
+        """Claim up to `limit` jobs and queue them for the pool; the first `free` start at once,
+        the rest wait for a slot (claimed ahead). A build-is-the-start job (exec) of a target not
+        known to be quick is never kept waiting: it is released again at once."""
         if limit <= 0:
             return []
         try:
@@ -200,6 +208,17 @@ class Dispatcher:
             self._store_unavailable("cannot claim jobs", exc)
             return []
         self._store_available()
+        if free is not None and len(claimed) > free:
+            with self._lock:
+                slow = [cj for cj in claimed[free:] if cj.kind in _START_IS_THE_BUILD
+                        and not self._start_seconds.get(cj.target, _QUICK_START) < _QUICK_START]
+            if slow:
+                with self._lock:
+                    self._ahead_blocked = True      # until a slot frees: no claim/release loop
+                for cj in slow:
+                    self._release(cj, "released: claimed ahead of a slot, but its builds are not quick")
+                slow_ids = {cj.id for cj in slow}
+                claimed = [cj for cj in claimed if cj.id not in slow_ids]
         submitted = []
         for cj in claimed:
             with self._lock:
@@ -212,9 +231,36 @@ class Dispatcher:
             submitted.append((cj, fut))
         return submitted
 
+    def _starts_are_quick(self) -> bool:
+        """Whether every job in flight is quick to start (so claiming ahead costs nobody a
+        wait). Called with `_lock` held."""
+        now = time.monotonic()
+        for cj, _ in self._inflight.values():
+            if cj.kind not in _START_IS_THE_BUILD:
+                continue
+            typical = self._start_seconds.get(cj.target)
+            began = self._starting.get(cj.id)
+            if typical is None or typical >= _QUICK_START or (began and now - began >= _QUICK_START):
+                return False
+        return True
+
+    def _started(self, cj: ClaimedJob) -> None:
+        with self._lock:
+            self._starting[cj.id] = time.monotonic()
+
+    def _start_ended(self, cj: ClaimedJob) -> None:
+        """Fold this start's duration into its target's moving average."""
+        with self._lock:
+            began = self._starting.pop(cj.id, None)
+            if began is not None:
+                took = time.monotonic() - began
+                before = self._start_seconds.get(cj.target)
+                self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
+
     def _done(self, cj: ClaimedJob, fut: Future) -> None:
         with self._lock:
             self._inflight.pop(cj.id, None)
+            self._ahead_blocked = False
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:   # a bug: never lose it with the future
             self._log(cj, logging.ERROR, "failed in the dispatcher: %s", _message(exc), exc_info=exc)
@@ -224,7 +270,7 @@ class Dispatcher:
         if not self._store_down:
             self.log.error("%s: %s", what, exc, extra={"delivery": None})
             self._down_delay = self.poll_interval
-        self._down_delay = min(_STORE_BACKOFF_MAX, max(self.poll_interval, self._down_delay * 2))
+        self._down_delay = min(_STORE_BACKOFF_MAX, max(self.poll_interval, 0.05, self._down_delay * 2))
         self._store_down = True
 
     def _store_available(self) -> None:
@@ -259,10 +305,10 @@ class Dispatcher:
             self._log(inflight[job_id], logging.DEBUG, "lease not renewed")
         return True
 
-    def _release(self, cj: ClaimedJob) -> None:
+    def _release(self, cj: ClaimedJob, why: str = "released unstarted at shutdown") -> None:
         try:
             self.store.release(cj.id, self.owner)
-            self._log(cj, logging.INFO, "released unstarted at shutdown")
+            self._log(cj, logging.INFO, "%s", why)
         except StoreUnavailable as exc:
             self._log(cj, logging.WARNING, "cannot release (%s); its lease will expire", exc)
 
@@ -290,7 +336,11 @@ class Dispatcher:
             job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
                       request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
             self._log(cj, logging.INFO, "starting (attempt %d)", cj.attempts)
-            run = target.start(job)
+            self._started(cj)
+            try:
+                run = target.start(job)
+            finally:
+                self._start_ended(cj)
         except TargetUnavailable as exc:
             self._retry(cj, policies, _message(exc), exc.retry_after)
         except TargetRejected as exc:

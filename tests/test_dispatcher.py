@@ -490,3 +490,35 @@ def test_shutdown_with_the_store_down_gives_up_recording_within_the_grace(tmp_pa
         assert (row["state"], row["lease_owner"]) == ("running", "d1")   # runs again after its lease
     finally:
         store.close()
+
+
+def test_quick_exec_jobs_are_claimed_ahead_slow_ones_released_at_once(tmp_path):
+    """Claim-ahead follows how long a target's builds take: after a quick command (under
+    _QUICK_START) the next exec jobs of that target are claimed ahead of a free slot; a job of
+    a target whose builds are slow (or not yet known) is released again at once, so another
+    dispatcher can run it."""
+    from bridge.dispatcher import _QUICK_START
+    store = Store.open(f"sqlite:///{tmp_path}/bridge.db")
+    try:
+        quick = ExecTarget("quick", {})
+        slow = ExecTarget("slow", {})
+        d = Dispatcher(store, {"quick": quick, "slow": slow}, {"quick": POLICY, "slow": POLICY},
+                       owner="A", concurrency=1, poll_interval=0.01)
+        d._start_seconds["quick"] = _QUICK_START / 10      # as after a few /bin/true builds
+        for i, target in enumerate(["quick", "quick", "slow"]):
+            store.ingest(new_delivery(f"d-{i}", received_at=time.time() + i * 1e-3),
+                         [new_job(target=target, kind="exec", command=["sleep", "0.5"])])
+        first = d._claim_and_submit(1, free=1)
+        assert [cj.target for cj, _ in first] == ["quick"]
+        d._start_seconds["quick"] = _QUICK_START / 10
+        ahead = d._claim_and_submit(2, free=0)             # the slot is busy: all of it is ahead
+        assert [cj.target for cj, _ in ahead] == ["quick"]  # the quick one waits here
+        assert job(store, "d-2")["state"] == "queued"       # the slow one went back at once
+        assert job(store, "d-2")["attempts"] == 0 and job(store, "d-2")["lease_owner"] is None
+        assert d._ahead_blocked                              # no claim/release loop meanwhile
+        for _, fut in first + ahead:
+            fut.result(timeout=10)
+        assert not d._ahead_blocked
+        d._pool.shutdown(wait=True)
+    finally:
+        store.close()
