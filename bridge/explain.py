@@ -55,6 +55,8 @@ def read_headers(data: bytes) -> dict[str, str]:
 def _json_headers(text: str) -> dict[str, str]:
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ValueError("the headers file is not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise ValueError(f"the headers file is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -69,8 +71,19 @@ def _json_headers(text: str) -> dict[str, str]:
             raise ValueError(f"header {name!r}: the value must be a string, not {json.dumps(value)[:60]}")
         if not _HEADER_NAME.match(name):
             raise ValueError(f"{name!r} is not a header name")
-        headers[name] = str(value)
+        value = str(value)
+        if any(c in value for c in "\r\n\0") or not _encodes(value):
+            raise ValueError(f"header {name!r}: the value holds a line break, a NUL or a lone surrogate")
+        headers[name] = value
     return headers
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def explain_payload(config, source_name: str, body: bytes, *, headers=None, event_name=None,

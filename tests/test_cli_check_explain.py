@@ -218,6 +218,11 @@ def test_headers_as_name_value_lines_or_a_json_object(rules, tmp_path):
      "line 2: expected 'Name: value' (a header name, a colon, its value), not 'X-GitHub-Delivery 5a89'; "
      "or give a JSON object of headers"),
     (b"X-GitHub-Event: \xff\n", "the headers file is not UTF-8 text"),
+    ("[" * 200_000, "the headers file is not valid JSON: nested too deeply"),
+    ('{"X-GitHub-Event": "push", "X-GitHub-Delivery": "\\ud800"}',
+     "header 'X-GitHub-Delivery': the value holds a line break, a NUL or a lone surrogate"),
+    ('{"X-GitHub-Event": "push\\r\\nX-Evil: 1"}',
+     "header 'X-GitHub-Event': the value holds a line break, a NUL or a lone surrogate"),
 ])
 def test_bad_headers_files_exit_1_with_a_message(rules, tmp_path, content, message):
     path = payloads_dir() / "headers.json"
