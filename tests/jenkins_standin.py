@@ -322,13 +322,15 @@ class JenkinsStandin:
         sent = {k: v[-1] for k, v in query.items() if k not in _CONTROL}
         if action == "build" and job.parameters is not None:
             # Stapler's getSubmittedForm(): no `json` form field; which words depend on whether the
-            # request carried any parameter at all (delay, token, ...).
-            return h.error_page(400, "This page expects a form submission" if query
-                                else "Nothing is submitted")
+            # request carried any parameter at all (delay, token, ...). It answers with sendError,
+            # which Jetty renders, not Jenkins. Nothing is queued.
+            return h.jetty_error(400, "This page expects a form submission" if query
+                                 else "Nothing is submitted")
         if action == "buildWithParameters" and job.parameters is None:
             return h.error_page(400, f"{full_name} is not parameterized")
         params, dropped = {}, []
         if job.parameters is not None:
+            # buildWithParameters: each defined parameter not sent takes its default.
             params = {k: sent.get(k, default) for k, default in job.parameters.items()}
             dropped = [k for k in sent if k not in job.parameters]
         delay = self.quiet_period
@@ -537,6 +539,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def json(self, doc: dict) -> None:
         self.answer(200, json.dumps(doc).encode(), content_type="application/json;charset=utf-8")
+
+    def jetty_error(self, status: int, message: str) -> None:
+        """The page Jetty renders for a servlet's sendError(status, message)."""
+        esc, path = html.escape(message), html.escape(urlsplit(self.path).path)
+        self.answer(status, (
+            f"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>"
+            f"<title>Error {status} {esc}</title></head><body><h2>HTTP ERROR {status} {esc}</h2>"
+            f"<table><tr><th>URI:</th><td>{path}</td></tr><tr><th>STATUS:</th><td>{status}</td></tr>"
+            f"<tr><th>MESSAGE:</th><td>{esc}</td></tr><tr><th>SERVLET:</th><td>Stapler</td></tr>"
+            f"</table></body></html>").encode())
 
     def error_page(self, status: int, message: str, headers: dict | None = None) -> None:
         """Jenkins renders refusals (hudson.model.Failure, AccessDenied) as an HTML error page."""

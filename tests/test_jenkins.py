@@ -236,6 +236,45 @@ def test_vanished_queue_item_is_found_by_its_bridge_delivery(standin):
     assert (done.state, done.remote_id, done.detail["result"]) == ("succeeded", "team/api/build#1", "SUCCESS")
 
 
+def restart_queue_numbering(standin) -> None:
+    """Jenkins restored or migrated: it numbers its queue from 1 again."""
+    standin._next_queue_id = 1
+
+
+def test_after_queue_renumbering_our_build_is_found_by_bridge_delivery_not_queue_id(standin):
+    t = target(standin)
+    run = t.start(job(API, id=1))                    # queue item 1 -> build #1
+    standin.advance(5 + 300 + 1)
+    restart_queue_numbering(standin)
+    t.start(job(API, id=2))                          # another push: queue item 1 again -> build #2
+    standin.advance(5 + 300 + 1)
+    assert [b.queue_id for b in standin.job("team/api/build").builds.values()] == [1, 1]
+    done = t.follow(run)
+    assert (done.remote_id, done.detail["BRIDGE_DELIVERY"]) == ("team/api/build#1", "d-1-1")
+
+    del standin.job("team/api/build").builds[1]      # ours is gone: #2 has our queue id, not ours
+    lost = t.follow(run)
+    assert (lost.state, lost.detail["lost_looks"]) == ("queued", 1)
+
+
+def test_a_queue_item_of_another_request_under_our_number_is_not_ours(standin):
+    t = target(standin)
+    run = t.start(job(API, id=1))
+    standin.advance(5 + 300 + 1)                     # item 1 left and vanished; build #1 is ours
+    restart_queue_numbering(standin)
+    t.start(job(API, id=2))                          # queue item 1 again, waiting
+    standin.advance(5)                               # ... and now build #2
+    found = t.follow(run)
+    assert (found.remote_id, found.state) == ("team/api/build#1", "succeeded")
+
+
+def test_vanished_queue_item_of_a_job_without_bridge_delivery_is_found_by_queue_id(standin):
+    t = target(standin)
+    run = t.start(job({"job": "old", "parameters": {"GIT_SHA": SHA}}))   # Jenkins drops ours
+    standin.advance(5 + 300 + 1)
+    assert t.follow(run).remote_id == "old#1"
+
+
 def test_vanished_queue_item_without_a_build_ends_unknown_after_a_few_looks(standin):
     t = target(standin)
     run = t.start(job(API))
@@ -298,18 +337,51 @@ def test_user_without_build_permission_is_rejected(standin):
                                "(HTTP 403: viewer is missing the Job/Build permission)")
 
 
-def test_parameterized_job_without_parameters_is_rejected_with_jenkins_message(standin):
+WITH_DEFAULTS = {"GIT_SHA": "HEAD", "BRANCH": "main"}
+
+
+@pytest.mark.parametrize("request_, posts", [
+    # A parameterized job given no parameter: /build wants a form (400, nothing queued), then
+    # buildWithParameters builds with the defaults. Stapler words the 400 by whether the request
+    # had a query at all.
+    ({"job": "param", "unique": False},
+     [("/job/param/build", {}, 400), ("/job/param/buildWithParameters", {}, 201)]),
+    ({"job": "param", "unique": False, "delay": 0},
+     [("/job/param/build", {"delay": ["0sec"]}, 400),
+      ("/job/param/buildWithParameters", {"delay": ["0sec"]}, 201)]),
+    ({"job": "param", "unique": False, "parameters": {"BRANCH": "dev"}, "delay": "3sec"},
+     [("/job/param/buildWithParameters", {"BRANCH": ["dev"], "delay": ["3sec"]}, 201)]),
+    ({"job": "plain", "unique": False}, [("/job/plain/build", {}, 201)]),
+    ({"job": "plain", "unique": False, "delay": 0}, [("/job/plain/build", {"delay": ["0sec"]}, 201)]),
+])
+def test_each_job_kind_gets_the_endpoint_jenkins_takes(standin, request_, posts):
+    standin.add_job("param", WITH_DEFAULTS)
+    run = target(standin).start(job(request_))
+    assert run.state in ("queued", "started")
+    assert [(p.path, p.query, p.status) for p in standin.posts()] == posts
+    expected = {**WITH_DEFAULTS, **request_.get("parameters", {})} if request_["job"] == "param" else {}
+    assert standin.queue[1].params == expected
+
+
+def test_parameterized_job_without_parameters_retries_once_with_token_and_merges(standin):
+    standin.add_job("param", WITH_DEFAULTS, build_token="b7-build-token-9f")
+    t = target(standin, build_token="b7-build-token-9f")
+    first = t.start(job({"job": "param", "unique": False}, id=1))
+    merged = t.start(job({"job": "param", "unique": False}, id=2))   # identical: Jenkins merges
+    assert (first.detail["queue_id"], merged.detail["queue_id"], merged.detail.get("merged")) == (1, 1, True)
+    token = {"token": ["b7-build-token-9f"]}
+    assert [(p.path, p.query, p.status) for p in standin.posts()] == [
+        ("/job/param/build", token, 400), ("/job/param/buildWithParameters", token, 201),
+        ("/job/param/build", token, 400), ("/job/param/buildWithParameters", token, 303)]
+
+
+def test_a_refused_retry_reports_jenkins_reason(standin):
+    standin.add_job("param", WITH_DEFAULTS, build_token="right")
     with pytest.raises(TargetRejected) as info:
-        target(standin).start(job({"job": "team/api/build", "unique": False}))
-    assert str(info.value) == (
-        "Jenkins target 'ci' refused job 'team/api/build': Nothing is submitted (the job is "
-        "parameterized: send at least one of its parameters under run.parameters, or drop "
-        "unique: false so BRIDGE_DELIVERY is sent)")
-    with pytest.raises(TargetRejected) as info:                # with a delay, Stapler words it so
-        target(standin).start(job({"job": "team/api/build", "unique": False, "delay": 0}))
-    assert str(info.value).startswith(
-        "Jenkins target 'ci' refused job 'team/api/build': This page expects a form submission "
-        "(the job is parameterized")
+        target(standin, build_token="wrong").start(job({"job": "param", "unique": False}))
+    assert str(info.value) == ("Jenkins refused user 'bridge' on target 'ci' "
+                               "(HTTP 403: Invalid token provided)")
+    assert [p.status for p in standin.posts()] == [403]     # no 400 for a form: no second try
 
 
 def test_parameters_to_a_job_without_any_are_rejected_with_a_hint(standin):
@@ -361,7 +433,7 @@ def test_check_online_reports_by_rule_and_line(standin):
         ("typo", 20, {"target": "ci", "job": "team/api/biuld"}),
         ("extra", 25, {"target": "ci", "job": "team/lib/build", "parameters": {"GIT_SHA": "x", "FLAVOR": "y"}}),
         ("legacy", 30, {"target": "ci", "job": "old", "parameters": {"GIT_SHA": "x"}}),
-        ("legacy-ok", 34, {"target": "ci", "job": "old", "unique": False}),
+        ("legacy-ok", 34, {"target": "ci", "job": "old", "unique": False}),   # defaults are used
         ("bare", 38, {"target": "ci", "job": "plain"}),
         ("bare-ok", 42, {"target": "ci", "job": "plain", "unique": False}),
         ("bare-delay-ok", 44, {"target": "ci", "job": "plain", "unique": False, "delay": 0}),
@@ -375,10 +447,6 @@ def test_check_online_reports_by_rule_and_line(standin):
         "rule 'legacy' (rules.yaml:30): job 'old' on target 'ci' lacks a BRIDGE_DELIVERY parameter: "
         "Jenkins may merge two pushes into one build (add a string parameter BRIDGE_DELIVERY to the "
         "job, or set unique: false)",
-        "rule 'legacy-ok' (rules.yaml:34): job 'old' on target 'ci' is parameterized but the rule "
-        "sends no parameters: Jenkins answers HTTP 400 \"Nothing is submitted\" (the job is "
-        "parameterized: send at least one of its parameters under run.parameters, or drop "
-        "unique: false so BRIDGE_DELIVERY is sent)",
         "rule 'bare' (rules.yaml:38): job 'plain' on target 'ci' takes no parameters but the rule "
         "sends BRIDGE_DELIVERY: Jenkins answers HTTP 400 (add a string parameter BRIDGE_DELIVERY to "
         "the job, or set unique: false)",

@@ -39,8 +39,6 @@ _DELAY = re.compile(r"^(\d+)(sec)?$")
 _QUEUE_LOCATION = re.compile(r"/queue/item/(\d+)/?$")
 #: Stapler's answers to a /build of a parameterized job without a form (query empty / not).
 _FORM_MISSING = ("Nothing is submitted", "This page expects a form submission")
-_NO_PARAMETERS_HINT = (" (the job is parameterized: send at least one of its parameters under "
-                       "run.parameters, or drop unique: false so BRIDGE_DELIVERY is sent)")
 _BUILDS_TREE = ("builds[number,url,queueId,actions[parameters[name,value]]]"
                 f"{{0,{LOOKBACK_BUILDS}}}")
 _ERROR_TEXT = (
@@ -160,14 +158,25 @@ class JenkinsTarget(Target):
 
     def _request_build(self, name: str, params: dict[str, str], delay: str | None) -> int:
         """POST .../buildWithParameters (any parameter) or .../build (none), with `delay` in the
-        query: a job without parameters refuses buildWithParameters, so a delay must not make
-        one. Returns the queue item's number from the 201's Location."""
+        query. With no parameter to send, which one Jenkins takes depends on the job: a job
+        without parameters refuses buildWithParameters (400 "... is not parameterized"); a
+        parameterized one answers /build with 400 "Nothing is submitted" / "This page expects a
+        form submission" (Stapler wants a form) and buildWithParameters with a build using the
+        parameters' defaults. So /build first, and after that 400 (nothing was queued) once
+        buildWithParameters. Returns the queue item's number from the 201's Location."""
         client = self._jenkins()
         # python-jenkins adds the build token to the dict it is given: pass a copy.
         url = client.build_job_url(name, dict(params) or None, token=self._build_token)
         if delay is not None:
             url += ("&" if "?" in url else "?") + urlencode({"delay": delay})
-        response = client.jenkins_request(requests.Request("POST", url))
+        try:
+            response = client.jenkins_request(requests.Request("POST", url))
+        except requests.HTTPError as exc:
+            if params or not _form_missing(exc):
+                raise
+            path, sep, query = url.partition("?")
+            url = path[:-len("build")] + "buildWithParameters" + sep + query
+            response = client.jenkins_request(requests.Request("POST", url))
         m = _QUEUE_LOCATION.search(response.headers.get("Location", ""))
         if m is None:
             raise jenkins.EmptyResponseException("no queue item in the answer to a build request")
@@ -208,9 +217,11 @@ class JenkinsTarget(Target):
         return replace(found, detail={**found.detail, "requested_before": True})
 
     def _build_of(self, name: str, *, queue_id: int | None, value: str | None) -> Run | None:
-        """Among the job's newest builds (one API call), the one Jenkins made from queue item
-        `queue_id`, else the one carrying BRIDGE_DELIVERY=`value`; None if neither is there (or
-        the job is gone: the build request or the follow reports that)."""
+        """Among the job's newest builds (one API call), the one carrying BRIDGE_DELIVERY=`value`,
+        else the one Jenkins made from queue item `queue_id`; None if neither is there (or the job
+        is gone: the build request or the follow reports that). A Jenkins that numbers its queue
+        afresh (restored, migrated) can give our old queue id to another build: a queueId match
+        carrying a different BRIDGE_DELIVERY is not ours."""
         client = self._jenkins()
         url = f"{self._job_url(name)}api/json?{urlencode({'tree': _BUILDS_TREE})}"
         with self._translated(name):
@@ -226,10 +237,11 @@ class JenkinsTarget(Target):
             raise TargetUnavailable(f"Jenkins target '{self.name}' gave an answer that is not "
                                     f"JSON for the builds of job '{name}'") from None
         match = None
-        if queue_id is not None:
-            match = next((b for b in builds if b.get("queueId") == queue_id), None)
-        if match is None and value is not None:
+        if value is not None:
             match = next((b for b in builds if _parameter(b, UNIQUE_PARAMETER) == value), None)
+        if match is None and queue_id is not None:
+            match = next((b for b in builds if b.get("queueId") == queue_id
+                          and not _other_delivery(b, value)), None)
         if match is None:
             return None
         number = int(match["number"])
@@ -282,7 +294,8 @@ class JenkinsTarget(Target):
                 if _status(exc) != 404:
                     raise
                 item = None
-        if item is None:
+        if item is None or _other_delivery(item, run.detail.get(UNIQUE_PARAMETER)):
+            # An item of another request under our number: Jenkins numbered its queue afresh.
             return self._vanished(run), None
         if item.get("cancelled"):
             return replace(run, state="failed", detail={**run.detail, "result": "CANCELLED"}), item
@@ -320,8 +333,9 @@ class JenkinsTarget(Target):
     # --- bridge check --online -------------------------------------------------------------
 
     def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
-        """Each job exists, is a buildable job, defines the parameters the rule sends, gets at
-        least one if it is parameterized, and (with unique: true) defines BRIDGE_DELIVERY."""
+        """Each job exists, is a buildable job, defines the parameters the rule sends (none if it
+        is not parameterized), and (with unique: true) defines BRIDGE_DELIVERY. A parameterized
+        job sent no parameter is fine: it builds with the parameters' defaults."""
         problems: list[str] = []
         infos: dict[str, dict | None] = {}
         client = self._jenkins()
@@ -359,11 +373,6 @@ class JenkinsTarget(Target):
                 fix = f" (add a string parameter {UNIQUE_PARAMETER} to the job, or set unique: false)"
                 problems.append(f"{where} takes no parameters but the rule sends {sends}: Jenkins "
                                 f"answers HTTP 400{fix if unique else ''}")
-            return problems
-        if not sent and not unique:
-            # python-jenkins posts /build when there is no parameter; Stapler wants a form there.
-            problems.append(f"{where} is parameterized but the rule sends no parameters: Jenkins "
-                            f"answers HTTP 400 \"Nothing is submitted\"{_NO_PARAMETERS_HINT}")
             return problems
         undefined = [p for p in sent if p not in defined]
         if undefined:
@@ -425,8 +434,6 @@ class JenkinsTarget(Target):
             return TargetRejected(f"job '{job_name}' not found on target '{self.name}'")
         if status == 400:
             hint = hint_400 if "not parameterized" in text else ""
-            if any(m in text for m in _FORM_MISSING):
-                hint = _NO_PARAMETERS_HINT
             return TargetRejected(f"{where} refused job '{job_name}': {text}{hint}")
         if status == 409:
             return TargetRejected(f"{where} refused job '{job_name}' (HTTP 409: {text}): "
@@ -462,6 +469,19 @@ def _parameter(doc: dict, name: str) -> str | None:
             if p.get("name") == name:
                 return None if p.get("value") is None else str(p["value"])
     return None
+
+
+def _other_delivery(doc: dict, value: str | None) -> bool:
+    """Whether a queue item's or build's JSON carries a BRIDGE_DELIVERY other than `value` (ours).
+    One without the parameter may be ours: Jenkins drops it for a job that does not define it."""
+    theirs = _parameter(doc, UNIQUE_PARAMETER)
+    return value is not None and theirs is not None and theirs != value
+
+
+def _form_missing(exc: requests.HTTPError) -> bool:
+    """A 400 from Stapler for a /build without a form: the job is parameterized."""
+    return (exc.response is not None and exc.response.status_code == 400
+            and any(m in _jenkins_message(exc.response) for m in _FORM_MISSING))
 
 
 def _quiet_period(item: dict | None) -> float | None:
