@@ -53,7 +53,9 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCP = re.compile(r"(?:(?P<user>[^@/]*)@)?(?P<host>\[[^\]/]*\]|[^:/]+):(?P<path>.*)")
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+# Userinfo runs to the *last* '@' of the URL: a raw '/' in a password ('https://bot:p/ss@host')
+# must not end it early. A URL ends at whitespace or a quote, as in git's messages.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>`]*@")
 _SCHEME_ALIASES = {"git+ssh": "ssh", "ssh+git": "ssh"}
 # The server does not have the object (protocol v2 serves any object it has).
 _GONE = re.compile(r"not our ref (?P<sha>[0-9a-f]{40,64})")
@@ -91,15 +93,31 @@ class _NoRemoteRef(_Unknown):
 # --- URLs ---------------------------------------------------------------------------------------
 
 def redact(text: str) -> str:
-    """`text` with the userinfo of every `scheme://user:pw@host` URL in it replaced by `***`."""
+    """`text` with the userinfo of every `scheme://user:pw@host` URL in it replaced by `***`:
+    everything up to the URL's last '@', so a password holding '/' or '@' never shows (an '@'
+    in a path hides a little more than needed, never less)."""
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
 def _without_credentials(url: str) -> str:
+    """`url` without its userinfo (the mirrors' key). Never raises, even for a malformed URL."""
     if not _SCHEME_URL.match(url):
         return url
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    try:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    except ValueError:                  # e.g. "Invalid IPv6 URL": refused before any fetch
+        return redact(url)
+
+
+def _userinfo(url: str) -> str | None:
+    """The userinfo of a `scheme://` URL as `redact` hides it, or None: everything before its
+    last '@'. Wider than what `urlsplit` reads (it ends the authority at a '/', '?' or '#',
+    so `https://bot:p/ss@host/x` has none there), never narrower."""
+    m = _SCHEME_URL.match(url)
+    if not m or "@" not in url[m.end():]:
+        return None
+    return url[m.end():].rpartition("@")[0]
 
 
 def url_refusal(url: str, allowed: Iterable[str]) -> str | None:
@@ -147,8 +165,14 @@ def clone_url_problem(template) -> str | None:
                     + " (credentials go in clone_token)")
     if m := _SCHEME_URL.match(template):
         host = template[m.end():].split("/", 1)[0]
-        if ":" in host.rpartition("@")[0]:
-            return "clone_url must not carry a password: put it in clone_token (a secret reference)"
+        userinfo = _userinfo(template)
+        if userinfo is not None and (m[1].lower() in ("https", "http")
+                                     or ":" in userinfo.partition("@")[0]):
+            # https: a user name alone may be a token (https://ghp_...@github.com); ssh: the
+            # user name is no secret (ssh://git@host/path), a password (even one holding a
+            # '/': ssh://git:p/ss@host/path) is.
+            return ("clone_url must not carry a password or an https user name: put the token "
+                    "in clone_token (a secret reference)")
     elif _SCP.fullmatch(template):
         host = template.partition(":")[0]
     else:
@@ -252,7 +276,7 @@ def source_clone_url(source, event: Event) -> str | None:
     options = getattr(source, "options", None) or {}
     url = options.get("clone_url")
     token = options.get("clone_token")
-    if url and token and url.startswith("https://") and "@" not in url.split("/", 3)[2]:
+    if url and token and url.startswith("https://") and _userinfo(url) is None:
         user = "oauth2" if getattr(source, "provider", "") == "gitlab" else "x-access-token"
         url = f"https://{user}:{quote(token, safe='')}@{url[len('https://'):]}"
     return url
@@ -321,14 +345,19 @@ class Mirrors:
         `payload_schemes` only. A URL already listed (credentials aside) is not repeated."""
         found: list[tuple[str, str | None]] = []
         seen: set[str] = set()
+
+        def add(u: str, refusal: str | None) -> None:
+            # The refusal comes first: a malformed URL is only refused, never parsed further.
+            key = u if refusal is not None else _without_credentials(u)
+            if key not in seen:
+                seen.add(key)
+                found.append((u, refusal))
+
         if url is not None:
             url, why = expand_clone_url(url, event.repo)
-            found.append((url, why or url_refusal(url, self.allowed_schemes)))
-            seen.add(_without_credentials(url))
+            add(url, why or url_refusal(url, self.allowed_schemes))
         for u in event.clone_urls:
-            if _without_credentials(u) not in seen:
-                seen.add(_without_credentials(u))
-                found.append((u, url_refusal(u, self.payload_schemes)))
+            add(u, url_refusal(u, self.payload_schemes))
         return found
 
     def changed_files(self, event: Event, *, url: str | None = None) -> FileResolution:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -93,11 +94,22 @@ def list_mirrors(state_dir: Path) -> None:
                    "Default: settings.mirrors.max_size, else 5G.")
 def prune_mirrors(state_dir: Path, rules_path: str | None, max_age: float | None,
                   max_size: int | None) -> None:
-    """Evict idle mirrors, then the least recently used beyond the size cap."""
+    """Evict idle mirrors, then the least recently used beyond the size cap.
+
+    Reads no secret from rules.yaml: only its settings.mirrors, and not at all when both
+    --max-age and --max-size are given."""
     settings = None
-    if rules_path:
-        from bridge.cli_common import load_or_exit
-        settings = load_or_exit(rules_path).settings
+    if rules_path and (max_age is None or max_size is None):
+        from bridge.config import load_config
+        from bridge.errors import ConfigError
+        try:
+            settings = load_config(rules_path, resolve_secrets=False).settings
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing pruned "
+                       "(give both --max-age and --max-size to prune without it)", err=True)
+            sys.exit(1)
     evicted = Mirrors.for_settings(state_dir, settings).prune(max_bytes=max_size, max_age=max_age)
     for url in evicted:
         click.echo(f"evicted {url}")

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from test_changes import ISOLATED, Upstream, free_port, push
 
-from bridge.changes import (Mirrors, clone_url_problem, expand_clone_url, mirror_key,
-                            resolve_changed_files, source_clone_url)
+from bridge.changes import (FileResolution, Mirrors, clone_url_problem, expand_clone_url,
+                            mirror_key, redact, resolve_changed_files, source_clone_url)
 from bridge.cli import cli
 from bridge.config import MirrorPolicy, load_config
 from bridge.errors import ConfigError
@@ -40,11 +40,13 @@ def ssh_host(tmp_path):
         # ssh's last argument is the command to run on the host; run it here.
         for last; do :; done
         echo "$*" >> {tmp_path / "ssh-calls"}
+        echo "${{GIT_ALLOW_PROTOCOL-unset}}" >> {tmp_path / "ssh-allowed"}
         cd {served} && exec sh -c "$last"
         """))
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     env = {**ISOLATED, "GIT_SSH_COMMAND": str(fake), "GIT_SSH_VARIANT": "ssh"}
-    return SimpleNamespace(served=served, env=env, calls=tmp_path / "ssh-calls")
+    return SimpleNamespace(served=served, env=env, calls=tmp_path / "ssh-calls",
+                           allowed=tmp_path / "ssh-allowed")
 
 
 def private_repo(ssh_host, name="acme/api"):
@@ -130,6 +132,36 @@ def test_every_url_failing_lists_each_reason(tmp_path, ssh_host, caplog):
     assert len(json_lines(caplog, "gl-9")) == 4 and json_lines(caplog, None) == []
 
 
+@pytest.mark.parametrize("bad", ["https://[oops/acme/api.git", "ssh://[::1/acme/api.git"])
+def test_a_malformed_payload_url_is_refused_and_the_next_one_answers(tmp_path, ssh_host, bad):
+    # urlsplit raises for these; a refusal, not an exception the dispatcher would retry forever.
+    up, before, after = private_repo(ssh_host)
+    event = replace(push(bad, before, after, provider="github"), clone_urls=(bad, up.url, bad))
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
+
+    got = resolve_changed_files(event, mirrors)
+
+    assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"}), got.reason
+    assert got.reason.endswith(f"in the mirror of {up.url} (tried first: refused clone URL "
+                               f"'{bad}': not a valid URL)")
+    alone = mirrors.changed_files(replace(event, clone_urls=(bad,)))
+    assert alone == FileResolution(None, "unknown", f"refused clone URL '{bad}': not a valid URL")
+
+
+def test_a_malformed_payload_url_leaves_the_decision_to_on_unknown_files(tmp_path, ssh_host):
+    bad = "https://[oops/a.git"
+    config = load_config(tmp_path / "rules.yaml", environ={"S": "x"}, text=rules())
+    event = push(bad, "1" * 40, "2" * 40, provider="github")
+    event = replace(event, source="gh", clone_urls=(bad,), commits=(Commit(id="2" * 40, added=("a",)),))
+    for policy, run in (("skip", False), ("run", True)):
+        job = SimpleNamespace(event=event.to_dict(), path_filter={"paths": ["src/**"],
+                                                                  "on_unknown_files": policy})
+
+        got = make_path_decider(tmp_path / "state", config)(job)
+
+        assert got[0] is run and f"refused clone URL '{bad}': not a valid URL" in got[1], got
+
+
 def test_before_gone_is_final_no_other_url_is_tried(tmp_path, ssh_host):
     up, _, after = private_repo(ssh_host)
     gone = "3" * 40
@@ -212,6 +244,11 @@ def rules(extra_source="", settings=""):
                                 "(did you mean '${repo}'?) (credentials go in clone_token)"),
     ("'https://${repo}.example.com/x.git'", "clone_url may use ${repo} in its path only"),
     ("'https://bot:hunter2@git.example.com/x.git'", "clone_url must not carry a password"),
+    ("'https://bot:hun/ter2@git.example.com/x.git'", "clone_url must not carry a password"),
+    ("'https://ghp_hunter2@github.com/${repo}.git'", "clone_url must not carry a password"),
+    ("'https://@github.com/${repo}.git'", "clone_url must not carry a password"),
+    ("'ssh://git:hunter2@git.example.com/x.git'", "clone_url must not carry a password"),
+    ("'ssh://git:hun/ter2@git.example.com/x.git'", "clone_url must not carry a password"),
     ("[a, b]", "clone_url must be a URL"),
 ])
 def test_bridge_check_refuses_the_clone_urls_every_fetch_refuses(tmp_path, clone_url, message):
@@ -232,6 +269,20 @@ def test_clone_url_checks_agree_with_the_fetch():
                "ssh://git@gitlab.example.com:2222/${repo}.git", "file:///srv/git/${repo}.git",
                "git://127.0.0.1/x", "/srv/git/x.git"):
         assert clone_url_problem(ok) is None, ok
+
+
+def test_redact_hides_every_password_shape():
+    for url, shown in [
+            ("https://bot:p/ss@github.com/x.git", "https://***@github.com/x.git"),
+            ("https://ghp_abc123@github.com/acme/api.git", "https://***@github.com/acme/api.git"),
+            ("https://u:p@ss@h/x", "https://***@h/x"),
+            ("https://u:a/b@c/d@h/x?y#z", "https://***@h/x?y#z"),
+            ("ssh://git:p/ss@host/x", "ssh://***@host/x"),
+            ("https://github.com/acme/api.git", "https://github.com/acme/api.git"),
+            ("git@github.com:acme/api.git", "git@github.com:acme/api.git")]:
+        assert redact(url) == shown
+        assert redact(f"fatal: unable to access '{url}/': no") == f"fatal: unable to access '{shown}/': no"
+    assert redact("from https://a:b/c@h/x and https://d:e@i/y") == "from https://***@h/x and https://***@i/y"
 
 
 def test_clone_token_needs_an_https_clone_url(tmp_path):
@@ -268,6 +319,15 @@ def test_settings_mirrors_problems(tmp_path):
         "rules.yaml:11: settings.mirrors.max_size: not a size: 'lots' (use e.g. 5G, 500M)",
         "rules.yaml:12: settings.mirrors.max_age: '0' is not positive",
         "rules.yaml:13: settings.mirrors.fetch_timeout: '-1' is negative"]
+    # YAML's .nan and .inf are floats: a NaN timeout never expires and a NaN age never evicts.
+    text = rules(settings="settings:\n  mirrors:\n    fetch_timeout: .nan\n    max_age: .inf\n"
+                          "    max_size: .nan\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "rules.yaml", text=text, environ={"S": "x"})
+    assert err.value.problems == [
+        "rules.yaml:10: settings.mirrors.fetch_timeout: 'nan' is not a finite number",
+        "rules.yaml:11: settings.mirrors.max_age: 'inf' is not a finite number",
+        "rules.yaml:12: settings.mirrors.max_size: not a size: nan (use e.g. 5G, 500M)"]
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "rules.yaml", text=rules(settings="settings:\n  mirror: {}\n"),
                     environ={"S": "x"})
@@ -314,7 +374,73 @@ def test_mirrors_prune_takes_its_defaults_from_settings(tmp_path):
     assert pruned.exit_code == 0 and pruned.output == f"evicted {up.url}\n1 mirror(s) evicted\n"
 
 
+def test_mirrors_prune_reads_no_secret(tmp_path):
+    # Pruning needs settings.mirrors only: secrets it cannot (and must not) read stop nothing.
+    up = Upstream(tmp_path / "up", f"file://{tmp_path / 'up'}")
+    before, after = up.commit({"a": "1"}), up.commit({"b": "1"})
+    state = tmp_path / "state"
+    Mirrors(state / "mirrors", env=ISOLATED, now=lambda: time.time() - 3 * 86400).changed_files(
+        push(up.url, before, after), url=up.url)
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules(settings="settings:\n  mirrors: {max_age: 2d}\n").replace(
+        "${env:S}", "${credential:gh-secret}") + "  admin_token: ${env:BRIDGE_TEST_NO_SUCH_VAR}\n")
+    env = {"BRIDGE_RULES": str(path), "CREDENTIALS_DIRECTORY": None,
+           "BRIDGE_TEST_NO_SUCH_VAR": None}
+
+    pruned = CliRunner().invoke(cli, ["mirrors", "prune", "--state-dir", str(state)], env=env)
+
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned.output == f"evicted {up.url}\n1 mirror(s) evicted\n"
+    # Any other problem in rules.yaml is shown; both limits on the command line need no rules.
+    path.write_text(path.read_text().replace("kind: memory", "kind: memroy"))
+    broken = CliRunner().invoke(cli, ["mirrors", "prune", "--state-dir", str(state)], env=env)
+    assert broken.exit_code == 1 and "rules.yaml:" in broken.output
+    assert "nothing pruned" in broken.output and "--max-age and --max-size" in broken.output
+    explicit = CliRunner().invoke(cli, ["mirrors", "prune", "--state-dir", str(state),
+                                        "--max-age", "1d", "--max-size", "1G"], env=env)
+    assert explicit.exit_code == 0 and explicit.output == "0 mirror(s) evicted\n"
+
+
 def test_git_is_allowed_only_the_schemes_a_url_needs(tmp_path):
     mirrors = Mirrors(tmp_path / "m", env=ISOLATED)
     assert mirrors._git_env("https://x/y", ("https", "ssh"))["GIT_ALLOW_PROTOCOL"] == "https:ssh"
     assert mirrors._git_env("file:///y")["GIT_ALLOW_PROTOCOL"] == "https:ssh:git:file"
+
+
+def test_git_fetching_a_payload_url_may_speak_only_the_payload_schemes(tmp_path, ssh_host):
+    # What the fetch itself runs with (the "ssh" command inherits git's environment), not what
+    # a helper returns: a payload's ssh URL gets https:ssh, never the configured file or git.
+    up, before, after = private_repo(ssh_host)
+    mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
+
+    got = mirrors.changed_files(push(up.url, before, after))
+
+    assert got.source == "mirror", got.reason
+    assert set(ssh_host.allowed.read_text().split()) == {"https:ssh"}
+    # Narrower payload schemes: exactly those.
+    narrow = Mirrors(tmp_path / "narrow", fetch_timeout=30, env=ssh_host.env, payload_schemes=("ssh",))
+    ssh_host.allowed.unlink()
+    assert narrow.changed_files(push(up.url, before, after)).source == "mirror"
+    assert set(ssh_host.allowed.read_text().split()) == {"ssh"}
+
+
+def test_git_fetching_a_configured_file_url_may_speak_the_configured_schemes(tmp_path):
+    up = Upstream(tmp_path / "up", f"file://{tmp_path / 'up'}")
+    before, after = up.commit({"a": "1"}), up.commit({"b": "1"})
+    record = tmp_path / "allowed"
+    upload_pack = tmp_path / "upload-pack"       # git runs it for file:// in git's environment
+    upload_pack.write_text(f'#!/bin/sh\necho "${{GIT_ALLOW_PROTOCOL-unset}}" >> {record}\n'
+                           'exec git-upload-pack "$@"\n')
+    upload_pack.chmod(0o755)
+    env = {**ISOLATED, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "remote.origin.uploadpack",
+           "GIT_CONFIG_VALUE_0": str(upload_pack)}
+
+    got = Mirrors(tmp_path / "mirrors", env=env).changed_files(push(up.url, before, after), url=up.url)
+
+    assert got.files == {"b"}, got.reason
+    assert set(record.read_text().split()) == {"https:ssh:git:file"}
+    # A payload file:// URL, where a test allows it, gets exactly the payload schemes.
+    record.unlink()
+    wide = Mirrors(tmp_path / "wide", env=env, payload_schemes=("https", "file"))
+    assert wide.changed_files(push(up.url, before, after)).files == {"b"}
+    assert set(record.read_text().split()) == {"https:file"}
