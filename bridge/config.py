@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -166,6 +167,8 @@ def parse_duration(value) -> float:
     if isinstance(value, bool):
         raise ValueError(f"'{value}' is not a duration")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"'{value}' is not a finite duration")
         if value < 0:
             raise ValueError(f"'{value}' is negative")
         return float(value)

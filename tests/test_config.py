@@ -233,7 +233,7 @@ def test_durations(value, seconds):
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "-1", True, "5 parsecs"])
+@pytest.mark.parametrize("value", ["soon", "-1", True, "5 parsecs", float("nan"), float("inf")])
 def test_bad_durations(value):
     with pytest.raises(ValueError):
         parse_duration(value)
