@@ -393,10 +393,7 @@ def _mirrors(raw, problems, line) -> MirrorPolicy:
                 if values[key] < 1:
                     raise ValueError(f"'{value}' is not positive")
             elif key in MIRRORS_KEYS:
-                import math
-                values[key] = parse_duration(value)
-                if not math.isfinite(values[key]):      # YAML .nan/.inf: never times out/evicts
-                    raise ValueError(f"'{value}' is not a finite number")
+                values[key] = parse_duration(value)    # refuses YAML .nan/.inf too
                 if values[key] <= 0:
                     raise ValueError(f"'{value}' is not positive")
         except ValueError as exc:

@@ -325,8 +325,8 @@ def test_settings_mirrors_problems(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "rules.yaml", text=text, environ={"S": "x"})
     assert err.value.problems == [
-        "rules.yaml:10: settings.mirrors.fetch_timeout: 'nan' is not a finite number",
-        "rules.yaml:11: settings.mirrors.max_age: 'inf' is not a finite number",
+        "rules.yaml:10: settings.mirrors.fetch_timeout: 'nan' is not a finite duration",
+        "rules.yaml:11: settings.mirrors.max_age: 'inf' is not a finite duration",
         "rules.yaml:12: settings.mirrors.max_size: not a size: nan (use e.g. 5G, 500M)"]
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "rules.yaml", text=rules(settings="settings:\n  mirror: {}\n"),
