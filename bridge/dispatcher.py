@@ -144,8 +144,11 @@ class Dispatcher:
                 with self._lock:
                     busy = [f for _, f in self._inflight.values()]
                     ahead = bool(busy) and not self._ahead_blocked and self._starts_are_quick()
+                # Claim only with a slot free or about to be (no more than `concurrency` in
+                # flight): topping up a batch ahead one job at a time costs a claim per job.
                 limit = (2 if ahead else 1) * self.concurrency - len(busy)
-                if limit > 0 and self._claim_and_submit(limit, free=self.concurrency - len(busy)):
+                if (len(busy) <= self.concurrency and limit > 0
+                        and self._claim_and_submit(limit, free=self.concurrency - len(busy))):
                     continue
                 if len(busy) >= self.concurrency:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
