@@ -82,25 +82,7 @@ def load_accepted(rules_path, state_dir):
         config = load_config(rules_path, text=text)
         record_good(state_dir, config, text)
         return config, []
-    try:
-        config, problems = load_with_fallback(rules_path, state_dir)
-    except ConfigError as exc:
-        # The accepted rules no longer load here (a secret they name was removed, say, after a
-        # rotation in the file nobody reloaded yet): a valid file is better than no service.
-        text, file_problems = _read_rules(rules_path)
-        if not file_problems:
-            try:
-                config = load_config(rules_path, text=text)
-            except ConfigError as file_exc:
-                file_problems = file_exc.problems
-            else:
-                log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
-                            "now (version %s) and recording it", "; ".join(exc.problems[:3]),
-                            rules_path, config.version)
-                record_good(state_dir, config, text)
-                return config, []
-        raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
-                          + file_problems) from exc
+    config, problems = _accepted_or_file(rules_path, state_dir)
     if problems:
         log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
                     rules_path, config.version, extra={"problems": problems[:5]})
@@ -149,6 +131,30 @@ def load_with_fallback(rules_path, state_dir):
     status = read_status(state_dir) or {}
     problems = [] if status.get("ok", True) else list(status.get("problems") or [])
     return load_config(rules_path, text=text), problems
+
+
+def _accepted_or_file(rules_path, state_dir):
+    """`load_with_fallback`, but when the accepted rules no longer load here (a secret they name
+    was removed, say, after a rotation in the file that nobody reloaded yet) the file as it is
+    now, if valid, is recorded and used: a valid file is better than no service. Raises
+    ConfigError naming the snapshot when neither loads."""
+    try:
+        return load_with_fallback(rules_path, state_dir)
+    except ConfigError as exc:
+        text, file_problems = _read_rules(rules_path)
+        if not file_problems:
+            try:
+                config = load_config(rules_path, text=text)
+            except ConfigError as file_exc:
+                file_problems = file_exc.problems
+            else:
+                log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
+                            "now (version %s) and recording it", "; ".join(exc.problems[:3]),
+                            rules_path, config.version)
+                record_good(state_dir, config, text)
+                return config, []
+        raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
+                          + file_problems) from exc
 
 
 def validate_and_record(rules_path, state_dir) -> list[str]:
@@ -234,25 +240,7 @@ def make_app(rules_path, state_dir):
     from . import create_app
     from .logs import setup
     setup()
-    try:
-        config, problems = load_with_fallback(rules_path, state_dir)
-    except ConfigError as exc:
-        # The accepted rules no longer load here (a secret they name was removed, say, after a
-        # rotation in the file nobody reloaded yet): a valid file is better than no service.
-        text, file_problems = _read_rules(rules_path)
-        if not file_problems:
-            try:
-                config = load_config(rules_path, text=text)
-            except ConfigError as file_exc:
-                file_problems = file_exc.problems
-            else:
-                log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
-                            "now (version %s) and recording it", "; ".join(exc.problems[:3]),
-                            rules_path, config.version)
-                record_good(state_dir, config, text)
-                return config, []
-        raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
-                          + file_problems) from exc
+    config, problems = _accepted_or_file(rules_path, state_dir)
     if problems:
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
                   extra={"problems": problems[:5]})

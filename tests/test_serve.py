@@ -721,6 +721,28 @@ def test_a_child_starts_on_the_file_when_the_accepted_rules_no_longer_load(tmp_p
     assert read_status(state)["version"] == config.version
 
 
+def test_a_web_worker_boots_on_the_file_when_the_accepted_rules_no_longer_load(tmp_path):
+    """The same fallback in make_app, which every gunicorn worker runs at boot (in a process of
+    its own: it sets up logging and metrics)."""
+    from bridge.serve import load_accepted
+    state, rules = tmp_path / "var", tmp_path / "rules.yaml"
+    state.mkdir()
+    (tmp_path / "old-secret").write_text("s1\n")
+    rules.write_text(ROTATING_RULES % "old-secret")
+    load_accepted(rules, state)
+    (tmp_path / "new-secret").write_text("s2\n")
+    rules.write_text(ROTATING_RULES % "new-secret")
+    (tmp_path / "old-secret").unlink()
+    code = ("import sys; from bridge.serve import make_app; app = make_app(sys.argv[1], sys.argv[2]); "
+            "print('app:', type(app).__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(rules), str(state)], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT,
+                         env={**os.environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")})
+    assert out.returncode == 0, out.stderr
+    assert "app: Flask" in out.stdout.splitlines(), out.stdout
+    assert "the last accepted rules no longer load" in out.stdout
+
+
 def test_a_child_start_names_the_snapshot_when_neither_it_nor_the_file_loads(tmp_path):
     from bridge.errors import ConfigError
     from bridge.serve import LAST_GOOD, load_accepted
