@@ -238,6 +238,13 @@ def validate_patterns(patterns) -> list[str]:
     return problems
 
 
+def _combined(patterns) -> tuple[frozenset, re.Pattern | None]:
+    """The literals of `patterns` as one set and their wildcards as one alternation."""
+    literals = frozenset(p._literal for p in patterns if p._regex is None)
+    wild = [p._regex.pattern for p in patterns if p._regex is not None]
+    return literals, (re.compile("|".join(f"(?:{w})" for w in wild), re.DOTALL) if wild else None)
+
+
 class PatternList:
     """An ordered list of patterns, evaluated as GitHub does: the last pattern that matches a
     value decides, included if it is positive, excluded if it is `!`. No match: excluded."""
@@ -248,20 +255,27 @@ class PatternList:
             raise GlobError("; ".join(problems))
         self._patterns = tuple(compile_pattern(p) for p in patterns)
         self.sources = tuple(p.source for p in self._patterns)
+        self.shown = "[" + ", ".join(self.sources) + "]"     # as verdict reasons quote the list
         self._negation = any(p.negated for p in self._patterns)
         # Without `!`, order is irrelevant: literals become one set lookup and every wildcard
         # pattern one alternation, so a rule costs at most one hash and one regex call.
-        self._literals = frozenset(p._literal for p in self._patterns if p._regex is None)
-        wild = [p._regex.pattern for p in self._patterns if p._regex is not None]
-        self._wild = re.compile("|".join(f"(?:{w})" for w in wild), re.DOTALL) if wild else None
+        self._literals, self._wild = _combined([p for p in self._patterns if not p.negated])
+        # The common shape with `!`: every positive pattern before every negative one (`['**',
+        # '!dependabot/**']`). Then the last match is positive exactly when some positive
+        # pattern matches and no negative one does: two combined lookups instead of a walk.
+        flags = [p.negated for p in self._patterns]
+        self._split = self._negation and flags == sorted(flags)
+        self._neg_literals, self._neg_wild = _combined([p for p in self._patterns if p.negated])
         self._reversed = self._patterns[::-1]
 
     def matches(self, value: str) -> bool:
         """True when `value` is included by the list."""
-        if not self._negation and len(value) <= LINEAR_ABOVE:
-            if value in self._literals:
-                return True
-            return self._wild is not None and self._wild.fullmatch(value) is not None
+        if len(value) <= LINEAR_ABOVE and (self._split or not self._negation):
+            if not (value in self._literals
+                    or (self._wild is not None and self._wild.fullmatch(value) is not None)):
+                return False
+            return not (value in self._neg_literals
+                        or (self._neg_wild is not None and self._neg_wild.fullmatch(value) is not None))
         for p in self._reversed:
             if p.match(value):
                 return not p.negated

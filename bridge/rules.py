@@ -211,7 +211,7 @@ def skip_marker(message: str) -> str | None:
 
 
 def _fmt(patterns: PatternList) -> str:
-    return "[" + ", ".join(patterns.sources) + "]"
+    return patterns.shown
 
 
 def _ref_filter(rule: Rule, event: Event) -> str | None:
@@ -299,12 +299,13 @@ class _Facts:
         return self._files
 
 
-def evaluate(rule: Rule, event: Event, facts: _Facts | None = None) -> Verdict:
-    """Decide one rule on one event; the reason names the clause and the value."""
+def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_known: bool = False) -> Verdict:
+    """Decide one rule on one event; the reason names the clause and the value. `repo_known`:
+    the caller found the rule under the event's repo in its index of literal repo names."""
     facts = facts or _Facts(event)
     if rule.sources is not None and not rule.sources.matches(event.source):
         return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
-    if rule.repos is not None and not rule.repos.matches(event.repo):
+    if not repo_known and rule.repos is not None and not rule.repos.matches(event.repo):
         return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
     if event.kind not in rule.events:
         if event.kind == "delete":
@@ -350,18 +351,24 @@ class RuleSet:
             else:
                 self._any_repo.append((i, rule))
 
-    def candidates(self, event: Event) -> list[Rule]:
-        exact = self._by_repo.get(event.repo, ())
+    def _candidates(self, event: Event) -> list[tuple[int, Rule, bool]]:
+        """(file position, rule, found by its literal repo) in file order."""
+        exact = [(i, r, True) for i, r in self._by_repo.get(event.repo, ())]
         if not self._any_repo:
-            return [r for _, r in exact]
+            return exact
+        wild = [(i, r, False) for i, r in self._any_repo]
         if not exact:
-            return [r for _, r in self._any_repo]
-        return [r for _, r in sorted((*exact, *self._any_repo), key=lambda item: item[0])]
+            return wild
+        return sorted(exact + wild, key=lambda item: item[0])
+
+    def candidates(self, event: Event) -> list[Rule]:
+        return [r for _, r, _ in self._candidates(event)]
 
     def match(self, event: Event) -> list[Verdict]:
         """Verdicts of the rules that could concern this repo (others: repo did not match)."""
         facts = _Facts(event)
-        return [evaluate(rule, event, facts) for rule in self.candidates(event)]
+        return [evaluate(rule, event, facts, repo_known=known)
+                for _, rule, known in self._candidates(event)]
 
     def explain(self, event: Event) -> list[Verdict]:
         """Verdicts of every rule, in file order."""

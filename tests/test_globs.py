@@ -280,3 +280,29 @@ def test_long_adversarial_path_is_decided_correctly():
     assert len(evil) > _globs.LINEAR_ABOVE
     assert not PatternList(["**/a/**/b/**/*.py"]).matches(evil)
     assert PatternList(["**/a/**/b/**/*.py"]).matches(evil[:-1] + "y.py")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_combined_lookups_agree_with_last_match_wins(seed):
+    """PatternList's fast paths (no `!`, or every `!` after every positive pattern) against
+    GitHub's rule, walked by hand: the last pattern that matches decides."""
+    rng = random.Random(seed)
+    pool = ["main", "**", "feature/*", "feature/**", "release/v1", "v[0-9]+", "*.md", "docs/**",
+            "dependabot/**", "a", "a/b", "**/x"]
+    positives = rng.sample(pool, rng.randint(1, 4))
+    negatives = ["!" + p for p in rng.sample(pool, rng.randint(0, 3))]
+    patterns = positives + negatives if seed % 3 else rng.sample(positives + negatives,
+                                                                 len(positives) + len(negatives))
+    if patterns[0].startswith("!"):
+        patterns.insert(0, positives[0])
+    plist = PatternList(patterns)
+    alphabet = ["main", "feature", "release", "v1", "v", "docs", "dependabot", "a", "b", "x",
+                "README.md", "1"]
+    for _ in range(300):
+        value = "/".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
+        decided = None
+        for p in patterns:
+            negated = p.startswith("!")
+            if compile_pattern(p[1:] if negated else p).match(value):
+                decided = not negated
+        assert plist.matches(value) is bool(decided), (patterns, value)
