@@ -328,7 +328,7 @@ def test_unwritable_database_answers_503_and_recovers_by_itself(tmp_path, start_
         assert requests.get(f"{bridge.url}/readyz", timeout=10).status_code == 503
     # Writable again: the same delivery (a host's redelivery keeps its id) is accepted at once.
     r = bridge.post("github", body, headers)
-    assert r.status_code == 202, r.text
+    assert r.status_code == 202, r.text + "\n" + bridge.logs()[-6000:]
     assert requests.get(f"{bridge.url}/readyz", timeout=10).status_code == 200
     assert "store unavailable: disk I/O error" in bridge.logs()
     wait_for(lambda: settled(bridge, 2), timeout=30, what="both jobs built")

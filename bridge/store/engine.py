@@ -132,6 +132,12 @@ def _sqlite_engine(u, durability: str, create_dir: bool):
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
+        # SQLite opens a file it cannot write read-only instead of failing, and the pool would
+        # keep that connection after the file is writable again (every write on it: "attempt to
+        # write a readonly database"). Refuse it: the next checkout connects afresh.
+        if not os.access(path, os.W_OK):
+            dbapi_conn.close()
+            raise sqlite3.OperationalError(f"the database file {path} is not writable")
         # SQLAlchemy emits BEGIN itself (below); sqlite3's own transaction handling stays out.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
