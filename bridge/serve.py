@@ -76,10 +76,9 @@ def load_accepted(rules_path, state_dir):
     not, nor stop on a file that a reload refused. The very first start (no snapshot yet) takes
     the file and records it. Raises ConfigError if there is nothing valid to start on."""
     if not has_snapshot(state_dir):
-        text, problems = _read_rules(rules_path)
+        config, text, problems = _load_file(rules_path)
         if problems:
             raise ConfigError(problems)
-        config = load_config(rules_path, text=text)
         record_good(state_dir, config, text)
         return config, []
     config, problems = _accepted_or_file(rules_path, state_dir)
@@ -112,6 +111,17 @@ def _read_rules(rules_path) -> tuple[str | None, list[str]]:
         return None, [f"{name}:1: file is not UTF-8"]
 
 
+def _load_file(rules_path):
+    """(config, text, []) for rules.yaml as it is now, or (None, None, problems); never raises."""
+    text, problems = _read_rules(rules_path)
+    if problems:
+        return None, None, problems
+    try:
+        return load_config(rules_path, text=text), text, []
+    except ConfigError as exc:
+        return None, None, exc.problems
+
+
 def _version(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -141,33 +151,23 @@ def _accepted_or_file(rules_path, state_dir):
     try:
         return load_with_fallback(rules_path, state_dir)
     except ConfigError as exc:
-        text, file_problems = _read_rules(rules_path)
+        config, text, file_problems = _load_file(rules_path)
         if not file_problems:
-            try:
-                config = load_config(rules_path, text=text)
-            except ConfigError as file_exc:
-                file_problems = file_exc.problems
-            else:
-                log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
-                            "now (version %s) and recording it", "; ".join(exc.problems[:3]),
-                            rules_path, config.version)
-                record_good(state_dir, config, text)
-                return config, []
+            log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
+                        "now (version %s) and recording it", "; ".join(exc.problems[:3]),
+                        rules_path, config.version)
+            record_good(state_dir, config, text)
+            return config, []
         raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
                           + file_problems) from exc
 
 
 def validate_and_record(rules_path, state_dir) -> list[str]:
     """Validate rules.yaml; record it as last-good if valid. Returns the problems ([] if valid)."""
-    text, problems = _read_rules(rules_path)
+    config, text, problems = _load_file(rules_path)
     if not problems:
-        try:
-            config = load_config(rules_path, text=text)
-        except ConfigError as exc:
-            problems = exc.problems
-        else:
-            record_good(state_dir, config, text)
-            return []
+        record_good(state_dir, config, text)
+        return []
     old = read_status(state_dir) or {}
     write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
     return problems
