@@ -331,11 +331,17 @@ class Store:
 
     def _write_batch(self, items: list, one, tx) -> list:
         """`one(*tx_values, *item)` for the items of concurrent callers in one transaction (group
-        commit). If it fails, each is tried again alone, so one cannot take the others with it."""
+        commit). If it fails, each is tried again alone, so one cannot take the others with it;
+        not when the transaction never began (database or lock unreachable): every item would
+        only meet the same wait again, one after the other."""
+        began = False
         try:
             with tx() as values:
+                began = True
                 return [one(*values, *item) for item in items]
         except Exception as exc:
+            if not began:
+                raise            # GroupCommit gives it to every caller of the batch
             if len(items) == 1:
                 return [exc]
         return [r for item in items for r in self._write_batch([item], one, tx)]
