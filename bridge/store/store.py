@@ -252,10 +252,9 @@ class Store:
                     conn.invalidate()
                     raise
         except (SQLAlchemyError, self._dbapi_error) as exc:
-            raise StoreUnavailable(f"store unavailable: {_describe(exc)}") from exc
+            raise _unavailable(exc) from exc
         except OSError as exc:
-            raise StoreUnavailable(f"store unavailable: {exc.strerror or exc} "
-                                   f"({getattr(exc, 'filename', '') or 'lock file'})") from exc
+            raise _unavailable(exc) from exc
 
     @contextmanager
     def _tx_cursor(self):
@@ -272,7 +271,7 @@ class Store:
         try:
             raw = self.engine.raw_connection()
         except (SQLAlchemyError, self._dbapi_error) as exc:
-            raise StoreUnavailable(f"store unavailable: {_describe(exc)}") from exc
+            raise _unavailable(exc) from exc
         try:
             with nullcontext() if self._writer is None else self._writer:
                 cur = raw.cursor()
@@ -289,10 +288,9 @@ class Store:
                     cur.close()
         except self._dbapi_error as exc:
             raw.invalidate()      # a connection that saw "readonly" or "disk full" may stay so
-            raise StoreUnavailable(f"store unavailable: {_describe(exc)}") from exc
+            raise _unavailable(exc) from exc
         except OSError as exc:
-            raise StoreUnavailable(f"store unavailable: {exc.strerror or exc} "
-                                   f"({getattr(exc, 'filename', '') or 'lock file'})") from exc
+            raise _unavailable(exc) from exc
         finally:
             raw.close()
 
@@ -900,6 +898,14 @@ def _clip(message: str) -> str:
 
 def _row_dict(row, exclude=()) -> dict:
     return {k: v for k, v in row._mapping.items() if k not in exclude}
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    """The one StoreUnavailable for a database error or an OSError (the writer's lock file)."""
+    if isinstance(exc, OSError):
+        return StoreUnavailable(f"store unavailable: {exc.strerror or exc} "
+                                f"({getattr(exc, 'filename', '') or 'lock file'})")
+    return StoreUnavailable(f"store unavailable: {_describe(exc)}")
 
 
 def _describe(exc: SQLAlchemyError) -> str:
