@@ -5,7 +5,7 @@ Input: what create_app was given. Output: one object the views read (`current_ap
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -14,7 +14,6 @@ class AppState:
     store: object
     state_dir: str = "var"
     metrics: object = None
-    consecutive_errors: dict = field(default_factory=dict)
 
     def observe(self, source: str, status: int, started: float, *, outcome: str, matched=()):
         """Record one delivery's outcome (metrics, sender health). Never raises (Metrics logs

@@ -327,7 +327,7 @@ class Dispatcher:
                 paths_reason = reason
                 if run_it:
                     self._log(cj, logging.INFO, "paths: %s", reason)
-                if not run_it:
+                else:
                     self._log(cj, logging.INFO, "skipped: %s", reason)
                     self._record(cj, self.store.record_skipped, reason,
                                  statuses=self._statuses("skipped", cj, reason))

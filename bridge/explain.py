@@ -18,7 +18,6 @@ from .providers import get_provider
 from .rules import decide_paths
 
 EVENT_HEADERS = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event"}
-DELIVERY_HEADERS = {"github": "X-GitHub-Delivery", "gitlab": "X-Gitlab-Event-UUID"}
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
 #: Lines GitHub's "Recent Deliveries" shows next to the headers; copied along, they are skipped.
 _NOT_HEADERS = ("request url", "request method")

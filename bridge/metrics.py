@@ -74,8 +74,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:   # alive, another user's
+        pass
     return True
 
 
@@ -303,7 +303,6 @@ class Metrics:
 
 def _queue_metrics(store, now) -> bytes:
     """Queue depth and oldest job age, read from the store at scrape time (true across processes)."""
-    import time
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
     registry = CollectorRegistry()
     depth = Gauge("bridge_queue_depth", "Jobs by state in the store", ["state"], registry=registry)

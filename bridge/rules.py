@@ -89,7 +89,7 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         literal = tuple(repos.sources)
     events = on.get("events", DEFAULT_EVENTS)
     events = (events,) if isinstance(events, str) else tuple(events)
-    plain_run = _plain(run)
+    plain_run = copy_plain(run)
     return Rule(
         name=name, line=line, target=run["target"], kind=kind, run=plain_run,
         renderer=compile_template(plain_run),
@@ -133,19 +133,12 @@ def compile_template(value):
 
 
 def copy_plain(value):
+    """A deep copy as plain dict/list (from LineDict/LineList too): stored requests are ordinary
+    JSON, and a rendered request never shares its lists with the rule's."""
     if isinstance(value, dict):
         return {k: copy_plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [copy_plain(v) for v in value]
-    return value
-
-
-def _plain(value):
-    """LineDict/LineList -> plain dict/list, so stored requests are ordinary JSON."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
     return value
 
 
