@@ -6,8 +6,6 @@ with its credentials redacted.
 """
 from __future__ import annotations
 
-import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -15,27 +13,11 @@ from pathlib import Path
 import click
 
 from bridge.changes import Mirrors, parse_size
+from bridge.cli_common import default_state_dir
+from bridge.config import parse_duration
 
 __all__ = ["mirrors", "parse_duration", "parse_size", "default_state_dir"]
 
-_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def default_state_dir() -> str:
-    """$BRIDGE_STATE_DIR, else systemd's $STATE_DIRECTORY (its first entry), else ./var."""
-    if os.environ.get("BRIDGE_STATE_DIR"):
-        return os.environ["BRIDGE_STATE_DIR"]
-    if os.environ.get("STATE_DIRECTORY"):
-        return os.environ["STATE_DIRECTORY"].split(":")[0]
-    return "var"
-
-
-def parse_duration(text: str) -> float:
-    """'30d', '12h', '90m', '45s', '2w' or plain seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30d, 12h, 90m)")
-    return float(m[1]) * _DURATION[m[2] or "s"]
 
 
 def _human(size: int) -> str:

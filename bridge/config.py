@@ -158,12 +158,12 @@ class Config:
         return cached
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
 
 
 def parse_duration(value) -> float:
-    """'5s', '10m', '24h', '30d' or a number of seconds -> seconds."""
+    """'5s', '10m', '24h', '30d', '2w' or a number of seconds -> seconds."""
     if isinstance(value, bool):
         raise ValueError(f"'{value}' is not a duration")
     if isinstance(value, (int, float)):
