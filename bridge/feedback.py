@@ -7,7 +7,6 @@ the clients (not in rows, logs or answers).
 """
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import re
@@ -26,7 +25,9 @@ from .errors import StoreUnavailable
 from .events import ZERO_SHA, Event
 from .rules import evaluate, skip_marker
 from .store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
-from .targets.base import Run
+# Waits the host asks for are honoured up to MAX_RETRY_AFTER; beyond it our own backoff resumes.
+from .targets.base import MAX_RETRY_AFTER as _MAX_RETRY_AFTER
+from .targets.base import Run, retry_after
 
 logger = logging.getLogger("bridge.feedback")
 
@@ -42,8 +43,6 @@ GITLAB_STATES = {"pending": "pending", "running": "running", "success": "success
                  "failure": "failed", "canceled": "canceled", "error": "failed"}
 _CANCELED = {"ABORTED", "CANCELLED", "NOT_BUILT", "STOPPED"}         # Jenkins, CodeBuild
 _ERRORED = {"NOT_FOUND", "FAULT", "UNKNOWN"}   # UNKNOWN: Jenkins forgot the queue item and build
-# Waits the host asks for are honoured up to this; beyond it our own backoff resumes.
-_MAX_RETRY_AFTER = 3600.0
 _MAX_ANSWER = 300
 
 
@@ -281,17 +280,7 @@ class StatusClient:
         return f"{resp.status_code} {text}".strip()
 
     def _retry_after(self, resp: requests.Response) -> float | None:
-        value = resp.headers.get("Retry-After")
-        if value:
-            try:
-                return min(max(0.0, float(value)), _MAX_RETRY_AFTER)
-            except ValueError:
-                try:
-                    when = email.utils.parsedate_to_datetime(value).timestamp()
-                except (TypeError, ValueError):
-                    return None
-                return min(max(0.0, when - self._now()), _MAX_RETRY_AFTER)
-        return None
+        return retry_after(resp.headers.get("Retry-After"), self._now)
 
 
 class GitHubStatuses(StatusClient):

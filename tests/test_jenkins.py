@@ -526,3 +526,18 @@ def test_tokens_in_rules_yaml_must_be_secret_references(tmp_path):
         token="${env:JENKINS_TOKEN}", build_token="${env:BUILD_TOKEN}"), environ=env)
     options = config.targets["ci"].options
     assert (options["token"], options["build_token"]) == ("11d8c3a0f6b2", "b7-build-token-9f")
+
+
+def test_retry_after_is_read_alike_for_jenkins_and_the_git_hosts():
+    """One parser (targets.base.retry_after): seconds or an HTTP date, capped at an hour, so a
+    Jenkins answering `Retry-After: 86400` does not park a job for a day."""
+    import email.utils
+
+    from bridge.targets.base import MAX_RETRY_AFTER, retry_after
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    when = email.utils.parsedate_to_datetime(date).timestamp()
+    assert retry_after("120") == 120.0
+    assert retry_after("86400") == MAX_RETRY_AFTER == 3600.0
+    assert retry_after(date, now=lambda: when - 30) == 30.0
+    assert retry_after(date, now=lambda: when + 30) == 0.0
+    assert retry_after("soon") is None and retry_after("") is None and retry_after(None) is None

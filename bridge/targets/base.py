@@ -5,10 +5,30 @@ naming what the target started, or `TargetUnavailable` (retry) / `TargetRejected
 """
 from __future__ import annotations
 
+import email.utils
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..events import Event
+
+#: The longest wait a Retry-After header may ask of us (a typo of a server must not park a job).
+MAX_RETRY_AFTER = 3600.0
+
+
+def retry_after(value: str | None, now=time.time) -> float | None:
+    """Seconds an HTTP `Retry-After` asks for (delta-seconds or an HTTP date), capped at
+    MAX_RETRY_AFTER; None when absent or unreadable. Jenkins and the git hosts' APIs alike."""
+    if not value:
+        return None
+    try:
+        return min(max(0.0, float(value)), MAX_RETRY_AFTER)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None
+        return min(max(0.0, when - now()), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import jenkins
 import requests
 
 from ..errors import TargetError, TargetRejected, TargetUnavailable
-from .base import Job, Run, Target
+from .base import Job, Run, Target, retry_after
 
 #: The parameter that keeps Jenkins from merging two pushes into one queued build.
 UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
@@ -551,5 +551,4 @@ def _jenkins_message(response: requests.Response) -> str:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
+    return retry_after(response.headers.get("Retry-After"))
