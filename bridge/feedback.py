@@ -420,8 +420,8 @@ class StatusPoster:
             return 0
         since = self._cursor if self._catching_up else self._cursor - self.lag
         try:
-            found = self.store.recent_deliveries(since=since, sources=fb.sources, limit=limit)
-            new = [d for d in found if d["delivery"] not in self._seen]
+            new, found, last = self.store.recent_deliveries(since=since, sources=fb.sources,
+                                                            limit=limit, seen=self._seen)
             rows = [s for d in new for s in self._safely(fb.for_delivery, d)]
             if rows:
                 self.store.add_statuses(rows, now=self.now())
@@ -429,10 +429,10 @@ class StatusPoster:
             self._store_unavailable(exc)
             return 0
         self._seen.update((d["delivery"], d["received_at"]) for d in new)
-        if found:
-            self._cursor = max(self._cursor, found[-1]["received_at"])
+        if last is not None:
+            self._cursor = max(self._cursor, last)
         # A full batch: go on from its end (no lag) so a burst cannot pin the scan in place.
-        self._catching_up = len(found) == limit
+        self._catching_up = found == limit
         horizon = self._cursor - self.lag
         self._seen = {k: t for k, t in self._seen.items() if t > horizon}
         return len(rows)

@@ -672,15 +672,22 @@ class Store:
                                 .order_by(statuses.c.id)).all()
         return [_row_dict(r, exclude=("lease_owner", "lease_expires_at")) for r in rows]
 
-    def recent_deliveries(self, *, since: float, sources: list[str], limit: int = 500) -> list[dict]:
+    def recent_deliveries(self, *, since: float, sources: list[str], limit: int = 500,
+                          seen=frozenset()) -> tuple[list[dict], int, float | None]:
         """Deliveries with an event from `sources` received after `since` (epoch seconds), oldest
-        first, each with its jobs (id, rule, state, needs_files): what needs a first status."""
+        first, each with its jobs (id, rule, state, needs_files): what needs a first status.
+        Returns (those not in `seen`, how many matched in all, the last one's received_at): the
+        ids come first, so the rows a scan has already seen are never read again in full."""
         d = deliveries.c
         with self._tx(read=True) as conn:
-            rows = conn.execute(select(d.id, d.source, d.provider, d.received_at, d.event, d.verdicts)
+            keys = conn.execute(select(d.id, d.received_at)
                                 .where(d.received_at > since, d.source.in_(list(sources)),
                                        d.outcome.in_(("matched", "no_match")))
                                 .order_by(d.received_at, d.id).limit(limit)).all()
+            new = [k.id for k in keys if k.id not in seen]
+            rows = conn.execute(select(d.id, d.source, d.provider, d.received_at, d.event, d.verdicts)
+                                .where(d.id.in_(new))
+                                .order_by(d.received_at, d.id)).all() if new else []
             by_delivery: dict[str, list[dict]] = {r.id: [] for r in rows}
             if rows:
                 for j in conn.execute(select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.state,
@@ -688,9 +695,10 @@ class Store:
                                       .where(jobs.c.delivery_id.in_(list(by_delivery))).order_by(jobs.c.id)):
                     by_delivery[j.delivery_id].append({"id": j.id, "rule": j.rule, "state": j.state,
                                                        "needs_files": bool(j.needs_files)})
-        return [{"delivery": r.id, "source": r.source, "provider": r.provider,
-                 "received_at": r.received_at, "event": r.event, "verdicts": r.verdicts,
-                 "jobs": by_delivery[r.id]} for r in rows]
+        return ([{"delivery": r.id, "source": r.source, "provider": r.provider,
+                  "received_at": r.received_at, "event": r.event, "verdicts": r.verdicts,
+                  "jobs": by_delivery[r.id]} for r in rows],
+                len(keys), keys[-1].received_at if keys else None)
 
     def _start_follow(self, conn, job_id: int, run: Run, now: float, follow_at: float | None) -> None:
         values = {"run_state": run.state, "remote_id": run.remote_id, "url": run.url or None,
