@@ -26,6 +26,10 @@ from .errors import ConfigError
 log = logging.getLogger("bridge.serve")
 
 LAST_GOOD = "rules.last-good.yaml"
+# Set by `bridge serve` for its children: their SIGHUP comes after the supervisor has validated
+# rules.yaml and recorded the snapshot, so they load the snapshot instead of reading the file
+# again (an edit in between would otherwise put them on rules the supervisor never accepted).
+SUPERVISED = "BRIDGE_SUPERVISED"
 STATUS = "rules-status.json"
 
 
@@ -163,7 +167,12 @@ def _accepted_or_file(rules_path, state_dir):
 
 
 def validate_and_record(rules_path, state_dir) -> list[str]:
-    """Validate rules.yaml; record it as last-good if valid. Returns the problems ([] if valid)."""
+    """Validate rules.yaml; record it as last-good if valid. Returns the problems ([] if valid).
+    Under `bridge serve` a child's reload leaves this to the supervisor: it only reports what
+    the supervisor recorded."""
+    if os.environ.get(SUPERVISED):
+        status = read_status(state_dir) or {}
+        return [] if status.get("ok", True) else list(status.get("problems") or [])
     config, text, problems = _load_file(rules_path)
     if not problems:
         record_good(state_dir, config, text)
@@ -379,6 +388,7 @@ class Supervisor:
     def start(self, role):
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)   # only the supervisor talks to systemd
+        env[SUPERVISED] = "1"
         self.children[role] = subprocess.Popen(self.argv(role), env=env)
         log.info("started %s (pid %d)", role, self.children[role].pid)
 

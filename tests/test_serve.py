@@ -771,3 +771,21 @@ def test_crlf_rules_keep_one_version_from_file_to_snapshot(tmp_path, caplog):
     again, _ = load_accepted(rules, state)                      # a restart, from the snapshot
     assert first.version == again.version == load_config(rules).version
     assert "was edited since" not in caplog.text
+
+
+def test_a_supervised_child_reloads_what_the_supervisor_accepted_not_the_file(tmp_path, monkeypatch):
+    """Under `bridge serve` the supervisor validates rules.yaml and records the snapshot before
+    it passes SIGHUP on; a child that read the file again could take an edit made in between."""
+    from bridge.serve import LAST_GOOD, SUPERVISED, load_accepted, validate_and_record
+    state, rules = tmp_path / "var", tmp_path / "rules.yaml"
+    state.mkdir()
+    (tmp_path / "secret").write_text("s1\n")
+    rules.write_text(ROTATING_RULES % "secret")
+    accepted, _ = load_accepted(rules, state)
+    rules.write_text("rules: [\n")                  # edited after the supervisor's check
+    monkeypatch.setenv(SUPERVISED, "1")
+    assert validate_and_record(rules, state) == []
+    assert "secret" in (state / LAST_GOOD).read_text()
+    assert load_accepted(rules, state)[0].version == accepted.version
+    monkeypatch.delenv(SUPERVISED)
+    assert validate_and_record(rules, state)           # a split unit checks the file itself
