@@ -236,21 +236,33 @@ def _secret(ref, environ) -> str | None:
     return None
 
 
+def read_rules_text(path) -> str:
+    """rules.yaml's text, read within MAX_RULES_FILE and as UTF-8 (CRLF kept: it is part of
+    the version); raises ConfigError."""
+    filename = os.path.basename(path) or path
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RULES_FILE + 1)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_RULES_FILE:
+        raise ConfigError([f"{filename}:1: file is larger than {MAX_RULES_FILE} bytes"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([f"{filename}:1: file is not UTF-8"]) from None
+
+
+def rules_version(text: str) -> str:
+    """The version a rules text is known by (logs, /readyz, stored with each delivery)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def _load_config(path, environ, text) -> Config:
     filename = os.path.basename(path) or path
     if text is None:
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_RULES_FILE + 1)
-        except OSError as exc:
-            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-        if len(raw) > MAX_RULES_FILE:
-            raise ConfigError([f"{filename}:1: file is larger than {MAX_RULES_FILE} bytes"])
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError([f"{filename}:1: file is not UTF-8"]) from None
-    version = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        text = read_rules_text(path)
+    version = rules_version(text)
     problems = _Problems(filename)
     duplicates: list = []
     try:

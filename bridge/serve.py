@@ -7,7 +7,6 @@ port answers.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from .config import load_config
+from .config import load_config, read_rules_text, rules_version
 from .errors import ConfigError
 
 log = logging.getLogger("bridge.serve")
@@ -91,7 +90,7 @@ def load_accepted(rules_path, state_dir):
                     rules_path, config.version, extra={"problems": problems[:5]})
     else:
         text, _ = _read_rules(rules_path)
-        if text is not None and _version(text) != config.version:
+        if text is not None and rules_version(text) != config.version:
             log.warning("%s was edited since the rules were last loaded; this process runs the "
                         "accepted rules (version %s) until a reload (SIGHUP)", rules_path,
                         config.version)
@@ -100,19 +99,10 @@ def load_accepted(rules_path, state_dir):
 
 def _read_rules(rules_path) -> tuple[str | None, list[str]]:
     """(text, []) or (None, problems): read with load_config's limits, never raising."""
-    from .config import MAX_RULES_FILE
-    name = Path(rules_path).name
     try:
-        with open(rules_path, "rb") as fh:
-            raw = fh.read(MAX_RULES_FILE + 1)
-    except OSError as exc:
-        return None, [f"{rules_path}: cannot read: {exc.strerror}"]
-    if len(raw) > MAX_RULES_FILE:
-        return None, [f"{name}:1: file is larger than {MAX_RULES_FILE} bytes"]
-    try:
-        return raw.decode("utf-8"), []
-    except UnicodeDecodeError:
-        return None, [f"{name}:1: file is not UTF-8"]
+        return read_rules_text(rules_path), []
+    except ConfigError as exc:
+        return None, exc.problems
 
 
 def _load_file(rules_path):
@@ -124,10 +114,6 @@ def _load_file(rules_path):
         return load_config(rules_path, text=text), text, []
     except ConfigError as exc:
         return None, None, exc.problems
-
-
-def _version(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def load_with_fallback(rules_path, state_dir):
