@@ -13,7 +13,7 @@ import click
 
 from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, rules_option,
                          state_option)
-from .errors import BridgeError, ConfigError, DeliveryError
+from .errors import BridgeError, DeliveryError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,17 +51,12 @@ def check(file, online, no_secrets):
 def _load_or_exit(rules_path, *, resolve_secrets: bool):
     """load_or_exit for check and explain: optionally reading no secret (explain verifies none),
     and pointing at --no-secrets when only unreadable secrets failed a check."""
-    from .config import load_config
-    try:
-        return load_config(rules_path, resolve_secrets=resolve_secrets)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        if resolve_secrets and all(": secret ${" in p for p in exc.problems):
-            click.echo("(only secrets are missing: `bridge check --no-secrets` checks a rules file "
-                       "on a machine that holds none, such as a rules repository's CI)", err=True)
-        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
-        sys.exit(1)
+    def hint(problems):
+        if resolve_secrets and all(": secret ${" in p for p in problems):
+            return ("(only secrets are missing: `bridge check --no-secrets` checks a rules file "
+                    "on a machine that holds none, such as a rules repository's CI)")
+        return None
+    return load_or_exit(rules_path, resolve_secrets=resolve_secrets, hint=hint)
 
 
 def online_problems(config) -> list[str]:

@@ -35,15 +35,23 @@ def state_option(f):
                              "systemd STATE_DIRECTORY; default ./var)")(f)
 
 
-def load_or_exit(rules_path):
+def fail_with_problems(rules_path, problems, hint: str | None = None):
+    """Every problem on stderr, then the count; exit 1."""
+    for problem in problems:
+        click.echo(problem, err=True)
+    if hint:
+        click.echo(hint, err=True)
+    click.echo(f"{rules_path}: {len(problems)} problem(s); nothing started", err=True)
+    sys.exit(1)
+
+
+def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
+    """The rules, or exit 1 with every problem. `hint(problems)` may add a line before the count."""
     from .config import load_config
     try:
-        return load_config(rules_path)
+        return load_config(rules_path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
-        sys.exit(1)
+        fail_with_problems(rules_path, exc.problems, hint(exc.problems) if hint else None)
 
 
 def load_accepted_or_exit(rules_path, state_dir):
@@ -54,10 +62,7 @@ def load_accepted_or_exit(rules_path, state_dir):
     try:
         return load_accepted(rules_path, state_dir)[0]
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        click.echo(f"{rules_path}: {len(exc.problems)} problem(s); nothing started", err=True)
-        sys.exit(1)
+        fail_with_problems(rules_path, exc.problems)
 
 
 def open_store(config, state_dir, create=True, **kw):
