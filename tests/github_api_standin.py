@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from standin_http import ServesHTTP
 
 GITHUB_STATES = ("error", "failure", "pending", "success")
 
@@ -50,7 +51,7 @@ class Scripted:
     delay: float = 0.0              # seconds before answering (longer than the client's timeout)
 
 
-class ApiStandin:
+class ApiStandin(ServesHTTP):
     """The server part shared by the GitHub and GitLab stand-ins: threads, script, records."""
 
     def __init__(self, token: str, prefix: str = ""):
@@ -62,9 +63,6 @@ class ApiStandin:
         self.port = 0
         self._script: list[Scripted] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._sockets: set[socket.socket] = set()
         self._changed = threading.Condition(self._lock)
 
     # --- test controls ---------------------------------------------------------------------
@@ -100,39 +98,6 @@ class ApiStandin:
                                          f"problems: {self.problems}")
                 self._changed.wait(min(left, 0.2))
             return list(self.statuses)
-
-    def start(self):
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
-        server.daemon_threads = True
-        server.standin = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{type(self).__name__}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop listening and cut open connections: the host is down (refused connections)."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        with self._lock:
-            sockets = list(self._sockets)
-        for s in sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # --- the API ---------------------------------------------------------------------------
 
@@ -247,15 +212,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        with self.server.standin._lock:
-            self.server.standin._sockets.add(self.connection)
+        self.server.standin.connected(self.connection)
 
     def finish(self):
         try:
             super().finish()
         finally:
-            with self.server.standin._lock:
-                self.server.standin._sockets.discard(self.connection)
+            self.server.standin.disconnected(self.connection)
 
     def log_message(self, format, *args):
         pass
@@ -264,3 +227,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.standin._serve(self)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
+
+
+ApiStandin.handler_class = _Handler   # defined below the class that serves with it

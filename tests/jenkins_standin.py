@@ -14,12 +14,13 @@ import html
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from standin_http import ServesHTTP
 
 VERSION = "2.578"
 CRUMB_FIELD = "Jenkins-Crumb"
@@ -79,7 +80,7 @@ class QueueItem:
     cancelled: bool = False
 
 
-class JenkinsStandin:
+class JenkinsStandin(ServesHTTP):
     """Start with `start()`, stop with `stop()`; `start()` after `stop()` binds the same port again."""
 
     def __init__(self, *, users: dict[str, str] | None = None, readers: dict[str, str] | None = None,
@@ -106,9 +107,6 @@ class JenkinsStandin:
         self._lock = threading.RLock()
         self._crumbs: dict[str, str] = {}
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._sockets: set[socket.socket] = set()
         self.port = 0
 
     # --- test controls ---------------------------------------------------------------------
@@ -166,36 +164,11 @@ class JenkinsStandin:
 
     def start(self) -> "JenkinsStandin":
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", self.port), _Handler)
-        self._server.standin = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="jenkins-standin", daemon=True)
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        """Stop listening and cut every open connection (kept-alive ones too), like a dead host."""
-        self._stopping.set()
-        if self._server is None:
-            return
-        self._server.shutdown()
-        with self._lock:
-            sockets = list(self._sockets)
-        for s in sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._server.server_close()
-        self._thread.join(timeout=5)
-        self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        self._stopping.set()      # slow answers give up at once
+        super().stop()
 
     # --- Jenkins behaviour -----------------------------------------------------------------
 
@@ -502,12 +475,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        with self.server.standin._lock:
-            self.server.standin._sockets.add(self.connection)
+        self.server.standin.connected(self.connection)
 
     def finish(self):
-        with self.server.standin._lock:
-            self.server.standin._sockets.discard(self.connection)
+        self.server.standin.disconnected(self.connection)
         try:
             super().finish()
         except OSError:
@@ -553,3 +524,7 @@ class _Handler(BaseHTTPRequestHandler):
     def error_page(self, status: int, message: str, headers: dict | None = None) -> None:
         """Jenkins renders refusals (hudson.model.Failure, AccessDenied) as an HTML error page."""
         self.answer(status, _page("Error", f"<h1>Error</h1><p>{html.escape(message)}</p>"), headers)
+
+
+JenkinsStandin.server_class = _Server     # both defined below the stand-in
+JenkinsStandin.handler_class = _Handler
