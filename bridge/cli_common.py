@@ -24,15 +24,29 @@ def rules_option(f):
                         help="rules.yaml to load (env BRIDGE_RULES)")(f)
 
 
+def absolute_state_dir(path) -> str:
+    """`path` made absolute against the current directory, once, when a command starts: every
+    part (the SQLite file, git run inside a mirror with GIT_DIR set, the children `bridge serve`
+    starts) then sees the same directory whatever its own working directory is."""
+    return os.path.abspath(os.fspath(path))
+
+
 def default_state_dir() -> str:
-    return os.environ.get("BRIDGE_STATE_DIR") or os.environ.get("STATE_DIRECTORY", "").split(":")[0] \
-        or DEFAULT_STATE
+    """The state directory when no --state-dir is given: BRIDGE_STATE_DIR, systemd's
+    STATE_DIRECTORY (its first entry), else ./var; always absolute."""
+    return absolute_state_dir(os.environ.get("BRIDGE_STATE_DIR")
+                              or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or DEFAULT_STATE)
+
+
+def state_dir_callback(ctx, param, value):
+    """click callback for every --state-dir: the absolute path, or None when not given."""
+    return None if value in (None, "") else absolute_state_dir(value)
 
 
 def state_option(f):
-    return click.option("--state-dir", default=None,
+    return click.option("--state-dir", default=None, callback=state_dir_callback,
                         help="state directory: SQLite database, git mirrors (env BRIDGE_STATE_DIR, "
-                             "systemd STATE_DIRECTORY; default ./var)")(f)
+                             "systemd STATE_DIRECTORY; default ./var); made absolute at start")(f)
 
 
 def fail_with_problems(rules_path, problems, hint: str | None = None):

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bridge.changes import Mirrors, parse_size
-from bridge.cli_common import default_state_dir
+from bridge.cli_common import absolute_state_dir, default_state_dir
 from bridge.config import parse_duration
 
 __all__ = ["mirrors", "parse_duration", "parse_size", "default_state_dir"]
@@ -41,6 +41,7 @@ def _callback(parse):
 
 state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=default_state_dir,
+    callback=lambda ctx, param, value: Path(absolute_state_dir(value)),
     show_default="$BRIDGE_STATE_DIR, $STATE_DIRECTORY or ./var",
     help="The bridge's state directory.")
 

@@ -13,7 +13,7 @@ import uuid
 import click
 
 from .cli_common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, load_or_exit,
-                         open_store, rules_option, state_option)
+                         open_store, rules_option, state_dir_callback, state_option)
 from .config import parse_duration
 from .store import JOB_STATES, OUTCOMES
 
@@ -123,7 +123,8 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
 @deliveries.command("show")
 @click.option("--rules", "rules_path", default=None, type=click.Path(dir_okay=False),
               help="as `bridge deliveries --rules` (either place)")
-@click.option("--state-dir", default=None, help="as `bridge deliveries --state-dir` (either place)")
+@click.option("--state-dir", default=None, callback=state_dir_callback,
+              help="as `bridge deliveries --state-dir` (either place)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None,
               help="as `bridge deliveries --format` (either place)")
 @click.argument("delivery_id")

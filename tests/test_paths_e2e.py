@@ -1,6 +1,7 @@
 """Path filters on a capped push, end to end: a real `bridge serve`, a real git repository, and
 the dispatcher computing changed files in its mirror before it decides to build or skip."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -129,3 +130,66 @@ def test_explain_resolve_files_fetches_like_the_dispatcher(tmp_path, repo, monke
     assert set(resolved["files"]["files"]) == {"docs/p0.md", "docs/p1.md", "docs/p2.md", "src/lib.py"}
     assert resolved["rules"][0]["matched"] is True
     assert "files from mirror" in resolved["rules"][0]["reason"]
+
+
+class QuickStartBridge(BridgeProcess):
+    """`bridge serve` exactly as the README's quick start (`make run`) runs it: relative
+    `--rules rules.yaml --state-dir var`, from the directory that holds them."""
+
+    def argv(self):
+        return [sys.executable, "-m", "bridge", "serve", "--rules", "rules.yaml",
+                "--state-dir", "var", "--bind", f"127.0.0.1:{self.port}"]
+
+
+def test_quick_start_command_line_with_a_relative_state_dir_resolves_in_the_mirror(tmp_path, repo):
+    """A relative state directory once made git look for 'var/mirrors/<hash>' inside the mirror
+    itself: every fetch failed and on_unknown_files: run built a docs-only push."""
+    origin, base = repo
+    for i in range(3):
+        commit(origin, f"docs/page{i}.md", f"{i}\n", f"docs {i}")
+    docs_head = commit(origin, "docs/last.md", "x\n", "docs last")
+    src_head = commit(origin, "src/app.py", "v2\n", "real change")
+    out = tmp_path / "built.txt"
+    with QuickStartBridge(tmp_path / "quick", rules_for(origin, out), env=SECRET_ENV) as bridge:
+        r1 = bridge.post("gitlab", *capped_push(base, docs_head, ["docs/last.md"]))
+        r2 = bridge.post("gitlab", *capped_push(docs_head, src_head, ["src/app.py"]))
+        assert r1.status_code == 202 and r2.status_code == 202, (r1.text, r2.text)
+        assert r1.json()["jobs"][0]["needs_files"] is True
+        store = bridge.store()
+
+        def job(resp):
+            return store.get_delivery(resp.json()["delivery"])["jobs"][0]
+
+        try:
+            wait_for(lambda: job(r1)["state"] not in ("queued", "running", "claimed")
+                     and job(r2)["state"] == "succeeded", timeout=60, what="mirror decisions")
+            assert job(r1)["state"] == "skipped", (job(r1), bridge.logs()[-3000:])
+            detail = str(job(r1)["detail"])
+            assert "no changed file matches paths [src/**]" in detail and "files from mirror" in detail
+            assert "not a git repository" not in bridge.logs()
+            assert out.read_text().split() == [src_head]
+        finally:
+            store.close()
+    # Everything the bridge wrote is under <cwd>/var, the mirror included.
+    assert list((bridge.dir / "var" / "mirrors").glob("*/HEAD"))
+
+
+def test_explain_resolve_files_with_a_relative_state_dir(tmp_path, repo):
+    origin, base = repo
+    commit(origin, "docs/a.md", "d\n", "docs")
+    head = commit(origin, "docs/b.md", "d\n", "docs again")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "rules.yaml").write_text(rules_for(origin, tmp_path / "x"))
+    body, _ = capped_push(base, head, ["docs/b.md"])
+    (work / "p.json").write_bytes(body)
+    done = subprocess.run([sys.executable, "-m", "bridge", "explain", "--rules", "rules.yaml",
+                           "--source", "gitlab", "--event", "Push Hook", "--state-dir", "var",
+                           "--resolve-files", "--format", "json", "p.json"],
+                          cwd=work, env={**os.environ, **SECRET_ENV}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["files"]["source"] == "mirror", result["files"]
+    assert set(result["files"]["files"]) == {"docs/a.md", "docs/b.md"}
+    assert result["rules"][0]["matched"] is False
+    assert list((work / "var" / "mirrors").glob("*/HEAD"))
