@@ -29,18 +29,20 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit, quote
 
-import git
-
+from bridge.clone_hosts import describe as describe_hosts
+from bridge.clone_hosts import host_refusal
 from bridge.config import MirrorPolicy
 from bridge.errors import did_you_mean
-from bridge.events import Event
+from bridge.events import GITHUB_COMMIT_CAP, Event
+
+if TYPE_CHECKING:
+    import git
 
 log = logging.getLogger(__name__)
 
-#: GitHub lists at most this many commits in a push payload.
-GITHUB_COMMIT_CAP = 2048
 #: Schemes a URL taken from a (signed) payload may use: never file:// or git://, which would let
 #: whoever signs a delivery point the mirror at any repository the bridge user can read.
 PAYLOAD_SCHEMES = ("https", "ssh")
@@ -88,6 +90,22 @@ class _NoRemoteRef(_Unknown):
     def __init__(self, message: str, ref: str):
         super().__init__(message)
         self.ref = ref
+
+
+#: The one line a missing git gives: on the job, in the log and in `bridge explain`.
+GIT_MISSING = ("the git mirror needs the `git` command, which is not on PATH: install git (or "
+               "set GIT_PYTHON_GIT_EXECUTABLE to it)")
+
+
+def gitpython():
+    """GitPython, imported where a mirror is used and nowhere else: `bridge --help`, `check`
+    and everything that needs no mirror run on a host without git. Raises `_Final` with
+    GIT_MISSING (one line) when git cannot be run."""
+    try:
+        import git
+    except ImportError:          # GitPython refuses to import without a git executable
+        raise _Final(GIT_MISSING) from None
+    return git
 
 
 # --- URLs ---------------------------------------------------------------------------------------
@@ -222,6 +240,10 @@ def _not_applicable(event: Event) -> FileResolution | None:
     return None
 
 
+def _is_local(url: str) -> bool:
+    return url.startswith("/") or url[:7].lower() == "file://"
+
+
 def _is_zero(sha: str) -> bool:
     return bool(sha) and set(sha) == {"0"}
 
@@ -247,13 +269,10 @@ def payload_incomplete(event: Event) -> str | None:
     return None
 
 
-def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | None = None
-                          ) -> FileResolution:
-    """The fallback chain: (a) the payload when provably complete, (b) the mirror, (c) unknown.
-
-    Never raises for a network or repository problem: those come back as source "unknown" with
-    the reason, for the rule's `on_unknown_files` policy to decide.
-    """
+def files_from_payload(event: Event) -> FileResolution:
+    """The chain's answer without a mirror, and the ONE wording of it (the dispatcher's chain
+    and `bridge explain` both give it): no files for a tag or a deleted ref, the payload's files
+    when its lists are provably complete, else source "unknown" with why they are not."""
     if (fixed := _not_applicable(event)) is not None:
         return fixed
     why = payload_incomplete(event)
@@ -261,10 +280,36 @@ def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | N
         return FileResolution(
             event.changed_files(), "payload",
             f"the payload lists all {len(event.commits)} pushed commits with their files")
+    return FileResolution(None, "unknown", why)
+
+
+def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | None = None,
+                          hosts: Iterable[str] = (), where: str | None = None) -> FileResolution:
+    """The fallback chain: (a) the payload when provably complete, (b) the mirror, fetching
+    from the configured `url` or a payload URL on one of `hosts` (`where` says whose list it
+    is, for a refusal), (c) unknown.
+
+    Never raises for a network or repository problem: those come back as source "unknown" with
+    the reason, for the rule's `on_unknown_files` policy to decide.
+    """
+    first = files_from_payload(event)
+    if first.source != "unknown":
+        return first
     if mirrors is None:
-        return FileResolution(None, "unknown", f"{why}, and no git mirror is configured")
-    found = mirrors.changed_files(event, url=url)
-    return FileResolution(found.files, found.source, f"{why}; {found.reason}")
+        return FileResolution(None, "unknown", f"{first.reason}, and no git mirror is configured")
+    found = mirrors.changed_files(event, url=url, hosts=hosts, where=where)
+    return FileResolution(found.files, found.source, f"{first.reason}; {found.reason}")
+
+
+def resolve_for_source(event: Event, mirrors: Mirrors | None, source) -> FileResolution:
+    """`resolve_changed_files` for an event of `source` (a SourceConfig; None when the source
+    is gone from rules.yaml): its `clone_url` first, payload URLs only on its `clone_hosts`.
+    The dispatcher and `bridge explain --resolve-files` both call this."""
+    hosts = tuple(getattr(source, "clone_hosts", ()) or ())
+    where = describe_hosts(getattr(source, "name", None), hosts,
+                           getattr(source, "clone_hosts_default", True))
+    url = source_clone_url(source, event) if source is not None else None
+    return resolve_changed_files(event, mirrors, url=url, hosts=hosts, where=where)
 
 
 def source_clone_url(source, event: Event) -> str | None:
@@ -338,11 +383,17 @@ class Mirrors:
         env["GIT_CONFIG_COUNT"] = str(first + len(pairs))
         return env
 
-    def candidates(self, event: Event, url: str | None = None) -> list[tuple[str, str | None]]:
+    def candidates(self, event: Event, url: str | None = None, hosts: Iterable[str] = (),
+                   where: str | None = None) -> list[tuple[str, str | None]]:
         """The clone URLs to try, in order, each with why it is refused (or None): the
         configured `url` first (`${repo}` filled in; any of `allowed_schemes`), then the
         event's own URLs (GitHub: clone_url, ssh_url; GitLab: git_http_url, git_ssh_url) with
-        `payload_schemes` only. A URL already listed (credentials aside) is not repeated."""
+        `payload_schemes` only and only on one of `hosts` (the source's clone_hosts; `where`
+        describes them in a refusal): a payload never picks the host the bridge connects to.
+        A URL already listed (credentials aside) is not repeated."""
+        hosts = tuple(hosts)
+        if where is None:
+            where = f"allowed hosts: {', '.join(hosts) or 'none'}"
         found: list[tuple[str, str | None]] = []
         seen: set[str] = set()
 
@@ -357,10 +408,14 @@ class Mirrors:
             url, why = expand_clone_url(url, event.repo)
             add(url, why or url_refusal(url, self.allowed_schemes))
         for u in event.clone_urls:
-            add(u, url_refusal(u, self.payload_schemes))
+            refusal = url_refusal(u, self.payload_schemes)
+            if refusal is None and not _is_local(u):    # file:// only where a test allows it
+                refusal = host_refusal(u, redact(u)[:200], hosts, where)
+            add(u, refusal)
         return found
 
-    def changed_files(self, event: Event, *, url: str | None = None) -> FileResolution:
+    def changed_files(self, event: Event, *, url: str | None = None, hosts: Iterable[str] = (),
+                      where: str | None = None) -> FileResolution:
         """Fetch the pushed commits into a mirror and diff them, trying each of `candidates()`
         until one answers (a private repository: https without credentials fails at once, the
         ssh URL with the service user's key answers). Source "mirror" with the URL that
@@ -370,8 +425,15 @@ class Mirrors:
         if (fixed := _not_applicable(event)) is not None:
             return fixed
         extra = {"delivery": event.delivery_id}
+        candidates = self.candidates(event, url, hosts, where)
+        if any(refusal is None for _, refusal in candidates):
+            try:
+                gitpython()
+            except _Unknown as exc:
+                log.error("changed files unknown: %s", exc, extra=extra)
+                return FileResolution(None, "unknown", str(exc))
         failed: list[str] = []
-        for candidate, refusal in self.candidates(event, url):
+        for candidate, refusal in candidates:
             if refusal is not None:
                 log.warning("changed files: %s", refusal, extra=extra)
                 failed.append(refusal)
@@ -403,9 +465,12 @@ class Mirrors:
         # git may speak only what this URL needs: an https or ssh URL gets no file:// or git://.
         schemes = self.allowed_schemes if url_refusal(url, self.payload_schemes) else \
             self.payload_schemes
+        git = gitpython()
         try:
             with self._locked(path, wait=3 * self.fetch_timeout):
                 files, how, fetched = self._resolve(path, event, url, shown, schemes)
+        except git.GitCommandNotFound:      # git went away since GitPython was imported
+            raise _Final(GIT_MISSING) from None
         except (git.GitError, OSError) as exc:
             raise _Unknown(f"mirror of {shown} failed: {redact(_text(exc))}") from None
         if fetched:
@@ -424,6 +489,7 @@ class Mirrors:
             raise _Final(f"before {event.before[:80]!r} is not a commit id")
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         created = False
+        git = gitpython()
         try:
             repo = git.Repo(path)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import clone_hosts
 from . import secrets as secret_refs
 from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
@@ -26,7 +27,7 @@ from .yamlload import LineDict, LineList, YamlError, load
 
 PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
-SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "report")
+SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "clone_hosts", "report")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
              "report_skipped")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
@@ -111,6 +112,10 @@ class SourceConfig:
     line: int = 0
     options: dict = field(default_factory=dict, repr=False)
     report: ReportConfig | None = field(default=None, repr=False)
+    #: Hosts the mirror may fetch from when a payload names the URL (`clone_hosts:`, else the
+    #: host of the provider's API); `clone_url` is always allowed.
+    clone_hosts: tuple[str, ...] = ()
+    clone_hosts_default: bool = True
 
 
 @dataclass(frozen=True)
@@ -506,7 +511,8 @@ def _sources(doc, problems, environ) -> dict:
                 continue
             if value is not None:
                 resolved.append(value.encode("utf-8"))
-        options = {k: v for k, v in spec.items() if k not in ("provider", "secrets", "report")}
+        options = {k: v for k, v in spec.items()
+                   if k not in ("provider", "secrets", "report", "clone_hosts")}
         if "clone_url" in options:
             from .changes import clone_url_problem      # the refusal every fetch would give
             if (why := clone_url_problem(options["clone_url"])) is not None:
@@ -528,9 +534,32 @@ def _sources(doc, problems, environ) -> dict:
                 options["clone_token"] = _maybe_secret(options["clone_token"], problems,
                                                        spec.line_of("clone_token"), environ, None)
         report = _report(spec, name, provider, problems, environ) if "report" in spec else None
+        api_url = report.api_url if report else DEFAULT_API_URLS.get(str(provider), "")
+        hosts = _clone_hosts(spec, name, problems) if "clone_hosts" in spec else \
+            clone_hosts.default_hosts(str(provider), api_url)
         out[name] = SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
-                                 options=options, report=report)
+                                 options=options, report=report, clone_hosts=hosts,
+                                 clone_hosts_default="clone_hosts" not in spec)
     return out
+
+
+def _clone_hosts(spec, name, problems) -> tuple[str, ...]:
+    """A source's `clone_hosts:`: host names (optionally host:port), each checked with its line;
+    `[]` allows none (only clone_url is fetched from)."""
+    values = spec["clone_hosts"]
+    if isinstance(values, str):
+        values = [values]
+        lines = [spec.line_of("clone_hosts")]
+    elif isinstance(values, LineList):
+        lines = [values.line_of(i) for i in range(len(values))]
+    else:
+        problems.add(spec.line_of("clone_hosts"), f"source '{name}': clone_hosts must be a list of "
+                                                  "host names, e.g. [gitlab.example.com]")
+        return ()
+    for value, line in zip(values, lines):
+        if (why := clone_hosts.entry_problem(value)) is not None:
+            problems.add(line, f"source '{name}': {why}")
+    return clone_hosts.normalize(values)
 
 
 def _retry_policy(spec, problems, where: str, base: RetryPolicy) -> RetryPolicy:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 ZERO_SHA = "0" * 40
+#: GitHub lists at most this many commits in a push payload.
+GITHUB_COMMIT_CAP = 2048
 
 #: Event kinds a rule's `on.events` may name.
 KINDS = ("push", "tag", "delete")
@@ -68,6 +70,8 @@ class Event:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
         if not self.commits_complete or any(not c.has_files for c in self.commits):
             return None
+        if self.provider == "github" and len(self.commits) >= GITHUB_COMMIT_CAP:
+            return None         # GitHub lists at most 2048 commits: this list may be cut
         if self.forced:
             # The new commits' lists miss what the dropped commits changed: only a diff knows.
             return None

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 from werkzeug.datastructures import Headers
 
+from .changes import Mirrors, files_from_payload, resolve_for_source
 from .errors import BadPayload, UnknownSource
 from .events import Ignored
 from .providers import get_provider
@@ -107,17 +109,19 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
     event = result
     out["event"] = event.to_dict()
     verdicts = config.ruleset.explain(event)
-    files = event.changed_files()
-    out["files"] = {"source": "payload", "reason": "the payload's commit lists are complete",
-                    "files": sorted(files)} if files is not None else \
-        {"source": "unknown", "reason": "the payload's commit lists are incomplete", "files": None}
-    resolution = None
-    if resolve_files and any(v.needs_files for v in verdicts):
-        from .changes import Mirrors, resolve_changed_files, source_clone_url
-        resolution = resolve_changed_files(event, Mirrors.for_settings(state_dir, config.settings),
-                                           url=source_clone_url(src, event))
-        out["files"] = {"source": resolution.source, "reason": resolution.reason,
-                        "files": sorted(resolution.files) if resolution.files is not None else None}
+    # The dispatcher's own chain: the same reason it would record, offline up to the mirror.
+    resolution = files_from_payload(event)
+    if resolution.source == "unknown":
+        if resolve_files and any(v.needs_files for v in verdicts):
+            resolution = resolve_for_source(
+                event, Mirrors.for_settings(state_dir, config.settings), src)
+        else:
+            resolution = replace(resolution, reason=f"{resolution.reason}; the dispatcher "
+                                 "fetches them into its git mirror (--resolve-files does too)")
+    out["files"] = {"source": resolution.source, "reason": resolution.reason,
+                    "files": sorted(resolution.files) if resolution.files is not None else None}
+    if not resolve_files:
+        resolution = None
     for v in verdicts:
         entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
                  "needs_files": v.needs_files,

@@ -334,16 +334,14 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
 
 def make_path_decider(state_dir, config):
     """decide_paths(claimed_job) for the dispatcher: changed files via the mirror, then the rule's filters."""
-    from .changes import Mirrors, resolve_changed_files, source_clone_url
+    from .changes import Mirrors, resolve_for_source
     from .events import Event
     from .rules import decide_paths
     mirrors = Mirrors.for_settings(state_dir, config.settings)
 
     def decide(job):
         event = Event.from_dict(job.event)
-        src = config.sources.get(event.source)
-        url = source_clone_url(src, event) if src else None
-        resolution = resolve_changed_files(event, mirrors, url=url)
+        resolution = resolve_for_source(event, mirrors, config.sources.get(event.source))
         return decide_paths(job.path_filter or {}, resolution)
 
     return decide

@@ -49,6 +49,10 @@ def ssh_host(tmp_path):
                            allowed=tmp_path / "ssh-allowed")
 
 
+#: The hosts of the payload URLs these tests serve: what a source's clone_hosts would list.
+HOSTS = ("git.example.invalid", "127.0.0.1")
+
+
 def private_repo(ssh_host, name="acme/api"):
     (ssh_host.served / f"{name}.git").parent.mkdir(parents=True, exist_ok=True)
     up = Upstream(ssh_host.served / f"{name}.git", f"git@git.example.invalid:{name}.git")
@@ -98,7 +102,7 @@ def test_private_repository_the_https_url_fails_the_ssh_url_answers(tmp_path, ss
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
     caplog.set_level(logging.INFO, logger="bridge.changes")
 
-    got = resolve_changed_files(event, mirrors)
+    got = resolve_changed_files(event, mirrors, hosts=HOSTS)
 
     assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"})
     assert f"in the mirror of {up.url} (tried first: fetch from {https} failed: " in got.reason
@@ -121,7 +125,7 @@ def test_every_url_failing_lists_each_reason(tmp_path, ssh_host, caplog):
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
     caplog.set_level(logging.INFO, logger="bridge.changes")
 
-    got = mirrors.changed_files(event)
+    got = mirrors.changed_files(event, hosts=HOSTS)
 
     assert got.source == "unknown" and got.files is None
     first, second, third = got.reason.split("; ")
@@ -139,7 +143,7 @@ def test_a_malformed_payload_url_is_refused_and_the_next_one_answers(tmp_path, s
     event = replace(push(bad, before, after, provider="github"), clone_urls=(bad, up.url, bad))
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
 
-    got = resolve_changed_files(event, mirrors)
+    got = resolve_changed_files(event, mirrors, hosts=HOSTS)
 
     assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"}), got.reason
     assert got.reason.endswith(f"in the mirror of {up.url} (tried first: refused clone URL "
@@ -170,7 +174,7 @@ def test_before_gone_is_final_no_other_url_is_tried(tmp_path, ssh_host):
     event = replace(event, clone_urls=(up.url, other))
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
 
-    got = mirrors.changed_files(event)
+    got = mirrors.changed_files(event, hosts=HOSTS)
 
     assert got.source == "unknown" and other not in got.reason
     assert f"before {gone[:12]} is no longer on {up.url}" in got.reason
@@ -413,14 +417,14 @@ def test_git_fetching_a_payload_url_may_speak_only_the_payload_schemes(tmp_path,
     up, before, after = private_repo(ssh_host)
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
 
-    got = mirrors.changed_files(push(up.url, before, after))
+    got = mirrors.changed_files(push(up.url, before, after), hosts=HOSTS)
 
     assert got.source == "mirror", got.reason
     assert set(ssh_host.allowed.read_text().split()) == {"https:ssh"}
     # Narrower payload schemes: exactly those.
     narrow = Mirrors(tmp_path / "narrow", fetch_timeout=30, env=ssh_host.env, payload_schemes=("ssh",))
     ssh_host.allowed.unlink()
-    assert narrow.changed_files(push(up.url, before, after)).source == "mirror"
+    assert narrow.changed_files(push(up.url, before, after), hosts=HOSTS).source == "mirror"
     assert set(ssh_host.allowed.read_text().split()) == {"ssh"}
 
 
