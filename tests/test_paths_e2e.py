@@ -193,3 +193,44 @@ def test_explain_resolve_files_with_a_relative_state_dir(tmp_path, repo):
     assert set(result["files"]["files"]) == {"docs/a.md", "docs/b.md"}
     assert result["rules"][0]["matched"] is False
     assert list((work / "var" / "mirrors").glob("*/HEAD"))
+
+
+def test_serve_never_contacts_a_host_the_payload_names(tmp_path, repo):
+    """SSRF: a signed capped push whose clone URLs point at a listener of the sender's choosing.
+    The source configures no clone_url and no clone_hosts (GitLab: gitlab.com only): the
+    listener sees no connection and the job follows on_unknown_files with the reason."""
+    import socket
+    origin, base = repo
+    head = commit(origin, "docs/a.md", "d\n", "docs")
+    out = tmp_path / "built.txt"
+    with socket.socket() as trap:
+        trap.bind(("127.0.0.1", 0))
+        trap.listen(16)
+        trap.settimeout(0)
+        port = trap.getsockname()[1]
+        text = rules_for(origin, out).replace(f"    clone_url: file://{origin}\n", "") \
+            .replace('paths: ["src/**"]}', 'paths: ["src/**"]}\n    on_unknown_files: skip')
+        body, headers = capped_push(base, head, ["docs/a.md"])
+        payload = json.loads(body)
+        for key in ("project", "repository"):
+            payload[key]["git_http_url"] = f"https://127.0.0.1:{port}/acme/api.git"
+            payload[key]["git_ssh_url"] = f"ssh://git@127.0.0.1:{port}/acme/api.git"
+        with BridgeProcess(tmp_path / "b", text, env=SECRET_ENV) as bridge:
+            r = bridge.post("gitlab", json.dumps(payload).encode(), headers)
+            assert r.status_code == 202, r.text
+            store = bridge.store()
+            try:
+                job = lambda: store.get_delivery(r.json()["delivery"])["jobs"][0]  # noqa: E731
+                wait_for(lambda: job()["state"] == "skipped", timeout=60, what="the job skipped")
+                detail = str(job()["detail"])
+            finally:
+                store.close()
+        assert f"host 127.0.0.1:{port} is not one the bridge fetches from" in detail, detail
+        assert "on_unknown_files: skip" in detail
+        try:
+            trap.accept()
+            contacted = True
+        except BlockingIOError:
+            contacted = False
+        assert not contacted, "the bridge connected to the host the payload named"
+    assert not out.exists()
