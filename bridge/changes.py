@@ -2,8 +2,10 @@
 
 Input: an `Event` (plus, for the mirror, a source's configured clone URL). Output: a
 `FileResolution` naming the files and the source that decided: the payload when its lists are
-provably complete, else a bare git mirror under the state directory (GitPython), fetched from
-the first clone URL that answers, else "unknown" with the reason.
+provably complete, else a bare git mirror under the state directory (GitPython, imported only
+here, when a mirror is used), fetched from the first clone URL that answers: the source's
+`clone_url`, then the payload's URLs whose host the source allows (`clone_hosts`), else
+"unknown" with the reason.
 
 Semantics follow GitHub Actions. An existing branch: the two-dot diff `before..after`, renames
 counted as old and new path. A new branch: the diff against the merge base with the default
@@ -349,7 +351,8 @@ class Mirrors:
                  max_bytes: int = _DEFAULTS.max_size, max_age: float = _DEFAULTS.max_age,
                  allowed_schemes=CONFIG_SCHEMES, payload_schemes=PAYLOAD_SCHEMES,
                  env: Mapping[str, str] | None = None, now=time.time):
-        self.root = Path(root)
+        # Absolute: git runs inside the mirror with GIT_DIR set, a relative path would not be found.
+        self.root = Path(os.path.abspath(root))
         self.fetch_timeout = fetch_timeout
         self.max_bytes = max_bytes
         self.max_age = max_age
