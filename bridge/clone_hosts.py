@@ -75,23 +75,32 @@ def normalize(entries) -> tuple[str, ...]:
 
 
 def default_hosts(provider: str, api_url: str) -> tuple[str, ...]:
-    """The hosts a source may fetch from when it lists none: its API's host; for GitHub without
-    the `api.` (api.github.com serves github.com; a GHES api_url is https://HOST/api/v3)."""
+    """The hosts a source may fetch from when it lists none: its API's host (on the default
+    ports, and on the API's own port when it names one); for GitHub without the `api.`
+    (api.github.com serves github.com; a GHES api_url is https://HOST/api/v3)."""
     try:
         host = (urlsplit(api_url).hostname or "").rstrip(".")
     except ValueError:
         return ()
     if provider == "github" and host.startswith("api."):
         host = host[len("api."):]
-    return normalize([host]) if host else ()
+    if not host:
+        return ()
+    try:
+        port = urlsplit(api_url).port
+    except ValueError:
+        port = None
+    return normalize([host] + ([f"{host}:{port}"] if port else []))
 
 
-def allows(hosts, host: str, port: int | None) -> bool:
-    """Whether an allow-list entry names `host`: `host` (any port) or `host:port` (that port;
-    a URL without a port has its scheme's default port)."""
+def allows(hosts, scheme: str, host: str, port: int | None) -> bool:
+    """Whether an allow-list entry names the URL's host and port: `host` on its scheme's
+    default port (https 443, ssh 22), `host:port` on that port only. Another port of an
+    allowed host is another service: not one the operator named."""
     for entry in hosts:
         parsed = parse_host(entry)
-        if parsed and parsed[0] == host and parsed[1] in (None, port):
+        if parsed and parsed[0] == host and \
+                port == (parsed[1] if parsed[1] is not None else _DEFAULT_PORTS.get(scheme)):
             return True
     return False
 
@@ -113,7 +122,7 @@ def host_refusal(url: str, shown: str, hosts, where: str) -> str | None:
     if found is None:
         return f"refused clone URL {shown!r}: its host cannot be read unambiguously"
     scheme, host, port = found
-    if allows(hosts, host, port):
+    if allows(hosts, scheme, host, port):
         return None
     named = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
     # No ';' in here: the chain joins the reasons of several URLs with it.

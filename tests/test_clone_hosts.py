@@ -116,6 +116,23 @@ def test_a_payload_naming_an_unconfigured_host_is_never_contacted(tmp_path, list
         not any((tmp_path / "state" / "mirrors").iterdir())
 
 
+def test_another_port_of_the_api_host_is_another_host(tmp_path, listener):
+    # Statuses go to a service on 127.0.0.1: that allows its port (and 443/22), not the listener.
+    config = load_config(tmp_path / "rules.yaml", environ={"S": "x"}, text=rules("""\
+        gh:
+          provider: github
+          secrets: ["${env:S}"]
+          report: {token: "${env:S}", api_url: "http://127.0.0.1:1/api/v3"}
+        """))
+    assert config.sources["gh"].clone_hosts == ("127.0.0.1", "127.0.0.1:1")
+    event = capped(push("x", "1" * 40, "2" * 40, provider="github"), attack_urls(listener.port))
+
+    run, why = decide(tmp_path, config, event)
+
+    assert run is False and f"host 127.0.0.1:{listener.port} is not one" in why, why
+    assert listener.connections == 0
+
+
 def test_explain_resolve_files_obeys_the_same_hosts(tmp_path, listener, monkeypatch):
     (tmp_path / "rules.yaml").write_text(rules("""\
         gl:
@@ -268,9 +285,25 @@ def test_port_pinned_entries(tmp_path, listener):
     [(_, refusal)] = mirrors.candidates(capped(push(url, "1" * 40, "2" * 40), [url]),
                                         hosts=(f"gitlab.example.com:{listener.port}",))
     assert refusal is None
+    # A host without a port: its scheme's default port only (another port is another service).
     [(_, refusal)] = mirrors.candidates(capped(push(url, "1" * 40, "2" * 40), [url]),
                                         hosts=("gitlab.example.com",))
-    assert refusal is None
+    assert f"host gitlab.example.com:{listener.port} is not one" in refusal
+    for allowed, hosts in [("ssh://git@gitlab.example.com/g/p.git", ("gitlab.example.com",)),
+                           ("git@gitlab.example.com:g/p.git", ("gitlab.example.com",)),
+                           ("https://gitlab.example.com/g/p.git", ("gitlab.example.com",)),
+                           ("https://gitlab.example.com:443/g/p.git", ("gitlab.example.com",)),
+                           ("https://gitlab.example.com/g/p.git", ("gitlab.example.com:443",)),
+                           ("git@gitlab.example.com:g/p.git", ("gitlab.example.com:22",))]:
+        [(_, refusal)] = mirrors.candidates(capped(push(allowed, "1" * 40, "2" * 40), [allowed]),
+                                            hosts=hosts)
+        assert refusal is None, (allowed, hosts, refusal)
+    for refused, hosts in [("https://gitlab.example.com:22/g/p.git", ("gitlab.example.com",)),
+                           ("ssh://git@gitlab.example.com:443/g/p.git", ("gitlab.example.com",)),
+                           ("git@gitlab.example.com:g/p.git", ("gitlab.example.com:443",))]:
+        [(_, refusal)] = mirrors.candidates(capped(push(refused, "1" * 40, "2" * 40), [refused]),
+                                            hosts=hosts)
+        assert refusal and "is not one the bridge fetches from" in refusal, (refused, hosts)
 
 
 # --- rules.yaml ----------------------------------------------------------------------------------
@@ -281,7 +314,7 @@ def test_port_pinned_entries(tmp_path, listener):
     ("provider: github\n  report: {token: '${env:S}', api_url: 'https://ghe.example.com/api/v3'}",
      ("ghe.example.com",), True),
     ("provider: gitlab\n  report: {token: '${env:S}', api_url: 'https://gl.example.com:8443/api/v4'}",
-     ("gl.example.com",), True),
+     ("gl.example.com", "gl.example.com:8443"), True),
     ("provider: gitlab\n  clone_hosts: [gitlab.example.com, 'ssh.example.com:2222', '[2001:DB8::1]']",
      ("gitlab.example.com", "ssh.example.com:2222", "[2001:db8::1]"), False),
     ("provider: gitlab\n  clone_hosts: GitLab.example.com", ("gitlab.example.com",), False),
