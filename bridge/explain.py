@@ -111,23 +111,22 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
     verdicts = config.ruleset.explain(event)
     # The dispatcher's own chain: the same reason it would record, offline up to the mirror.
     resolution = files_from_payload(event)
+    resolved = None         # the mirror's answer (--resolve-files), for the rules waiting on it
     if resolution.source == "unknown":
         if resolve_files and any(v.needs_files for v in verdicts):
-            resolution = resolve_for_source(
+            resolution = resolved = resolve_for_source(
                 event, Mirrors.for_settings(state_dir, config.settings), src)
         else:
             resolution = replace(resolution, reason=f"{resolution.reason}; the dispatcher "
                                  "fetches them into its git mirror (--resolve-files does too)")
     out["files"] = {"source": resolution.source, "reason": resolution.reason,
                     "files": sorted(resolution.files) if resolution.files is not None else None}
-    if not resolve_files:
-        resolution = None
     for v in verdicts:
         entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
                  "needs_files": v.needs_files,
                  "jobs": [{"target": j.target, "kind": j.kind, "request": j.request} for j in v.jobs]}
-        if v.needs_files and resolution is not None:
-            run, why = decide_paths(v.jobs[0].path_filter, resolution)
+        if v.needs_files and resolved is not None:
+            run, why = decide_paths(v.jobs[0].path_filter, resolved)
             entry.update(matched=run, reason=why, needs_files=False)
             if not run:
                 entry["jobs"] = []
