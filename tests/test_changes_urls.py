@@ -21,6 +21,7 @@ from test_changes import ISOLATED, Upstream, free_port, push
 from bridge.changes import (FileResolution, Mirrors, clone_url_problem, expand_clone_url,
                             mirror_key, redact, resolve_changed_files, source_clone_url)
 from bridge.cli import cli
+from bridge.clone_hosts import url_host
 from bridge.config import MirrorPolicy, load_config
 from bridge.errors import ConfigError
 from bridge.events import Commit
@@ -49,8 +50,14 @@ def ssh_host(tmp_path):
                            allowed=tmp_path / "ssh-allowed")
 
 
-#: The hosts of the payload URLs these tests serve: what a source's clone_hosts would list.
-HOSTS = ("git.example.invalid", "127.0.0.1")
+#: The host of the payload URLs these tests serve: what a source's clone_hosts would list.
+HOSTS = ("git.example.invalid",)
+
+
+def hosts_for(event) -> tuple[str, ...]:
+    """HOSTS and the host:port of every URL the event names (its https URLs on 127.0.0.1)."""
+    found = [url_host(u) for u in event.clone_urls]
+    return HOSTS + tuple(f"{h[1]}:{h[2]}" for h in found if h)
 
 
 def private_repo(ssh_host, name="acme/api"):
@@ -102,7 +109,7 @@ def test_private_repository_the_https_url_fails_the_ssh_url_answers(tmp_path, ss
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
     caplog.set_level(logging.INFO, logger="bridge.changes")
 
-    got = resolve_changed_files(event, mirrors, hosts=HOSTS)
+    got = resolve_changed_files(event, mirrors, hosts=hosts_for(event))
 
     assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"})
     assert f"in the mirror of {up.url} (tried first: fetch from {https} failed: " in got.reason
@@ -125,7 +132,7 @@ def test_every_url_failing_lists_each_reason(tmp_path, ssh_host, caplog):
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
     caplog.set_level(logging.INFO, logger="bridge.changes")
 
-    got = mirrors.changed_files(event, hosts=HOSTS)
+    got = mirrors.changed_files(event, hosts=hosts_for(event))
 
     assert got.source == "unknown" and got.files is None
     first, second, third = got.reason.split("; ")
@@ -143,7 +150,7 @@ def test_a_malformed_payload_url_is_refused_and_the_next_one_answers(tmp_path, s
     event = replace(push(bad, before, after, provider="github"), clone_urls=(bad, up.url, bad))
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
 
-    got = resolve_changed_files(event, mirrors, hosts=HOSTS)
+    got = resolve_changed_files(event, mirrors, hosts=hosts_for(event))
 
     assert (got.source, got.files) == ("mirror", {"a.txt", "src/b.py"}), got.reason
     assert got.reason.endswith(f"in the mirror of {up.url} (tried first: refused clone URL "
@@ -174,7 +181,7 @@ def test_before_gone_is_final_no_other_url_is_tried(tmp_path, ssh_host):
     event = replace(event, clone_urls=(up.url, other))
     mirrors = Mirrors(tmp_path / "mirrors", fetch_timeout=30, env=ssh_host.env)
 
-    got = mirrors.changed_files(event, hosts=HOSTS)
+    got = mirrors.changed_files(event, hosts=hosts_for(event))
 
     assert got.source == "unknown" and other not in got.reason
     assert f"before {gone[:12]} is no longer on {up.url}" in got.reason
