@@ -20,7 +20,7 @@ from . import secrets as secret_refs
 from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
 from .globs import GlobError, validate_patterns
-from .rules import Rule, compile_rule, template_problems
+from .rules import Rule, compile_rule, template_problems, templates_in
 from .targets import TARGET_KINDS, target_class, unknown_kind_message
 from .yamlload import LineDict, LineList, YamlError, load
 
@@ -648,7 +648,11 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
             for msg in cls.validate_run(run):
                 problems.add(run.line, msg, name)
                 ok = False
-        for tline, msg in template_problems(run):
+            for tline, msg in _literal_problems(run, cls):
+                problems.add(tline, msg, name)
+                ok = False
+        literal = target_class(target.kind).literal_keys if target is not None else ()
+        for tline, msg in template_problems(_without(run, literal)):
             problems.add(tline, msg, name)
             ok = False
         policy = spec.get("on_unknown_files", "run")
@@ -660,6 +664,27 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
             compiled.append(compile_rule(name, spec.line_of("name"), on, run,
                                          kind=target.kind, on_unknown_files=policy))
     return compiled
+
+
+def _literal_problems(run: LineDict, cls) -> list[tuple[int, str]]:
+    """A problem, with its line, for each template in a `run:` key the target takes literally
+    (an exec command's argv): payload values reach a command only through its environment."""
+    out = []
+    for key in cls.literal_keys:
+        value = run.get(key)
+        for index, template in templates_in(value):
+            line = value.line_of(index) if isinstance(value, LineList) else run.line_of(key)
+            out.append((line, cls.literal_message(key, template)))
+    return out
+
+
+def _without(run: LineDict, keys) -> LineDict:
+    """`run` without `keys` (checked on their own), keeping the lines of the others."""
+    if not any(k in run for k in keys):
+        return run
+    out = LineDict({k: v for k, v in run.items() if k not in keys})
+    out.line, out.key_lines = run.line, run.key_lines
+    return out
 
 
 def _rule_report(spec, name, problems) -> RuleReport:
