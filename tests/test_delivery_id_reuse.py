@@ -11,6 +11,8 @@ import threading
 from conftest import GITHUB_SECRET
 from signing import load_payload, sign_github
 
+from bridge import create_app
+from bridge.config import load_config
 from bridge.store import reused_delivery_id
 from support_store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
 
@@ -82,7 +84,11 @@ def test_concurrent_arrivals_store_each_body_once(open_store):
     assert stores[0].queue_stats(2000.0)["jobs"]["queued"] == 6
 
 
-def test_through_the_app_a_reused_id_with_a_new_body_is_accepted_and_logged(client, caplog):
+def test_through_the_app_a_reused_id_with_a_new_body_is_accepted_and_logged(
+        open_store, write_rules, tmp_path, caplog):
+    store = open_store()
+    app = create_app(load_config(write_rules()), store=store, state_dir=str(tmp_path))
+    client = app.test_client()
     body, headers = load_payload("github/push__goscm-branch.json")
     headers["X-GitHub-Delivery"] = "reused-1"
     payload = json.loads(body)
@@ -100,7 +106,7 @@ def test_through_the_app_a_reused_id_with_a_new_body_is_accepted_and_logged(clie
     assert stored_as == reused_delivery_id("reused-1", other)
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "reused-1" in warning.getMessage() and stored_as in warning.getMessage()
-    assert client.store.get_delivery(stored_as)["body"] == other
+    assert store.get_delivery(stored_as)["body"] == other
 
     again = send(other)          # a redelivery of the second: a duplicate of what it was stored as
     assert again.status_code == 200 and again.get_json()["duplicate_of"] == stored_as
