@@ -587,6 +587,10 @@ def _targets(doc, problems, environ, broken: set) -> dict:
         for msg in cls.validate(options):
             if not any(ref in msg for ref in unread):    # about a value we did not read
                 problems.add(line, f"target '{name}': {msg}")
+        references = [v for v in spec.values() if secret_refs.is_reference(v)]
+        for tline, msg in _literal_problems(spec, cls, skip=references):
+            problems.add(tline, f"target '{name}': {msg} (in a rule's run:, where templates are "
+                                "filled in)")
         retry = _retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
             else RetryPolicy()
         out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
@@ -666,12 +670,16 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
     return compiled
 
 
-def _literal_problems(run: LineDict, cls) -> list[tuple[int, str]]:
-    """A problem, with its line, for each template in a `run:` key the target takes literally
-    (an exec command's argv): payload values reach a command only through its environment."""
+def _literal_problems(run: LineDict, cls, skip=()) -> list[tuple[int, str]]:
+    """A problem, with its line, for each template in a key the target takes literally (an
+    exec command's argv and cwd), in a rule's `run:` or the target's own options (never
+    rendered there either): payload values reach a command only through its environment.
+    `skip`: the target's secret references, which are not templates."""
     out = []
     for key in cls.literal_keys:
         value = run.get(key)
+        if value in skip:
+            continue
         for index, template in templates_in(value):
             line = value.line_of(index) if isinstance(value, LineList) else run.line_of(key)
             out.append((line, cls.literal_message(key, template)))

@@ -211,3 +211,17 @@ def test_an_odd_but_valid_branch_builds_and_reaches_the_command_only_through_env
     assert (work / "from-env").read_text() == branch
     assert (work / "from-bridge").read_text() == branch
     assert sorted(os.listdir(work)) == ["from-bridge", "from-env"]     # no pwned, no pwned2
+
+
+def test_a_template_in_an_exec_targets_own_cwd_is_refused_but_a_secret_reference_is_not(
+        write_rules, monkeypatch):
+    monkeypatch.setenv("BUILD_ROOT", "/srv/builds")
+    text = HEAD.replace("  local: {kind: exec}\n", "  local: {kind: exec, cwd: \"/srv/${repo}\"}\n"
+                        "  other: {kind: exec, cwd: \"${env:BUILD_ROOT}\"}\n") + \
+        "  - name: ok\n    on: {repo: \"**\"}\n    run: {target: other, command: [\"true\"]}\n"
+    code, out = check(write_rules, text)
+    assert code == 1
+    assert out.splitlines()[:-1] == [
+        "rules.yaml:5: target 'local': cwd: templates are not allowed in an exec command's working "
+        "directory ('${repo}'); pass it as an environment variable instead: env: {REPO: \"${repo}\"} "
+        "and cd \"$REPO\" in a script (in a rule's run:, where templates are filled in)"]
