@@ -39,6 +39,7 @@ from bridge.clone_hosts import host_refusal
 from bridge.config import MirrorPolicy
 from bridge.errors import did_you_mean
 from bridge.events import GITHUB_COMMIT_CAP, Event
+from bridge.refnames import branch_or_tag_problem
 
 if TYPE_CHECKING:
     import git
@@ -608,7 +609,7 @@ class _Session:
         self.deadline = time.monotonic() + timeout
         self.fetched = False
         self.ref = event.ref
-        if not event.is_branch or not self._ok("check_ref_format", self.ref):
+        if not event.is_branch or branch_or_tag_problem(self.ref) is not None:
             raise _Final(f"ref {event.ref[:200]!r} is not a branch name git accepts")
 
     def _git(self, cmd: str, *args: str, timeout: float | None = None) -> tuple[int, bytes, str]:
@@ -707,11 +708,11 @@ class _Session:
 
     def default_branch(self) -> str | None:
         if name := self.event.default_branch:
-            return name if self._ok("check_ref_format", f"refs/heads/{name}") else None
+            return name if branch_or_tag_problem(f"refs/heads/{name}") is None else None
         status, out, _ = self._network("ls_remote", "--symref", "origin", "HEAD")
         m = re.match(rb"ref: refs/heads/(\S+)\tHEAD", out) if status == 0 else None
         name = m[1].decode("utf-8", "replace") if m else None
-        return name if name and self._ok("check_ref_format", f"refs/heads/{name}") else None
+        return name if name and branch_or_tag_problem(f"refs/heads/{name}") is None else None
 
     def new_branch(self, after: str):
         default = self.default_branch()

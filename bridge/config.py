@@ -21,7 +21,7 @@ from . import secrets as secret_refs
 from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
 from .globs import GlobError, validate_patterns
-from .rules import Rule, compile_rule, template_problems
+from .rules import Rule, compile_rule, template_problems, templates_in
 from .targets import TARGET_KINDS, target_class, unknown_kind_message
 from .yamlload import LineDict, LineList, YamlError, load
 
@@ -616,6 +616,10 @@ def _targets(doc, problems, environ, broken: set) -> dict:
         for msg in cls.validate(options):
             if not any(ref in msg for ref in unread):    # about a value we did not read
                 problems.add(line, f"target '{name}': {msg}")
+        references = [v for v in spec.values() if secret_refs.is_reference(v)]
+        for tline, msg in _literal_problems(spec, cls, skip=references):
+            problems.add(tline, f"target '{name}': {msg} (in a rule's run:, where templates are "
+                                "filled in)")
         retry = _retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
             else RetryPolicy()
         out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
@@ -677,7 +681,11 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
             for msg in cls.validate_run(run):
                 problems.add(run.line, msg, name)
                 ok = False
-        for tline, msg in template_problems(run):
+            for tline, msg in _literal_problems(run, cls):
+                problems.add(tline, msg, name)
+                ok = False
+        literal = target_class(target.kind).literal_keys if target is not None else ()
+        for tline, msg in template_problems(_without(run, literal)):
             problems.add(tline, msg, name)
             ok = False
         policy = spec.get("on_unknown_files", "run")
@@ -689,6 +697,31 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
             compiled.append(compile_rule(name, spec.line_of("name"), on, run,
                                          kind=target.kind, on_unknown_files=policy))
     return compiled
+
+
+def _literal_problems(run: LineDict, cls, skip=()) -> list[tuple[int, str]]:
+    """A problem, with its line, for each template in a key the target takes literally (an
+    exec command's argv and cwd), in a rule's `run:` or the target's own options (never
+    rendered there either): payload values reach a command only through its environment.
+    `skip`: the target's secret references, which are not templates."""
+    out = []
+    for key in cls.literal_keys:
+        value = run.get(key)
+        if value in skip:
+            continue
+        for index, template in templates_in(value):
+            line = value.line_of(index) if isinstance(value, LineList) else run.line_of(key)
+            out.append((line, cls.literal_message(key, template)))
+    return out
+
+
+def _without(run: LineDict, keys) -> LineDict:
+    """`run` without `keys` (checked on their own), keeping the lines of the others."""
+    if not any(k in run for k in keys):
+        return run
+    out = LineDict({k: v for k, v in run.items() if k not in keys})
+    out.line, out.key_lines = run.line, run.key_lines
+    return out
 
 
 def _rule_report(spec, name, problems) -> RuleReport:

@@ -151,13 +151,18 @@ def _no_match_reason(verdicts) -> str:
 
 
 def _reply(state, source, started, record, verdicts, jobs, ingested):
-    delivery = record.delivery_id
+    delivery = ingested.delivery
     extra = {"delivery": delivery, "source": source}
+    if ingested.reused_id and not ingested.duplicate_of:
+        # Not a redelivery (GitHub's and GitLab's resend the same body): stored on its own.
+        log.warning("delivery id %s was already stored with a different body; this one is a "
+                    "delivery of its own, stored as %s", ingested.reused_id, delivery,
+                    extra={**extra, "host_delivery": ingested.reused_id})
     if ingested.duplicate_of:
         state.observe(source, 200, started, outcome="duplicate")
         log.info("duplicate delivery id, nothing new stored", extra={**extra, "status": 200})
         return _json({"delivery": delivery, "duplicate_of": ingested.duplicate_of,
-                      "reason": "this delivery id was already received"}, 200)
+                      "reason": "this delivery (same id and body) was already received"}, 200)
     if ingested.content_duplicate_of:
         state.observe(source, 200, started, outcome="duplicate")
         log.info("same push already accepted as %s; no jobs", ingested.content_duplicate_of,

@@ -178,6 +178,21 @@ def template_problems(run) -> list[tuple[int, str]]:
     return out
 
 
+def templates_in(value) -> list[tuple[int | None, str]]:
+    """Every `${...}` (and unclosed `${`) in `value`, a string or a list of strings, as
+    (list index or None, template); `$$` is a literal `$`, not a template."""
+    items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+    out = []
+    for index, text in items:
+        if not isinstance(text, str):
+            continue
+        for m in _TEMPLATE_CHECK.finditer(text):
+            if m.group(0) != "$$":
+                out.append((index, m.group(0) if m.group(1) is not None
+                            else text[m.start():m.start() + 40]))
+    return out
+
+
 def render(value, fields: dict):
     """Substitute `${field}` in every string of `value`; `$$` is a literal `$`. No code, no attributes."""
     if isinstance(value, str):

@@ -250,7 +250,7 @@ def test_database_url_from_a_secret_reference_stays_out_of_repr(tmp_path):
         "(or a secret reference to one)"]
 
 
-def test_templates_in_a_shell_command_are_refused(tmp_path):
+def test_templates_in_any_exec_command_are_refused(tmp_path):
     text = GOOD.replace("""    run:
       target: mem
       parameters: {SHA: "${sha}", BRANCH: "${branch}", LITERAL: "$${sha}"}""", """    run:
@@ -259,9 +259,13 @@ def test_templates_in_a_shell_command_are_refused(tmp_path):
         "    run: {target: sh, command: [\"sh\", \"-c\", 'deploy \"$BRIDGE_BRANCH\"'], cwd: /tmp}\n" \
         "  - name: argv\n    on: {repo: x}\n    run: {target: sh, command: [make, \"BRANCH=${branch}\"]}\n"
     text = text.replace("targets:\n", "targets:\n  sh: {kind: exec}\n")
-    [msg] = problems(tmp_path, text)
-    assert msg.startswith("rules.yaml:20: rule 'api-main': command runs a shell, so a template like "
-                          "${branch} in its arguments could inject commands")
+    assert problems(tmp_path, text) == [
+        "rules.yaml:21: rule 'api-main': command: templates are not allowed in an exec command's "
+        "argv ('${branch}'); pass it as an environment variable instead: env: {BRANCH: \"${branch}\"} "
+        "and use \"$BRANCH\" in a script",
+        "rules.yaml:27: rule 'argv': command: templates are not allowed in an exec command's "
+        "argv ('${branch}'); pass it as an environment variable instead: env: {BRANCH: \"${branch}\"} "
+        "and use \"$BRANCH\" in a script"]
 
 
 def test_unclosed_template_is_a_problem_with_its_line(tmp_path):

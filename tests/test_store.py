@@ -53,11 +53,11 @@ def test_ingest_stores_delivery_event_verdicts_and_jobs(open_store):
     assert store.get_delivery("nope") is None
 
 
-def test_same_delivery_id_writes_nothing_and_names_the_first(open_store):
+def test_same_delivery_id_and_body_writes_nothing_and_names_the_first(open_store):
     store = open_store()
     first = store.ingest(new_delivery("d-1", body=b"first"), [new_job()])
-    again = store.ingest(new_delivery("d-1", body=b"second", after="f" * 40), [new_job(), new_job("x")])
-    assert again.duplicate_of == "d-1" and again.job_ids == []
+    again = store.ingest(new_delivery("d-1", body=b"first"), [new_job(), new_job("x")])
+    assert again.duplicate_of == "d-1" and again.job_ids == [] and again.reused_id is None
     row = store.get_delivery("d-1")
     assert row["body"] == b"first"
     assert [j["id"] for j in row["jobs"]] == first.job_ids

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from ..errors import BadPayload
 from ..events import Commit
+from ..refnames import branch_or_tag_problem
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -124,6 +125,18 @@ def string_list(obj: dict, key: str, *, what: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise BadPayload(f"{what} field '{key}' is not a list of strings")
     return tuple(value)
+
+
+def ref(obj: dict, path: str = "ref", *, what: str = "push payload") -> str:
+    """The full ref at `path`, checked with git's own rules (`git check-ref-format`, and no
+    branch or tag name starting with '-'): a name git would refuse never reaches a build, its
+    environment or a git command. BadPayload (400) names the rule it breaks."""
+    value = field(obj, path, str, required=True, what=what)
+    why = branch_or_tag_problem(value)
+    if why is not None:
+        raise BadPayload(f"{what} field '{path}' is not a ref name git accepts: {why} "
+                         f"({value[:200]!r})")
+    return value
 
 
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")   # SHA-1, or SHA-256 object format

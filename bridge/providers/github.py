@@ -71,7 +71,7 @@ def _ping(headers, body, *, source, delivery_id) -> Ignored:
 
 def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
     payload = b.parse_json(body, headers.get("Content-Type"), form_field="payload")
-    ref = b.field(payload, "ref", str, required=True)
+    ref = b.ref(payload)   # git's ref-name rules, or 400
     if ref.startswith("refs/heads/"):
         ref_name = ref[len("refs/heads/"):]
     elif ref.startswith("refs/tags/"):

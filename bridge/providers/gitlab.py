@@ -70,7 +70,7 @@ def _system_hook(payload: dict, name: str, *, source: str, delivery_id: str) -> 
 
 
 def _push(payload: dict, name: str, *, source: str, delivery_id: str) -> Event | Ignored:
-    ref = b.field(payload, "ref", str, required=True)
+    ref = b.ref(payload)   # git's ref-name rules, or 400
     if ref.startswith("refs/heads/"):
         ref_name = ref[len("refs/heads/"):]
     elif ref.startswith("refs/tags/"):

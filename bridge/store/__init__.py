@@ -29,7 +29,8 @@ but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreS
 synchronous_commit=off).
 """
 from .store import (JOB_STATES, OPEN_STATES, OUTCOMES, ClaimedFollow, ClaimedJob, ClaimedStatus,
-                    Ingested, NewDelivery, NewJob, NewStatus, Store)
+                    Ingested, NewDelivery, NewJob, NewStatus, Store, reused_delivery_id)
 
 __all__ = ["JOB_STATES", "OPEN_STATES", "OUTCOMES", "ClaimedFollow", "ClaimedJob", "ClaimedStatus",
-           "Ingested", "NewDelivery", "NewJob", "NewStatus", "Store"]
+           "Ingested", "NewDelivery", "NewJob", "NewStatus", "Store",
+           "reused_delivery_id"]

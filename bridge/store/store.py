@@ -6,12 +6,13 @@ failure, with nothing half-written.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import weakref
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, exists, func, insert, or_,
                         select, update)
@@ -69,10 +70,25 @@ class NewJob:
 
 @dataclass(frozen=True)
 class Ingested:
-    delivery: str
-    duplicate_of: str | None         # same delivery id already stored: nothing was written
+    delivery: str                    # the id it is stored under (see `reused_id`)
+    duplicate_of: str | None         # same delivery id and body already stored: nothing was written
     content_duplicate_of: str | None  # same push already accepted: stored, no jobs
     job_ids: list[int] = field(default_factory=list)
+    #: The host's id when it already named a delivery with another body: this one is not a
+    #: redelivery, and is stored as its own delivery under `delivery` (`reused_delivery_id`).
+    reused_id: str | None = None
+
+
+#: Between a reused delivery id and the hash of the new body (`reused_delivery_id`).
+REUSED_ID_SEPARATOR = "~"
+
+
+def reused_delivery_id(delivery_id: str, body: bytes) -> str:
+    """The id a delivery is stored under when the host's `delivery_id` already names another
+    body: `<id>~<16 hex digits of sha256(body)>`, within the 200 characters of the id column.
+    The same id and body always give the same one, so a repeat of it is still a duplicate."""
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    return f"{delivery_id[:200 - 1 - len(digest)]}{REUSED_ID_SEPARATOR}{digest}"
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,8 @@ class Store:
         self._claim_key = _Raw(ins(content_keys).on_conflict_do_nothing(index_elements=["key"]), dialect)
         self._key_owner = _Raw(select(content_keys.c.delivery_id)
                                .where(content_keys.c.key == bindparam("key")), dialect)
+        self._stored_body = _Raw(select(deliveries.c.body)
+                                 .where(deliveries.c.id == bindparam("id")), dialect)
         self._mark_duplicate = _Raw(update(deliveries).where(deliveries.c.id == bindparam("delivery"))
                                     .values(outcome="duplicate", content_duplicate_of=bindparam("first"),
                                             reason=bindparam("why")), dialect)
@@ -304,13 +322,18 @@ class Store:
     def ingest(self, d: NewDelivery, new_jobs: list[NewJob]) -> Ingested:
         """Store a delivery and its jobs in ONE transaction.
 
-        The same delivery id already stored: nothing is written, `duplicate_of` names it. A
-        content key already claimed by an earlier delivery with jobs: this delivery is stored
-        with outcome "duplicate" and no jobs, `content_duplicate_of` names the first. Both are
-        decided by unique constraints inside the transaction, never by a read before the write.
-        Concurrent calls in one process share that transaction and its commit (`GroupCommit`);
-        each returns only once it is committed.
+        The same delivery id already stored with the same body (a redelivery): nothing is
+        written, `duplicate_of` names it. The id already stored with another body: not a
+        redelivery; this one is stored as its own delivery under `reused_delivery_id()` and
+        `reused_id` names the host's id. A content key already claimed by an earlier delivery
+        with jobs: this delivery is stored with outcome "duplicate" and no jobs,
+        `content_duplicate_of` names the first. All are decided by unique constraints inside the
+        transaction, never by a read before the write. Concurrent calls in one process share
+        that transaction and its commit (`GroupCommit`); each returns only once it is committed.
         """
+        return self._ingests.submit((d, new_jobs, *self._ingest_params(d, new_jobs)))
+
+    def _ingest_params(self, d: NewDelivery, new_jobs: list[NewJob]) -> tuple:
         # Everything is serialized before the transaction begins, and the three statements run
         # on the driver's cursor: SQLAlchemy's per-statement work would double the time the
         # writer lock is held, and every ingest of every worker queues on that lock.
@@ -324,8 +347,7 @@ class Store:
         })
         key = self._claim_key.params({"key": d.content_key, "delivery_id": d.delivery_id,
                                       "claimed_at": d.received_at})
-        job_rows = self._job_rows(d.delivery_id, new_jobs, d.received_at)
-        return self._ingests.submit((d, row, key, job_rows))
+        return row, key, self._job_rows(d.delivery_id, new_jobs, d.received_at)
 
     def _write_batch(self, items: list, one, tx) -> list:
         """`one(*tx_values, *item)` for the items of concurrent callers in one transaction (group
@@ -344,12 +366,22 @@ class Store:
                 return [exc]
         return [r for item in items for r in self._write_batch([item], one, tx)]
 
-    def _ingest_one(self, cur, d: NewDelivery, row, key, job_rows) -> Ingested:
+    def _ingest_one(self, cur, d: NewDelivery, new_jobs, row, key, job_rows, *,
+                    reused: str | None = None) -> Ingested:
         cur.execute(self._insert_delivery.sql, row)
         if cur.rowcount == 0:
-            return Ingested(d.delivery_id, duplicate_of=d.delivery_id, content_duplicate_of=None)
+            # The id is taken (the row is committed, or ours in this transaction: on PostgreSQL
+            # the insert waited for the other writer, and each statement sees what it committed).
+            cur.execute(self._stored_body.sql, self._stored_body.params({"id": d.delivery_id}))
+            found = cur.fetchone()
+            if reused is not None or found is None or bytes(found[0]) == d.body:
+                return Ingested(d.delivery_id, duplicate_of=d.delivery_id, content_duplicate_of=None,
+                                reused_id=reused)
+            other = replace(d, delivery_id=reused_delivery_id(d.delivery_id, d.body))
+            return self._ingest_one(cur, other, new_jobs, *self._ingest_params(other, new_jobs),
+                                    reused=d.delivery_id)
         if not job_rows:
-            return Ingested(d.delivery_id, None, None)
+            return Ingested(d.delivery_id, None, None, reused_id=reused)
         if d.content_key is not None:
             cur.execute(self._claim_key.sql, key)
             if cur.rowcount == 0:
@@ -358,8 +390,8 @@ class Store:
                 cur.execute(self._mark_duplicate.sql, self._mark_duplicate.params({
                     "delivery": d.delivery_id, "first": first,
                     "why": f"the same push was already accepted as delivery {first}"}))
-                return Ingested(d.delivery_id, None, content_duplicate_of=first)
-        return Ingested(d.delivery_id, None, None, self._insert_jobs(cur, job_rows))
+                return Ingested(d.delivery_id, None, content_duplicate_of=first, reused_id=reused)
+        return Ingested(d.delivery_id, None, None, self._insert_jobs(cur, job_rows), reused_id=reused)
 
     def _job_rows(self, delivery_id: str, new_jobs: list[NewJob], now: float) -> list:
         return [self._insert_job.params({

@@ -72,6 +72,13 @@ class Target:
     kind: ClassVar[str] = ""
     config_keys: ClassVar[dict[str, bool]] = {}
     run_keys: ClassVar[dict[str, bool]] = {}
+    #: `run:` keys that are never templates (exec: the argv and working directory): `bridge
+    #: check` refuses a `${...}` there with `literal_message`; `$$` stays a literal `$`.
+    literal_keys: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def literal_message(cls, key: str, template: str) -> str:
+        return f"{key}: templates are not allowed here ({template!r})"
 
     def __init__(self, name: str, options: dict[str, Any]):
         self.name = name

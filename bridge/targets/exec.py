@@ -1,7 +1,7 @@
 """The exec target: runs a local command (an argv list, no shell) for a job and waits for it.
 
-Input: `Job` whose request has `command` (argv list) and optionally `cwd`, `timeout`, `env`; the
-event's fields arrive as BRIDGE_* environment variables. Output: `Run` "succeeded" (exit 0) or
+Input: `Job` whose request has `command` (a literal argv list) and optionally `cwd`, `timeout`,
+`env`; the event's fields arrive as BRIDGE_* environment variables, never in the argv. Output: `Run` "succeeded" (exit 0) or
 "failed" (non-zero exit, or timed out), with the exit code and the last 64 KiB of output.
 """
 from __future__ import annotations
@@ -27,11 +27,6 @@ INHERITED_ENV = ("PATH", "HOME", "LANG")
 _LINGER = 1.0
 
 
-#: Programs that interpret their arguments as code (templates in their argv are refused).
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish", "csh", "tcsh", "busybox",
-                    "python", "python3", "perl", "ruby", "node"})
-
-
 class ExecTarget(Target):
     """`kind: exec`. Target options `cwd`, `timeout` (seconds), `env` are defaults for its rules.
 
@@ -44,6 +39,9 @@ class ExecTarget(Target):
     kind = "exec"
     config_keys = {"kind": True, "cwd": False, "timeout": False, "env": False}
     run_keys = {"target": True, "command": True, "cwd": False, "timeout": False, "env": False}
+    #: The argv is literal: payload values reach the command only through its environment
+    #: (BRIDGE_* and the rule's `env:`, whose values may be templates).
+    literal_keys = ("command", "cwd")
 
     def __init__(self, name: str, options: dict[str, Any], *, term_grace: float = 5.0):
         super().__init__(name, options)
@@ -65,12 +63,23 @@ class ExecTarget(Target):
             problems.append("command must be a non-empty list of strings (an argv list; no shell)")
         elif not command[0]:
             problems.append("command[0] (the program) must not be empty")
-        elif os.path.basename(command[0]) in SHELLS and any("${" in a for a in command[1:]):
-            # Branch, tag and pusher names are chosen by whoever pushes and may hold ; $( ` ...
-            problems.append("command runs a shell, so a template like ${branch} in its arguments "
-                            "could inject commands (git allows ';' and '$(' in ref names): use the "
-                            "environment variables the exec target sets instead, e.g. \"$BRIDGE_BRANCH\"")
         return problems + _check_common(run)
+
+    @classmethod
+    def literal_message(cls, key: str, template: str) -> str:
+        """Why a template in `command:` or `cwd:` is refused, and the env form to use instead.
+        Branch, tag and pusher names are chosen by whoever pushes (git allows `;`, `$(` and
+        backquotes in them), and no list of programs can tell which argv a program treats as
+        code (`sh -c`, `env sh -c`, `ssh host "..."`, `xargs`, `python3.11 -c`, ...)."""
+        if not template.endswith("}"):
+            return (f"{key}: {template!r} is an unclosed template, and an exec command takes "
+                    "none (write $${ for a literal '${')")
+        field = template[2:-1]
+        var = field.upper() if field.isidentifier() else "VALUE"
+        where, use = ((f"an exec command's argv", f'use "${var}" in a script') if key == "command"
+                      else ("an exec command's working directory", f'cd "${var}" in a script'))
+        return (f"{key}: templates are not allowed in {where} ({template!r}); pass it as an "
+                f"environment variable instead: env: {{{var}: \"{template}\"}} and {use}")
 
     def start(self, job: Job) -> Run:
         request = job.request
