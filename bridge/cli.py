@@ -85,7 +85,8 @@ def online_problems(config) -> list[str]:
 @click.option("--headers", "headers_file", type=click.File("rb"), default=None,
               help="file of request headers: 'Name: value' lines (as GitHub's Recent Deliveries "
                    "shows them) or a JSON object {\"X-GitHub-Event\": \"push\", ...}")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text for people; json (event, events, rules) for scripts")
 @click.option("--resolve-files", is_flag=True,
               help="compute changed files as the dispatcher would (fetches into the git mirror)")
 @state_option

@@ -586,7 +586,7 @@ def _targets(doc, problems, environ, broken: set) -> dict:
                 unread.append(value)
         for msg in cls.validate(options):
             if not any(ref in msg for ref in unread):    # about a value we did not read
-                problems.add(line, f"target '{name}': {msg}")
+                problems.add(_line_of_key(spec, msg, line), f"target '{name}': {msg}")
         retry = _retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
             else RetryPolicy()
         out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
@@ -646,7 +646,7 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
                     problems.add(run.line, f"'run.{key}' is required for target kind {target.kind}", name)
                     ok = False
             for msg in cls.validate_run(run):
-                problems.add(run.line, msg, name)
+                problems.add(_line_of_key(run, msg, run.line), msg, name)
                 ok = False
         for tline, msg in template_problems(run):
             problems.add(tline, msg, name)
@@ -660,6 +660,17 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
             compiled.append(compile_rule(name, spec.line_of("name"), on, run,
                                          kind=target.kind, on_unknown_files=policy))
     return compiled
+
+
+#: Target/run keys whose problems point to the key's own line (the rest: the target's or run's).
+_KEYED_PROBLEMS = ("retry_on_exit",)
+
+
+def _line_of_key(mapping: LineDict, message: str, default: int) -> int:
+    """The line of the key a target's message starts with ("retry_on_exit must ..."), else
+    `default`."""
+    key = message.split(" ", 1)[0]
+    return mapping.line_of(key) if key in _KEYED_PROBLEMS and key in mapping else default
 
 
 def _rule_report(spec, name, problems) -> RuleReport:
