@@ -90,3 +90,100 @@ def test_succeeded_is_logged_only_after_the_store_recorded_it(tmp_path):
     finally:
         log.removeHandler(handler)
         store.close()
+
+
+# --- exec retry_on_exit ---------------------------------------------------------------------
+
+def exec_dispatcher(store, options, clock, policy=POLICY):
+    target = ExecTarget("local", {"kind": "exec", **options})
+    return Dispatcher(store, {"local": target}, {"local": policy}, owner="d1", now=clock,
+                      sleep=clock.sleep, rand=lambda: 0.5)
+
+
+def one_job(store):
+    return store.get_delivery("d-1")["jobs"][0]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(f"sqlite:///{tmp_path}/bridge.db", durability="normal")
+    yield s
+    s.close()
+
+
+#: Busy (EX_TEMPFAIL, 75) the first time, then done: what a deploy script says while a lock is held.
+BUSY_ONCE = ["/bin/sh", "-c", 'if [ -e "$FLAG" ]; then echo built; exit 0; fi; : > "$FLAG"; '
+                              'echo "lock held by another deploy"; exit 75']
+
+
+def test_a_transient_exit_code_goes_through_the_backoff_then_builds(store, tmp_path):
+    flag = tmp_path / "flag"
+    store.ingest(new_delivery("d-1", received_at=1000.0),
+                 [new_job(target="local", kind="exec", command=BUSY_ONCE, env={"FLAG": str(flag)})])
+    clock = Clock(1000.0)
+    d = exec_dispatcher(store, {"retry_on_exit": [75]}, clock)
+    assert d.run_once() == 1
+    job = one_job(store)
+    assert (job["state"], job["next_attempt_at"]) == ("queued", 1000.0 + 0.5 * 5.0)
+    assert job["last_error"] == ("'/bin/sh' exited with 75, a transient code (retry_on_exit): "
+                                 "lock held by another deploy")
+    assert d.run_once() == 0                  # not before its time
+    clock.t += 2.5
+    assert d.run_once() == 1
+    job = one_job(store)
+    assert (job["state"], job["detail"]["exit_code"]) == ("succeeded", 0)
+    assert [a["outcome"] for a in job["history"]] == ["retry", "succeeded"]
+
+
+def test_other_exit_codes_fail_and_a_rule_can_name_its_own(store, tmp_path):
+    flag = tmp_path / "flag"
+    store.ingest(new_delivery("d-1", received_at=1000.0),
+                 [new_job(target="local", kind="exec", command=BUSY_ONCE, env={"FLAG": str(flag)},
+                          retry_on_exit=[])])      # the rule's own list: nothing is transient
+    exec_dispatcher(store, {"retry_on_exit": [75]}, Clock(1000.0)).run_once()
+    job = one_job(store)
+    assert (job["state"], job["detail"]["exit_code"]) == ("failed", 75)
+
+
+def test_a_transient_exit_code_for_longer_than_give_up_after_is_dead(store, tmp_path):
+    store.ingest(new_delivery("d-1", received_at=1000.0),
+                 [new_job(target="local", kind="exec", command=["/bin/sh", "-c", "exit 75"])])
+    clock = Clock(1000.0 + 3600.0 + 1)
+    exec_dispatcher(store, {"retry_on_exit": [75, 111]}, clock).run_once()
+    job = one_job(store)
+    assert job["state"] == "dead"
+    assert job["last_error"] == "gave up after 1h: '/bin/sh' exited with 75, a transient code (retry_on_exit)"
+
+
+@pytest.mark.parametrize("where, value, line", [
+    ("target", "[0]", 7), ("target", "75", 7), ("target", "[75, '75']", 7), ("target", "[true]", 7),
+    ("target", "[256]", 7), ("run", "[-1]", 13),
+])
+def test_retry_on_exit_is_validated_with_its_line(tmp_path, where, value, line):
+    from bridge.config import load_config
+    from bridge.errors import ConfigError
+    target_line = f"    retry_on_exit: {value}\n" if where == "target" else ""
+    run_line = f"      retry_on_exit: {value}\n" if where == "run" else ""
+    text = ("sources:\n  gh:\n    provider: github\n    secrets: ['${env:S}']\n"
+            "targets:\n  local:\n" + (target_line or "    cwd: /tmp\n") + "    kind: exec\n"
+            "rules:\n  - name: deploy\n    on: {repo: acme/api}\n    run:\n"
+            + (run_line or "      cwd: /tmp\n") + "      target: local\n      command: [deploy]\n")
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"S": "x"})
+    [problem] = caught.value.problems
+    where_text = "target 'local': " if where == "target" else "rule 'deploy': "
+    assert problem.startswith(f"rules.yaml:{line}: {where_text}retry_on_exit must list exit codes "
+                              "from 1 to 255"), problem
+
+
+def test_retry_on_exit_accepted(tmp_path):
+    from bridge.config import load_config
+    path = tmp_path / "rules.yaml"
+    path.write_text("sources:\n  gh: {provider: github, secrets: ['${env:S}']}\n"
+                    "targets:\n  local: {kind: exec, retry_on_exit: [75, 111]}\n"
+                    "rules:\n  - name: deploy\n    on: {repo: acme/api}\n"
+                    "    run: {target: local, command: [deploy], retry_on_exit: [75]}\n")
+    config = load_config(path, environ={"S": "x"})
+    assert config.targets["local"].options["retry_on_exit"] == [75, 111]
