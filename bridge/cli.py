@@ -119,9 +119,9 @@ def explain(rules_path, source_name, event_name, headers_file, fmt, resolve_file
 
 def _add_commands():
     """Commands that live in their own modules (one module per area)."""
-    from . import cli_db, cli_mirrors, cli_ops
+    from . import cli_db, cli_mirrors, cli_ops, cli_retry
     for cmd in (cli_ops.serve, cli_ops.web, cli_ops.dispatch, cli_ops.deliveries, cli_ops.replay,
-                cli_ops.retry, cli_ops.send, cli_ops.prune, cli_mirrors.mirrors, cli_db.db):
+                cli_retry.retry, cli_ops.send, cli_ops.prune, cli_mirrors.mirrors, cli_db.db):
         cli.add_command(cmd)
 
 

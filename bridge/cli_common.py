@@ -136,8 +136,40 @@ def open_operator_store(rules_path, state_dir):
         click.echo(f"bridge: no state directory {state_dir} (give --state-dir or BRIDGE_STATE_DIR)",
                    err=True)
         sys.exit(1)
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+        database = make_url(url).database
+        if database and database != ":memory:" and not Path(database).is_file():
+            # Opening it would create an empty file: say where we looked instead.
+            click.echo(f"bridge: no database {database}: nothing was stored in {state_dir} yet "
+                       "(give --state-dir or BRIDGE_STATE_DIR)", err=True)
+            sys.exit(1)
     try:
         return Store.open(url, create=False)
     except StoreUnavailable as exc:
         click.echo(f"bridge: {exc}", err=True)
         sys.exit(1)
+
+
+# --- option callbacks of the operator commands ---------------------------------------------------
+
+def glob_option(ctx, param, value):
+    """click callback: a glob of the rules' syntax (--repo, --rule), or a usage error."""
+    if value is None:
+        return None
+    from .globs import validate_patterns
+    problems = validate_patterns([value])
+    if problems:
+        raise click.BadParameter(problems[0])
+    return value
+
+
+def duration_option(ctx, param, value):
+    """click callback: a duration (30m, 1h, 2d) in seconds, or a usage error."""
+    if value is None:
+        return None
+    try:
+        from .config import parse_duration
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None

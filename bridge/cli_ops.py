@@ -1,4 +1,4 @@
-"""Operator commands: serve, web, dispatch, deliveries, replay, retry, send, prune.
+"""Operator commands: serve, web, dispatch, deliveries, replay, send, prune (retry: cli_retry.py).
 
 Input: command-line arguments, rules.yaml and the store in the state directory. Output: running
 processes, or tables/JSON on stdout; exit 1 when the thing asked for does not exist or failed.
@@ -12,11 +12,10 @@ import uuid
 
 import click
 
-from .cli_common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, load_or_exit,
-                         open_operator_store, open_store, rules_option, state_option)
+from .cli_common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
+                         load_or_exit, open_operator_store, open_store, rules_option, state_option)
 from .config import parse_duration
 from .store import JOB_STATES, OUTCOMES
-from .store.operators import RETRYABLE_STATES
 
 
 def _state(state_dir):
@@ -111,30 +110,11 @@ def _delivery_id(store, prefix: str) -> str:
     sys.exit(1)
 
 
-def _repo_glob(ctx, param, value):
-    if value is None:
-        return None
-    from .globs import validate_patterns
-    problems = validate_patterns([value])
-    if problems:
-        raise click.BadParameter(problems[0])
-    return value
-
-
-def _duration(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.group(invoke_without_command=True)
 @rules_option
 @state_option
 @click.option("--source", default=None, help="only deliveries to this source (its name in rules.yaml)")
-@click.option("--repo", default=None, callback=_repo_glob,
+@click.option("--repo", default=None, callback=glob_option,
               help="only deliveries to these repositories: a glob as in rules.yaml (acme/*, **/api), "
                    "of any case")
 @click.option("--state", "job_state", type=click.Choice(OUTCOMES + JOB_STATES), default=None,
@@ -293,73 +273,6 @@ def _rematched_jobs(rules_path, d: dict) -> list:
     return [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
                    needs_files=j.needs_files, path_filter=j.path_filter)
             for v in verdicts if v.matched for j in v.jobs]
-
-
-@click.command()
-@rules_option
-@state_option
-@click.argument("job_ids", nargs=-1, type=int)
-@click.option("--state", "states", multiple=True, type=click.Choice(RETRYABLE_STATES),
-              help="with filters: jobs in this state (repeatable; default dead). failed: the build "
-                   "ran and failed, and runs again as a new build")
-@click.option("--since", callback=_duration, default=None,
-              help="only jobs that failed or died within this long: 30m, 1h, 2d")
-@click.option("--target", default=None, help="only jobs of this target (its name in rules.yaml)")
-@click.option("--rule", default=None, callback=_repo_glob, help="only jobs of these rules (a glob)")
-@click.option("--repo", default=None, callback=_repo_glob,
-              help="only jobs of deliveries to these repositories (a glob, of any case)")
-@click.option("--yes", "-y", is_flag=True,
-              help="queue the jobs the filters find without asking (required without a terminal)")
-def retry(rules_path, state_dir, job_ids, states, since, target, rule, repo, yes):
-    """Queue dead or failed jobs again: the given JOB_IDS, or every job the filters find
-    (`--state failed --since 1h --target local`), after showing them and asking.
-
-    A dead job (never accepted, or given up on) runs again as the same job; a failed one (its
-    build ran and failed) as a new build of the same job."""
-    filters = bool(states or since is not None or target or rule or repo)
-    if not job_ids and not filters:
-        raise click.UsageError("give job ids, or filters such as --state failed --since 1h "
-                               "--target local")
-    store = _store(rules_path, state_dir)
-    now = time.time()
-    if not filters:
-        _retry_ids(store, job_ids, now)
-        return
-    found = store.find_jobs(states=states or ("dead",), ids=job_ids or None,
-                            since=None if since is None else now - since, target=target, rule=rule,
-                            repo=repo)
-    which = " or ".join(states or ("dead",))
-    if not found:
-        click.echo(f"no {which} job matches; nothing queued")
-        return
-    for j in found[:20]:
-        click.echo(f"job {j['id']}  {j['rule']} -> {j['target']}  {j['state']}  {_ago(j['updated_at'])}  "
-                   f"{j.get('repo') or '-'} {j.get('ref') or '-'}"
-                   + (f"  error: {j['last_error'][:80]}" if j.get("last_error") else ""))
-    if len(found) > 20:
-        click.echo(f"... and {len(found) - 20} more")
-    if not yes:
-        if not sys.stdin.isatty():
-            click.echo(f"{len(found)} {which} job(s) match; there is no terminal to confirm on: "
-                       "add --yes to queue them again", err=True)
-            sys.exit(1)
-        click.confirm(f"Queue these {len(found)} {which} job(s) again?", abort=True)
-    done = store.retry_jobs([j["id"] for j in found], now=time.time(), states=states or ("dead",))
-    click.echo(f"queued {len(done)} job(s) again")
-    if len(done) < len(found):
-        click.echo(f"{len(found) - len(done)} job(s) left alone: they moved on meanwhile")
-
-
-def _retry_ids(store, job_ids, now: float) -> None:
-    refused = []
-    for job_id in job_ids:
-        if store.retry_job(job_id, now=now):
-            click.echo(f"job {job_id} queued again")
-        else:
-            refused.append(job_id)
-            click.echo(f"job {job_id} does not exist or is not dead or failed", err=True)
-    if refused:
-        sys.exit(1)
 
 
 @click.command()

@@ -81,6 +81,10 @@ def test_no_rules_file_at_all_and_a_missing_state_directory(state, tmp_path):
     assert code == 0 and "aaaa-1111" in out, out
     code, out = run("deliveries", "--state-dir", tmp_path / "nothing-here")
     assert code == 1 and f"no state directory {tmp_path / 'nothing-here'}" in out
+    (tmp_path / "empty").mkdir()
+    code, out = run("deliveries", "--state-dir", tmp_path / "empty")
+    assert code == 1 and f"no database {tmp_path / 'empty' / 'bridge.db'}: nothing was stored" in out
+    assert not (tmp_path / "empty" / "bridge.db").exists()          # and none was made
 
 
 def test_the_database_url_comes_from_the_accepted_rules_with_only_its_own_secret(tmp_path):
