@@ -23,7 +23,7 @@ from bridge.store import Store
 from bridge.targets.base import Job
 from bridge.targets.codebuild import idempotency_token
 from bridge.targets.exec import ExecTarget
-from support_store import new_delivery, new_job
+from support_store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
 
 #: Fails while the command's service is down (no flag file), builds once it is back.
 NEEDS_SERVICE = ["/bin/sh", "-c", 'test -e "$UP" && echo built']
@@ -159,3 +159,27 @@ def test_a_jenkins_rerun_requests_a_new_build_instead_of_finding_the_failed_one(
         assert [p.query["BRIDGE_DELIVERY"] for p in standin.posts()] == [["d-9-1"], ["d-9-1-rerun1"]]
     finally:
         standin.stop()
+
+
+def test_find_and_requeue_jobs_on_both_backends(open_store):
+    from bridge.targets.base import Run
+    store = open_store()
+    failed, dead, running = store.ingest(new_delivery("d-1", repo="Acme/Api"), [
+        new_job("a", target="t1"), new_job("b", target="t2"), new_job("c", target="t1")]).job_ids
+    store.claim("A", 3, lease_seconds=60, now=1000.0)
+    store.record_run(failed, "A", Run("r-1", state="failed"), now=1001.0)
+    store.record_dead(dead, "A", "404", now=1002.0)
+    assert [j["id"] for j in store.find_jobs(states=("failed",), repo="acme/*")] == [failed]
+    assert [j["id"] for j in store.find_jobs(since=1001.5)] == [dead]
+    assert [j["id"] for j in store.find_jobs(rule="[ab]", repo="ACME/API")] == [failed, dead]
+    assert store.find_jobs(target="t1", rule="b") == []
+    assert store.retry_jobs([failed, dead, running], now=2000.0, states=("failed",)) == [failed]
+    assert store.retry_jobs([failed, dead, running], now=2000.0) == [dead]
+    claimed = {c.id: c for c in store.claim("A", 3, lease_seconds=60, now=2000.0)}
+    again, same = claimed[failed], claimed[dead]             # (and `running`, its lease expired)
+    assert (again.id, again.attempts, again.request["bridge_rerun"]) == (failed, 2, 1)
+    assert (same.id, same.attempts, "bridge_rerun" in same.request) == (dead, 2, False)
+    store.record_run(failed, "A", Run("r-2", state="failed"), now=2001.0)
+    assert store.retry_jobs([failed], now=3000.0) == [failed]
+    assert store.get_delivery("d-1")["jobs"][0]["request"]["bridge_rerun"] == 2
+    assert [d for d in store.delivery_ids("d-")] == ["d-1"]
