@@ -514,11 +514,11 @@ class Dispatcher:
                                "not recorded here", run.state)
                 return
             moved = (run.state, run.url) != (cf.run.state, cf.run.url)
-            if moved:
-                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
-            self.store.follow_checked(
+            recorded = self.store.follow_checked(
                 cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
                 statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
+            if moved and recorded:
+                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
         except StoreUnavailable as exc:
             self._flog(cf, logging.ERROR, "cannot record the follow (%s); its lease expires and "
                        "it is looked at again", exc)
