@@ -85,7 +85,8 @@ def online_problems(config) -> list[str]:
 @click.option("--headers", "headers_file", type=click.File("rb"), default=None,
               help="file of request headers: 'Name: value' lines (as GitHub's Recent Deliveries "
                    "shows them) or a JSON object {\"X-GitHub-Event\": \"push\", ...}")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text for people; json (event, events, rules) for scripts")
 @click.option("--resolve-files", is_flag=True,
               help="compute changed files as the dispatcher would (fetches into the git mirror)")
 @state_option
@@ -118,9 +119,9 @@ def explain(rules_path, source_name, event_name, headers_file, fmt, resolve_file
 
 def _add_commands():
     """Commands that live in their own modules (one module per area)."""
-    from . import cli_db, cli_mirrors, cli_ops
+    from . import cli_db, cli_mirrors, cli_ops, cli_retry
     for cmd in (cli_ops.serve, cli_ops.web, cli_ops.dispatch, cli_ops.deliveries, cli_ops.replay,
-                cli_ops.retry, cli_ops.send, cli_ops.prune, cli_mirrors.mirrors, cli_db.db):
+                cli_retry.retry, cli_ops.send, cli_ops.prune, cli_mirrors.mirrors, cli_db.db):
         cli.add_command(cmd)
 
 

@@ -90,3 +90,100 @@ def open_store(config, state_dir, create=True, **kw):
     except StoreUnavailable as exc:
         click.echo(f"bridge: {exc}", err=True)
         sys.exit(1)
+
+
+# --- the operator commands: the store without the secrets or a valid rules file ----------------
+
+def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
+    """The database `bridge deliveries`, `retry`, `replay` and `prune` use, found as the service
+    finds it but reading no secret except the database URL's own and validating nothing:
+    settings.database_url of the rules the service last accepted (the snapshot in the state
+    directory), else of rules.yaml (read as YAML only), else BRIDGE_DATABASE_URL, else the
+    SQLite file in the state directory. Raises ConfigError naming what could not be read."""
+    from .config import read_rules_text
+    from .serve import LAST_GOOD
+    from .yamlload import YamlError, load
+    url = None
+    for path, what in ((Path(state_dir) / LAST_GOOD, "the last accepted rules"),
+                       (Path(rules_path) if rules_path else None, None)):
+        if path is None or not path.is_file():
+            continue
+        try:
+            doc = load(read_rules_text(str(path)))
+        except (ConfigError, YamlError):
+            continue        # unreadable here: the next place, then the defaults
+        settings = doc.get("settings") if isinstance(doc, dict) else None
+        url = settings.get("database_url") if isinstance(settings, dict) else None
+        url = _resolve_url(url, what or str(path), rules_path or path, environ)
+        break
+    if url:
+        return url
+    return environ.get("BRIDGE_DATABASE_URL") or f"sqlite:///{Path(state_dir).resolve() / 'bridge.db'}"
+
+
+def _resolve_url(value, where: str, rules_path, environ) -> str | None:
+    from . import secrets as secret_refs
+    from .errors import SecretError
+    if not isinstance(value, str) or not value:
+        return None
+    if not secret_refs.is_reference(value):
+        return value
+    try:
+        return secret_refs.resolve(value, environ, os.path.dirname(os.path.abspath(str(rules_path))))
+    except SecretError as exc:
+        raise ConfigError([f"settings.database_url of {where}: {exc} (the one secret the "
+                           "operator commands read)"]) from None
+
+
+def open_operator_store(rules_path, state_dir):
+    """The store for the operator commands (see operator_database_url), or exit 1 with one
+    line saying why; nothing is created."""
+    from .errors import StoreUnavailable
+    from .store import Store
+    try:
+        url = operator_database_url(rules_path, state_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"bridge: {problem}", err=True)
+        sys.exit(1)
+    if url.startswith("sqlite") and not Path(state_dir).is_dir():
+        click.echo(f"bridge: no state directory {state_dir} (give --state-dir or BRIDGE_STATE_DIR)",
+                   err=True)
+        sys.exit(1)
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+        database = make_url(url).database
+        if database and database != ":memory:" and not Path(database).is_file():
+            # Opening it would create an empty file: say where we looked instead.
+            click.echo(f"bridge: no database {database}: nothing was stored in {state_dir} yet "
+                       "(give --state-dir or BRIDGE_STATE_DIR)", err=True)
+            sys.exit(1)
+    try:
+        return Store.open(url, create=False)
+    except StoreUnavailable as exc:
+        click.echo(f"bridge: {exc}", err=True)
+        sys.exit(1)
+
+
+# --- option callbacks of the operator commands ---------------------------------------------------
+
+def glob_option(ctx, param, value):
+    """click callback: a glob of the rules' syntax (--repo, --rule), or a usage error."""
+    if value is None:
+        return None
+    from .globs import validate_patterns
+    problems = validate_patterns([value])
+    if problems:
+        raise click.BadParameter(problems[0])
+    return value
+
+
+def duration_option(ctx, param, value):
+    """click callback: a duration (30m, 1h, 2d) in seconds, or a usage error."""
+    if value is None:
+        return None
+    try:
+        from .config import parse_duration
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None

@@ -1,4 +1,4 @@
-"""Operator commands: serve, web, dispatch, deliveries, replay, retry, send, prune.
+"""Operator commands: serve, web, dispatch, deliveries, replay, send, prune (retry: cli_retry.py).
 
 Input: command-line arguments, rules.yaml and the store in the state directory. Output: running
 processes, or tables/JSON on stdout; exit 1 when the thing asked for does not exist or failed.
@@ -12,8 +12,9 @@ import uuid
 
 import click
 
-from .cli_common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, load_or_exit,
-                         open_store, rules_option, state_dir_callback, state_option)
+from .cli_common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
+                         load_or_exit, open_operator_store, open_store, rules_option,
+                         state_dir_callback, state_option)
 from .config import parse_duration
 from .store import JOB_STATES, OUTCOMES
 
@@ -46,9 +47,11 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 @click.command()
 @rules_option
 @state_option
-@click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True)
-@click.option("--workers", type=int, default=None)
-@click.option("--threads", type=int, default=None)
+@click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True,
+              help="HOST:PORT (or unix:PATH) to listen on (env BRIDGE_BIND)")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn worker processes (default settings.workers, else the gunicorn config's, else 2)")
+@click.option("--threads", type=int, default=None, help="threads per worker (default the gunicorn config's)")
 @click.option("--gunicorn-config", envvar="BRIDGE_GUNICORN_CONFIG",
               type=click.Path(dir_okay=False, exists=True), default=None,
               help="a gunicorn config file (deploy/gunicorn.conf.py)")
@@ -85,30 +88,51 @@ def dispatch(rules_path, state_dir, concurrency):
 
 
 def _store(rules_path, state_dir):
-    config = load_or_exit(rules_path)
-    return config, open_store(config, _state(state_dir), create=False)
+    """The store for the operator commands: no secret read, no validation (cli_common)."""
+    return open_operator_store(rules_path, _state(state_dir))
 
 
 def _ago(ts) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
+def _delivery_id(store, prefix: str) -> str:
+    """The one stored delivery id that is `prefix` or starts with it, or exit 1 naming the
+    candidates."""
+    found = store.delivery_ids(prefix)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        click.echo(f"no delivery '{prefix}'", err=True)
+        sys.exit(1)
+    more = " ..." if len(found) > 10 else ""
+    click.echo(f"'{prefix}' is ambiguous: it starts {'more than 10' if more else len(found)} delivery ids: "
+               f"{', '.join(found[:10])}{more}; give more of the id", err=True)
+    sys.exit(1)
+
+
 @click.group(invoke_without_command=True)
 @rules_option
 @state_option
-@click.option("--source", default=None)
-@click.option("--repo", default=None)
+@click.option("--source", default=None, help="only deliveries to this source (its name in rules.yaml)")
+@click.option("--repo", default=None, callback=glob_option,
+              help="only deliveries to these repositories: a glob as in rules.yaml (acme/*, **/api), "
+                   "of any case")
 @click.option("--state", "job_state", type=click.Choice(OUTCOMES + JOB_STATES), default=None,
               help="only deliveries with this outcome, or with a job in this state")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--limit", default=50, show_default=True, help="show at most this many, newest first")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people, json for scripts")
 @click.pass_context
 def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
-    """List recent deliveries: id, time, repo, ref, rules matched, job states."""
+    """List recent deliveries: id, time, repo, ref, rules matched, job states.
+
+    Reads only the store: no secret (but a secret reference in settings.database_url) and no
+    valid rules file needed."""
     ctx.obj = {"rules_path": rules_path, "state_dir": state_dir, "fmt": fmt}
     if ctx.invoked_subcommand:
         return
-    _, store = _store(rules_path, state_dir)
+    store = _store(rules_path, state_dir)
     rows = store.list_deliveries(source=source, repo=repo, state=job_state, limit=limit)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
@@ -130,23 +154,28 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
 @click.argument("delivery_id")
 @click.pass_obj
 def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
-    """Everything about one delivery: event, verdicts, jobs, every attempt and commit status."""
+    """Everything about one delivery: event, verdicts, jobs, every attempt and commit status.
+
+    DELIVERY_ID may be any unique beginning of the id. Each status shows the state as the git
+    host got it (GitHub has no "running": it got "pending") and the host's answer."""
+    from .feedback import host_view
     # The group's options (`bridge deliveries --rules X show ID`) unless given after `show`.
     obj = {"rules_path": rules_path or obj["rules_path"], "state_dir": state_dir or obj["state_dir"],
            "fmt": fmt or obj["fmt"]}
-    _, store = _store(obj["rules_path"], obj["state_dir"])
+    store = _store(obj["rules_path"], obj["state_dir"])
+    delivery_id = _delivery_id(store, delivery_id)
     d = store.get_delivery(delivery_id)
     if d is None:
         click.echo(f"no delivery '{delivery_id}'", err=True)
         sys.exit(1)
     d = dict(d)
     d.pop("body", None)
-    d["statuses"] = store.statuses_of(delivery_id)
+    d["statuses"] = [{**s, **host_view(s)} for s in store.statuses_of(delivery_id)]
 
     def echo_statuses(job_id):
         for s in (s for s in d["statuses"] if s["job_id"] == job_id):
             answer = s["post_state"] + (f" ({s['answer']})" if s.get("answer") else "")
-            click.echo(f"    status {s['state']:8} {s['context']}  \"{s['description']}\"  -> {answer}"
+            click.echo(f"    status {s['host_state']:8} {s['context']}  \"{s['description']}\"  -> {answer}"
                        f"  attempts {s['attempts']}"
                        + (f"  {s['target_url']}" if s.get("target_url") else ""))
     if obj["fmt"] == "json":
@@ -189,34 +218,24 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
 @click.command()
 @rules_option
 @state_option
+@click.option("--no-rematch", is_flag=True,
+              help="queue the delivery's stored jobs again as they were, without reading rules.yaml")
 @click.argument("delivery_id")
-def replay(rules_path, state_dir, delivery_id):
-    """Re-match a stored delivery against the CURRENT rules and queue the jobs they call for."""
-    from werkzeug.datastructures import Headers
+def replay(rules_path, state_dir, no_rematch, delivery_id):
+    """Queue a stored delivery's builds again: re-matched against the CURRENT rules (rules.yaml
+    must be valid; no secret is read), or with --no-rematch its stored jobs as they were.
 
-    from .events import Ignored
-    from .providers import get_provider
-    from .store import NewJob
-    config, store = _store(rules_path, state_dir)
+    DELIVERY_ID may be any unique beginning of the id."""
+    store = _store(rules_path, state_dir)
+    delivery_id = _delivery_id(store, delivery_id)
     d = store.get_delivery(delivery_id)
     if d is None:
         click.echo(f"no delivery '{delivery_id}'", err=True)
         sys.exit(1)
-    src = config.sources.get(d["source"])
-    provider = get_provider(src.provider if src else d["provider"])
-    result = provider.normalize(Headers(d["headers"]), bytes(d["body"]), source=d["source"],
-                                delivery_id=d["delivery"])
-    if isinstance(result, Ignored):
-        click.echo(f"delivery {delivery_id} is ignored by its provider: {result.reason}")
-        return
-    verdicts = config.ruleset.match(result)
-    for v in verdicts:
-        click.echo(f"{'MATCH' if v.matched else 'no   '} {v.rule}: {v.reason}")
-    jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
-                   needs_files=j.needs_files, path_filter=j.path_filter)
-            for v in verdicts if v.matched for j in v.jobs]
+    jobs = _stored_jobs(d) if no_rematch else _rematched_jobs(rules_path, d)
     if not jobs:
-        click.echo("no rule matches under the current rules; nothing queued")
+        click.echo("the delivery had no jobs; nothing queued (without --no-rematch the current "
+                   "rules decide)" if no_rematch else "no rule matches under the current rules; nothing queued")
         return
     try:
         ids = store.add_jobs(delivery_id, jobs, now=time.time())
@@ -226,37 +245,58 @@ def replay(rules_path, state_dir, delivery_id):
     click.echo(f"queued {len(ids)} job(s): {', '.join(map(str, ids))}")
 
 
-@click.command()
-@rules_option
-@state_option
-@click.argument("job_id", type=int)
-def retry(rules_path, state_dir, job_id):
-    """Re-queue a dead job (after fixing what put it there)."""
-    _, store = _store(rules_path, state_dir)
-    if not store.retry_job(job_id, now=time.time()):
-        click.echo(f"job {job_id} does not exist or is not dead", err=True)
-        sys.exit(1)
-    click.echo(f"job {job_id} queued again")
+def _stored_jobs(d: dict) -> list:
+    from .store import NewJob
+    from .targets.base import RERUN_KEY
+    return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
+                   request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
+                   needs_files=j["needs_files"], path_filter=j.get("path_filter"))
+            for j in d.get("jobs", [])]
+
+
+def _rematched_jobs(rules_path, d: dict) -> list:
+    """The jobs the current rules call for (printing every verdict); exits when ignored."""
+    from werkzeug.datastructures import Headers
+
+    from .events import Ignored
+    from .providers import get_provider
+    from .store import NewJob
+    config = load_or_exit(rules_path, resolve_secrets=False)    # matching reads no secret
+    src = config.sources.get(d["source"])
+    provider = get_provider(src.provider if src else d["provider"])
+    result = provider.normalize(Headers(d["headers"]), bytes(d["body"]), source=d["source"],
+                                delivery_id=d["delivery"])
+    if isinstance(result, Ignored):
+        click.echo(f"delivery {d['delivery']} is ignored by its provider: {result.reason}")
+        sys.exit(0)
+    verdicts = config.ruleset.match(result)
+    for v in verdicts:
+        click.echo(f"{'MATCH' if v.matched else 'no   '} {v.rule}: {v.reason}")
+    return [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
+                   needs_files=j.needs_files, path_filter=j.path_filter)
+            for v in verdicts if v.matched for j in v.jobs]
 
 
 @click.command()
 @rules_option
 @state_option
-@click.option("--older-than", default="30d", show_default=True, help="age: 30d, 12h, ...")
+@click.option("--older-than", default="30d", show_default=True,
+              help="age of the deliveries to delete: 30d, 12h, ...")
 def prune(rules_path, state_dir, older_than):
     """Delete finished deliveries (and their jobs) older than the given age."""
-    _, store = _store(rules_path, state_dir)
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than")
+    store = _store(rules_path, state_dir)
     n = store.prune(time.time() - age)
     click.echo(f"pruned {n} deliveries older than {older_than}")
 
 
 @click.command()
 @rules_option
-@click.option("--source", "source_name", required=True)
+@click.option("--source", "source_name", required=True,
+              help="source name from rules.yaml: its provider signs the payload with its first secret")
 @click.option("--url", default=None, help="bridge base URL (default http://$BRIDGE_BIND)")
 @click.option("--event", "event_name", default=None, help="event header value (default: push)")
 @click.option("--headers", "headers_file", type=click.File("rb"), default=None,

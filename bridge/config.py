@@ -615,7 +615,7 @@ def _targets(doc, problems, environ, broken: set) -> dict:
                 unread.append(value)
         for msg in cls.validate(options):
             if not any(ref in msg for ref in unread):    # about a value we did not read
-                problems.add(line, f"target '{name}': {msg}")
+                problems.add(_line_of_key(spec, msg, line), f"target '{name}': {msg}")
         references = [v for v in spec.values() if secret_refs.is_reference(v)]
         for tline, msg in _literal_problems(spec, cls, skip=references):
             problems.add(tline, f"target '{name}': {msg} (in a rule's run:, where templates are "
@@ -679,7 +679,7 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
                     problems.add(run.line, f"'run.{key}' is required for target kind {target.kind}", name)
                     ok = False
             for msg in cls.validate_run(run):
-                problems.add(run.line, msg, name)
+                problems.add(_line_of_key(run, msg, run.line), msg, name)
                 ok = False
             for tline, msg in _literal_problems(run, cls):
                 problems.add(tline, msg, name)
@@ -722,6 +722,17 @@ def _without(run: LineDict, keys) -> LineDict:
     out = LineDict({k: v for k, v in run.items() if k not in keys})
     out.line, out.key_lines = run.line, run.key_lines
     return out
+
+
+#: Target/run keys whose problems point to the key's own line (the rest: the target's or run's).
+_KEYED_PROBLEMS = ("retry_on_exit",)
+
+
+def _line_of_key(mapping: LineDict, message: str, default: int) -> int:
+    """The line of the key a target's message starts with ("retry_on_exit must ..."), else
+    `default`."""
+    key = message.split(" ", 1)[0]
+    return mapping.line_of(key) if key in _KEYED_PROBLEMS and key in mapping else default
 
 
 def _rule_report(spec, name, problems) -> RuleReport:

@@ -328,9 +328,9 @@ class Dispatcher:
                 if run_it:
                     self._log(cj, logging.INFO, "paths: %s", reason)
                 else:
-                    self._log(cj, logging.INFO, "skipped: %s", reason)
                     self._record(cj, self.store.record_skipped, reason,
-                                 statuses=self._statuses("skipped", cj, reason))
+                                 statuses=self._statuses("skipped", cj, reason),
+                                 said=(logging.INFO, "skipped: %s", reason))
                     self._count(cj, "skipped")
                     return
             target = targets.get(cj.target)
@@ -347,9 +347,9 @@ class Dispatcher:
         except TargetUnavailable as exc:
             self._retry(cj, policies, _message(exc), exc.retry_after)
         except TargetRejected as exc:
-            self._log(cj, logging.ERROR, "rejected, dead letter: %s", _message(exc))
             self._record(cj, self.store.record_dead, _message(exc),
-                         statuses=self._statuses("dead", cj, _message(exc)))
+                         statuses=self._statuses("dead", cj, _message(exc)),
+                         said=(logging.ERROR, "rejected, dead letter: %s", _message(exc)))
             self._count(cj, "dead")
         except Exception as exc:
             self._log(cj, logging.ERROR, "unexpected error (treated as transient): %s",
@@ -358,13 +358,14 @@ class Dispatcher:
         else:
             if paths_reason:   # which source of changed files decided, for `deliveries show`
                 run = replace(run, detail={**run.detail, "paths": paths_reason})
-            self._log(cj, logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
-                      f": {run.detail['reason']}" if run.detail.get("reason") else "")
             queued_for = self.now() - cj.first_queued_at
-            # Recorded first: a count is never worth a result (nor a job run again).
+            # Recorded first, then logged and counted: an incident's log never shows a result
+            # the store does not have (and a count is never worth a result).
             self._record(cj, self.store.record_run, run,
                          statuses=self._statuses("accepted", cj, run, cj.target),
-                         follow_at=self.now() + self.follow_policy.interval)
+                         follow_at=self.now() + self.follow_policy.interval,
+                         said=(logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
+                               f": {run.detail['reason']}" if run.detail.get("reason") else ""))
             self._count(cj, run.state, queued_for=queued_for)
 
     def _retry(self, cj: ClaimedJob, policies, error: str, retry_after: float | None) -> None:
@@ -372,17 +373,17 @@ class Dispatcher:
         now = self.now()
         if now - cj.first_queued_at > policy.give_up_after:
             message = f"gave up after {_duration(policy.give_up_after)}: {error}"
-            self._log(cj, logging.ERROR, "%s", message)
             self._record(cj, self.store.record_dead, message,
-                         statuses=self._statuses("dead", cj, message))
+                         statuses=self._statuses("dead", cj, message),
+                         said=(logging.ERROR, "%s", message))
             self._count(cj, "dead")
             return
         # Exponential backoff with full jitter; the exponent is capped so floats never overflow.
         delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cj.attempts - 1, 60))
         if retry_after is not None and retry_after > delay:
             delay = retry_after
-        self._log(cj, logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error)
-        self._record(cj, self.store.record_retry, error, now + delay)
+        self._record(cj, self.store.record_retry, error, now + delay,
+                     said=(logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error))
         self._count(cj, "retry")
 
     def _statuses(self, step: str, cj: ClaimedJob, *args) -> list:
@@ -395,11 +396,17 @@ class Dispatcher:
             self._log(cj, logging.ERROR, "cannot build its %s status", step, exc_info=True)
             return []
 
-    def _record(self, cj: ClaimedJob, method, *args, **kw) -> None:
+    def _record(self, cj: ClaimedJob, method, *args, said: tuple = (), **kw) -> bool:
         """Record a result, retrying (backing off) through a store outage for as long as it
         lasts: the lease may expire meanwhile, but the write still lands unless another
         dispatcher took the job over (`Store._finish` checks), and giving up would run a
-        finished job again. Only a shutdown ends the retrying, within its grace."""
+        finished job again. Only a shutdown ends the retrying, within its grace.
+
+        `said` (level, message, *args) is the outcome's log line: written once the store has
+        the result, so the log never shows an outcome as recorded when it was not. True if
+        recorded."""
+        level, msg, *margs = said or (logging.DEBUG, "result")
+        what = msg % tuple(margs)
         delay = 0.5
         waited = False
         while True:
@@ -410,9 +417,9 @@ class Dispatcher:
                 until = self._record_until
                 if until is not None and self.now() >= until:
                     self._log(cj, logging.ERROR, "shutting down with the store still unavailable "
-                              "(%s): this result is not recorded, and the job runs again when its "
-                              "lease expires", exc)
-                    return
+                              "(%s): this result (%s) is not recorded, and the job runs again "
+                              "when its lease expires", exc, what)
+                    return False
                 if not waited:
                     self._log(cj, logging.WARNING, "cannot record the result yet (%s); retrying "
                               "until the store is back", exc)
@@ -423,7 +430,11 @@ class Dispatcher:
             self._log(cj, logging.INFO, "result recorded, the store is back")
         if not applied:
             self._log(cj, logging.WARNING, "lease was taken over by another dispatcher; "
-                      "this result is not recorded")
+                      "this result (%s) is not recorded", what)
+            return False
+        if said:
+            self._log(cj, level, msg, *margs)
+        return True
 
     # -- following started builds ---------------------------------------------------------
 
@@ -491,18 +502,23 @@ class Dispatcher:
                                           now=self.now(), error=_message(exc))
                 return
             if run.state in ("succeeded", "failed"):
-                self._flog(cf, logging.INFO, "build %s%s", run.state, f" {run.url}" if run.url else "")
-                self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
-                                         statuses=self._follow_statuses("finished", job, run))
-                if self.metrics is not None:
-                    self.metrics.job(cf.target, run.state)
+                # Logged once the store has it (a failed write is logged below instead).
+                if self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
+                                            statuses=self._follow_statuses("finished", job, run)):
+                    self._flog(cf, logging.INFO, "build %s%s", run.state,
+                               f" {run.url}" if run.url else "")
+                    if self.metrics is not None:
+                        self.metrics.job(cf.target, run.state)
+                else:
+                    self._flog(cf, logging.WARNING, "build %s, but the follow was taken over: "
+                               "not recorded here", run.state)
                 return
             moved = (run.state, run.url) != (cf.run.state, cf.run.url)
-            if moved:
-                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
-            self.store.follow_checked(
+            recorded = self.store.follow_checked(
                 cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
                 statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
+            if moved and recorded:
+                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
         except StoreUnavailable as exc:
             self._flog(cf, logging.ERROR, "cannot record the follow (%s); its lease expires and "
                        "it is looked at again", exc)

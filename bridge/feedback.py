@@ -365,6 +365,14 @@ def client_for(provider: str, report) -> StatusClient:
     return CLIENTS[provider](report.api_url, report.token, timeout=report.timeout)
 
 
+def host_view(row: dict) -> dict:
+    """What the git host got of one stored status row (Store.statuses_of): `host_state`, the
+    state in the host's own words as posted (GitHub has no "running": it got "pending"), and
+    `received`, whether the host accepted the post (post_state "sent")."""
+    states = CLIENTS[row["provider"]].states if row.get("provider") in CLIENTS else {}
+    return {"host_state": states.get(row["state"], row["state"]), "received": row.get("post_state") == "sent"}
+
+
 # --- posting, in the dispatcher process ---------------------------------------------------------
 
 class StatusPoster:

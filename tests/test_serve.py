@@ -8,6 +8,7 @@ file, so a test counts how often each job really ran.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import signal
@@ -29,9 +30,14 @@ from support_serve import ROOT, BridgeProcess, children, wait_for
 from support_store import fill_disk, small_disk, unwritable  # noqa: F401  (fixture)
 
 PAYLOAD = "github/push__f110-single-commit.json"
-_BODY, _HEADERS = load_payload(PAYLOAD)
-_AFTER = json.loads(_BODY)["after"].encode()
-_REF = json.loads(_BODY)["ref"].encode()
+
+
+@functools.lru_cache(maxsize=None)
+def _payload():
+    """(body, headers, after, ref) of PAYLOAD, read at the first use: without shared/payloads
+    only the tests that post it skip."""
+    body, headers = load_payload(PAYLOAD)
+    return body, headers, json.loads(body)["after"].encode(), json.loads(body)["ref"].encode()
 
 # One line per run of a job: "<job id> <delivery id>".
 RECORD = 'echo "$BRIDGE_JOB_ID $BRIDGE_DELIVERY" >> "$BUILDS"'
@@ -62,12 +68,13 @@ def rules(builds, run: str, *, settings: str = "", extra_rules: str = "") -> str
 def push(*, branch: str | None = None, delivery: str | None = None, pad: int = 0):
     """A fresh push: (delivery id, body, headers), signed."""
     delivery = delivery or str(uuid.uuid4())
-    body = _BODY.replace(_AFTER, os.urandom(20).hex().encode())
+    template, recorded, after, ref = _payload()
+    body = template.replace(after, os.urandom(20).hex().encode())
     if branch:
-        body = body.replace(b'"ref": "' + _REF + b'"', b'"ref": "refs/heads/' + branch.encode() + b'"')
+        body = body.replace(b'"ref": "' + ref + b'"', b'"ref": "refs/heads/' + branch.encode() + b'"')
     if pad:
         body = body.rstrip()[:-1] + b" " * pad + b"}"      # still the same JSON, just bigger
-    headers = {**_HEADERS, "X-GitHub-Delivery": delivery, **sign_github(body, GITHUB_SECRET)}
+    headers = {**recorded, "X-GitHub-Delivery": delivery, **sign_github(body, GITHUB_SECRET)}
     return delivery, body, headers
 
 

@@ -90,7 +90,8 @@ job_attempts = Table(
     Column("owner", String(200), nullable=False),
     Column("started_at", Double),
     Column("finished_at", Double, nullable=False),
-    # succeeded|failed|started|retry|dead|skipped|lost (lease expired, taken over)
+    # succeeded|failed|started|retry|dead|skipped|lost (lease expired, taken over)|requeued
+    # (an operator's `bridge retry`; owner "operator")
     Column("outcome", String(20), nullable=False),
     Column("error", Text),
     Column("remote_id", Text),

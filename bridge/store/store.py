@@ -24,6 +24,7 @@ from ..targets.base import Run
 from . import migrations
 from .engine import open_engine
 from .group import GroupCommit
+from .operators import OperatorQueries, is_glob, repo_matcher
 from .schema import content_keys, deliveries, follows, job_attempts, jobs, schema_version, statuses
 
 #: Every state a job can be in; see the package docstring for what each means.
@@ -154,7 +155,7 @@ class ClaimedJob:
     lease_expires_at: float = 0.0
 
 
-class Store:
+class Store(OperatorQueries):
     """Deliveries, jobs and their attempts in one database (see the package docstring).
 
     Every method is one short transaction (prune: a few), safe to call from several threads and
@@ -523,22 +524,31 @@ class Store:
 
     def list_deliveries(self, *, source: str | None = None, repo: str | None = None,
                         state: str | None = None, limit: int = 50) -> list[dict]:
-        """Newest first. `state` is a delivery outcome (OUTCOMES) or a job state (JOB_STATES:
+        """Newest first. `repo` is a glob of the rules' syntax, of any case (`acme/*`,
+        `**/api`); `state` is a delivery outcome (OUTCOMES) or a job state (JOB_STATES:
         deliveries with at least one job in it)."""
         d = deliveries.c
         q = (select(d.id, d.source, d.provider, d.received_at, d.repo, d.ref, d.outcome, d.reason,
                     d.verdicts, d.content_duplicate_of)
-             .order_by(d.received_at.desc(), d.id.desc()).limit(limit))
+             .order_by(d.received_at.desc(), d.id.desc()))
         if source is not None:
             q = q.where(d.source == source)
-        if repo is not None:
-            q = q.where(d.repo == repo)
         if state in OUTCOMES:
             q = q.where(d.outcome == state)
         elif state in JOB_STATES:
             q = q.where(exists().where(jobs.c.delivery_id == d.id, jobs.c.state == state))
         elif state is not None:
             raise ValueError(f"unknown state '{state}': use one of {', '.join(OUTCOMES + JOB_STATES)}")
+        if repo is not None and not is_glob(repo):
+            q = q.where(func.lower(d.repo) == repo.lower())
+        elif repo is not None:
+            # The glob is matched here, on the ids and repos only, then the page is read in full.
+            matches = repo_matcher(repo)
+            with self._tx(read=True) as conn:
+                ids = [r.id for r in conn.execute(q.with_only_columns(d.id, d.repo))
+                       if matches(r.repo)][:limit]
+            q = q.where(d.id.in_(ids))
+        q = q.limit(limit)
         with self._tx(read=True) as conn:
             rows = conn.execute(q).all()
             by_delivery: dict[str, list[dict]] = {r.id: [] for r in rows}
@@ -578,12 +588,9 @@ class Store:
         return out
 
     def retry_job(self, job_id: int, *, now: float) -> bool:
-        """Re-queue a dead job now, with a fresh give-up clock. False if it is not dead."""
-        with self._tx() as conn:
-            return conn.execute(
-                update(jobs).where(jobs.c.id == job_id, jobs.c.state == "dead")
-                .values(state="queued", next_attempt_at=now, first_queued_at=now,
-                        updated_at=now)).rowcount == 1
+        """Re-queue a dead or failed job now, with a fresh give-up clock (`retry_jobs`). False
+        if it is in another state."""
+        return self.retry_jobs([job_id], now=now) == [job_id]
 
     def add_jobs(self, delivery_id: str, new_jobs: list[NewJob], *, now: float) -> list[int]:
         """Queue more jobs for a stored delivery (`bridge replay`); content keys are not consulted:

@@ -14,6 +14,16 @@ from ..events import Event
 
 #: The longest wait a Retry-After header may ask of us (a typo of a server must not park a job).
 MAX_RETRY_AFTER = 3600.0
+#: A job's request key counting how often an operator had a failed build run again (`bridge
+#: retry`): targets with an idempotency key (Jenkins' BRIDGE_DELIVERY, CodeBuild's token) put it
+#: in the key, so the new run is not mistaken for the failed one. Never a rule's own key.
+RERUN_KEY = "bridge_rerun"
+
+
+def rerun_suffix(job: "Job") -> str:
+    """"" for a job's first run; "-rerun<N>" after the Nth operator retry of a failed build."""
+    n = job.request.get(RERUN_KEY) if isinstance(job.request, dict) else None
+    return f"-rerun{int(n)}" if n else ""
 
 
 def retry_after(value: str | None, now=time.time) -> float | None:

@@ -20,7 +20,7 @@ import botocore.exceptions as bx
 
 from ..errors import TargetError, TargetRejected, TargetUnavailable
 from ..events import ZERO_SHA
-from .base import Job, Run, Target
+from .base import Job, Run, Target, rerun_suffix
 
 #: One quick retry inside botocore (safe: StartBuild carries an idempotency token); beyond that
 #: the dispatcher's backoff governs.
@@ -44,7 +44,8 @@ _CREDENTIAL_HINT = ("check the credentials the bridge runs with (instance role, 
 
 def idempotency_token(job: Job) -> str:
     """Stable across retries of one job, distinct between jobs, within CodeBuild's 64 characters."""
-    digest = hashlib.sha256(f"{job.delivery}\0{job.id}".encode()).hexdigest()
+    # An operator's retry of a failed build (rerun_suffix) is a new build, not that one again.
+    digest = hashlib.sha256(f"{job.delivery}\0{job.id}{rerun_suffix(job)}".encode()).hexdigest()
     return f"bridge-{digest[:56]}"
 
 

@@ -1,8 +1,10 @@
 """The exec target: runs a local command (an argv list, no shell) for a job and waits for it.
 
 Input: `Job` whose request has `command` (a literal argv list) and optionally `cwd`, `timeout`,
-`env`; the event's fields arrive as BRIDGE_* environment variables, never in the argv. Output: `Run` "succeeded" (exit 0) or
-"failed" (non-zero exit, or timed out), with the exit code and the last 64 KiB of output.
+`env`, `retry_on_exit`; the event's fields arrive as BRIDGE_* environment variables, never in the
+argv. Output: `Run` "succeeded" (exit 0) or "failed" (non-zero exit, or timed out), with the exit
+code and the last 64 KiB of output; `TargetUnavailable` (retried with backoff) for an exit code
+named transient.
 """
 from __future__ import annotations
 
@@ -37,8 +39,9 @@ class ExecTarget(Target):
     """
 
     kind = "exec"
-    config_keys = {"kind": True, "cwd": False, "timeout": False, "env": False}
-    run_keys = {"target": True, "command": True, "cwd": False, "timeout": False, "env": False}
+    config_keys = {"kind": True, "cwd": False, "timeout": False, "env": False, "retry_on_exit": False}
+    run_keys = {"target": True, "command": True, "cwd": False, "timeout": False, "env": False,
+                "retry_on_exit": False}
     #: The argv is literal: payload values reach the command only through its environment
     #: (BRIDGE_* and the rule's `env:`, whose values may be templates).
     literal_keys = ("command", "cwd")
@@ -130,8 +133,20 @@ class ExecTarget(Target):
         if proc.returncode != 0:
             detail["reason"] = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
                                 else f"exit code {proc.returncode}")
+        if proc.returncode in self._transient_codes(request):
+            # The command says "not now" (EX_TEMPFAIL and the like): the target's retry policy
+            # backs off and tries again, and gives up (dead) after its give_up_after.
+            raise TargetUnavailable(f"'{argv[0]}' exited with {proc.returncode}, a transient code "
+                                    f"(retry_on_exit){_last_line(detail['output'])}")
         return Run(remote_id=f"pid-{proc.pid}", state="succeeded" if proc.returncode == 0 else "failed",
                    detail=detail)
+
+    def _transient_codes(self, request: dict) -> frozenset:
+        """The rule's `retry_on_exit`, else the target's (a rule's [] retries nothing)."""
+        codes = request.get("retry_on_exit")
+        if codes is None:
+            codes = self.options.get("retry_on_exit")
+        return frozenset(codes or ())
 
     def _collect(self, proc: subprocess.Popen, timeout: float) -> tuple[bytes, int, bool]:
         """Drain the output until EOF, keeping the tail; enforce the timeout on the whole group."""
@@ -203,8 +218,24 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
+def _last_line(output: str) -> str:
+    """': <the output's last non-empty line>' (shortened), or '' when it printed nothing."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return ": " + (last if len(last) <= 200 else last[:199] + "\u2026")
+
+
 def _check_common(options: dict[str, Any]) -> list[str]:
     problems = []
+    if "retry_on_exit" in options:
+        codes = options["retry_on_exit"]
+        if (not isinstance(codes, list)
+                or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 255
+                           for c in codes)):
+            problems.append(f"retry_on_exit must list exit codes from 1 to 255 that mean 'try "
+                            f"again later' (e.g. [75], EX_TEMPFAIL), not {codes!r}")
     if "cwd" in options and not isinstance(options["cwd"], str):
         problems.append("cwd must be a path (a string)")
     timeout = options.get("timeout")

@@ -21,7 +21,7 @@ import jenkins
 import requests
 
 from ..errors import TargetError, TargetRejected, TargetUnavailable
-from .base import Job, Run, Target, retry_after
+from .base import Job, Run, Target, rerun_suffix, retry_after
 
 #: The parameter that keeps Jenkins from merging two pushes into one queued build.
 UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
@@ -134,7 +134,7 @@ class JenkinsTarget(Target):
         params = {str(k): _text(v) for k, v in (req.get("parameters") or {}).items()}
         unique = req.get("unique", True) is not False
         if unique:
-            params[UNIQUE_PARAMETER] = f"{job.delivery}-{job.id}"
+            params[UNIQUE_PARAMETER] = f"{job.delivery}-{job.id}{rerun_suffix(job)}"
         delay = None
         if req.get("delay") is not None:
             delay = f"{_DELAY.match(str(req['delay'])).group(1)}sec"
