@@ -1,6 +1,7 @@
 """Benchmark: rule matching time per event against 10, 1,000 and 10,000 rules over 2,000 repos.
 
 Run: .venv/bin/python bench/match_bench.py   (prints microseconds per event; goal < 50 us at 10,000)
+The last column adds the nearest-rules search ingress runs for its answer (`RuleSet.nearest`).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def event(repo: str, branch: str) -> Event:
 
 def main() -> None:
     rng = random.Random(7)
-    print(f"{'rules':>7} {'load s':>8} {'us/event':>10} {'matched/event':>14}")
+    print(f"{'rules':>7} {'load s':>8} {'us/event':>10} {'matched/event':>14} {'+nearest us':>12}")
     for n in (10, 1_000, 10_000):
         t0 = time.perf_counter()
         config = load_config("bench.yaml", text=rules_text(n, rng), environ={"S": "x"})
@@ -55,7 +56,13 @@ def main() -> None:
             for e in events:
                 matched += sum(1 for v in ruleset.match(e) if v.matched)
         per_event = (time.perf_counter() - t0) / (rounds * len(events)) * 1e6
-        print(f"{n:>7} {load_s:>8.2f} {per_event:>10.1f} {matched / (rounds * len(events)):>14.2f}")
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            for e in events:
+                ruleset.nearest(e, ruleset.match(e))
+        with_near = (time.perf_counter() - t0) / (rounds * len(events)) * 1e6
+        print(f"{n:>7} {load_s:>8.2f} {per_event:>10.1f} {matched / (rounds * len(events)):>14.2f} "
+              f"{with_near:>12.1f}")
 
 
 if __name__ == "__main__":

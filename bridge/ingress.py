@@ -115,7 +115,7 @@ def receive(source: str):
                              received_at=time.time(), headers=kept, body=body, event=None,
                              outcome="ignored", reason=result.reason, verdicts=[],
                              rules_version=config.version, content_key=None)
-        verdicts, jobs = [], []
+        verdicts, jobs, others = [], [], 0
     else:
         event = result
         verdicts = config.ruleset.match(event)
@@ -123,7 +123,10 @@ def receive(source: str):
                        needs_files=j.needs_files, path_filter=j.path_filter)
                 for v in verdicts if v.matched for j in v.jobs]
         matched = [v.rule for v in verdicts if v.matched]
-        reason = "" if matched else _no_match_reason(verdicts)
+        # Rules for a repo only near this one (case, one path segment) are named with why.
+        near, others = config.ruleset.nearest(event, verdicts)
+        reason = answer_reason(matched, verdicts, near, others)
+        verdicts = verdicts + near
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
                              received_at=time.time(), headers=kept, body=body,
                              event=event.to_dict(), outcome="matched" if matched else "no_match",
@@ -141,16 +144,27 @@ def receive(source: str):
                                "please redeliver", "delivery": delivery}, 503)
         resp.headers["Retry-After"] = "30"
         return resp
-    return _reply(state, source, started, record, verdicts, jobs, ingested)
+    return _reply(state, source, started, record, verdicts, jobs, ingested, others)
 
 
-def _no_match_reason(verdicts) -> str:
-    if not verdicts:
-        return "no rule names this repository"
-    return "no rule matched"
+def answer_reason(matched, verdicts, near, others: int) -> str:
+    """The delivery's reason: why nothing was built, and how many rules the `rules` list of
+    the answer leaves out (they name other repositories)."""
+    rest = f"{others} other rule{'s' if others != 1 else ''} name{'s' if others == 1 else ''} " \
+           "other repositories" if others else ""
+    if matched:
+        head = f"matched {', '.join(matched)}"
+    elif verdicts:
+        head = "no rule matched"
+    else:
+        head = "no rule names this repository"
+        if near:
+            head += (f"; nearest: {', '.join(v.rule for v in near[:3])}{', ...' if len(near) > 3 else ''}"
+                     f" (see 'rules')")
+    return head + (f"; {rest}" if rest else "")
 
 
-def _reply(state, source, started, record, verdicts, jobs, ingested):
+def _reply(state, source, started, record, verdicts, jobs, ingested, others=0):
     delivery = record.delivery_id
     extra = {"delivery": delivery, "source": source}
     if ingested.duplicate_of:
@@ -173,7 +187,7 @@ def _reply(state, source, started, record, verdicts, jobs, ingested):
         state.observe(source, 200, started, outcome="no_match")
         log.info("no rule matched", extra={**extra, "status": 200, "rules": rules})
         return _json({"delivery": delivery, "matched": [], "reason": record.reason,
-                      "rules": rules}, 200)
+                      "rules": rules, "other_rules": others}, 200)
     matched = [v.rule for v in verdicts if v.matched]
     state.observe(source, 202, started, outcome="accepted", matched=matched)
     log.info("accepted: %d job(s) for %s", len(jobs), ", ".join(matched),
@@ -182,4 +196,5 @@ def _reply(state, source, started, record, verdicts, jobs, ingested):
         "delivery": delivery, "matched": matched,
         "jobs": [{"id": jid, "rule": j.rule, "target": j.target, "request": j.request,
                   "needs_files": j.needs_files} for jid, j in zip(ingested.job_ids, jobs)],
+        "rules": rules, "other_rules": others,
     }, 202)
