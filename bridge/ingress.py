@@ -123,9 +123,11 @@ def receive(source: str):
                        needs_files=j.needs_files, path_filter=j.path_filter)
                 for v in verdicts if v.matched for j in v.jobs]
         matched = [v.rule for v in verdicts if v.matched]
-        # Rules for a repo only near this one (case, one path segment) are named with why.
-        near, others = config.ruleset.nearest(event, verdicts)
-        reason = answer_reason(matched, verdicts, near, others)
+        near, others = [], 0
+        if not matched:
+            # Why nothing built: also the rules for a repo near this one, and a count of the rest.
+            near, others = config.ruleset.nearest(event, verdicts)
+        reason = "" if matched else no_match_reason(verdicts, near, others)
         verdicts = verdicts + near
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
                              received_at=time.time(), headers=kept, body=body,
@@ -147,14 +149,12 @@ def receive(source: str):
     return _reply(state, source, started, record, verdicts, jobs, ingested, others)
 
 
-def answer_reason(matched, verdicts, near, others: int) -> str:
-    """The delivery's reason: why nothing was built, and how many rules the `rules` list of
-    the answer leaves out (they name other repositories)."""
+def no_match_reason(verdicts, near, others: int) -> str:
+    """Why nothing was built, counting the rules the answer's `rules` list leaves out (they
+    name other repositories)."""
     rest = f"{others} other rule{'s' if others != 1 else ''} name{'s' if others == 1 else ''} " \
            "other repositories" if others else ""
-    if matched:
-        head = f"matched {', '.join(matched)}"
-    elif verdicts:
+    if verdicts:
         head = "no rule matched"
     else:
         head = "no rule names this repository"
@@ -196,5 +196,5 @@ def _reply(state, source, started, record, verdicts, jobs, ingested, others=0):
         "delivery": delivery, "matched": matched,
         "jobs": [{"id": jid, "rule": j.rule, "target": j.target, "request": j.request,
                   "needs_files": j.needs_files} for jid, j in zip(ingested.job_ids, jobs)],
-        "rules": rules, "other_rules": others,
+        "rules": rules,
     }, 202)

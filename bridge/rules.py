@@ -317,9 +317,9 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
     the caller found the rule under the event's repo in its index of literal repo names."""
     facts = facts or _Facts(event)
     if rule.sources is not None and not rule.sources.matches(event.source):
-        return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
+        return _other_source(rule, event)
     if not repo_known and rule.repos is not None and not _repo_matches(rule, facts):
-        return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
+        return _other_repo(rule, event)
     if event.kind not in rule.events:
         if event.kind == "delete":
             return Verdict(rule.name, False,
@@ -348,6 +348,14 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
     job = JobSpec(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
                   needs_files=needs_files, path_filter=path_filter)
     return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
+
+
+def _other_source(rule: Rule, event: Event) -> Verdict:
+    return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
+
+
+def _other_repo(rule: Rule, event: Event) -> Verdict:
+    return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
 
 
 def _repo_matches(rule: Rule, facts: _Facts) -> bool:
@@ -403,9 +411,13 @@ class RuleSet:
         whose literal repo is nearest the event's (the same but for case, or one path segment
         more, fewer or different; at most `nearest.LIMIT`, nearest first), and how many rules
         remain unnamed by `verdicts` and these."""
-        facts = _Facts(event)
         seen = {self._position[v.rule] for v in verdicts if v.rule in self._position}
-        near = [evaluate(self.rules[i], event, facts) for i in self._near.lookup(event.repo.lower(), seen)]
+        near = []
+        for i in self._near.lookup(event.repo.lower(), seen):
+            rule = self.rules[i]     # not a candidate: its source or its literal repo differs
+            sources = rule.sources
+            near.append(_other_source(rule, event) if sources is not None and not sources.matches(event.source)
+                        else _other_repo(rule, event))
         return near, max(0, len(self.rules) - len(verdicts) - len(near))
 
     def explain(self, event: Event) -> list[Verdict]:

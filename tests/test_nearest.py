@@ -182,3 +182,22 @@ def test_near_answers_are_capped_and_the_rest_counted(make_app):
     data = github_push(app.test_client(), "acme/repo").get_json()
     assert len(data["rules"]) == LIMIT and data["other_rules"] == 15
     assert data["rules"][0]["rule"].startswith("acme-")
+
+
+def test_explain_delivery_on_a_gitlab_push_and_an_ignored_ping(make_app, tmp_path):
+    app, _ = make_app(HEAD + rule("proj", "group1/group2/group3/grp2repo"))
+    client = app.test_client()
+    pushed = gitlab_push(client, "Group1/Group2/group3/Grp2Repo").get_json()["delivery"]
+    body, headers = load_payload("github/ping__octokit-repo-hook.json")
+    headers.update(sign_github(body, GITHUB_SECRET))
+    pinged = client.post("/hooks/github", data=body, headers=headers).get_json()["delivery"]
+    rules = tmp_path / "rules.yaml"
+    code, out = run("explain", "--rules", rules, "--state-dir", tmp_path, "--delivery", pushed,
+                    "--format", "json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["source"] == "gitlab" and data["delivery"]["outcome"] == "matched"
+    assert [(r["name"], r["matched"]) for r in data["rules"]] == [("proj", True)]
+    code, out = run("explain", "--rules", rules, "--state-dir", tmp_path, "--delivery", pinged)
+    assert code == 0, out
+    assert out.splitlines()[1] == "ignored: ping"
