@@ -1,4 +1,4 @@
-""""Why did my push not build?": GitHub and GitLab repo paths match regardless of case, and every
+"""Why did my push not build? GitHub and GitLab repo paths match regardless of case, and every
 answer (the 200 reply, `deliveries show`, `explain --delivery`) names the rules nearest the push's
 repo with why each stopped, and counts the rest. Real payloads, real SQLite, the real CLI."""
 import json
@@ -201,3 +201,14 @@ def test_explain_delivery_on_a_gitlab_push_and_an_ignored_ping(make_app, tmp_pat
     code, out = run("explain", "--rules", rules, "--state-dir", tmp_path, "--delivery", pinged)
     assert code == 0, out
     assert out.splitlines()[1] == "ignored: ping"
+
+
+def test_explain_delivery_reads_a_database_url_given_as_a_secret_reference(make_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRIDGE_TEST_DB", f"sqlite:///{tmp_path / 'bridge.db'}")
+    app, _ = make_app(NEAR_RULES + "settings:\n  database_url: ${env:BRIDGE_TEST_DB}\n")
+    delivery = github_push(app.test_client(), "acme/api").get_json()["delivery"]
+    monkeypatch.delenv("GH_SECRET")
+    code, out = run("explain", "--rules", tmp_path / "rules.yaml", "--state-dir", tmp_path / "elsewhere",
+                    "--delivery", delivery, "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["delivery"]["delivery"] == delivery
