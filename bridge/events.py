@@ -72,11 +72,6 @@ class Event:
     def tag(self) -> str:
         return self.ref_name if self.is_tag else ""
 
-    @property
-    def repo_key(self) -> str:
-        """The repo as rules compare it: case-folded for hosts whose paths ignore case."""
-        return self.repo.lower() if self.provider in CASE_INSENSITIVE_REPOS else self.repo
-
     def changed_files(self) -> frozenset[str] | None:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
         if not self.commits_complete or any(not c.has_files for c in self.commits):

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from .errors import did_you_mean
 from .events import CASE_INSENSITIVE_REPOS, COMMIT_FIELDS, TEMPLATE_FIELDS, Event
-from .globs import PatternList
+from .globs import GlobError, PatternList
 from .nearest import NearIndex
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
@@ -92,7 +92,10 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         literal = tuple(repos.sources)
     elif repos is not None:
         # GitHub and GitLab paths ignore case: their events are compared with these, folded too.
-        folded = PatternList([p.lower() for p in repos.sources])
+        try:
+            folded = PatternList([p.lower() for p in repos.sources])
+        except GlobError:       # not expected (ranges are a-z, A-Z, 0-9): then as written
+            folded = repos
     events = on.get("events", DEFAULT_EVENTS)
     events = (events,) if isinstance(events, str) else tuple(events)
     plain_run = copy_plain(run)
