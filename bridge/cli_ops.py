@@ -187,7 +187,7 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
     click.echo(f"outcome  {d['outcome']}" + (f": {d['reason']}" if d.get("reason") else ""))
     if ev:
         click.echo(f"event    {ev.get('kind')} {ev.get('repo')} {ev.get('ref')} "
-                   f"{(ev.get('before') or '')[:12]}..{(ev.get('after') or '')[:12]} sha {ev.get('sha')}")
+                   f"{(ev.get('before') or '')[:12]}..{(ev.get('after') or '')[:12]} sha {ev.get('sha') or '- (deleted)'}")
     for v in d.get("verdicts") or []:
         click.echo(f"rule     {'MATCH' if v['matched'] else 'no   '} {v['rule']}: {v['reason']}")
     for j in d.get("jobs", []):

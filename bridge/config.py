@@ -21,7 +21,8 @@ from . import secrets as secret_refs
 from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
 from .globs import GlobError, validate_patterns
-from .rules import Rule, compile_rule, template_problems, templates_in
+from .rules import (DEFAULT_EVENTS, Rule, commit_templates, compile_rule, template_problems,
+                    templates_in)
 from .targets import TARGET_KINDS, target_class, unknown_kind_message
 from .yamlload import LineDict, LineList, YamlError, load
 
@@ -29,7 +30,7 @@ PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
 SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "clone_hosts", "report")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
-             "report_skipped")
+             "report_skipped", "allow_empty_sha")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
@@ -688,6 +689,8 @@ def _rules(doc, problems, sources, targets, rule_reports, broken_targets=frozens
         for tline, msg in template_problems(_without(run, literal)):
             problems.add(tline, msg, name)
             ok = False
+        if not _check_empty_sha(spec, on, run, problems, name):
+            ok = False
         policy = spec.get("on_unknown_files", "run")
         if policy not in ("run", "skip"):
             problems.add(spec.line_of("on_unknown_files"),
@@ -733,6 +736,27 @@ def _line_of_key(mapping: LineDict, message: str, default: int) -> int:
     `default`."""
     key = message.split(" ", 1)[0]
     return mapping.line_of(key) if key in _KEYED_PROBLEMS and key in mapping else default
+
+
+def _check_empty_sha(spec, on, run, problems, name) -> bool:
+    """A deletion has no commit: `${sha}`/`${short_sha}` are empty then. A rule that runs on
+    deletions (on.events lists delete) may use them only with `allow_empty_sha: true`."""
+    allowed = spec.get("allow_empty_sha", False)
+    if not isinstance(allowed, bool):
+        problems.add(spec.line_of("allow_empty_sha"), "allow_empty_sha must be true or false", name)
+        return False
+    events = on.get("events", DEFAULT_EVENTS)
+    events = [events] if isinstance(events, str) else events
+    if allowed or not isinstance(events, (list, tuple)) or "delete" not in events:
+        return True
+    uses = commit_templates(run)
+    for line, field_name in uses:
+        problems.add(line, f"'${{{field_name}}}' is empty when a branch or tag is deleted, and this "
+                           f"rule runs on deletions (on.events at line {on.line_of('events')} lists "
+                           "delete). Fix: use '${before}' (the commit the deleted ref pointed to), "
+                           "or take delete out of on.events (a separate rule for deletions), or "
+                           "set 'allow_empty_sha: true' on the rule to pass an empty value", name)
+    return not uses
 
 
 def _rule_report(spec, name, problems) -> RuleReport:

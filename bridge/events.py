@@ -14,6 +14,13 @@ GITHUB_COMMIT_CAP = 2048
 #: Event kinds a rule's `on.events` may name.
 KINDS = ("push", "tag", "delete")
 
+#: Providers whose repository paths are case-insensitive (GitHub's `Acme/API` is `acme/api`):
+#: rules' repo patterns are compared with the event's repo case-folded for them.
+CASE_INSENSITIVE_REPOS = frozenset(("github", "gitlab"))
+
+#: Template fields that are empty when a branch or tag is deleted (there is no commit).
+COMMIT_FIELDS = ("sha", "short_sha")
+
 
 @dataclass(frozen=True)
 class Commit:
@@ -39,7 +46,8 @@ class Event:
     ref_name: str               # branch or tag name (may contain "/")
     before: str
     after: str
-    sha: str                    # the commit to build (tags: the commit, not the tag object)
+    sha: str | None             # the commit to build (tags: the commit, not the tag object);
+                                # None when there is none: a deleted branch or tag
     created: bool = False
     deleted: bool = False
     forced: bool = False
@@ -90,8 +98,8 @@ class Event:
     def template_fields(self) -> dict[str, str]:
         """The named fields `${...}` in rules.yaml may use. Nothing else is reachable."""
         return {
-            "sha": self.sha,
-            "short_sha": self.sha[:8],
+            "sha": self.sha or "",                  # empty on deletions (validated in config)
+            "short_sha": (self.sha or "")[:8],
             "branch": self.branch,
             "tag": self.tag,
             "ref": self.ref,
@@ -123,6 +131,8 @@ class Event:
                       "removed": tuple(c.get("removed", ()))})
             for c in d.get("commits", ()))
         d["clone_urls"] = tuple(d.get("clone_urls", ()))
+        if d.get("deleted") and d.get("sha") == ZERO_SHA:
+            d["sha"] = None         # stored before deletions had no sha
         return cls(**d)
 
 

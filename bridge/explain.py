@@ -136,11 +136,17 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
 
 def render_text(result: dict) -> str:
     lines = []
+    stored = result.get("delivery")
+    if stored:     # `bridge explain --delivery`: what happened then, explained under today's rules
+        lines.append(f"delivery: {stored['delivery']} (source {result['source']}): {stored['outcome']}"
+                     + (f": {stored['reason']}" if stored.get("reason") else "")
+                     + f" under rules {stored['rules_version']}")
     if result["ignored"]:
-        return f"ignored: {result['ignored']}"
+        return "\n".join(lines + [f"ignored: {result['ignored']}"])
     e = result["event"]
     lines.append(f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
-                 f"(build {e['sha'][:12]}) by {e['pusher'] or '?'}")
+                 + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
+                 + f" by {e['pusher'] or '?'}")
     flags = [f for f in ("created", "deleted", "forced") if e[f]]
     if flags:
         lines.append(f"       {', '.join(flags)}")

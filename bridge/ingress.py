@@ -115,7 +115,7 @@ def receive(source: str):
                              received_at=time.time(), headers=kept, body=body, event=None,
                              outcome="ignored", reason=result.reason, verdicts=[],
                              rules_version=config.version, content_key=None)
-        verdicts, jobs = [], []
+        verdicts, jobs, others = [], [], 0
     else:
         event = result
         verdicts = config.ruleset.match(event)
@@ -123,7 +123,12 @@ def receive(source: str):
                        needs_files=j.needs_files, path_filter=j.path_filter)
                 for v in verdicts if v.matched for j in v.jobs]
         matched = [v.rule for v in verdicts if v.matched]
-        reason = "" if matched else _no_match_reason(verdicts)
+        near, others = [], 0
+        if not matched:
+            # Why nothing built: also the rules for a repo near this one, and a count of the rest.
+            near, others = config.ruleset.nearest(event, verdicts)
+        reason = "" if matched else no_match_reason(verdicts, near, others)
+        verdicts = verdicts + near
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
                              received_at=time.time(), headers=kept, body=body,
                              event=event.to_dict(), outcome="matched" if matched else "no_match",
@@ -141,16 +146,25 @@ def receive(source: str):
                                "please redeliver", "delivery": delivery}, 503)
         resp.headers["Retry-After"] = "30"
         return resp
-    return _reply(state, source, started, record, verdicts, jobs, ingested)
+    return _reply(state, source, started, record, verdicts, jobs, ingested, others)
 
 
-def _no_match_reason(verdicts) -> str:
-    if not verdicts:
-        return "no rule names this repository"
-    return "no rule matched"
+def no_match_reason(verdicts, near, others: int) -> str:
+    """Why nothing was built, counting the rules the answer's `rules` list leaves out (they
+    name other repositories)."""
+    rest = f"{others} other rule{'s' if others != 1 else ''} name{'s' if others == 1 else ''} " \
+           "other repositories" if others else ""
+    if verdicts:
+        head = "no rule matched"
+    else:
+        head = "no rule names this repository"
+        if near:
+            head += (f"; nearest: {', '.join(v.rule for v in near[:3])}{', ...' if len(near) > 3 else ''}"
+                     f" (see 'rules')")
+    return head + (f"; {rest}" if rest else "")
 
 
-def _reply(state, source, started, record, verdicts, jobs, ingested):
+def _reply(state, source, started, record, verdicts, jobs, ingested, others=0):
     delivery = ingested.delivery
     extra = {"delivery": delivery, "source": source}
     if ingested.reused_id and not ingested.duplicate_of:
@@ -178,7 +192,7 @@ def _reply(state, source, started, record, verdicts, jobs, ingested):
         state.observe(source, 200, started, outcome="no_match")
         log.info("no rule matched", extra={**extra, "status": 200, "rules": rules})
         return _json({"delivery": delivery, "matched": [], "reason": record.reason,
-                      "rules": rules}, 200)
+                      "rules": rules, "other_rules": others}, 200)
     matched = [v.rule for v in verdicts if v.matched]
     state.observe(source, 202, started, outcome="accepted", matched=matched)
     log.info("accepted: %d job(s) for %s", len(jobs), ", ".join(matched),
@@ -187,4 +201,5 @@ def _reply(state, source, started, record, verdicts, jobs, ingested):
         "delivery": delivery, "matched": matched,
         "jobs": [{"id": jid, "rule": j.rule, "target": j.target, "request": j.request,
                   "needs_files": j.needs_files} for jid, j in zip(ingested.job_ids, jobs)],
+        "rules": rules,
     }, 202)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .errors import did_you_mean
-from .events import TEMPLATE_FIELDS, Event
-from .globs import PatternList
+from .events import CASE_INSENSITIVE_REPOS, COMMIT_FIELDS, TEMPLATE_FIELDS, Event
+from .globs import GlobError, PatternList
+from .nearest import NearIndex
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
 _SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
@@ -68,6 +69,8 @@ class Rule:
     events: tuple
     on_unknown_files: str = "run"
     literal_repos: tuple | None = field(default=None)   # exact repo names when no glob is used
+    literal_folded: frozenset | None = field(default=None)   # the same, case-folded
+    repos_folded: PatternList | None = field(default=None, repr=False)   # glob patterns, case-folded
     renderer: object = field(default=None, repr=False, compare=False)
 
     def render(self, fields: dict) -> dict:
@@ -84,9 +87,15 @@ def _patterns(on, key) -> PatternList | None:
 def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
     """Compile a validated `on:`/`run:` pair (config.py has already reported every problem)."""
     repos = _patterns(on, "repo")
-    literal = None
+    literal = folded = None
     if repos is not None and not any(_GLOB_CHARS & set(p) for p in repos.sources):
         literal = tuple(repos.sources)
+    elif repos is not None:
+        # GitHub and GitLab paths ignore case: their events are compared with these, folded too.
+        try:
+            folded = PatternList([p.lower() for p in repos.sources])
+        except GlobError:       # not expected (ranges are a-z, A-Z, 0-9): then as written
+            folded = repos
     events = on.get("events", DEFAULT_EVENTS)
     events = (events,) if isinstance(events, str) else tuple(events)
     plain_run = copy_plain(run)
@@ -97,7 +106,9 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         branches=_patterns(on, "branches"), branches_ignore=_patterns(on, "branches-ignore"),
         tags=_patterns(on, "tags"), tags_ignore=_patterns(on, "tags-ignore"),
         paths=_patterns(on, "paths"), paths_ignore=_patterns(on, "paths-ignore"),
-        events=events, on_unknown_files=on_unknown_files, literal_repos=literal)
+        events=events, on_unknown_files=on_unknown_files, literal_repos=literal,
+        literal_folded=frozenset(r.lower() for r in literal) if literal is not None else None,
+        repos_folded=folded)
 
 
 def compile_template(value):
@@ -144,37 +155,47 @@ def copy_plain(value):
 
 # --- templates -------------------------------------------------------------------------------
 
-def template_problems(run) -> list[tuple[int, str]]:
-    """Every `${...}` in `run:` that names no event field, and every `${` never closed, with its line."""
-    out = []
-
+def _templates(run):
+    """(line, string, match) for every `$$`, `${...}` and unclosed `${` in the strings of `run:`."""
     def walk(value, line):
         if isinstance(value, str):
             for m in _TEMPLATE_CHECK.finditer(value):
-                name = m.group(1)
-                if m.group(0) == "${":
-                    out.append((line, f"template {value[m.start():m.start() + 40]!r} has no closing "
-                                      "'}' (write $${ for a literal '${')"))
-                    continue
-                if name is None or name in TEMPLATE_FIELDS:
-                    continue
-                if ":" in name and name.split(":", 1)[0] in ("env", "file", "credential"):
-                    out.append((line, f"secret references like '${{{name}}}' are not allowed in "
-                                      "'run:' (they would be stored with the job); give the target "
-                                      "the secret instead"))
-                    continue
-                msg = (f"template '${{{name}}}' names an unknown field"
-                       + did_you_mean(name, sorted(TEMPLATE_FIELDS), "'${{{}}}'")
-                       + f"; fields: {', '.join(sorted(TEMPLATE_FIELDS))}")
-                out.append((line, msg))
+                yield line, value, m
         elif isinstance(value, dict):
             for k, v in value.items():
-                walk(v, value.line_of(k) if hasattr(value, "line_of") else line)
+                yield from walk(v, value.line_of(k) if hasattr(value, "line_of") else line)
         elif isinstance(value, list):
             for i, v in enumerate(value):
-                walk(v, value.line_of(i) if hasattr(value, "line_of") else line)
+                yield from walk(v, value.line_of(i) if hasattr(value, "line_of") else line)
 
-    walk(run, getattr(run, "line", 0))
+    return walk(run, getattr(run, "line", 0))
+
+
+def commit_templates(run) -> list[tuple[int, str]]:
+    """(line, field) of every `${sha}` / `${short_sha}` in `run:`: empty when a ref is deleted."""
+    return [(line, m.group(1)) for line, _, m in _templates(run) if m.group(1) in COMMIT_FIELDS]
+
+
+def template_problems(run) -> list[tuple[int, str]]:
+    """Every `${...}` in `run:` that names no event field, and every `${` never closed, with its line."""
+    out = []
+    for line, value, m in _templates(run):
+        name = m.group(1)
+        if m.group(0) == "${":
+            out.append((line, f"template {value[m.start():m.start() + 40]!r} has no closing "
+                              "'}' (write $${ for a literal '${')"))
+            continue
+        if name is None or name in TEMPLATE_FIELDS:
+            continue
+        if ":" in name and name.split(":", 1)[0] in ("env", "file", "credential"):
+            out.append((line, f"secret references like '${{{name}}}' are not allowed in "
+                              "'run:' (they would be stored with the job); give the target "
+                              "the secret instead"))
+            continue
+        msg = (f"template '${{{name}}}' names an unknown field"
+               + did_you_mean(name, sorted(TEMPLATE_FIELDS), "'${{{}}}'")
+               + f"; fields: {', '.join(sorted(TEMPLATE_FIELDS))}")
+        out.append((line, msg))
     return out
 
 
@@ -283,10 +304,12 @@ def _count(files) -> str:
 
 class _Facts:
     """What every rule asks of one event, computed once per event rather than once per rule."""
-    __slots__ = ("event", "_fields", "_files", "_files_done", "skip")
+    __slots__ = ("event", "_fields", "_files", "_files_done", "skip", "fold", "repo_key")
 
     def __init__(self, event: Event):
         self.event = event
+        self.fold = event.provider in CASE_INSENSITIVE_REPOS
+        self.repo_key = event.repo.lower() if self.fold else event.repo
         self._fields = None
         self._files_done = False
         self._files = None
@@ -312,9 +335,9 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
     the caller found the rule under the event's repo in its index of literal repo names."""
     facts = facts or _Facts(event)
     if rule.sources is not None and not rule.sources.matches(event.source):
-        return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
-    if not repo_known and rule.repos is not None and not rule.repos.matches(event.repo):
-        return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
+        return _other_source(rule, event)
+    if not repo_known and rule.repos is not None and not _repo_matches(rule, facts):
+        return _other_repo(rule, event)
     if event.kind not in rule.events:
         if event.kind == "delete":
             return Verdict(rule.name, False,
@@ -345,23 +368,46 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
     return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
 
 
+def _other_source(rule: Rule, event: Event) -> Verdict:
+    return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
+
+
+def _other_repo(rule: Rule, event: Event) -> Verdict:
+    return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
+
+
+def _repo_matches(rule: Rule, facts: _Facts) -> bool:
+    """The rule's `on.repo` against the event's repo; case-insensitively for GitHub and GitLab."""
+    if rule.literal_repos is not None:
+        return facts.repo_key in (rule.literal_folded if facts.fold else rule.literal_repos)
+    if facts.fold:
+        return rule.repos_folded.matches(facts.repo_key)
+    return rule.repos.matches(facts.repo_key)
+
+
 class RuleSet:
     """Rules indexed by literal repo name so matching cost does not grow with the rule count."""
 
     def __init__(self, rules):
         self.rules = tuple(rules)
-        self._by_repo: dict[str, list[tuple[int, Rule]]] = {}
+        self._by_repo: dict[str, list[tuple[int, Rule]]] = {}       # as written
+        self._by_folded: dict[str, list[tuple[int, Rule]]] = {}     # case-folded
         self._any_repo: list[tuple[int, Rule]] = []
         for i, rule in enumerate(self.rules):
             if rule.literal_repos is not None:
-                for repo in rule.literal_repos:
-                    self._by_repo.setdefault(repo, []).append((i, rule))
+                for index, repos in ((self._by_repo, rule.literal_repos), (self._by_folded, rule.literal_folded)):
+                    for repo in set(repos):
+                        index.setdefault(repo, []).append((i, rule))
             else:
                 self._any_repo.append((i, rule))
+        self._position = {rule.name: i for i, rule in enumerate(self.rules)}
+        self._near = NearIndex((i, r.literal_folded) for i, r in enumerate(self.rules)
+                               if r.literal_folded is not None)
 
-    def _candidates(self, event: Event) -> list[tuple[int, Rule, bool]]:
+    def _candidates(self, event: Event, facts: _Facts) -> list[tuple[int, Rule, bool]]:
         """(file position, rule, found by its literal repo) in file order."""
-        exact = [(i, r, True) for i, r in self._by_repo.get(event.repo, ())]
+        index = self._by_folded if facts.fold else self._by_repo
+        exact = [(i, r, True) for i, r in index.get(facts.repo_key, ())]
         if not self._any_repo:
             return exact
         wild = [(i, r, False) for i, r in self._any_repo]
@@ -370,13 +416,27 @@ class RuleSet:
         return sorted(exact + wild, key=lambda item: item[0])
 
     def candidates(self, event: Event) -> list[Rule]:
-        return [r for _, r, _ in self._candidates(event)]
+        return [r for _, r, _ in self._candidates(event, _Facts(event))]
 
     def match(self, event: Event) -> list[Verdict]:
         """Verdicts of the rules that could concern this repo (others: repo did not match)."""
         facts = _Facts(event)
         return [evaluate(rule, event, facts, repo_known=known)
-                for _, rule, known in self._candidates(event)]
+                for _, rule, known in self._candidates(event, facts)]
+
+    def nearest(self, event: Event, verdicts: list[Verdict]) -> tuple[list[Verdict], int]:
+        """For "why did my push not build?": the verdicts of the rules `match` passed over
+        whose literal repo is nearest the event's (the same but for case, or one path segment
+        more, fewer or different; at most `nearest.LIMIT`, nearest first), and how many rules
+        remain unnamed by `verdicts` and these."""
+        seen = {self._position[v.rule] for v in verdicts if v.rule in self._position}
+        near = []
+        for i in self._near.lookup(event.repo.lower(), seen):
+            rule = self.rules[i]     # not a candidate: its source or its literal repo differs
+            sources = rule.sources
+            near.append(_other_source(rule, event) if sources is not None and not sources.matches(event.source)
+                        else _other_repo(rule, event))
+        return near, max(0, len(self.rules) - len(verdicts) - len(near))
 
     def explain(self, event: Event) -> list[Verdict]:
         """Verdicts of every rule, in file order."""

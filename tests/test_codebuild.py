@@ -313,3 +313,17 @@ def test_console_url_quotes_the_build_id():
     assert console_url("us-east-1", "api", "api:1a2b") == (
         "https://us-east-1.console.aws.amazon.com/codesuite/codebuild/projects/api/build/api%3A1a2b/"
         "?region=us-east-1")
+
+
+def test_a_deletion_leaves_source_version_out_and_sends_an_allowed_empty_sha_as_empty(moto_endpoint):
+    t = target(moto_endpoint)
+    sent = record(t, "StartBuild")
+    deleted = Event(provider="github", source="github", delivery_id="d-del", kind="delete",
+                    repo="acme/api", ref="refs/tags/v1", ref_name="v1", before=SHA, after=ZERO_SHA,
+                    sha=None, deleted=True)
+    # As rendered from `source_version: "${sha}"` and `env: {GIT_SHA: "${sha}"}` with allow_empty_sha.
+    t.start(Job(id=8, delivery="d-del", rule="releases", target="aws", event=deleted,
+                request={"target": "aws", "project": "api", "source_version": "",
+                         "env": {"GIT_SHA": ""}}))
+    assert "sourceVersion" not in sent[0]          # the project's default source, never 000...0
+    assert {"name": "GIT_SHA", "value": "", "type": "PLAINTEXT"} in sent[0]["environmentVariablesOverride"]

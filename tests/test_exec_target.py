@@ -195,3 +195,16 @@ def test_validate_target_options():
     assert ExecTarget.validate({"kind": "exec", "cwd": "/srv", "timeout": 600}) == []
     assert ExecTarget.validate({"kind": "exec", "timeout": True}) == \
         ["timeout must be a positive number of seconds, not True"]
+
+
+def test_a_deletion_has_an_empty_bridge_sha():
+    deleted = Event(provider="gitlab", source="gitlab", delivery_id="d-del", kind="delete",
+                    repo="acme/api", ref="refs/heads/feature/x", ref_name="feature/x",
+                    before="1" * 40, after="0" * 40, sha=None, deleted=True)
+    target = ExecTarget("local", {})
+    run = target.start(Job(id=43, delivery="d-del", rule="cleanup", target="local",
+                           request={"target": "local", "command": ["env"]}, event=deleted, attempt=1))
+    env = env_of(run.detail["output"])
+    assert env["BRIDGE_SHA"] == "" and env["BRIDGE_SHORT_SHA"] == ""      # set, and empty
+    assert env["BRIDGE_BEFORE"] == "1" * 40 and env["BRIDGE_AFTER"] == "0" * 40
+    assert env["BRIDGE_KIND"] == "delete" and env["BRIDGE_BRANCH"] == "feature/x"

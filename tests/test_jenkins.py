@@ -541,3 +541,30 @@ def test_retry_after_is_read_alike_for_jenkins_and_the_git_hosts():
     assert retry_after(date, now=lambda: when - 30) == 30.0
     assert retry_after(date, now=lambda: when + 30) == 0.0
     assert retry_after("soon") is None and retry_after("") is None and retry_after(None) is None
+
+
+def test_a_deletion_sends_an_allowed_empty_sha_parameter_as_empty(standin, tmp_path):
+    # A parameter templated from ${sha} is sent, empty: never left out, or the job's default
+    # (often a branch such as main) would build instead of nothing.
+    from bridge.config import load_config
+    rules = load_config("rules.yaml", environ={"S": "x"}, text=f"""\
+sources:
+  github: {{provider: github, secrets: ["${{env:S}}"]}}
+targets:
+  ci: {{kind: jenkins, url: "{standin.url.rstrip('/')}", user: bridge, token: "${{env:S}}"}}
+rules:
+  - name: cleanup
+    on: {{repo: acme/api, events: [delete]}}
+    allow_empty_sha: true
+    run: {{target: ci, job: team/api/build, parameters: {{GIT_SHA: "${{sha}}", BRANCH: "${{branch}}"}}}}
+""")
+    deleted = Event(provider="github", source="github", delivery_id="d-del", kind="delete",
+                    repo="acme/api", ref="refs/heads/old", ref_name="old", before=SHA,
+                    after="0" * 40, sha=None, deleted=True)
+    [verdict] = rules.ruleset.match(deleted)
+    request = verdict.jobs[0].request
+    assert request["parameters"] == {"GIT_SHA": "", "BRANCH": "old"}
+    target(standin).start(Job(id=9, delivery="d-del", rule="cleanup", target="ci", request=request,
+                              event=deleted))
+    [post] = standin.posts()
+    assert post.query["GIT_SHA"] == [""] and post.query["BRANCH"] == ["old"]

@@ -181,7 +181,7 @@ def test_github_nine_commits_aggregate_files():
 def test_github_tag_delete():
     e = normalize("github", "github/push__octokit-tag-delete.json")
     assert (e.kind, e.ref, e.tag, e.branch) == ("delete", "refs/tags/simple-tag", "simple-tag", "")
-    assert e.deleted and not e.created and e.after == ZERO_SHA == e.sha and e.commits == ()
+    assert e.deleted and not e.created and e.after == ZERO_SHA and e.sha is None and e.commits == ()
     assert e.head_message == ""
 
 
@@ -271,12 +271,12 @@ def test_gitlab_new_and_deleted_branch_from_zero_shas():
     created = normalize("gitlab", "gitlab/push_hook__goscm-branch-create.json")
     assert (created.kind, created.created, created.deleted) == ("push", True, False)
     deleted = normalize("gitlab", "gitlab/push_hook__goscm-branch-delete.json")
-    assert (deleted.kind, deleted.created, deleted.deleted, deleted.sha) == ("delete", False, True, ZERO_SHA)
+    assert (deleted.kind, deleted.created, deleted.deleted, deleted.sha) == ("delete", False, True, None)
 
 
 def test_gitlab_tag_delete():
     e = normalize("gitlab", "gitlab/tag_push_hook__goscm-tag-delete.json")
-    assert (e.kind, e.tag, e.deleted, e.sha) == ("delete", "v1.0.0", True, ZERO_SHA)
+    assert (e.kind, e.tag, e.deleted, e.sha) == ("delete", "v1.0.0", True, None)
 
 
 def test_gitlab_annotated_tag_checkout_sha():

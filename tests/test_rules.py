@@ -18,7 +18,7 @@ def event(ref="refs/heads/main", repo="acme/api", files=("src/app.py",), message
     name = ref.split("/", 2)[2]
     commits = () if deleted else (Commit(id=after, message=message, modified=tuple(files)),)
     return Event(provider="github", source=source, delivery_id="d-1", kind=kind, repo=repo, ref=ref,
-                 ref_name=name, before=before, after=after, sha=after, created=created,
+                 ref_name=name, before=before, after=after, sha=None if deleted else after, created=created,
                  deleted=deleted, commits=commits, commits_complete=complete, pusher="octocat",
                  head_message=message)
 
@@ -34,7 +34,7 @@ def ruleset(tmp_path, on: str, extra: str = "") -> RuleSet:
       - name: r
         on: %s
         run: {target: mem, parameters: {SHA: "${sha}", B: "${branch}", T: "${tag}"}}
-    """) % on + textwrap.indent(textwrap.dedent(extra), "  ")
+    """) % on + ("    allow_empty_sha: true\n" if "delete" in on else "") + textwrap.indent(textwrap.dedent(extra), "  ")
     path = tmp_path / "rules.yaml"
     path.write_text(text)
     return load_config(path, environ={"S": "x"}).ruleset

@@ -98,7 +98,8 @@ def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
         ref_name=ref_name,
         before=before,                                    # before
         after=after,                                      # after: the tag object for annotated tags
-        sha=b.sha(payload, "head_commit.id", default=after),  # head_commit.id: the commit (null on deletes)
+        # head_commit.id: the commit; a deletion has none (head_commit null, after all zeros)
+        sha=None if deleted else b.sha(payload, "head_commit.id", default=after),
         created=created,                                  # created, or before all zeros
         deleted=deleted,                                  # deleted, or after all zeros
         # forced; old deliveries also set it on creates and deletes, which rewrite nothing

@@ -79,11 +79,12 @@ def _push(payload: dict, name: str, *, source: str, delivery_id: str) -> Event |
         return Ignored(f"ref '{ref}' is neither a branch nor a tag", event_name=name)
     before = b.sha(payload, "before")
     after = b.sha(payload, "after", required=True)
-    sha = b.sha(payload, "checkout_sha", default=after)
+    deleted = after == ZERO_SHA
+    # checkout_sha: the commit (for an annotated tag, not the tag object); null on deletions
+    sha = None if deleted else b.sha(payload, "checkout_sha", default=after)
     commits = b.commits(payload)
     total = b.field(payload, "total_commits_count", int, default=len(commits))
     head = next((c for c in commits if c.id == sha), commits[-1] if commits else None)
-    deleted = after == ZERO_SHA
     return Event(
         provider=NAME,
         source=source,
@@ -94,7 +95,7 @@ def _push(payload: dict, name: str, *, source: str, delivery_id: str) -> Event |
         ref_name=ref_name,
         before=before,                                        # before
         after=after,                                          # after (tag object for annotated tags)
-        sha=sha,                                              # checkout_sha: the commit; null on deletes
+        sha=sha,                                              # checkout_sha; None on deletions
         created=before == ZERO_SHA,                           # GitLab has no flag: before all zeros
         deleted=deleted,                                      # after all zeros
         commits=commits,                                      # commits[]: the newest 20 at most
