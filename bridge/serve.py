@@ -172,6 +172,9 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
 
 WEB_DEFAULTS = {
     "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
+    # Connections a worker holds: a slow or idle one costs a file descriptor and its bytes so
+    # far, not a thread (webworker.py), so many more than gunicorn's 1000.
+    "worker_connections": 4096,
     "graceful_timeout": 20, "limit_request_line": 8190, "limit_request_fields": 100,
     "limit_request_field_size": 8190, "forwarded_allow_ips": "127.0.0.1", "accesslog": None,
     "errorlog": "-", "loglevel": "warning", "proc_name": "bridge-web", "control_socket_disable": True,

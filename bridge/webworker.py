@@ -17,15 +17,19 @@ from functools import partial
 from gunicorn.http.unreader import Unreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-NEED_MORE, COMPLETE, TOO_LARGE, HAND_OVER = "need_more", "complete", "too_large", "hand_over"
+NEED_MORE, COMPLETE, TOO_LARGE, HAND_OVER, BAD, HEADERS_TOO_LARGE = (
+    "need_more", "complete", "too_large", "hand_over", "bad", "headers_too_large")
 
-#: What a header section may weigh, beyond gunicorn's own limits (request line, field count and
-#: size); past it gunicorn's parser gets the bytes and answers its own 400/431.
+#: What a header section may weigh beyond gunicorn's own limits (request line, field count and
+#: size) before the worker answers 431 itself.
 _HEADER_SLACK = 4096
 _RECV = 256 * 1024
 #: After a 408/413/503, how long (and how many bytes) a client may go on sending before the
 #: connection is closed under it.
 _LINGER, _LINGER_BYTES = 2.0, 4 * 2**20
+#: What this worker overrides or calls in gunicorn's gthread worker (gunicorn 27).
+_GTHREAD_HOOKS = ("accept", "set_accept_enabled", "on_client_socket_readable", "enqueue_req",
+                  "finish_request", "murder_pending", "handle", "handle_request", "_keepalive_after")
 
 
 class RequestFrame:
@@ -33,36 +37,48 @@ class RequestFrame:
 
     Only the framing is decided here (header end, Content-Length, chunked); gunicorn's parser
     still decides whether the request is valid. HAND_OVER: the framing is not one this scanner
-    vouches for (no header end within `max_header`, a Content-Length gunicorn will refuse, a
-    transfer coding other than chunked): the bytes go to gunicorn as they are, which answers
-    400, and the connection is closed after the reply."""
+    vouches for (a Content-Length gunicorn will refuse, a transfer coding other than chunked,
+    lines not ended by CRLF): the bytes go to gunicorn as
+    they are, which answers 400, and the connection is closed after the reply. BAD: a chunked
+    body whose framing is broken (the worker answers 400: gunicorn would raise in the app).
+    HEADERS_TOO_LARGE: no header end within `max_header` bytes, or a line over `max_line`."""
 
-    def __init__(self, max_header: int, max_body: int):
+    def __init__(self, max_header: int, max_body: int, max_line: int | None = None):
         self.max_header, self.max_body = max_header, max_body
+        self.max_line = max_line or max_header
         self.header_end: int | None = None    # offset of the body's first byte
         self.length: int | None = None        # Content-Length
         self.chunked = False
         self.expects_continue = False
         self._scan = 0                        # where the next search starts
+        self._line = 0                        # headers: where the current line starts
         self._decoded = 0                     # chunked: body bytes so far
         self._trailers = False                # chunked: past the last chunk
 
     def feed(self, buf: bytes | bytearray) -> str:
         if self.header_end is None:
-            end = buf.find(b"\r\n\r\n", max(0, self._scan - 3))
-            if end < 0:
-                self._scan = len(buf)
-                return HAND_OVER if len(buf) > self.max_header else NEED_MORE
-            self.header_end = end + 4
-            state = self._headers(bytes(buf[:end]))
+            state = self._find_header_end(buf)
             if state is not None:
                 return state
-            self._scan = self.header_end
         if self.length is not None:
             return COMPLETE if len(buf) >= self.header_end + self.length else NEED_MORE
         if self.chunked:
             return self._chunks(buf)
         return COMPLETE
+
+    def _find_header_end(self, buf) -> str | None:
+        start = max(0, self._scan - 2)
+        end, bare = buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)
+        if bare >= 0 and (end < 0 or bare < end) or end == 0 or end > 0 and buf[end - 1] != 13:
+            return HAND_OVER                  # lines not ended by CRLF: gunicorn's to judge
+        if end < 0:
+            self._scan = len(buf)
+            self._line = buf.rfind(b"\n", start) + 1 or self._line
+            too_long = len(buf) > self.max_header or len(buf) - self._line > self.max_line
+            return HEADERS_TOO_LARGE if too_long else NEED_MORE
+        self.header_end = end + 3
+        self._scan = self.header_end
+        return self._headers(bytes(buf[:end - 1]))
 
     @property
     def end(self) -> int:
@@ -78,7 +94,7 @@ class RequestFrame:
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             name, value = name.strip().lower(), value.strip()
-            if not sep:
+            if not sep or b"\n" in line or b"\r" in line:
                 return HAND_OVER
             if name == b"content-length":
                 lengths.add(value)
@@ -106,7 +122,7 @@ class RequestFrame:
         while True:
             line_end = buf.find(b"\r\n", self._scan)
             if line_end < 0:
-                return HAND_OVER if len(buf) - self._scan > 4096 else NEED_MORE
+                return BAD if len(buf) - self._scan > 4096 else NEED_MORE
             if self._trailers:               # field lines, then an empty line
                 empty = line_end == self._scan
                 self._scan = line_end + 2
@@ -115,7 +131,7 @@ class RequestFrame:
                 continue
             size = buf[self._scan:line_end].split(b";", 1)[0].strip()
             if not size or len(size) > 16 or size.strip(b"0123456789abcdefABCDEF"):
-                return HAND_OVER
+                return BAD
             size = int(size, 16)
             if size == 0:
                 self._trailers = True
@@ -125,6 +141,8 @@ class RequestFrame:
                 return TOO_LARGE
             if len(buf) < line_end + 2 + size + 2:
                 return NEED_MORE
+            if buf[line_end + 2 + size:line_end + 2 + size + 2] != b"\r\n":
+                return BAD
             self._decoded += size
             self._scan = line_end + 2 + size + 2
 
@@ -162,18 +180,26 @@ class ReadAheadWorker(ThreadWorker):
 
     def init_process(self):
         cfg = self.cfg
-        self.readahead = not (cfg.is_ssl or cfg.http_protocols != ["h1"] or cfg.protocol != "http"
+        self.readahead = not (cfg.is_ssl or getattr(cfg, "http_protocols", ["h1"]) != ["h1"]
+                              or getattr(cfg, "protocol", "http") != "http"
                               or cfg.proxy_protocol not in ("off", False, None))
         if not self.readahead:
             self.log.warning("TLS, HTTP/2, uwsgi or PROXY protocol in gunicorn: requests are read "
                              "in worker threads, without the bridge's read deadlines")
+        elif not all(hasattr(ThreadWorker, name) for name in _GTHREAD_HOOKS):
+            self.readahead = False
+            self.log.error("this gunicorn's gthread worker lacks %s: requests are read in worker "
+                           "threads, without the bridge's read deadlines (install gunicorn>=27)",
+                           ", ".join(n for n in _GTHREAD_HOOKS if not hasattr(ThreadWorker, n)))
         self.reading: dict = {}     # connections being read -> None (ordered set)
         self.lingering: dict = {}   # connections refused, closing
         self.buffered = 0           # bytes held for them
         # Memory for requests being read, across this worker's connections.
         self.budget = max(256 * 2**20, 2 * self.max_body)
-        self.max_header = (cfg.limit_request_line + cfg.limit_request_fields
-                           * (cfg.limit_request_field_size + 2) + _HEADER_SLACK)
+        self.max_header = max(65536, cfg.limit_request_line + cfg.limit_request_fields
+                              * (cfg.limit_request_field_size + 2) + _HEADER_SLACK)
+        limits = (cfg.limit_request_line, cfg.limit_request_field_size)     # 0: no limit
+        self.max_line = max(limits) + _HEADER_SLACK if all(limits) else None
         self.next_expiry = 0.0
         self.accept_paused_until = 0.0
         raise_fd_limit(cfg.worker_connections + 256)
@@ -215,16 +241,18 @@ class ReadAheadWorker(ThreadWorker):
         """Read one request on `conn` in the poller, starting with `data` (bytes a client
         pipelined behind its previous request)."""
         conn.ra_buf = bytearray(data)
-        conn.ra_frame = RequestFrame(self.max_header, self.max_body)
+        conn.ra_frame = RequestFrame(self.max_header, self.max_body, self.max_line)
         conn.ra_deadline = time.monotonic() + self.header_timeout
         conn.ra_in_body = conn.ra_truncated = conn.ra_continued = False
         conn.sock.setblocking(False)
         self.buffered += len(data)
         self.reading[conn] = None
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_readable, conn))
-        if data and self.advance(conn):
-            return
-        self.on_readable(conn, conn.sock)    # the request is often there already
+        conn.ra_polled = False
+        if not (data and self.advance(conn)):
+            self.on_readable(conn, conn.sock)    # the request is often all there already
+        if conn in self.reading:
+            conn.ra_polled = True
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_readable, conn))
 
     def on_readable(self, conn, _sock):
         try:
@@ -258,6 +286,13 @@ class ReadAheadWorker(ThreadWorker):
                     conn.ra_continued = True
                     self.send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
             return False
+        if state == BAD:
+            self.refuse(conn, _reply("400 Bad Request", "malformed chunked body"))
+            return True
+        if state == HEADERS_TOO_LARGE:
+            self.refuse(conn, _reply("431 Request Header Fields Too Large", "request line or "
+                                     "headers over gunicorn's limit_request_* settings"))
+            return True
         if state == TOO_LARGE:
             self.log.warning("refused: a request body over the %d-byte cap (settings."
                              "max_body_bytes) from %s", self.max_body, _peer(conn))
@@ -282,10 +317,9 @@ class ReadAheadWorker(ThreadWorker):
         self.next_expiry = now + 0.2
         for conn in [c for c in self.lingering if c.ra_deadline <= now]:
             self.end_linger(conn)
-        if not self.alive:                   # stopping: no time to wait for a request to start
+        if not self.alive:                   # stopping: a few seconds for requests under way
             for conn in self.reading:
-                if not conn.ra_in_body:
-                    conn.ra_deadline = min(conn.ra_deadline, now + _LINGER)
+                conn.ra_deadline = min(conn.ra_deadline, now + (5.0 if conn.ra_buf else _LINGER))
         for conn in [c for c in self.reading if c.ra_deadline <= now]:
             what = "body" if conn.ra_in_body else "request headers"
             self.log.info("closed a connection from %s: its %s did not arrive within %ss (408)",
@@ -297,7 +331,8 @@ class ReadAheadWorker(ThreadWorker):
     def leave(self, conn):
         del self.reading[conn]
         self.buffered -= len(conn.ra_buf)
-        self.poller.unregister(conn.sock)
+        if conn.ra_polled:
+            self.poller.unregister(conn.sock)
 
     def refuse(self, conn, reply: bytes | None):
         """Close `conn`, after `reply` if one is given: then as HTTP/1.1 asks (RFC 9112 9.6),

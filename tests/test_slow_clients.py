@@ -22,7 +22,8 @@ from conftest import GITHUB_SECRET, SECRET_ENV
 from signing import load_payload, sign_github
 from support_serve import BridgeProcess, children
 
-from bridge.webworker import COMPLETE, HAND_OVER, NEED_MORE, TOO_LARGE, RequestFrame
+from bridge.webworker import (BAD, COMPLETE, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
+                              RequestFrame)
 
 pytestmark = pytest.mark.slow
 
@@ -214,6 +215,28 @@ def test_deadlines_answer_408_and_the_framing_read_ahead_reaches_the_app(tmp_pat
             chunked.sendall(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
         assert read_reply(chunked, 10).startswith(b"HTTP/1.1 413 ")
 
+        # Malformed requests: gunicorn's or the worker's 4xx, never a 5xx or the 408 of a wait.
+        head = b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n"
+        for raw in (b"GARBAGE\r\n\r\n",
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 300_000,
+                    b"GET /healthz HTTP/1.1\r\n" + b"X: a\r\n" * 200_000,
+                    head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+                    head + b"Transfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
+                    head + b"Transfer-Encoding: gzip\r\n\r\nabc",
+                    head + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                    head + b"Content-Length: 5, 5\r\n\r\nabcde",
+                    head + b"X-A: b\r\n c\r\nContent-Length: 2\r\n\r\n{}",
+                    b"GET /healthz HTTP/1.1\nHost: x\n\n",
+                    b"GET /healthz HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\n",
+                    b"GET /healthz HTTP/1.1\r\nHost: x\rY: z\r\n\r\n"):
+            m = socket.create_connection(("127.0.0.1", port))
+            try:
+                m.sendall(raw)
+            except OSError:
+                pass
+            status = read_reply(m, 10).split(b"\r\n")[0]
+            assert status[:10] == b"HTTP/1.1 4" and b" 408 " not in status, (raw[:80], status)
+
         # One 100 Continue (the worker's), then the app's 202.
         body, headers = delivery()
         c = socket.create_connection(("127.0.0.1", port))
@@ -256,16 +279,21 @@ def test_deadlines_answer_408_and_the_framing_read_ahead_reaches_the_app(tmp_pat
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nX", COMPLETE, 60),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r\n\r\n", COMPLETE, 58),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n", TOO_LARGE, None),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HAND_OVER, None),
-    (b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 200, HAND_OVER, None),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", BAD, None),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", BAD, None),
+    (b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 200, HEADERS_TOO_LARGE, None),
+    (b"GET / HTTP/1.1\r\nA: " + b"b" * 300, HEADERS_TOO_LARGE, None),
+    (b"GET / HTTP/1.1\nHost: x\n\n", HAND_OVER, None),
+    (b"GET / HTTP/1.1\r\nHost: x\n\r\n", HAND_OVER, None),
+    (b"POST / HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\n", HAND_OVER, None),
 ])
 def test_request_frame_finds_where_a_request_ends(data, state, end):
-    frame = RequestFrame(max_header=1000, max_body=10)
+    frame = RequestFrame(max_header=1000, max_body=10, max_line=200)
     assert frame.feed(data) == state
     if end is not None:
         assert frame.end == end
     # Byte by byte, it reaches the same answer.
-    frame, got = RequestFrame(max_header=1000, max_body=10), NEED_MORE
+    frame, got = RequestFrame(max_header=1000, max_body=10, max_line=200), NEED_MORE
     for i in range(1, len(data) + 1):
         got = frame.feed(data[:i])
         if got != NEED_MORE:
