@@ -8,6 +8,7 @@ get there. Slow or idle clients wait in the worker's poller and hold no thread, 
 from __future__ import annotations
 
 import errno
+import re
 import resource
 import selectors
 import socket
@@ -27,6 +28,8 @@ _RECV = 256 * 1024
 #: After a 408/413/503, how long (and how many bytes) a client may go on sending before the
 #: connection is closed under it.
 _LINGER, _LINGER_BYTES = 2.0, 4 * 2**20
+#: The header fields that say where a request ends (and whether to send 100 Continue).
+_FRAMING = re.compile(rb"\r\n(content-length|transfer-encoding|expect)[ \t]*:([^\r]*)", re.I)
 #: What this worker overrides or calls in gunicorn's gthread worker (gunicorn 27).
 _GTHREAD_HOOKS = ("accept", "set_accept_enabled", "on_client_socket_readable", "enqueue_req",
                   "finish_request", "murder_pending", "handle", "handle_request", "_keepalive_after")
@@ -68,7 +71,8 @@ class RequestFrame:
 
     def _find_header_end(self, buf) -> str | None:
         start = max(0, self._scan - 2)
-        end, bare = buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)
+        end = buf.find(b"\n\r\n", start)
+        bare = buf.find(b"\n\n", start, len(buf) if end < 0 else end)
         if bare >= 0 and (end < 0 or bare < end) or end == 0 or end > 0 and buf[end - 1] != 13:
             return HAND_OVER                  # lines not ended by CRLF: gunicorn's to judge
         if end < 0:
@@ -88,19 +92,18 @@ class RequestFrame:
         return self._scan if self.chunked else self.header_end
 
     def _headers(self, block: bytes) -> str | None:
-        lines = block.split(b"\r\n")
-        version = lines[0].rsplit(b" ", 1)[-1]
+        crlf = block.count(b"\r\n")
+        if block.count(b"\n") != crlf or block.count(b"\r") != crlf:
+            return HAND_OVER                  # a bare CR or LF: gunicorn's to judge
+        version = block[:block.find(b"\r\n")].rsplit(b" ", 1)[-1]
         lengths, codings = set(), []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            name, value = name.strip().lower(), value.strip()
-            if not sep or b"\n" in line or b"\r" in line:
-                return HAND_OVER
+        for name, value in _FRAMING.findall(block):
+            name, value = name.lower(), value.strip()
             if name == b"content-length":
                 lengths.add(value)
             elif name == b"transfer-encoding":
                 codings += [c.strip().lower() for c in value.split(b",")]
-            elif name == b"expect" and value.lower() == b"100-continue" and version == b"HTTP/1.1":
+            elif value.lower() == b"100-continue" and version == b"HTTP/1.1":
                 self.expects_continue = True
         if codings:
             if lengths or codings != [b"chunked"]:
