@@ -22,8 +22,8 @@ from conftest import GITHUB_SECRET, SECRET_ENV
 from signing import load_payload, sign_github
 from support_serve import BridgeProcess, children
 
-from bridge.webworker import (BAD, COMPLETE, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
-                              RequestFrame)
+from bridge.reqframe import (BAD, COMPLETE, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
+                            RequestFrame)
 
 pytestmark = pytest.mark.slow
 
