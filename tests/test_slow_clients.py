@@ -299,3 +299,23 @@ def test_request_frame_finds_where_a_request_ends(data, state, end):
         if got != NEED_MORE:
             break
     assert got == state and (end is None or frame.end == end)
+
+
+def test_read_timeouts_are_settings_with_defaults(tmp_path):
+    from bridge.config import load_config
+    from bridge.errors import ConfigError
+    from bridge.webworker import worker_class
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules(), encoding="utf-8")
+    defaults = load_config(path, environ=SECRET_ENV).settings
+    assert (defaults.header_timeout, defaults.body_timeout) == (10.0, 30.0)
+    path.write_text(rules("header_timeout: 5s\nbody_timeout: 2m"), encoding="utf-8")
+    worker = worker_class(load_config(path, environ=SECRET_ENV).settings)
+    assert (worker.header_timeout, worker.body_timeout, worker.max_body) == (5.0, 120.0, 25 * 2**20)
+    path.write_text(rules("header_timeout: 0\nbody_timeout: soon"), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=SECRET_ENV)
+    assert [p.split(": ", 1)[1] for p in info.value.problems] == [
+        "settings.header_timeout must be more than 0 and at most 1h",
+        "settings.body_timeout: 'soon' is not a duration (use e.g. 5s, 10m, 24h, 30d)"]
