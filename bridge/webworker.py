@@ -204,7 +204,7 @@ class ReadAheadWorker(ThreadWorker):
             self.end_linger(conn)
         if not self.alive:                   # stopping: a few seconds for requests under way
             for conn in self.reading:
-                conn.ra_deadline = min(conn.ra_deadline, now + (5.0 if conn.ra_buf else _LINGER))
+                conn.ra_deadline = min(conn.ra_deadline, now + (5.0 if conn.ra_in_body else _LINGER))
         for conn in [c for c in self.reading if c.ra_deadline <= now]:
             what = "body" if conn.ra_in_body else "request headers"
             self.log.info("closed a connection from %s: its %s did not arrive within %ss (408)",
