@@ -35,7 +35,7 @@ ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
                  "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
-                 "mirrors")
+                 "mirrors", "header_timeout", "body_timeout")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
@@ -103,6 +103,8 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)   # bearer token for /metrics etc.
     follow: FollowPolicy = FollowPolicy()
     mirrors: MirrorPolicy = MirrorPolicy()
+    header_timeout: float = 10.0     # a request's whole headers, from connect or the last reply
+    body_timeout: float = 30.0       # its whole body, from the end of the headers
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,15 @@ def _settings(raw, problems, environ) -> Settings:
                 values[key] = parse_duration(value)
             except ValueError as exc:
                 problems.add(line, f"settings.{key}: {exc}")
+        elif key in ("header_timeout", "body_timeout"):
+            try:
+                values[key] = parse_duration(value)
+            except ValueError as exc:
+                problems.add(line, f"settings.{key}: {exc}")
+                continue
+            if not 0 < values[key] <= 3600:
+                problems.add(line, f"settings.{key} must be more than 0 and at most 1h")
+                del values[key]
         elif key == "database_url":
             # A reference first (the URL usually holds a password), then the scheme of its value.
             url = _maybe_secret(value, problems, line, environ, None)

@@ -171,7 +171,10 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
 # --- bridge web: gunicorn in this process ----------------------------------------------------
 
 WEB_DEFAULTS = {
-    "worker_class": "gthread", "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
+    "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
+    # Connections a worker holds: a slow or idle one costs a file descriptor and its bytes so
+    # far, not a thread (webworker.py), so many more than gunicorn's 1000.
+    "worker_connections": 4096,
     "graceful_timeout": 20, "limit_request_line": 8190, "limit_request_fields": 100,
     "limit_request_field_size": 8190, "forwarded_allow_ips": "127.0.0.1", "accesslog": None,
     "errorlog": "-", "loglevel": "warning", "proc_name": "bridge-web", "control_socket_disable": True,
@@ -186,6 +189,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
     from gunicorn.app.base import Application
 
     from .metrics import child_exit, prepare_multiprocess_dir
+    from .webworker import worker_class
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prepare_multiprocess_dir(state_dir)
     if config is None:
@@ -200,6 +204,9 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
             if config_file:
                 self.load_config_from_file(config_file)
             self.cfg.set("bind", [bind])
+            # gthread that reads each request whole, with deadlines, before a thread serves it:
+            # slow clients hold no thread (webworker.py). Not left to the config file.
+            self.cfg.set("worker_class", worker_class(config.settings))
             if workers:
                 self.cfg.set("workers", workers)
             if threads:

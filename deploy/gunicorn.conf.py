@@ -2,8 +2,11 @@
 
 Input: the environment (WEB_CONCURRENCY) and the CPUs this process may use. Output:
 module-level gunicorn settings for `bridge web --gunicorn-config FILE` (install.sh puts this
-file at /etc/bridge/gunicorn.conf.py). The bridge sets the worker class (gthread) and bind
-(--bind) itself; its --workers and rules.yaml's settings.workers, when given, win over `workers`.
+file at /etc/bridge/gunicorn.conf.py). The bridge sets the worker class and bind (--bind)
+itself: a gthread worker that reads each request whole within rules.yaml's
+settings.header_timeout and settings.body_timeout (bridge/webworker.py), so nothing here can
+take slow-client protection away. Its --workers and settings.workers, when given, win over
+`workers`. TLS or HTTP/2 in gunicorn turns the read-ahead off: terminate TLS in nginx.
 """
 
 import os
