@@ -1,5 +1,6 @@
-"""Stops under repeated signals: `bridge dispatch` exits within its grace however close together
-two SIGTERMs come (systemd's KillMode=control-group plus the supervisor's forwarding send two).
+"""Stops under repeated signals: `bridge dispatch` and a whole `bridge serve` group exit within
+their grace however close together the SIGTERMs come (systemd's KillMode=control-group plus the
+supervisor's forwarding send two to each child).
 
 Real processes on a real SQLite store, with real exec jobs running at the moment of the stop.
 """
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import SECRET_ENV
-from support_serve import ROOT
+from support_serve import ROOT, BridgeProcess, children
 from support_store import event_dict
 
 # The dispatcher's own grace for jobs in flight at a stop (Dispatcher.run's default).
@@ -181,3 +182,53 @@ def test_a_second_sigterm_while_the_stop_event_is_being_set_does_not_hang(tmp_pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def stop_group(bp: BridgeProcess) -> tuple[float, int | None]:
+    """SIGTERM to every process of a running `bridge serve`, 0-5 ms apart, as systemd's
+    KillMode=control-group does (the supervisor forwards one more to each child); seconds until
+    the supervisor exited, and its exit code."""
+    dispatcher = bp.child("dispatch")
+    deadline = time.monotonic() + 60
+    while running_jobs_of(bp.state, dispatcher) == 0:
+        assert time.monotonic() < deadline, "the dispatcher never ran a job"
+        time.sleep(0.05)
+    tree = [bp.proc.pid] + children(bp.proc.pid)
+    tree += [p for c in children(bp.proc.pid) for p in children(c)]
+    t0 = time.monotonic()
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        time.sleep(random.uniform(0, 0.005))
+    try:
+        code = bp.proc.wait(SYSTEMD_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.monotonic() - t0
+    bp.stop()   # kills what is left, if anything
+    return took, code
+
+
+# systemd/bridge.service: TimeoutStopSec=45s, then SIGKILL.
+SYSTEMD_STOP_TIMEOUT = 45.0
+
+
+@pytest.mark.slow
+def test_whole_group_stops_under_bridge_serve_exit_0_within_the_unit_timeout(tmp_path):
+    def one(i: int):
+        bp = BridgeProcess(tmp_path / f"b{i}", RULES, env=SECRET_ENV).start()
+        try:
+            queue_jobs(bp.rules, bp.state, 40)
+            took, code = stop_group(bp)
+        finally:
+            bp.stop()
+        return took, code, bp.logs()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, range(6)))
+    late = [(took, code, logs[-2000:]) for took, code, logs in results
+            if code != 0 or took >= SYSTEMD_STOP_TIMEOUT]
+    assert not late, late[:2]
+    assert all("Traceback" not in logs for _, _, logs in results)
