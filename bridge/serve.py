@@ -159,8 +159,9 @@ def _start_on_file(rules_path, state_dir, refusal: str):
     config, text, problems = load_file(rules_path)
     if problems:
         raise ConfigError(problems + [refusal])
-    log.warning("the last accepted rules did not come from %s; starting on it as it is now "
-                "(version %s) and recording it", os.path.abspath(rules_path), config.version)
+    log.warning("the last accepted rules came from another file than %s (or do not say which); "
+                "starting on it as it is now (version %s) and recording it",
+                os.path.abspath(rules_path), config.version)
     record_good(state_dir, config, text, rules_path)
     return config
 
