@@ -27,15 +27,19 @@ def _state(state_dir):
 @rules_option
 @state_option
 @click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True,
-              help="HOST:PORT (or unix:PATH) for the web workers (env BRIDGE_BIND)")
+              help="HOST:PORT (or unix:PATH) for the web workers (env BRIDGE_BIND); "
+                   "port 0 takes a free one, printed at start")
 @click.option("--workers", type=int, default=None, help="gunicorn workers (default settings.workers)")
 @click.option("--no-dispatcher", is_flag=True, help="web workers only (same as `bridge web`)")
 def serve(rules_path, state_dir, bind, workers, no_dispatcher):
-    """Run the web workers (gunicorn) and the dispatcher together."""
+    """Run the web workers (gunicorn) and the dispatcher together.
+
+    Binds the port itself first (a busy port: exit 1 at once) and keeps it open while the web
+    workers restart; ready (READY=1, the `listening on` line) once they answer /healthz on it."""
     from pathlib import Path
 
     from .logs import setup
-    from .serve import Supervisor
+    from .supervisor import Supervisor
     setup()
     state_dir = _state(state_dir)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -48,7 +52,8 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 @rules_option
 @state_option
 @click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True,
-              help="HOST:PORT (or unix:PATH) to listen on (env BRIDGE_BIND)")
+              help="HOST:PORT or unix:PATH to listen on (env BRIDGE_BIND), or fd://N: a listening "
+                   "socket inherited as file descriptor N (how `bridge serve` hands over its port)")
 @click.option("--workers", type=int, default=None,
               help="gunicorn worker processes (default settings.workers, else the gunicorn config's, else 2)")
 @click.option("--threads", type=int, default=None, help="threads per worker (default the gunicorn config's)")
@@ -60,10 +65,19 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 
     Starts on the rules last accepted (a reload, a start of `bridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
+    from .listener import BindError, Listener
     from .logs import setup
     from .serve import run_web
     setup()
     state_dir = _state(state_dir)
+    if not bind.startswith("fd://"):
+        # Bound here, before the rules are even read: a busy port is one line and exit 1 at
+        # once (gunicorn would retry for 5 s, then exit with a traceback-like log).
+        try:
+            bind = Listener(bind).detach()
+        except BindError as exc:
+            click.echo(f"bridge: {exc}; nothing started", err=True)
+            sys.exit(1)
     config = load_accepted_or_exit(rules_path, state_dir)
     open_store(config, state_dir).close()
     run_web(rules_path, state_dir, bind, workers=workers, threads=threads, config_file=gunicorn_config,

@@ -4,6 +4,8 @@ Input: a GET. Output: 200 or 503 with a short JSON body.
 """
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, current_app, jsonify, request
 
 from .errors import StoreUnavailable
@@ -22,7 +24,8 @@ def readyz():
     (the last good rules keep serving, so it does not make the bridge unready)."""
     from .serve import read_status
     state = current_app.extensions["bridge"]
-    body = {"rules_version": state.config.version, "rules": len(state.config.rules)}
+    body = {"rules_version": state.config.version, "rules_file": os.path.abspath(state.config.path),
+            "rules": len(state.config.rules)}
     status = read_status(state.state_dir)
     if status and not status.get("ok"):
         body["rules_reload_error"] = status.get("problems", [])[:20]

@@ -1,9 +1,8 @@
-"""Process stage: `bridge serve` supervises `bridge web` (gunicorn) and `bridge dispatch` as two children.
+"""Process stage: the rules a process runs (last-good snapshot), `bridge web` and `bridge dispatch`.
 
-Input: rules path, state dir, bind address. Output: running processes; SIGHUP validates rules.yaml
-and reloads both children (a bad file keeps the running rules: last-good snapshot), SIGTERM stops
-both cleanly, a child that dies is restarted on the snapshot. READY=1 goes to systemd once the web
-port answers.
+Input: rules path, state dir, bind address. Output: a running gunicorn or dispatcher; SIGHUP
+validates rules.yaml and reloads (a bad file keeps the running rules: the last-good snapshot,
+which records the file it came from). `bridge serve`, their supervisor, is in supervisor.py.
 """
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,10 +18,14 @@ from pathlib import Path
 
 from .config import load_config, read_rules_text, rules_version
 from .errors import ConfigError
+from .sigpipe import SignalPipe
 
 log = logging.getLogger("bridge.serve")
 
 LAST_GOOD = "rules.last-good.yaml"
+# Beside the snapshot: the rules file it was taken from ({"path", "version", "time"}). A start
+# falls back to the snapshot only for that same file, never for rules another file held.
+LAST_GOOD_SOURCE = "rules.last-good.json"
 # Set by `bridge serve` for its children: their SIGHUP comes after the supervisor has validated
 # rules.yaml and recorded the snapshot, so they load the snapshot instead of reading the file
 # again (an edit in between would otherwise put them on rules the supervisor never accepted).
@@ -34,11 +35,61 @@ STATUS = "rules-status.json"
 
 # --- rules with a last-good fallback ---------------------------------------------------------
 
-def record_good(state_dir, config, text: str) -> None:
-    """Remember a valid rules text: the snapshot every worker and the dispatcher load, until the
-    next successful reload replaces it."""
+def record_good(state_dir, config, text: str, rules_path) -> None:
+    """Remember a valid rules text and the file it came from: the snapshot every worker and the
+    dispatcher load, until the next successful reload replaces it."""
     _write_atomic(Path(state_dir) / LAST_GOOD, text)
+    _write_atomic(Path(state_dir) / LAST_GOOD_SOURCE, json.dumps(
+        {"path": os.path.abspath(rules_path), "version": config.version, "time": time.time()}))
     write_status(state_dir, ok=True, version=config.version, problems=[])
+
+
+def snapshot_source(state_dir) -> dict | None:
+    """{"path", "version", "time"} of the snapshot, or None when it is not known which file it
+    came from (written by an older bridge, or a crash between the two writes)."""
+    try:
+        source = json.loads((Path(state_dir) / LAST_GOOD_SOURCE).read_text(encoding="utf-8"))
+        text = (Path(state_dir) / LAST_GOOD).read_bytes().decode("utf-8")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(source, dict) or source.get("version") != rules_version(text):
+        return None
+    return source
+
+
+def _same_file(a, b) -> bool:
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def fallback_refusal(rules_path, state_dir) -> str | None:
+    """Why the snapshot may not stand in for an invalid `rules_path` (None: it may). It may only
+    when it was taken from that same file: rules another file held are not these rules."""
+    snapshot = Path(state_dir) / LAST_GOOD
+    source = snapshot_source(state_dir)
+    if source is None:
+        came_from = "a file it does not record (written by an older bridge)"
+    elif not _same_file(source["path"], rules_path):
+        came_from = f"another file, {source['path']}"
+    else:
+        return None
+    return (f"{rules_path} is invalid, and the last good rules ({snapshot}) came from {came_from}, "
+            f"not from {os.path.abspath(rules_path)}: refusing to start on them; fix "
+            f"{rules_path}" + (f" or start with --rules {source['path']}" if source else ""))
+
+
+def describe_rules(rules_path, version: str, problems=()) -> str:
+    """Which file and version run, for the start line: `/etc/bridge/rules.yaml version 0123abcd`,
+    or the last good version of that file when the file itself is invalid."""
+    path = os.path.abspath(rules_path)
+    if not problems:
+        return f"{path} version {version}"
+    return (f"{path} version {version}, its last good version: the file as it is now has "
+            f"{len(problems)} problem(s) and is not in service")
 
 
 def write_status(state_dir, *, ok: bool, version: str | None, problems: list[str]) -> None:
@@ -77,13 +128,18 @@ def load_accepted(rules_path, state_dir):
     a start of `bridge serve` puts the file into service; a process that restarts alone (killed,
     Restart=on-failure, `systemctl restart bridge-web`) must not run an edit that its siblings do
     not, nor stop on a file that a reload refused. The very first start (no snapshot yet) takes
-    the file and records it. Raises ConfigError if there is nothing valid to start on."""
+    the file and records it, and so does a start whose snapshot came from another file (or does
+    not say which): those are not this file's rules, so an invalid file then starts nothing.
+    Raises ConfigError if there is nothing valid to start on."""
     if not has_snapshot(state_dir):
-        config, text, problems = _load_file(rules_path)
+        config, text, problems = load_file(rules_path)
         if problems:
             raise ConfigError(problems)
-        record_good(state_dir, config, text)
+        record_good(state_dir, config, text, rules_path)
         return config, []
+    refusal = fallback_refusal(rules_path, state_dir)
+    if refusal is not None:
+        return _start_on_file(rules_path, state_dir, refusal), []
     config, problems = _accepted_or_file(rules_path, state_dir)
     if problems:
         log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
@@ -97,6 +153,19 @@ def load_accepted(rules_path, state_dir):
     return config, problems
 
 
+def _start_on_file(rules_path, state_dir, refusal: str):
+    """load_accepted when the snapshot came from another file: `rules_path` as it is now, if
+    valid (and recorded), else ConfigError with its problems and why the snapshot cannot stand in."""
+    config, text, problems = load_file(rules_path)
+    if problems:
+        raise ConfigError(problems + [refusal])
+    log.warning("the last accepted rules came from another file than %s (or do not say which); "
+                "starting on it as it is now (version %s) and recording it",
+                os.path.abspath(rules_path), config.version)
+    record_good(state_dir, config, text, rules_path)
+    return config
+
+
 def _read_rules(rules_path) -> tuple[str | None, list[str]]:
     """(text, []) or (None, problems): read with load_config's limits, never raising."""
     try:
@@ -105,7 +174,7 @@ def _read_rules(rules_path) -> tuple[str | None, list[str]]:
         return None, exc.problems
 
 
-def _load_file(rules_path):
+def load_file(rules_path):
     """(config, text, []) for rules.yaml as it is now, or (None, None, problems); never raises."""
     text, problems = _read_rules(rules_path)
     if problems:
@@ -141,12 +210,12 @@ def _accepted_or_file(rules_path, state_dir):
     try:
         return load_with_fallback(rules_path, state_dir)
     except ConfigError as exc:
-        config, text, file_problems = _load_file(rules_path)
+        config, text, file_problems = load_file(rules_path)
         if not file_problems:
             log.warning("the last accepted rules no longer load (%s); starting on %s as it is "
                         "now (version %s) and recording it", "; ".join(exc.problems[:3]),
                         rules_path, config.version)
-            record_good(state_dir, config, text)
+            record_good(state_dir, config, text, rules_path)
             return config, []
         raise ConfigError([f"{LAST_GOOD} (the last accepted rules): {p}" for p in exc.problems]
                           + file_problems) from exc
@@ -159,9 +228,9 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
     if os.environ.get(SUPERVISED):
         status = read_status(state_dir) or {}
         return [] if status.get("ok", True) else list(status.get("problems") or [])
-    config, text, problems = _load_file(rules_path)
+    config, text, problems = load_file(rules_path)
     if not problems:
-        record_good(state_dir, config, text)
+        record_good(state_dir, config, text, rules_path)
         return []
     old = read_status(state_dir) or {}
     write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
@@ -207,6 +276,9 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
             # gthread that reads each request whole, with deadlines, before a thread serves it:
             # slow clients hold no thread (webworker.py). Not left to the config file.
             self.cfg.set("worker_class", worker_class(config.settings))
+            # Our socket (fd://N) is the one to serve on: workers binding their own with
+            # SO_REUSEPORT would ignore it.
+            self.cfg.set("reuse_port", False)
             if workers:
                 self.cfg.set("workers", workers)
             if threads:
@@ -277,29 +349,31 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
                             metrics=Metrics(), feedback=Feedback(config),
                             follow=config.settings.follow)
     stop = stop or threading.Event()
-
-    def on_term(signum, frame):
-        log.info("dispatcher stopping (signal %d)", signum)
-        stop.set()
-
     carried: dict = {}   # target name -> (Target, RetryPolicy) that the rules no longer name
-    hups: list = []      # SIGHUPs not yet handled
+    hup = threading.Event()   # a SIGHUP not yet handled
 
-    def on_hup(signum, frame):
-        # Only a note: the handler runs on the main thread, which may be holding the
-        # dispatcher's lock just then (set_targets would wait for it forever). A list append
-        # takes no lock; the reloader thread does the work.
-        hups.append(signum)
+    def on_signal(signum):
+        # On the signal thread, never inside a handler: a second SIGTERM while the first one's
+        # stop.set() holds the event's lock would wait for that lock forever on the thread the
+        # handler interrupted. Setting an event twice is harmless.
+        if signum == signal.SIGHUP:
+            hup.set()
+        else:
+            if not stop.is_set():
+                log.info("dispatcher stopping (signal %d)", signum)
+            stop.set()
 
     def reloader():
-        while not stop.wait(0.1):
-            if hups:
-                hups.clear()
-                try:
-                    reload_rules()
-                except Exception:   # noqa: BLE001 - a failed reload must not end reloading
-                    log.error("reload failed; the dispatcher keeps rules version %s",
-                              dispatcher_config[0].version, exc_info=True)
+        # Its own thread: a reload that takes a while never holds up a stop.
+        while not stop.is_set():
+            if not hup.wait(0.1):
+                continue
+            hup.clear()
+            try:
+                reload_rules()
+            except Exception:   # noqa: BLE001 - a failed reload must not end reloading
+                log.error("reload failed; the dispatcher keeps rules version %s",
+                          dispatcher_config[0].version, exc_info=True)
 
     def reload_rules():
         # Validated here too: under bridge-dispatcher.service nobody else checks the file first.
@@ -330,11 +404,10 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
 
     dispatcher_config = [config]
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
-        signal.signal(signal.SIGHUP, on_hup)
+        SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP]).serve(on_signal)
         threading.Thread(target=reloader, name="reload", daemon=True).start()
-    log.info("dispatcher %s started (rules version %s)", owner, config.version)
+    log.info("dispatcher %s started (rules version %s)", owner, config.version,
+             extra={"rules_file": os.path.abspath(rules_path)})
     dispatcher.run(stop)
     log.info("dispatcher %s stopped", owner)
 
@@ -352,135 +425,3 @@ def make_path_decider(state_dir, config):
         return decide_paths(job.path_filter or {}, resolution)
 
     return decide
-
-
-# --- bridge serve: the supervisor -------------------------------------------------------------
-
-class Supervisor:
-    """Starts `bridge web` and `bridge dispatch`, restarts a child that dies, forwards signals."""
-
-    def __init__(self, rules_path, state_dir, bind, *, workers=None, with_dispatcher=True):
-        self.rules_path, self.state_dir, self.bind = str(rules_path), str(state_dir), bind
-        self.workers = workers
-        self.with_dispatcher = with_dispatcher
-        self.children: dict[str, subprocess.Popen] = {}
-        self.stopping = False
-        self.restarts: dict[str, list[float]] = {}
-
-    def argv(self, role):
-        base = [sys.executable, "-m", "bridge", role, "--rules", self.rules_path,
-                "--state-dir", self.state_dir]
-        if role == "web":
-            base += ["--bind", self.bind]
-            if self.workers:
-                base += ["--workers", str(self.workers)]
-        return base
-
-    def start(self, role):
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)   # only the supervisor talks to systemd
-        env[SUPERVISED] = "1"
-        self.children[role] = subprocess.Popen(self.argv(role), env=env)
-        log.info("started %s (pid %d)", role, self.children[role].pid)
-
-    def run(self) -> int:
-        from gunicorn.systemd import sd_notify
-        config = self.starting_rules()
-        if config is None:
-            return 1
-        from .cli_common import open_store
-        from .metrics import prepare_multiprocess_dir
-        open_store(config, self.state_dir).close()   # schema, once
-        prepare_multiprocess_dir(self.state_dir)
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
-        signal.signal(signal.SIGHUP, self._on_hup)
-        roles = ["web"] + (["dispatch"] if self.with_dispatcher else [])
-        for role in roles:
-            self.start(role)
-        ready = False
-        while True:
-            if not ready and self._web_answers():
-                ready = True
-                print(f"bridge: listening on http://{self.bind} (rules {self.rules_path}, "
-                      f"state {self.state_dir})", file=sys.stderr, flush=True)
-                sd_notify("READY=1\nSTATUS=bridge serving", log)
-            for role in roles:
-                child = self.children.get(role)
-                if child is None or child.poll() is None:
-                    continue
-                if self.stopping:
-                    continue
-                code = child.returncode
-                recent = [t for t in self.restarts.get(role, []) if time.monotonic() - t < 60]
-                if len(recent) >= 5:
-                    log.error("%s exited %s five times within a minute; giving up", role, code)
-                    self._stop_all()
-                    return 1
-                recent.append(time.monotonic())
-                self.restarts[role] = recent
-                log.error("%s exited with %s; restarting", role, code)
-                self.start(role)
-            if self.stopping and all(c.poll() is not None for c in self.children.values()):
-                return 0
-            time.sleep(0.2)
-
-    def starting_rules(self):
-        """The rules the service starts on, or None (problems printed). A start of `bridge serve`
-        starts every process at once, so a valid file becomes the snapshot here, as on a reload.
-        An invalid one (an edit a reload refused, then a restart) leaves the snapshot serving,
-        with the problems in the log and /readyz; only with no snapshot is it fatal."""
-        problems = validate_and_record(self.rules_path, self.state_dir)
-        if problems and not has_snapshot(self.state_dir):
-            for p in problems:
-                print(p, file=sys.stderr)
-            print(f"{self.rules_path}: {len(problems)} problem(s); nothing started", file=sys.stderr)
-            return None
-        try:
-            config = load_with_fallback(self.rules_path, self.state_dir)[0]
-        except ConfigError as exc:   # the snapshot itself: a secret it names went missing
-            for p in exc.problems:
-                print(p, file=sys.stderr)
-            print(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing started",
-                  file=sys.stderr)
-            return None
-        if problems:
-            write_status(self.state_dir, ok=False, version=config.version, problems=problems)
-            log.error("%s is invalid; starting on the last good rules (version %s): %s",
-                      self.rules_path, config.version, "; ".join(problems[:3]),
-                      extra={"problems": problems[:20]})
-        return config
-
-    def _web_answers(self) -> bool:
-        host, _, port = self.bind.rpartition(":")
-        if self.bind.startswith("unix:"):
-            return Path(self.bind[5:]).exists()
-        try:
-            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def _on_term(self, signum, frame):
-        self.stopping = True
-        self._stop_all()
-
-    def _stop_all(self):
-        self.stopping = True
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    def _on_hup(self, signum, frame):
-        problems = validate_and_record(self.rules_path, self.state_dir)
-        version = (read_status(self.state_dir) or {}).get("version")
-        if problems:
-            log.error("reload refused: %s is invalid; rules version %s keeps serving: %s",
-                      self.rules_path, version, "; ".join(problems[:3]),
-                      extra={"problems": problems[:20]})
-            return
-        log.info("reload: rules version %s is valid; reloading web workers and dispatcher", version)
-        # The dispatcher first: jobs for a target new in this version must find it there.
-        for role in sorted(self.children, key=lambda r: r != "dispatch"):
-            if self.children[role].poll() is None:
-                self.children[role].send_signal(signal.SIGHUP)

@@ -1,0 +1,196 @@
+"""Process stage: `bridge serve` supervises `bridge web` (gunicorn) and `bridge dispatch` as two children.
+
+Input: rules path, state dir, bind address. Output: running processes on one listening socket the
+supervisor binds itself and hands to gunicorn (a busy port is an error at once; the port stays
+open while the web child restarts); READY=1 to systemd once its own gunicorn answers /healthz
+through that socket. SIGHUP validates rules.yaml and reloads both children (a bad file keeps the
+running rules), SIGTERM stops both, a child that dies is restarted on the last-good snapshot.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .listener import BindError, Listener
+from .serve import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal, has_snapshot,
+                    load_file, load_with_fallback, read_status, record_good, validate_and_record,
+                    write_status)
+from .sigpipe import SignalPipe
+
+log = logging.getLogger("bridge.serve")
+
+
+@dataclass
+class StartingRules:
+    """What a start of `bridge serve` runs: rules.yaml (text set) or its last good snapshot."""
+    config: object
+    text: str | None = None
+    problems: list[str] = field(default_factory=list)   # the file's, when it runs the snapshot
+
+
+class Supervisor:
+    """Starts `bridge web` and `bridge dispatch`, restarts a child that dies, forwards signals."""
+
+    def __init__(self, rules_path, state_dir, bind, *, workers=None, with_dispatcher=True):
+        self.rules_path, self.state_dir, self.bind = str(rules_path), str(state_dir), bind
+        self.workers = workers
+        self.with_dispatcher = with_dispatcher
+        self.children: dict[str, subprocess.Popen] = {}
+        self.stopping = False
+        self.restarts: dict[str, list[float]] = {}
+        self.listener: Listener | None = None
+
+    def argv(self, role):
+        base = [sys.executable, "-m", "bridge", role, "--rules", self.rules_path,
+                "--state-dir", self.state_dir]
+        if role == "web":
+            base += ["--bind", self.listener.gunicorn_bind()]
+            if self.workers:
+                base += ["--workers", str(self.workers)]
+        return base
+
+    def start(self, role):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)   # only the supervisor talks to systemd
+        env[SUPERVISED] = "1"
+        fds = ()
+        if role == "web":
+            self.listener.ensure()
+            fds = (self.listener.fileno(),)
+        self.children[role] = subprocess.Popen(self.argv(role), env=env, pass_fds=fds)
+        log.info("started %s (pid %d)", role, self.children[role].pid)
+
+    def run(self) -> int:
+        """Check the rules, bind the port, start the children, supervise them; the exit code.
+        Nothing is written to the state directory before the port is ours: a second instance
+        started by mistake changes nothing of the first one's."""
+        starting = self.starting_rules()
+        if starting is None:
+            return 1
+        try:
+            self.listener = Listener(self.bind)
+        except BindError as exc:
+            print(f"bridge: {exc}; nothing started", file=sys.stderr, flush=True)
+            return 1
+        try:
+            return self._serve(starting)
+        finally:
+            self.listener.close()
+
+    def _serve(self, starting: StartingRules) -> int:
+        from gunicorn.systemd import sd_notify
+
+        from .cli_common import open_store
+        from .metrics import prepare_multiprocess_dir
+        config = self.put_in_service(starting)
+        open_store(config, self.state_dir).close()   # schema, once
+        prepare_multiprocess_dir(self.state_dir)
+        signals = SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+        roles = ["web"] + (["dispatch"] if self.with_dispatcher else [])
+        for role in roles:
+            self.start(role)
+        ready = False
+        while True:
+            if not ready and not self.stopping and self.listener.probe():
+                ready = True
+                print(f"bridge: listening on {self.listener.url} (rules "
+                      f"{describe_rules(self.rules_path, config.version, starting.problems)}, "
+                      f"state {os.path.abspath(self.state_dir)})", file=sys.stderr, flush=True)
+                sd_notify("READY=1\nSTATUS=bridge serving", log)
+            if not self.stopping and self._restart_exited(roles) is False:
+                return 1
+            if self.stopping and all(c.poll() is not None for c in self.children.values()):
+                return 0
+            for signum in signals.read(0.2):
+                if signum == signal.SIGHUP:
+                    self.reload()
+                else:
+                    self.stop()
+
+    def _restart_exited(self, roles) -> bool:
+        """Restart every child that exited; False once one exited five times within a minute."""
+        for role in roles:
+            child = self.children.get(role)
+            if child is None or child.poll() is None:
+                continue
+            code = child.returncode
+            recent = [t for t in self.restarts.get(role, []) if time.monotonic() - t < 60]
+            if len(recent) >= 5:
+                log.error("%s exited %s five times within a minute; giving up", role, code)
+                self.stop()
+                return False
+            recent.append(time.monotonic())
+            self.restarts[role] = recent
+            log.error("%s exited with %s; restarting", role, code)
+            self.start(role)
+        return True
+
+    def starting_rules(self) -> StartingRules | None:
+        """The rules this start runs, or None (problems printed); writes nothing. A valid file
+        runs. An invalid one (an edit a reload refused, then a restart) leaves its own last good
+        version serving, with the problems in the log and /readyz; the last good rules of
+        another file never stand in for it, and with nothing accepted yet nothing starts."""
+        config, text, problems = load_file(self.rules_path)
+        if not problems:
+            return StartingRules(config, text)
+        refusal = None if not has_snapshot(self.state_dir) else fallback_refusal(
+            self.rules_path, self.state_dir)
+        if not has_snapshot(self.state_dir) or refusal:
+            for p in problems:
+                print(p, file=sys.stderr)
+            if refusal:
+                print(f"bridge: {refusal}", file=sys.stderr)
+            print(f"{self.rules_path}: {len(problems)} problem(s); nothing started", file=sys.stderr)
+            return None
+        try:
+            config = load_with_fallback(self.rules_path, self.state_dir)[0]
+        except ConfigError as exc:   # the snapshot itself: a secret it names went missing
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            print(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing started",
+                  file=sys.stderr)
+            return None
+        return StartingRules(config, None, problems)
+
+    def put_in_service(self, starting: StartingRules):
+        """Record what starting_rules decided: a valid file becomes the snapshot (every process
+        starts at once, so they all get it, as on a reload); an invalid one is reported."""
+        config = starting.config
+        if not starting.problems:
+            record_good(self.state_dir, config, starting.text, self.rules_path)
+            return config
+        write_status(self.state_dir, ok=False, version=config.version, problems=starting.problems)
+        log.error("%s is invalid; starting on the last good rules of %s (version %s): %s",
+                  self.rules_path, os.path.abspath(self.rules_path), config.version,
+                  "; ".join(starting.problems[:3]), extra={"problems": starting.problems[:20]})
+        return config
+
+    def stop(self):
+        """Stop listening at once (gunicorn finishes the requests it has), then stop the children."""
+        if not self.stopping:
+            self.listener.close()
+        self.stopping = True
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def reload(self):
+        problems = validate_and_record(self.rules_path, self.state_dir)
+        version = (read_status(self.state_dir) or {}).get("version")
+        if problems:
+            log.error("reload refused: %s is invalid; rules version %s keeps serving: %s",
+                      self.rules_path, version, "; ".join(problems[:3]),
+                      extra={"problems": problems[:20]})
+            return
+        log.info("reload: rules version %s of %s is valid; reloading web workers and dispatcher",
+                 version, os.path.abspath(self.rules_path))
+        # The dispatcher first: jobs for a target new in this version must find it there.
+        for role in sorted(self.children, key=lambda r: r != "dispatch"):
+            if self.children[role].poll() is None:
+                self.children[role].send_signal(signal.SIGHUP)
