@@ -11,13 +11,15 @@ import sys
 
 import click
 
-from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, rules_option,
+from . import __version__
+from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, rules_option,
                          state_option)
 from .errors import BridgeError, DeliveryError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="bridge")
+@click.version_option(__version__, "-V", "--version", prog_name="bridge")
+@log_options
 def cli():
     """bridge: webhook bridge from git pushes to CI builds."""
 

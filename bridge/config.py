@@ -20,6 +20,7 @@ from . import secrets as secret_refs
 from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
 from .globs import GlobError, validate_patterns
+from .logs import LEVELS as LOG_LEVELS
 from .rules import Rule, compile_rule, template_problems
 from .targets import TARGET_KINDS, target_class, unknown_kind_message
 from .yamlload import LineDict, LineList, YamlError, load
@@ -33,7 +34,7 @@ ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
                  "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
-                 "mirrors")
+                 "mirrors", "log_level")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
@@ -101,6 +102,7 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)   # bearer token for /metrics etc.
     follow: FollowPolicy = FollowPolicy()
     mirrors: MirrorPolicy = MirrorPolicy()
+    log_level: str | None = None     # None: info, unless --log-level / BRIDGE_LOG_LEVEL say
 
 
 @dataclass(frozen=True)
@@ -367,7 +369,18 @@ def _settings(raw, problems, environ) -> Settings:
             values[key] = _follow(value, problems, line)
         elif key == "mirrors":
             values[key] = _mirrors(value, problems, line)
+        elif key == "log_level":
+            _log_level(value, problems, line, values)
     return Settings(**values)
+
+
+def _log_level(value, problems, line, values) -> None:
+    """settings.log_level: one of LOG_LEVELS (the flag and environment override it)."""
+    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+        values["log_level"] = value.strip().lower()
+    else:
+        problems.add(line, f"settings.log_level must be one of {', '.join(LOG_LEVELS)}, "
+                           f"not '{value}'" + did_you_mean(str(value), LOG_LEVELS))
 
 
 def _follow(raw, problems, line) -> FollowPolicy:

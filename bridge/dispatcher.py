@@ -326,7 +326,7 @@ class Dispatcher:
                 run_it, reason = self.decide_paths(cj)
                 paths_reason = reason
                 if run_it:
-                    self._log(cj, logging.INFO, "paths: %s", reason)
+                    self._log(cj, logging.DEBUG, "paths: %s", reason)
                 else:
                     self._log(cj, logging.INFO, "skipped: %s", reason)
                     self._record(cj, self.store.record_skipped, reason,
@@ -338,7 +338,7 @@ class Dispatcher:
                 raise TargetRejected(f"target '{cj.target}' is not configured")
             job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
                       request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
-            self._log(cj, logging.INFO, "starting (attempt %d)", cj.attempts)
+            self._log(cj, logging.DEBUG, "starting (attempt %d)", cj.attempts)
             self._started(cj)
             try:
                 run = target.start(job)
@@ -358,7 +358,8 @@ class Dispatcher:
         else:
             if paths_reason:   # which source of changed files decided, for `deliveries show`
                 run = replace(run, detail={**run.detail, "paths": paths_reason})
-            self._log(cj, logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
+            # At info only what an operator acts on: the delivery's "accepted" line said the rest.
+            self._log(cj, _result_level(run.state), "%s%s%s", run.state, f" {run.url}" if run.url else "",
                       f": {run.detail['reason']}" if run.detail.get("reason") else "")
             queued_for = self.now() - cj.first_queued_at
             # Recorded first: a count is never worth a result (nor a job run again).
@@ -491,7 +492,8 @@ class Dispatcher:
                                           now=self.now(), error=_message(exc))
                 return
             if run.state in ("succeeded", "failed"):
-                self._flog(cf, logging.INFO, "build %s%s", run.state, f" {run.url}" if run.url else "")
+                self._flog(cf, _result_level(run.state), "build %s%s", run.state,
+                           f" {run.url}" if run.url else "")
                 self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
                                          statuses=self._follow_statuses("finished", job, run))
                 if self.metrics is not None:
@@ -499,7 +501,7 @@ class Dispatcher:
                 return
             moved = (run.state, run.url) != (cf.run.state, cf.run.url)
             if moved:
-                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
+                self._flog(cf, logging.DEBUG, "%s %s", run.state, run.url)
             self.store.follow_checked(
                 cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
                 statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
@@ -530,6 +532,11 @@ class Dispatcher:
              exc_info: bool | BaseException = False) -> None:
         self.log.log(level, "job %d (%s -> %s): " + msg, cj.id, cj.rule, cj.target, *args,
                      extra=_extra(cj), exc_info=exc_info)
+
+
+def _result_level(state: str) -> int:
+    """A failed build is news at info; a started or succeeded one is detail (debug)."""
+    return logging.INFO if state == "failed" else logging.DEBUG
 
 
 def _extra(cj: ClaimedJob) -> dict:

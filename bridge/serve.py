@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from . import logs
 from .config import load_config, read_rules_text, rules_version
 from .errors import ConfigError
 
@@ -190,6 +191,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
         prepare_multiprocess_dir(state_dir)
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
+    logs.apply_settings(config.settings)
     workers = workers or config.settings.workers
 
     class BridgeWeb(Application):
@@ -236,6 +238,7 @@ def make_app(rules_path, state_dir):
     from .logs import setup
     setup()
     config, problems = _accepted_or_file(rules_path, state_dir)
+    logs.apply_settings(config.settings)
     if problems:
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
                   extra={"problems": problems[:5]})
@@ -258,6 +261,7 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         use_multiprocess_dir(state_dir)
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
+    logs.apply_settings(config.settings)
     concurrency = concurrency or config.settings.dispatcher_concurrency
     # One connection per job thread and follow thread, plus the claim loop and the status poster.
     store = open_store(config, state_dir, pool_size=concurrency + config.settings.follow.concurrency + 2)
@@ -314,6 +318,7 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         for name in new.targets:
             carried.pop(name, None)
         dispatcher_config[0] = new
+        logs.apply_settings(new.settings)
         dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets()},
                                {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
         dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
@@ -383,6 +388,7 @@ class Supervisor:
         config = self.starting_rules()
         if config is None:
             return 1
+        logs.apply_settings(config.settings)
         from .cli_common import open_store
         from .metrics import prepare_multiprocess_dir
         open_store(config, self.state_dir).close()   # schema, once

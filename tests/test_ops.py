@@ -367,7 +367,9 @@ def ops(tmp_path_factory):
     rules = (RULES_OPS.replace("JENKINS_URL", jenkins.url)
              .replace("DOWN_URL", f"http://127.0.0.1:{free_port()}/"))
     bridge = BridgeProcess(base / "bridge", rules, workers=3,
-                           env={"GH_SECRET": values["gh"], "CREDENTIALS_DIRECTORY": str(creds)})
+                           # debug: the dispatcher's lines about each job are checked below
+                           env={"GH_SECRET": values["gh"], "CREDENTIALS_DIRECTORY": str(creds),
+                                "BRIDGE_LOG_LEVEL": "debug"})
     (bridge.dir / "gitlab-token").write_text(values["gl"])
     (bridge.dir / "jenkins-build-token").write_text(values["build"])
     run = OpsRun()
