@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-PIP     = $(BIN)/pip --disable-pip-version-check --progress-bar off
+PIP     = $(BIN)/pip --disable-pip-version-check
 # The dependency locks, generated from setup.cfg by `make lock` (pip-compile, with hashes):
 # base = the service on SQLite, postgres = with the postgres extra, test = the development venv.
 LOCKS   = requirements/base.lock requirements/postgres.lock requirements/test.lock
@@ -18,9 +18,9 @@ $(BIN)/bridge: setup.cfg pyproject.toml requirements/test.lock
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "bridge: '$(PYTHON) -m venv' failed;" \
 	  "on Debian/Ubuntu install python3-venv first (apt-get install python3-venv)" >&2; exit 1; }
 	@echo "bridge: [2/3] locked dependencies, hash-checked (requirements/test.lock)"
-	$(PIP) install --require-hashes -r requirements/test.lock
+	$(PIP) install --progress-bar off --require-hashes -r requirements/test.lock
 	@echo "bridge: [3/3] bridge itself, editable, without dependencies (the lock has them all)"
-	$(PIP) install --no-deps -e .
+	$(PIP) install --progress-bar off --no-deps -e .
 	@touch $(BIN)/bridge
 	@echo "bridge: $(VENV) is ready"
 

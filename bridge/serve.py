@@ -22,6 +22,7 @@ from pathlib import Path
 from . import logs
 from .config import load_config, read_rules_text, rules_version
 from .errors import ConfigError
+from .scrape_metrics import register_process
 
 log = logging.getLogger("bridge.serve")
 
@@ -43,9 +44,17 @@ def record_good(state_dir, config, text: str) -> None:
 
 
 def write_status(state_dir, *, ok: bool, version: str | None, problems: list[str]) -> None:
-    """`rules-status.json`: the version serving and, after a refused reload, why (for /readyz)."""
+    """`rules-status.json`: the version serving and, after a refused reload, why (for /readyz);
+    `success_time`, when rules.yaml was last accepted, outlives a refused reload (/metrics)."""
+    now = time.time()
     _write_atomic(Path(state_dir) / STATUS, json.dumps(
-        {"ok": ok, "version": version, "problems": problems[:50], "time": time.time()}))
+        {"ok": ok, "version": version, "problems": problems[:50], "time": now,
+         "success_time": now if ok else _last_success(state_dir)}))
+
+
+def _last_success(state_dir) -> float | None:
+    old = read_status(state_dir) or {}
+    return old.get("success_time", old.get("time") if old.get("ok") else None)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -189,6 +198,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
     from .metrics import child_exit, prepare_multiprocess_dir
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prepare_multiprocess_dir(state_dir)
+    register_process("web")   # gunicorn's arbiter runs in this process
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
     logs.apply_settings(config.settings)
@@ -243,6 +253,7 @@ def make_app(rules_path, state_dir):
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
                   extra={"problems": problems[:5]})
     from .metrics import Metrics
+    register_process("web-worker")
     return create_app(config, state_dir=state_dir, metrics=Metrics())
 
 
@@ -259,6 +270,7 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     setup()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         use_multiprocess_dir(state_dir)
+    register_process("dispatcher")
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
     logs.apply_settings(config.settings)
@@ -393,6 +405,7 @@ class Supervisor:
         from .metrics import prepare_multiprocess_dir
         open_store(config, self.state_dir).close()   # schema, once
         prepare_multiprocess_dir(self.state_dir)
+        register_process("supervisor")
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
