@@ -144,8 +144,11 @@ class Config:
             return url
         return f"sqlite:///{Path(state_dir).resolve() / 'bridge.db'}"
 
-    def build_targets(self) -> dict:
-        return {name: target_class(t.kind)(name, dict(t.options)) for name, t in self.targets.items()}
+    def build_targets(self, state_dir=None) -> dict:
+        """The targets, built. `state_dir` (a dispatcher's): defaults that depend on it, such as
+        an exec target's working directory."""
+        return {name: target_class(t.kind)(name, _target_options(t, state_dir))
+                for name, t in self.targets.items()}
 
     def retry_policies(self) -> dict:
         return {name: t.retry for name, t in self.targets.items()}
@@ -158,6 +161,13 @@ class Config:
             cached = RuleSet(self.rules)
             object.__setattr__(self, "_ruleset", cached)
         return cached
+
+
+def _target_options(target: TargetConfig, state_dir) -> dict:
+    options = dict(target.options)
+    if state_dir is None:
+        return options
+    return target_class(target.kind).with_state_dir(options, str(Path(state_dir).resolve()))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")

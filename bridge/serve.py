@@ -279,7 +279,7 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     store = open_store(config, state_dir, pool_size=concurrency + config.settings.follow.concurrency + 2)
     owner = owner or f"{socket.gethostname()}:{os.getpid()}"
     decide = make_path_decider(state_dir, config)
-    dispatcher = Dispatcher(store, config.build_targets(), config.retry_policies(), owner=owner,
+    dispatcher = Dispatcher(store, config.build_targets(state_dir), config.retry_policies(), owner=owner,
                             concurrency=concurrency,
                             lease_seconds=config.settings.lease_seconds,
                             poll_interval=config.settings.poll_interval, decide_paths=decide,
@@ -325,13 +325,13 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         # Jobs accepted under the old rules may name a target the new ones dropped or renamed:
         # they were acknowledged, so they still run there (until the next restart).
         gone = [name for name in old.targets if name not in new.targets]
-        built = old.build_targets() if gone else {}
+        built = old.build_targets(state_dir) if gone else {}
         carried.update({name: (built[name], old.targets[name].retry) for name in gone})
         for name in new.targets:
             carried.pop(name, None)
         dispatcher_config[0] = new
         logs.apply_settings(new.settings)
-        dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets()},
+        dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets(state_dir)},
                                {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
         dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
         dispatcher.set_feedback(Feedback(new))   # report: tokens and rules' contexts may change
