@@ -42,12 +42,19 @@ def check(file, online, no_secrets):
         click.echo("secrets not read (--no-secrets): references checked for syntax only; "
                    "a secret that is missing on the host still stops the start there")
     if online:
-        problems = online_problems(config)
-        for p in problems:
-            click.echo(p, err=True)
-        if problems:
-            sys.exit(1)
-        click.echo("online check: every target answered and every job/project is there")
+        _report_online(config)
+
+
+def _report_online(config):
+    """The online problems on stdout after the OK line, in order (one stream: a pipe or a log
+    keeps them together), then a summary; exit 1 if there is any."""
+    problems = online_problems(config)
+    for p in problems:
+        click.echo(p)
+    if problems:
+        click.echo(f"online check: {len(problems)} problem(s)")
+        sys.exit(1)
+    click.echo("online check: every target answered and every job/project is there")
 
 
 def _load_or_exit(rules_path, *, resolve_secrets: bool):
@@ -116,6 +123,16 @@ def explain(rules_path, source_name, event_name, headers_file, fmt, resolve_file
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         click.echo(render_text(result))
+
+
+@cli.command()
+def schema():
+    """Print the JSON Schema of rules.yaml (editor completion; `bridge check` stays the judge).
+
+    Save it beside the rules (`bridge schema > rules.schema.json`) and point the file at it with
+    a first line `# yaml-language-server: $schema=rules.schema.json`."""
+    from .rules_schema import rules_schema
+    click.echo(json.dumps(rules_schema(), indent=2, ensure_ascii=False))
 
 
 def _add_commands():
