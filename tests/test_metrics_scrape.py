@@ -68,7 +68,7 @@ def post_push(bridge, status=202) -> str:
     headers.update(sign_github(body, SECRET))
     headers["X-GitHub-Delivery"] = delivery
     r = bridge.post("github", body, headers)
-    assert r.status_code == status, r.text
+    assert r.status_code == status if status else r.ok, r.text
     return delivery
 
 
@@ -137,7 +137,7 @@ def test_the_shipped_alerts_use_only_exported_metrics_and_the_readme_shows_them(
     rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
     assert [r["alert"] for r in rules] == ["BridgeQueueGrowing", "BridgeOldestJobWaiting",
                                           "BridgeSenderErrors"]
-    post_push(bridge, status=200)   # the same push again: a reply, so the sender gauge has a sample
+    post_push(bridge, status=None)   # a reply (202, or 200 as a duplicate): the sender gauge has a sample
     exported = set(scrape(bridge))
     for rule in rules:
         for name in re.findall(r"\bbridge_[a-z_]+", rule["expr"]):
