@@ -152,9 +152,11 @@ def setup(level: str | None = None, stream=None) -> None:
     """Send the bridge's logs to stdout (idempotent; a second call only sets the level).
     `level`: default from the environment (`resolve_level()`)."""
     root = logging.getLogger("bridge")
-    root.setLevel((level or resolve_level()).upper())
     if any(getattr(h, "_bridge", False) for h in root.handlers):
+        if level:    # else keep what apply_settings set
+            root.setLevel(level.upper())
         return
+    root.setLevel((level or resolve_level()).upper())
     stream = stream or sys.stdout
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter_for(stream))

@@ -111,8 +111,10 @@ def test_jobs_by_state_are_not_the_queue_depth_and_one_accepted_push_logs_one_in
 
     def done():
         s = scrape(bridge)
-        return s if value(s, "bridge_jobs", state="succeeded") >= 1 else None
-    samples = wait_for(done, what="the job to succeed")
+        counted = [v for l, v in s.get("bridge_job_outcomes_total", []) if l["state"] == "succeeded"]
+        # The dispatcher records the result, then counts it: wait for both.
+        return s if value(s, "bridge_jobs", state="succeeded") >= 1 and counted else None
+    samples = wait_for(done, what="the job to succeed and be counted")
     assert value(samples, "bridge_queue_depth") == 0
     assert [labels for labels, _ in samples["bridge_queue_depth"]] == [{}]
     assert {l["state"] for l, _ in samples["bridge_jobs"]} >= {"queued", "running", "succeeded",
