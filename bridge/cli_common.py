@@ -93,10 +93,10 @@ def log_options(f):
     """`--log-level` and `--log-format`, on the group and on the commands that run the service:
     the flag wins over BRIDGE_LOG_LEVEL / BRIDGE_LOG_FORMAT, which win over settings.log_level."""
     f = click.option("--log-format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                     expose_value=False, is_eager=True, callback=_log_env(FORMAT_ENV),
+                     envvar=FORMAT_ENV, expose_value=False, is_eager=True, callback=_log_env(FORMAT_ENV),
                      help="log lines as JSON or text; auto (default): text on a terminal, "
                           "else JSON (env BRIDGE_LOG_FORMAT)")(f)
     return click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
-                        expose_value=False, is_eager=True, callback=_log_env(LEVEL_ENV),
+                        envvar=LEVEL_ENV, expose_value=False, is_eager=True, callback=_log_env(LEVEL_ENV),
                         help="debug, info, warning or error (env BRIDGE_LOG_LEVEL, then "
                              "settings.log_level; default info)")(f)

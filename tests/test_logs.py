@@ -128,6 +128,10 @@ def test_an_invalid_log_level_is_refused_with_its_line(tmp_path):
     bad_flag = subprocess.run([sys.executable, "-m", "bridge", "--log-level", "loud", "check",
                                str(rules)], capture_output=True, text=True)
     assert bad_flag.returncode == 2 and "--log-level" in bad_flag.stderr
+    bad_env = subprocess.run([sys.executable, "-m", "bridge", "dispatch", "--rules", str(rules)],
+                             capture_output=True, text=True,
+                             env={**os.environ, "BRIDGE_LOG_LEVEL": "loud", "GH_SECRET": "x"})
+    assert bad_env.returncode == 2 and "'loud' is not one of" in bad_env.stderr
 
 
 def test_under_journald_every_json_line_starts_with_its_syslog_priority(tmp_path):
