@@ -120,6 +120,14 @@ def under_journald(stream, environ=os.environ) -> bool:
     return value == f"{st.st_dev}:{st.st_ino}"
 
 
+def say(text: str, level: int = logging.INFO, stream=None) -> None:
+    """A plain line for a human (the supervisor's "listening on", start-up problems) on stderr,
+    with its priority prefix under journald like every log line."""
+    stream = stream or sys.stderr
+    prefix = f"<{SYSLOG_PRIORITY.get(level, 6)}>" if under_journald(stream) else ""
+    print("\n".join(prefix + line for line in text.splitlines()), file=stream, flush=True)
+
+
 def formatter_for(stream, environ=os.environ) -> logging.Formatter:
     """JSON unless text is asked for or (`auto`, the default) the stream is a terminal; the
     journald priority prefix whenever the stream is the journal."""

@@ -416,8 +416,8 @@ class Supervisor:
         while True:
             if not ready and self._web_answers():
                 ready = True
-                print(f"bridge: listening on http://{self.bind} (rules {self.rules_path}, "
-                      f"state {self.state_dir})", file=sys.stderr, flush=True)
+                logs.say(f"bridge: listening on http://{self.bind} (rules {self.rules_path}, "
+                         f"state {self.state_dir})")
                 sd_notify("READY=1\nSTATUS=bridge serving", log)
             for role in roles:
                 child = self.children.get(role)
@@ -447,16 +447,16 @@ class Supervisor:
         problems = validate_and_record(self.rules_path, self.state_dir)
         if problems and not has_snapshot(self.state_dir):
             for p in problems:
-                print(p, file=sys.stderr)
-            print(f"{self.rules_path}: {len(problems)} problem(s); nothing started", file=sys.stderr)
+                logs.say(p, logging.ERROR)
+            logs.say(f"{self.rules_path}: {len(problems)} problem(s); nothing started", logging.ERROR)
             return None
         try:
             config = load_with_fallback(self.rules_path, self.state_dir)[0]
         except ConfigError as exc:   # the snapshot itself: a secret it names went missing
             for p in exc.problems:
-                print(p, file=sys.stderr)
-            print(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing started",
-                  file=sys.stderr)
+                logs.say(p, logging.ERROR)
+            logs.say(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing "
+                     "started", logging.ERROR)
             return None
         if problems:
             write_status(self.state_dir, ok=False, version=config.version, problems=problems)

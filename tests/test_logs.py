@@ -205,3 +205,53 @@ def test_log_format_json_on_a_terminal(tmp_path):
     parsed = [json.loads(l) for l in lines]
     assert any(p["delivery"] == "d-tty" and p["message"].endswith("failed: exit code 1")
                for p in parsed)
+
+
+def test_bridge_serve_under_journald_prefixes_every_line_of_every_process(tmp_path):
+    """Supervisor, gunicorn (master, workers, its own error log) and dispatcher: every line on the
+    journal stream carries its priority, so `journalctl -p warning` sees the refusals."""
+    import requests
+
+    from signing import load_payload, sign_github
+    from support_serve import free_port
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES, encoding="utf-8")
+    port = free_port()
+    out_path = tmp_path / "journal.log"
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith("BRIDGE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    with open(out_path, "wb") as out:
+        st = os.fstat(out.fileno())
+        environ.update({"GH_SECRET": "s3cret-value", "PYTHONUNBUFFERED": "1",
+                        "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", "NO_PROXY": "127.0.0.1"})
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--rules", str(rules),
+                                 "--state-dir", str(tmp_path / "var"), "--bind",
+                                 f"127.0.0.1:{port}", "--workers", "1"],
+                                env=environ, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+
+            def up():
+                try:
+                    return requests.get(f"{url}/healthz", timeout=1).ok
+                except requests.RequestException:
+                    return proc.poll() is not None
+            wait_for(up, timeout=60, what="bridge serve to answer")
+            body, headers = load_payload("github/push__goscm-branch.json")
+            headers = {**headers, **sign_github(body, "wrong-secret")}
+            assert requests.post(f"{url}/hooks/github", data=body, headers=headers,
+                                 timeout=10).status_code == 401
+            rules.write_text(RULES + "  - name: broken\n    on: {repo: 1}\n", encoding="utf-8")
+            proc.send_signal(signal.SIGHUP)    # a refused reload: errors
+            wait_for(lambda: "reload refused" in out_path.read_text(), timeout=30,
+                     what="the refused reload")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    lines = out_path.read_text(encoding="utf-8").splitlines()
+    assert lines and all(re.match(r"^<[0-7]>", line) for line in lines), \
+        [line for line in lines if not re.match(r"^<[0-7]>", line)]
+    assert any(line.startswith("<6>bridge: listening on") for line in lines)
+    refused = [line for line in lines if '"refused: X-Hub-Signature-256' in line]
+    assert refused and all(line.startswith("<4>{") for line in refused)
+    assert any(line.startswith("<3>{") and "reload refused" in line for line in lines)

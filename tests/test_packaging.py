@@ -134,3 +134,20 @@ def test_a_postgres_url_without_psycopg_says_to_install_the_extra(tmp_path):
         assert out.returncode == 1, out.stderr
         assert "psycopg is not installed" in out.stderr and "bridge[postgres]" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_the_sqlite_default_needs_no_psycopg(tmp_path):
+    """Without the postgres extra: every module loads and a SQLite store takes a delivery."""
+    code = f"""
+import sys
+sys.modules["psycopg"] = None
+import bridge.cli, bridge.serve, bridge.dispatcher, bridge.ingress
+from bridge.store import Store
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+from support_store import new_delivery, new_job
+store = Store.open("sqlite:///{tmp_path / 'bridge.db'}")
+store.ingest(new_delivery("d-1"), [new_job()])
+print(store.get_delivery("d-1")["jobs"][0]["state"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "queued\n", out.stderr
