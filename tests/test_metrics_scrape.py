@@ -73,12 +73,17 @@ def post_push(bridge, status=202) -> str:
 
 
 def test_build_info_and_process_metrics_of_every_bridge_process(bridge):
-    samples = scrape(bridge)
-    assert value(samples, "bridge_build_info", version=__version__) == 1
     expected = {("supervisor", bridge.proc.pid), ("web", bridge.child("web")),
                 ("dispatcher", bridge.child("dispatch"))}
     expected |= {("web-worker", pid) for pid in bridge.web_workers()}
     assert len(expected) == 5
+
+    def registered():   # the dispatcher may still be starting when the web port answers
+        s = scrape(bridge)
+        got = {(l["role"], int(l["pid"])) for l, _ in s.get("process_resident_memory_bytes", [])}
+        return s if got == expected else None
+    samples = wait_for(registered, what="every process in /metrics")
+    assert value(samples, "bridge_build_info", version=__version__) == 1
     for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
                  "process_start_time_seconds", "process_open_fds", "process_max_fds"):
         got = {(l["role"], int(l["pid"])) for l, _ in samples[name]}
