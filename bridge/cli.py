@@ -12,13 +12,15 @@ from pathlib import Path
 
 import click
 
-from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, rules_option,
+from . import __version__
+from .cli_common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, rules_option,
                          state_option)
 from .errors import BridgeError, DeliveryError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="bridge")
+@click.version_option(__version__, "-V", "--version", prog_name="bridge")
+@log_options
 def cli():
     """bridge: webhook bridge from git pushes to CI builds."""
 
@@ -41,12 +43,19 @@ def check(file, online, no_secrets):
         click.echo("secrets not read (--no-secrets): references checked for syntax only; "
                    "a secret that is missing on the host still stops the start there")
     if online:
-        problems = online_problems(config)
-        for p in problems:
-            click.echo(p, err=True)
-        if problems:
-            sys.exit(1)
-        click.echo("online check: every target answered and every job/project is there")
+        _report_online(config)
+
+
+def _report_online(config):
+    """The online problems on stdout after the OK line, in order (one stream: a pipe or a log
+    keeps them together), then a summary; exit 1 if there is any."""
+    problems = online_problems(config)
+    for p in problems:
+        click.echo(p)
+    if problems:
+        click.echo(f"online check: {len(problems)} problem(s)")
+        sys.exit(1)
+    click.echo("online check: every target answered and every job/project is there")
 
 
 def _load_or_exit(rules_path, *, resolve_secrets: bool):
@@ -186,6 +195,14 @@ def _database_url(config, state_dir) -> str:
 def _with_database_url(config, url):
     from dataclasses import replace
     return replace(config, settings=replace(config.settings, database_url=url))
+@cli.command()
+def schema():
+    """Print the JSON Schema of rules.yaml (editor completion; `bridge check` stays the judge).
+
+    Save it beside the rules (`bridge schema > rules.schema.json`) and point the file at it with
+    a first line `# yaml-language-server: $schema=rules.schema.json`."""
+    from .rules_schema import rules_schema
+    click.echo(json.dumps(rules_schema(), indent=2, ensure_ascii=False))
 
 
 def _add_commands():

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .errors import ConfigError
+from .logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 
 DEFAULT_RULES = "rules.yaml"
 DEFAULT_STATE = "var"
@@ -187,3 +188,24 @@ def duration_option(ctx, param, value):
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+def _log_env(name):
+    """A click callback putting a log option into the environment, where bridge.logs and every
+    child process (`bridge serve` starts `bridge web` and `bridge dispatch`) read it."""
+    def callback(ctx, param, value):
+        if value is not None:
+            os.environ[name] = value.lower()
+        return value
+    return callback
+
+
+def log_options(f):
+    """`--log-level` and `--log-format`, on the group and on the commands that run the service:
+    the flag wins over BRIDGE_LOG_LEVEL / BRIDGE_LOG_FORMAT, which win over settings.log_level."""
+    f = click.option("--log-format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
+                     envvar=FORMAT_ENV, expose_value=False, is_eager=True, callback=_log_env(FORMAT_ENV),
+                     help="log lines as JSON or text; auto (default): text on a terminal, "
+                          "else JSON (env BRIDGE_LOG_FORMAT)")(f)
+    return click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
+                        envvar=LEVEL_ENV, expose_value=False, is_eager=True, callback=_log_env(LEVEL_ENV),
+                        help="debug, info, warning or error (env BRIDGE_LOG_LEVEL, then "
+                             "settings.log_level; default info)")(f)

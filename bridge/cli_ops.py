@@ -13,7 +13,7 @@ import uuid
 import click
 
 from .cli_common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
-                         load_or_exit, open_operator_store, open_store, rules_option,
+                         load_or_exit, log_options, open_operator_store, open_store, rules_option,
                          state_dir_callback, state_option)
 from .config import parse_duration
 from .store import JOB_STATES, OUTCOMES
@@ -31,6 +31,7 @@ def _state(state_dir):
                    "port 0 takes a free one, printed at start")
 @click.option("--workers", type=int, default=None, help="gunicorn workers (default settings.workers)")
 @click.option("--no-dispatcher", is_flag=True, help="web workers only (same as `bridge web`)")
+@log_options
 def serve(rules_path, state_dir, bind, workers, no_dispatcher):
     """Run the web workers (gunicorn) and the dispatcher together.
 
@@ -60,6 +61,7 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 @click.option("--gunicorn-config", envvar="BRIDGE_GUNICORN_CONFIG",
               type=click.Path(dir_okay=False, exists=True), default=None,
               help="a gunicorn config file (deploy/gunicorn.conf.py)")
+@log_options
 def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
     """Run only the web workers (gunicorn): for hosts that split web and dispatcher.
 
@@ -88,6 +90,7 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 @rules_option
 @state_option
 @click.option("--concurrency", type=int, default=None, help="jobs at once (default settings)")
+@log_options
 def dispatch(rules_path, state_dir, concurrency):
     """Run a dispatcher alone: claims queued jobs and starts them on their targets.
 

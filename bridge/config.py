@@ -21,6 +21,7 @@ from . import secrets as secret_refs
 from .errors import ConfigError, SecretError, did_you_mean
 from .events import KINDS
 from .globs import GlobError, validate_patterns
+from .logs import LEVELS as LOG_LEVELS
 from .rules import (DEFAULT_EVENTS, Rule, commit_templates, compile_rule, template_problems,
                     templates_in)
 from .targets import TARGET_KINDS, target_class, unknown_kind_message
@@ -35,7 +36,7 @@ ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
                  "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
-                 "mirrors", "header_timeout", "body_timeout")
+                 "mirrors", "header_timeout", "body_timeout", "log_level")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
@@ -105,6 +106,7 @@ class Settings:
     mirrors: MirrorPolicy = MirrorPolicy()
     header_timeout: float = 10.0     # a request's whole headers, from connect or the last reply
     body_timeout: float = 30.0       # its whole body, from the end of the headers
+    log_level: str | None = None     # None: info, unless --log-level / BRIDGE_LOG_LEVEL say
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,11 @@ class Config:
             return url
         return f"sqlite:///{Path(state_dir).resolve() / 'bridge.db'}"
 
-    def build_targets(self) -> dict:
-        return {name: target_class(t.kind)(name, dict(t.options)) for name, t in self.targets.items()}
+    def build_targets(self, state_dir=None) -> dict:
+        """The targets, built. `state_dir` (a dispatcher's): defaults that depend on it, such as
+        an exec target's working directory."""
+        return {name: target_class(t.kind)(name, _target_options(t, state_dir))
+                for name, t in self.targets.items()}
 
     def retry_policies(self) -> dict:
         return {name: t.retry for name, t in self.targets.items()}
@@ -164,6 +169,13 @@ class Config:
             cached = RuleSet(self.rules)
             object.__setattr__(self, "_ruleset", cached)
         return cached
+
+
+def _target_options(target: TargetConfig, state_dir) -> dict:
+    options = dict(target.options)
+    if state_dir is None:
+        return options
+    return target_class(target.kind).with_state_dir(options, str(Path(state_dir).resolve()))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -384,7 +396,18 @@ def _settings(raw, problems, environ) -> Settings:
             values[key] = _follow(value, problems, line)
         elif key == "mirrors":
             values[key] = _mirrors(value, problems, line)
+        elif key == "log_level":
+            _log_level(value, problems, line, values)
     return Settings(**values)
+
+
+def _log_level(value, problems, line, values) -> None:
+    """settings.log_level: one of LOG_LEVELS (the flag and environment override it)."""
+    if isinstance(value, str) and value.strip().lower() in LOG_LEVELS:
+        values["log_level"] = value.strip().lower()
+    else:
+        problems.add(line, f"settings.log_level must be one of {', '.join(LOG_LEVELS)}, "
+                           f"not '{value}'" + did_you_mean(str(value), LOG_LEVELS))
 
 
 def _follow(raw, problems, line) -> FollowPolicy:

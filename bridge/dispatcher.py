@@ -326,7 +326,7 @@ class Dispatcher:
                 run_it, reason = self.decide_paths(cj)
                 paths_reason = reason
                 if run_it:
-                    self._log(cj, logging.INFO, "paths: %s", reason)
+                    self._log(cj, logging.DEBUG, "paths: %s", reason)
                 else:
                     self._record(cj, self.store.record_skipped, reason,
                                  statuses=self._statuses("skipped", cj, reason),
@@ -338,7 +338,7 @@ class Dispatcher:
                 raise TargetRejected(f"target '{cj.target}' is not configured")
             job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
                       request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
-            self._log(cj, logging.INFO, "starting (attempt %d)", cj.attempts)
+            self._log(cj, logging.DEBUG, "starting (attempt %d)", cj.attempts)
             self._started(cj)
             try:
                 run = target.start(job)
@@ -364,7 +364,8 @@ class Dispatcher:
             self._record(cj, self.store.record_run, run,
                          statuses=self._statuses("accepted", cj, run, cj.target),
                          follow_at=self.now() + self.follow_policy.interval,
-                         said=(logging.INFO, "%s%s%s", run.state, f" {run.url}" if run.url else "",
+                         # At info only what an operator acts on: the delivery's "accepted" line said the rest.
+                         said=(_result_level(run.state), "%s%s%s", run.state, f" {run.url}" if run.url else "",
                                f": {run.detail['reason']}" if run.detail.get("reason") else ""))
             self._count(cj, run.state, queued_for=queued_for)
 
@@ -505,7 +506,7 @@ class Dispatcher:
                 # Logged once the store has it (a failed write is logged below instead).
                 if self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
                                             statuses=self._follow_statuses("finished", job, run)):
-                    self._flog(cf, logging.INFO, "build %s%s", run.state,
+                    self._flog(cf, _result_level(run.state), "build %s%s", run.state,
                                f" {run.url}" if run.url else "")
                     if self.metrics is not None:
                         self.metrics.job(cf.target, run.state)
@@ -518,7 +519,7 @@ class Dispatcher:
                 cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
                 statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
             if moved and recorded:
-                self._flog(cf, logging.INFO, "%s %s", run.state, run.url)
+                self._flog(cf, logging.DEBUG, "%s %s", run.state, run.url)
         except StoreUnavailable as exc:
             self._flog(cf, logging.ERROR, "cannot record the follow (%s); its lease expires and "
                        "it is looked at again", exc)
@@ -546,6 +547,11 @@ class Dispatcher:
              exc_info: bool | BaseException = False) -> None:
         self.log.log(level, "job %d (%s -> %s): " + msg, cj.id, cj.rule, cj.target, *args,
                      extra=_extra(cj), exc_info=exc_info)
+
+
+def _result_level(state: str) -> int:
+    """A failed build is news at info; a started or succeeded one is detail (debug)."""
+    return logging.INFO if state == "failed" else logging.DEBUG
 
 
 def _extra(cj: ClaimedJob) -> dict:

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from .scrape_metrics import families_text, scrape_time_metrics
+
 log = logging.getLogger("bridge.metrics")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -183,7 +185,10 @@ class Metrics:
         self.ack_latency = Histogram("bridge_ack_latency_seconds",
                                      "Time from request to reply (the commit included)", ["source"],
                                      buckets=LATENCY_BUCKETS, **kw)
-        self.jobs = Counter("bridge_jobs", "Job outcomes by target and state", ["target", "state"], **kw)
+        # Not "bridge_jobs": that is the gauge of jobs in the store by state (_store_metrics).
+        # A retry is counted once, in bridge_job_retries_total.
+        self.jobs = Counter("bridge_job_outcomes", "Job steps by target and state (started, "
+                            "succeeded, failed, skipped, dead)", ["target", "state"], **kw)
         self.retries = Counter("bridge_job_retries", "Transient target failures retried", ["target"], **kw)
         self.dead_letters = Counter("bridge_dead_letters", "Jobs sent to the dead letter", ["target"], **kw)
         self.dispatch_latency = Histogram("bridge_dispatch_latency_seconds",
@@ -260,10 +265,11 @@ class Metrics:
             self._failed("a job", exc)
 
     def _job(self, target: str, state: str, queued_for: float | None) -> None:
-        self.jobs.labels(target, state).inc()
         if state == "retry":
             self.retries.labels(target).inc()
-        elif state == "dead":
+            return
+        self.jobs.labels(target, state).inc()
+        if state == "dead":
             self.dead_letters.labels(target).inc()
         if state in ("started", "succeeded", "failed") and queued_for is not None:
             self.dispatch_latency.labels(target).observe(max(0.0, queued_for))
@@ -286,7 +292,9 @@ class Metrics:
 
     # -- exposition -------------------------------------------------------------------------
 
-    def render(self, store=None, now=None) -> tuple[bytes, str]:
+    def render(self, store=None, now=None, *, rules_status: dict | None = None) -> tuple[bytes, str]:
+        """The exposition: counters of every process, then what is read at scrape time (build
+        info, the last reload from `rules_status`, processes, jobs in `store`)."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         if self.multiprocess:
             from prometheus_client import multiprocess
@@ -296,25 +304,30 @@ class Metrics:
         else:
             registry = self.registry
         text = generate_latest(registry)
+        text += scrape_time_metrics(rules_status, self.multiprocess)
         if store is not None:
-            text += _queue_metrics(store, now)
+            text += _store_metrics(store, now)
         return text, CONTENT_TYPE_LATEST
 
 
-def _queue_metrics(store, now) -> bytes:
-    """Queue depth and oldest job age, read from the store at scrape time (true across processes)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-    registry = CollectorRegistry()
-    depth = Gauge("bridge_queue_depth", "Jobs by state in the store", ["state"], registry=registry)
-    oldest = Gauge("bridge_oldest_queued_job_age_seconds", "Age of the oldest queued job", registry=registry)
+def _store_metrics(store, now) -> bytes:
+    """Jobs by state, the queue depth (waiting jobs only) and the oldest waiting job's age, read
+    from the store at scrape time (true across processes and instances)."""
+    from prometheus_client.core import GaugeMetricFamily
     try:
         stats = store.queue_stats(now or time.time())
     except Exception:   # the store being down is /readyz's business; keep /metrics answering
         return b""
-    for state, n in (stats.get("jobs") or {}).items():
-        depth.labels(state).set(n)
-    oldest.set(stats.get("oldest_queued_age") or 0)
-    return generate_latest(registry)
+    jobs = stats.get("jobs") or {}
+    by_state = GaugeMetricFamily("bridge_jobs", "Jobs in the store by state", labels=["state"])
+    for state, n in jobs.items():
+        by_state.add_metric([state], n)
+    return families_text([
+        by_state,
+        GaugeMetricFamily("bridge_queue_depth", "Jobs waiting to be started (state queued, retries "
+                          "in their backoff included)", value=jobs.get("queued", 0)),
+        GaugeMetricFamily("bridge_oldest_queued_job_age_seconds", "Age of the oldest waiting job",
+                          value=stats.get("oldest_queued_age") or 0)])
 
 
 def child_exit(server, worker) -> None:

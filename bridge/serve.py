@@ -16,9 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+from . import logs
 from .config import load_config, read_rules_text, rules_version
 from .errors import ConfigError
 from .sigpipe import SignalPipe
+from .scrape_metrics import register_process
 
 log = logging.getLogger("bridge.serve")
 
@@ -93,9 +95,17 @@ def describe_rules(rules_path, version: str, problems=()) -> str:
 
 
 def write_status(state_dir, *, ok: bool, version: str | None, problems: list[str]) -> None:
-    """`rules-status.json`: the version serving and, after a refused reload, why (for /readyz)."""
+    """`rules-status.json`: the version serving and, after a refused reload, why (for /readyz);
+    `success_time`, when rules.yaml was last accepted, outlives a refused reload (/metrics)."""
+    now = time.time()
     _write_atomic(Path(state_dir) / STATUS, json.dumps(
-        {"ok": ok, "version": version, "problems": problems[:50], "time": time.time()}))
+        {"ok": ok, "version": version, "problems": problems[:50], "time": now,
+         "success_time": now if ok else _last_success(state_dir)}))
+
+
+def _last_success(state_dir) -> float | None:
+    old = read_status(state_dir) or {}
+    return old.get("success_time", old.get("time") if old.get("ok") else None)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -261,8 +271,10 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
     from .webworker import worker_class
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prepare_multiprocess_dir(state_dir)
+    register_process("web")   # gunicorn's arbiter runs in this process
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
+    logs.apply_settings(config.settings)
     workers = workers or config.settings.workers
 
     class BridgeWeb(Application):
@@ -315,10 +327,12 @@ def make_app(rules_path, state_dir):
     from .logs import setup
     setup()
     config, problems = _accepted_or_file(rules_path, state_dir)
+    logs.apply_settings(config.settings)
     if problems:
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
                   extra={"problems": problems[:5]})
     from .metrics import Metrics
+    register_process("web-worker")
     return create_app(config, state_dir=state_dir, metrics=Metrics())
 
 
@@ -335,14 +349,16 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     setup()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         use_multiprocess_dir(state_dir)
+    register_process("dispatcher")
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
+    logs.apply_settings(config.settings)
     concurrency = concurrency or config.settings.dispatcher_concurrency
     # One connection per job thread and follow thread, plus the claim loop and the status poster.
     store = open_store(config, state_dir, pool_size=concurrency + config.settings.follow.concurrency + 2)
     owner = owner or f"{socket.gethostname()}:{os.getpid()}"
     decide = make_path_decider(state_dir, config)
-    dispatcher = Dispatcher(store, config.build_targets(), config.retry_policies(), owner=owner,
+    dispatcher = Dispatcher(store, config.build_targets(state_dir), config.retry_policies(), owner=owner,
                             concurrency=concurrency,
                             lease_seconds=config.settings.lease_seconds,
                             poll_interval=config.settings.poll_interval, decide_paths=decide,
@@ -390,12 +406,13 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         # Jobs accepted under the old rules may name a target the new ones dropped or renamed:
         # they were acknowledged, so they still run there (until the next restart).
         gone = [name for name in old.targets if name not in new.targets]
-        built = old.build_targets() if gone else {}
+        built = old.build_targets(state_dir) if gone else {}
         carried.update({name: (built[name], old.targets[name].retry) for name in gone})
         for name in new.targets:
             carried.pop(name, None)
         dispatcher_config[0] = new
-        dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets()},
+        logs.apply_settings(new.settings)
+        dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets(state_dir)},
                                {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
         dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
         dispatcher.set_feedback(Feedback(new))   # report: tokens and rules' contexts may change

@@ -16,11 +16,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from . import logs
 from .errors import ConfigError
 from .listener import BindError, Listener
 from .serve import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal, has_snapshot,
                     load_file, load_with_fallback, read_status, record_good, validate_and_record,
                     write_status)
+from .scrape_metrics import register_process
 from .sigpipe import SignalPipe
 
 log = logging.getLogger("bridge.serve")
@@ -76,7 +78,7 @@ class Supervisor:
         try:
             self.listener = Listener(self.bind)
         except BindError as exc:
-            print(f"bridge: {exc}; nothing started", file=sys.stderr, flush=True)
+            logs.say(f"bridge: {exc}; nothing started", logging.ERROR)
             return 1
         try:
             return self._serve(starting)
@@ -89,8 +91,10 @@ class Supervisor:
         from .cli_common import open_store
         from .metrics import prepare_multiprocess_dir
         config = self.put_in_service(starting)
+        logs.apply_settings(config.settings)
         open_store(config, self.state_dir).close()   # schema, once
         prepare_multiprocess_dir(self.state_dir)
+        register_process("supervisor")
         signals = SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
         roles = ["web"] + (["dispatch"] if self.with_dispatcher else [])
         for role in roles:
@@ -99,9 +103,9 @@ class Supervisor:
         while True:
             if not ready and not self.stopping and self.listener.probe():
                 ready = True
-                print(f"bridge: listening on {self.listener.url} (rules "
-                      f"{describe_rules(self.rules_path, config.version, starting.problems)}, "
-                      f"state {os.path.abspath(self.state_dir)})", file=sys.stderr, flush=True)
+                logs.say(f"bridge: listening on {self.listener.url} (rules "
+                         f"{describe_rules(self.rules_path, config.version, starting.problems)}, "
+                         f"state {os.path.abspath(self.state_dir)})")
                 sd_notify("READY=1\nSTATUS=bridge serving", log)
             if not self.stopping and self._restart_exited(roles) is False:
                 return 1
@@ -143,18 +147,18 @@ class Supervisor:
             self.rules_path, self.state_dir)
         if not has_snapshot(self.state_dir) or refusal:
             for p in problems:
-                print(p, file=sys.stderr)
+                logs.say(p, logging.ERROR)
             if refusal:
-                print(f"bridge: {refusal}", file=sys.stderr)
-            print(f"{self.rules_path}: {len(problems)} problem(s); nothing started", file=sys.stderr)
+                logs.say(f"bridge: {refusal}", logging.ERROR)
+            logs.say(f"{self.rules_path}: {len(problems)} problem(s); nothing started", logging.ERROR)
             return None
         try:
             config = load_with_fallback(self.rules_path, self.state_dir)[0]
         except ConfigError as exc:   # the snapshot itself: a secret it names went missing
             for p in exc.problems:
-                print(p, file=sys.stderr)
-            print(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing started",
-                  file=sys.stderr)
+                logs.say(p, logging.ERROR)
+            logs.say(f"{self.state_dir}/{LAST_GOOD}: the last good rules fail to load; nothing "
+                     "started", logging.ERROR)
             return None
         return StartingRules(config, None, problems)
 

@@ -8,7 +8,7 @@ SERVICE_USER=bridge
 CONF_DIR=/etc/bridge
 STATE_DIR=/var/lib/bridge
 UNIT_DIR=/etc/systemd/system
-UNITS="bridge.service bridge-web.service bridge-dispatcher.service"
+UNITS="bridge.service bridge-web.service bridge-dispatcher.service bridge-reload.path bridge-reload.service"
 # The path the units in systemd/ are written for; rewritten to --prefix.
 UNIT_PREFIX=/opt/bridge
 
@@ -19,16 +19,23 @@ SOURCE=$CHECKOUT
 # hidden from the service by ProtectHome=yes.
 PYTHON=/usr/bin/python3
 DRY_RUN=0
+# The dependency lock (pinned versions with their hashes, made by `make lock`): base is the
+# service on SQLite; --postgres takes the one with psycopg for a postgresql:// database_url.
+LOCK=
+POSTGRES=0
 
 usage() {
     cat <<EOF
-Usage: deploy/install.sh [--prefix DIR] [--from PATH] [--python PYTHON] [--dry-run]
+Usage: deploy/install.sh [--prefix DIR] [--from PATH] [--python PYTHON] [--postgres]
+                         [--lock FILE] [--dry-run]
 
 Install or upgrade the bridge on this host:
   - the '$SERVICE_USER' system user (home $STATE_DIR),
   - $CONF_DIR (rules.yaml, gunicorn.conf.py) and $CONF_DIR/credentials,
-  - a virtual environment at PREFIX/venv with the bridge and its dependencies,
-  - bridge.service, bridge-web.service, bridge-dispatcher.service in $UNIT_DIR,
+  - a virtual environment at PREFIX/venv: the dependencies exactly as locked
+    (pip --require-hashes), then the bridge itself (--no-deps),
+  - bridge.service, bridge-web.service, bridge-dispatcher.service and the
+    optional bridge-reload.path/.service (not enabled) in $UNIT_DIR,
   - then 'systemctl daemon-reload'.
 Running it again changes only what differs. It never touches rules.yaml or
 credentials, and never starts or restarts a service.
@@ -38,6 +45,9 @@ Options:
   --from PATH      a bridge checkout or a .whl file (default: $CHECKOUT)
   --python PYTHON  interpreter for the virtual environment, 3.10 or newer
                    (default: $PYTHON)
+  --postgres       also install psycopg (settings.database_url: postgresql://):
+                   requirements/postgres.lock instead of requirements/base.lock
+  --lock FILE      install the dependencies from this lock file instead
   --dry-run        print what would be done; change nothing
   -h, --help       show this help
 EOF
@@ -79,6 +89,9 @@ while [ $# -gt 0 ]; do
         --from=*) SOURCE=${1#*=}; shift ;;
         --python) need_value "$1" $#; PYTHON=$2; shift 2 ;;
         --python=*) PYTHON=${1#*=}; shift ;;
+        --postgres) POSTGRES=1; shift ;;
+        --lock) need_value "$1" $#; LOCK=$2; shift 2 ;;
+        --lock=*) LOCK=${1#*=}; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; printf '\ninstall.sh: unknown argument: %s\n' "$1" >&2; exit 2 ;;
@@ -114,6 +127,14 @@ fi
 for unit in $UNITS; do
     [ -f "$CHECKOUT/systemd/$unit" ] || die "missing $CHECKOUT/systemd/$unit"
 done
+if [ -z "$LOCK" ]; then
+    if [ "$POSTGRES" = 1 ]; then
+        LOCK=$CHECKOUT/requirements/postgres.lock
+    else
+        LOCK=$CHECKOUT/requirements/base.lock
+    fi
+fi
+[ -f "$LOCK" ] || die "no lock file $LOCK (make lock writes them)"
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON: apt-get install python3 python3-venv"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
@@ -190,7 +211,10 @@ else
     run "$PYTHON" -m venv "$VENV"
 fi
 PIP="$VENV/bin/pip --disable-pip-version-check"
-run $PIP install --quiet --root-user-action=ignore "$SOURCE"
+# Every dependency at its locked version, each file checked against its hash; then the bridge
+# itself without dependencies, so nothing unlocked comes in.
+run $PIP install --quiet --root-user-action=ignore --require-hashes -r "$LOCK"
+run $PIP install --quiet --root-user-action=ignore --no-deps "$SOURCE"
 case $SOURCE in
     # A rebuilt wheel keeps its version number, and pip skips a version it has.
     *.whl) run $PIP install --quiet --root-user-action=ignore --no-deps --force-reinstall "$SOURCE" ;;
@@ -218,6 +242,7 @@ else
     say "skipped: systemctl daemon-reload (systemd is not running here)"
 fi
 
+say "optional: systemctl enable --now bridge-reload.path (reloads when rules.yaml changes, after bridge check)"
 if [ ! -e "$CONF_DIR/rules.yaml" ]; then
     say "next: write $CONF_DIR/rules.yaml (root:$SERVICE_USER, mode 640), then: systemctl enable --now bridge"
 else

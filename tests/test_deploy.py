@@ -28,6 +28,7 @@ INSTALL = ROOT / "deploy" / "install.sh"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 NGINX_CONF = ROOT / "deploy" / "nginx-bridge.conf"
 UNIT_NAMES = ["bridge.service", "bridge-web.service", "bridge-dispatcher.service"]
+RELOAD_UNITS = ["bridge-reload.path", "bridge-reload.service"]   # optional; installed, not enabled
 UNIT_PREFIX = "/opt/bridge/"        # what install.sh rewrites to its --prefix
 HEADERS_JSON = ROOT.parent / "shared" / "payloads" / "headers.json"
 
@@ -80,6 +81,8 @@ def test_unit_runs_the_bridge_as_its_user_with_state_config_reload_and_restart(n
     u = unit(name)
     assert u["User"] == ["bridge"] and u["Group"] == ["bridge"]
     assert u["StateDirectory"] == ["bridge"]
+    # Exec targets without a cwd run here: "/" is read-only under ProtectSystem=strict.
+    assert u["WorkingDirectory"] == ["%S/bridge"]
     assert u["ConfigurationDirectory"] == ["bridge"]
     assert u["ExecStart"][0].startswith(UNIT_PREFIX + "venv/bin/bridge ")
     assert u["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
@@ -390,31 +393,39 @@ def test_install_dry_run_changes_nothing(tmp_path):
     # It says what it would do, with the prefix applied.
     assert f"+ /usr/bin/python3 -m venv {prefix}/venv" in out
     assert f"+ {prefix}/venv/bin/pip" in out
-    assert f"install --quiet --root-user-action=ignore {ROOT}" in out
-    for name in UNIT_NAMES:
+    # The locked dependencies, hash-checked, first; then the bridge alone.
+    locked = out.index(f"install --quiet --root-user-action=ignore --require-hashes -r "
+                       f"{ROOT}/requirements/base.lock")
+    assert locked < out.index(f"install --quiet --root-user-action=ignore --no-deps {ROOT}\n")
+    postgres = run(["sh", str(INSTALL), "--dry-run", "--postgres", "--prefix", str(prefix)])
+    assert f"--require-hashes -r {ROOT}/requirements/postgres.lock" in postgres.stdout
+    for name in UNIT_NAMES + RELOAD_UNITS:
         assert (f"+ write /etc/systemd/system/{name}" in out
                 or f"ok: /etc/systemd/system/{name}" in out), out
 
 
-def standin_wheel(directory: Path) -> Path:
-    """A wheel named bridge whose `bridge` script only prints: installs offline, no dependencies.
+def standin_wheel(directory: Path, dist: str = "bridge") -> Path:
+    """A wheel named bridge whose `bridge` script only prints: installs offline, no dependencies
+    (or, with another `dist`, a module-only wheel to stand in for a locked dependency).
 
     The real wheel's dependencies come from PyPI; this test is about the installer, not pip.
     """
     files = {
-        "bridge_standin.py": "def main():\n    print('bridge stand-in')\n",
-        "bridge-0.0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: bridge\nVersion: 0.0.1\n",
-        "bridge-0.0.1.dist-info/WHEEL":
+        f"{dist}_standin.py": "def main():\n    print('bridge stand-in')\n",
+        f"{dist}-0.0.1.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0.1\n",
+        f"{dist}-0.0.1.dist-info/WHEEL":
             "Wheel-Version: 1.0\nGenerator: test_deploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        "bridge-0.0.1.dist-info/entry_points.txt": "[console_scripts]\nbridge = bridge_standin:main\n",
     }
+    if dist == "bridge":
+        files["bridge-0.0.1.dist-info/entry_points.txt"] = \
+            "[console_scripts]\nbridge = bridge_standin:main\n"
     record = []
     for name, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
         record.append(f"{name},sha256={digest},{len(text.encode())}")
-    record.append("bridge-0.0.1.dist-info/RECORD,,")
-    files["bridge-0.0.1.dist-info/RECORD"] = "\n".join(record) + "\n"
-    wheel = directory / "bridge-0.0.1-py3-none-any.whl"
+    record.append(f"{dist}-0.0.1.dist-info/RECORD,,")
+    files[f"{dist}-0.0.1.dist-info/RECORD"] = "\n".join(record) + "\n"
+    wheel = directory / f"{dist}-0.0.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         for name, text in files.items():
             zf.writestr(name, text)
@@ -446,10 +457,19 @@ def test_install_for_real_in_a_sandbox_is_idempotent(tmp_path):
     (var / "log").mkdir(parents=True)
     (var / "mail").mkdir()
     wheel = standin_wheel(tmp_path)
+    # The lock: one stand-in dependency, pinned with its hash, found offline beside the wheel.
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    dep = standin_wheel(wheels, "bridge_locked_dep")
+    lock = tmp_path / "test.lock"
+    lock.write_text(f"bridge-locked-dep==0.0.1 \\\n    --hash=sha256:"
+                    f"{hashlib.sha256(dep.read_bytes()).hexdigest()}\n")
     script = (f"mount --bind {etc} /etc && mount --bind {var} /var && "
-              f"mount -t tmpfs tmpfs /run && exec sh {INSTALL} --prefix {prefix} --from {wheel}")
+              f"mount -t tmpfs tmpfs /run && exec sh {INSTALL} --prefix {prefix} --from {wheel} "
+              f"--lock {lock}")
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": str(tmp_path),
-           "PIP_NO_INDEX": "1", "PIP_NO_CACHE_DIR": "1", "LC_ALL": "C.UTF-8"}
+           "PIP_NO_INDEX": "1", "PIP_NO_CACHE_DIR": "1", "PIP_FIND_LINKS": str(wheels),
+           "LC_ALL": "C.UTF-8"}
 
     def install():
         result = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=env)
@@ -466,7 +486,8 @@ def test_install_for_real_in_a_sandbox_is_idempotent(tmp_path):
     assert (creds.st_mode & 0o777, creds.st_uid, creds.st_gid) == (0o750, 0, gid)
     assert (etc / "bridge" / "gunicorn.conf.py").read_bytes() == GUNICORN_CONF.read_bytes()
     assert not (etc / "bridge" / "rules.yaml").exists()       # the admin's to write
-    for name in UNIT_NAMES:
+    assert list(prefix.glob("venv/lib/python3*/site-packages/bridge_locked_dep-0.0.1.dist-info"))
+    for name in UNIT_NAMES + RELOAD_UNITS:
         installed = (etc / "systemd" / "system" / name).read_text()
         assert installed == (ROOT / "systemd" / name).read_text().replace(UNIT_PREFIX, f"{prefix}/")
     assert run([str(prefix / "venv" / "bin" / "bridge")]).stdout == "bridge stand-in\n"
@@ -480,6 +501,6 @@ def test_install_for_real_in_a_sandbox_is_idempotent(tmp_path):
     assert snapshot([etc / "systemd" / "system", etc / "bridge", etc / "passwd"]) == units_before
 
     if SYSTEMD_ANALYZE:
-        installed = [str(etc / "systemd" / "system" / n) for n in UNIT_NAMES]
+        installed = [str(etc / "systemd" / "system" / n) for n in UNIT_NAMES + RELOAD_UNITS]
         result = run([SYSTEMD_ANALYZE, "verify", *installed])
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

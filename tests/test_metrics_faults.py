@@ -50,7 +50,7 @@ def test_counts_into_a_removed_directory_never_raise_are_logged_once_and_resume(
     text = json.loads(done.stdout)["render"]
     assert 'bridge_deliveries_total{outcome="accepted",source="github",status="202"} 1.0' in text
     assert 'bridge_sender_consecutive_errors{source="github"} 1.0' in text
-    assert 'bridge_jobs_total{state="succeeded",target="ci"} 1.0' in text
+    assert 'bridge_job_outcomes_total{state="succeeded",target="ci"} 1.0' in text
 
 
 def test_metrics_page_answers_with_its_directory_removed(tmp_path):
@@ -66,7 +66,7 @@ def test_metrics_page_answers_with_its_directory_removed(tmp_path):
     """, {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mdir)})
     # No 500 on /metrics; what was counted is lost with the directory.
     assert done.returncode == 0, done.stderr
-    assert "bridge_jobs_total{" not in done.stdout and mdir.is_dir()
+    assert "bridge_job_outcomes_total{" not in done.stdout and mdir.is_dir()
 
 
 def test_failure_log_reports_once_per_interval_with_what_it_left_out(caplog):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -462,7 +463,11 @@ def test_check_online_reports_jobs_and_projects_by_rule_and_line(standin, moto, 
     at = {rule: f"rule '{rule}' (ci-rules.yaml:{line_of(text, rule)})" for rule in
           ("typo", "extra-param", "legacy", "cb-typo")}
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.splitlines() == [
+    # One stream, in order: the offline OK line, each problem, the count.
+    assert result.stderr == ""
+    assert re.fullmatch(r".*ci-rules\.yaml: OK \(1 sources, 2 targets, \d+ rules; version \w+\)",
+                        result.stdout.splitlines()[0])
+    assert result.stdout.splitlines()[1:] == [
         f"{at['typo']}: job 'team/api/biuld' not found on target 'ci'",
         f"{at['extra-param']}: job 'team/api/build' on target 'ci' does not define parameter(s) "
         "CHANNEL: Jenkins drops them silently",
@@ -470,6 +475,7 @@ def test_check_online_reports_jobs_and_projects_by_rule_and_line(standin, moto, 
         "merge two pushes into one build (add a string parameter BRIDGE_DELIVERY to the job, or set "
         "unique: false)",
         f"{at['cb-typo']}: project 'apj' not found in {REGION}",
+        "online check: 4 problem(s)",
     ]
     assert standin.users["bridge"] not in result.stdout + result.stderr
 

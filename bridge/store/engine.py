@@ -28,6 +28,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from ..errors import StoreUnavailable
+
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
 # Only a backstop: writers are serialized by the flock, so SQLite waits only for a process that
@@ -121,6 +123,18 @@ def open_engine(url: str, durability: str = "full", *, create_dir: bool = True,
     raise ValueError(f"unsupported database '{backend}' (use sqlite:/// or postgresql://)")
 
 
+def _require_psycopg() -> None:
+    """psycopg is the `postgres` extra: a SQLite install does not have it. Say how to get it
+    instead of SQLAlchemy's bare ModuleNotFoundError."""
+    try:
+        import psycopg  # noqa: F401 - delayed: only PostgreSQL needs it
+    except ImportError as exc:
+        raise StoreUnavailable(
+            "database_url is postgresql:// but psycopg is not installed in this environment: "
+            "install the postgres extra (pip install 'bridge[postgres]', or deploy/install.sh "
+            "--postgres, which installs requirements/postgres.lock)") from exc
+
+
 def _sqlite_engine(u, durability: str, create_dir: bool):
     path = u.database
     if not path or path == ":memory:" or u.query.get("mode") == "memory":
@@ -183,6 +197,7 @@ def _enter_wal(cur) -> None:
 
 
 def _postgresql_engine(u, durability: str, pool_size: int) -> Engine:
+    _require_psycopg()
     # Options in the URL (e.g. ?connect_timeout=2) win over our defaults.
     connect_args = {k: v for k, v in _PG_CONNECT_ARGS.items() if k not in u.query}
     engine = create_engine(u, pool_size=pool_size, max_overflow=pool_size, pool_timeout=POOL_TIMEOUT,

@@ -104,6 +104,12 @@ class Target:
         """Extra checks on a rule's `run:` for this kind beyond known/required keys."""
         return []
 
+    @classmethod
+    def with_state_dir(cls, options: dict[str, Any], state_dir: str) -> dict[str, Any]:
+        """The options a dispatcher builds this target with, given the (absolute) state
+        directory: defaults that depend on it (an exec target's working directory)."""
+        return options
+
     def start(self, job: Job) -> Run:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -58,6 +58,12 @@ class ExecTarget(Target):
         return _check_common(options)
 
     @classmethod
+    def with_state_dir(cls, options: dict[str, Any], state_dir: str) -> dict[str, Any]:
+        """No `cwd:` in the rule or the target: the state directory, writable under the systemd
+        units' sandbox (the dispatcher's own working directory may be "/", read-only there)."""
+        return {**options, "cwd": options.get("cwd") or state_dir}
+
+    @classmethod
     def validate_run(cls, run: dict[str, Any]) -> list[str]:
         problems = []
         command = run.get("command")

@@ -1,0 +1,136 @@
+"""Editor schema: the validator's own key tables (bridge.config, each target kind's config_keys and
+run_keys) -> a JSON Schema (draft 2020-12) of rules.yaml, which `bridge schema` prints.
+
+Input: nothing but those tables. Output: a dict. The schema gives editors completion and a first
+check while typing; `bridge check` stays the authority (and the source of every message): where
+a value's shape depends on more than its key, the schema admits it and leaves the rest to it.
+"""
+from __future__ import annotations
+
+from . import config
+from .events import KINDS
+from .targets import TARGET_KINDS, target_class
+
+SECRET_REF = {"type": "string", "pattern": r"^\$\{(env|file|credential):[^}]+\}$",
+              "description": "a secret reference: ${env:NAME}, ${file:PATH} or ${credential:NAME}"}
+DURATION = {"type": ["string", "number"], "description": "seconds, or 5s, 10m, 24h, 30d, 2w"}
+SIZE = {"type": ["string", "integer"], "description": "bytes, or 500M, 5G"}
+POSITIVE = {"type": "integer", "minimum": 1}
+PATTERNS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+            "description": "a pattern or a list of patterns (GitHub Actions filter syntax)"}
+STRING_MAP = {"type": "object"}
+
+
+def _object(keys, hints: dict, *, required=(), description: str | None = None) -> dict:
+    """An object with exactly `keys` (the validator's table), typed by `hints` where known."""
+    out = {"type": "object",
+           "properties": {key: dict(hints.get(key, {})) for key in keys},
+           "additionalProperties": False}
+    if required:
+        out["required"] = list(required)
+    if description:
+        out["description"] = description
+    return out
+
+
+def _retry() -> dict:
+    return _object(config.RETRY_KEYS, {k: DURATION for k in config.RETRY_KEYS},
+                   description="backoff of retries: initial, maximum, give_up_after")
+
+
+# Types of keys the validator knows, by name; a key with no hint here takes any value.
+TARGET_HINTS = {
+    "kind": {"type": "string"}, "url": {"type": "string"}, "user": {"type": "string"},
+    "token": SECRET_REF, "build_token": SECRET_REF, "timeout": DURATION,
+    "verify_tls": {"type": "boolean"}, "ca_bundle": {"type": "string"},
+    "region": {"type": "string"}, "profile": {"type": "string"}, "role_arn": {"type": "string"},
+    "endpoint_url": {"type": "string"}, "cwd": {"type": "string"}, "env": STRING_MAP,
+    "fail": {"type": "boolean"},
+}
+RUN_HINTS = {
+    "target": {"type": "string", "description": "a target's name under targets:"},
+    "job": {"type": "string"}, "parameters": STRING_MAP, "unique": {"type": "boolean"},
+    "delay": DURATION, "project": {"type": "string"}, "source_version": {"type": "string"},
+    "env": STRING_MAP, "buildspec_override": {"type": "string"},
+    "compute_type_override": {"type": "string"}, "name": {"type": "string"},
+    "command": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                "description": "argv list, literal; payload values reach it only as BRIDGE_* variables"},
+    "cwd": {"type": "string"}, "timeout": DURATION,
+}
+
+
+def _target(kind: str) -> dict:
+    cls = target_class(kind)
+    keys = dict(cls.config_keys)
+    keys.setdefault("kind", True)
+    keys.setdefault("retry", False)
+    hints = {**TARGET_HINTS, "kind": {"const": kind}, "retry": _retry(),
+             **{k: SECRET_REF for k in getattr(cls, "secret_keys", ())}}
+    return _object(keys, hints, required=[k for k, req in keys.items() if req])
+
+
+def _run(kind: str) -> dict:
+    keys = dict(target_class(kind).run_keys)
+    keys.setdefault("target", True)
+    return _object(keys, RUN_HINTS, required=[k for k, req in keys.items() if req],
+                   description=f"run: for a target of kind {kind}")
+
+
+def _targets() -> dict:
+    kinds = sorted(TARGET_KINDS)
+    target = {"type": "object", "required": ["kind"],
+              "properties": {"kind": {"enum": kinds}},
+              "allOf": [{"if": {"properties": {"kind": {"const": k}}, "required": ["kind"]},
+                         "then": _target(k)} for k in kinds]}
+    return {"type": "object", "additionalProperties": target,
+            "description": "build targets by name: kind jenkins, codebuild, exec (or memory)"}
+
+
+def _sources() -> dict:
+    report = _object(config.REPORT_KEYS, {"token": SECRET_REF, "api_url": {"type": "string"},
+                                          "timeout": DURATION, "retry": _retry()},
+                     required=["token"], description="commit statuses back to the git host")
+    hints = {"provider": {"enum": list(config.PROVIDER_NAMES)},
+             "secrets": {"anyOf": [SECRET_REF, {"type": "array", "items": SECRET_REF, "minItems": 1}]},
+             "clone_url": {"type": "string"}, "clone_token": SECRET_REF, "report": report}
+    source = _object(config.SOURCE_KEYS, hints, required=["provider", "secrets"])
+    return {"type": "object", "minProperties": 1, "additionalProperties": source,
+            "description": "webhook endpoints by name: POST /hooks/<name>"}
+
+
+def _rules() -> dict:
+    on_hints = {key: PATTERNS for key in config.ON_KEYS}
+    on_hints["events"] = {"anyOf": [{"enum": list(KINDS)},
+                                    {"type": "array", "items": {"enum": list(KINDS)}, "minItems": 1}]}
+    hints = {"name": {"type": "string", "minLength": 1}, "description": {"type": "string"},
+             "on": _object(config.ON_KEYS, on_hints, description="which events: as GitHub Actions' on:"),
+             "run": {"anyOf": [_run(k) for k in sorted(TARGET_KINDS)]},
+             "on_unknown_files": {"enum": ["run", "skip"]}, "context": {"type": "string"},
+             "report": {"type": "boolean"}, "report_skipped": {"type": "boolean"}}
+    rule = _object(config.RULE_KEYS, hints, required=["name", "on", "run"])
+    return {"type": "array", "items": rule}
+
+
+def _settings() -> dict:
+    follow = _object(config.FOLLOW_KEYS, {**{k: DURATION for k in config.FOLLOW_KEYS},
+                                          "concurrency": POSITIVE})
+    mirrors = _object(config.MIRRORS_KEYS, {**{k: DURATION for k in config.MIRRORS_KEYS},
+                                            "max_size": SIZE})
+    hints = {"durability": {"enum": ["full", "normal"]}, "max_body_bytes": POSITIVE,
+             "workers": POSITIVE, "dispatcher_concurrency": POSITIVE, "lease_seconds": DURATION,
+             "poll_interval": DURATION, "database_url": {"type": "string"},
+             "admin_token": SECRET_REF, "follow": follow, "mirrors": mirrors,
+             "log_level": {"enum": list(config.LOG_LEVELS)}}
+    return _object(config.SETTINGS_KEYS, hints)
+
+
+def rules_schema() -> dict:
+    """The JSON Schema of rules.yaml."""
+    sections = {"sources": _sources(), "targets": _targets(), "rules": _rules(),
+                "settings": _settings()}
+    schema = _object(config.TOP_KEYS, sections, required=["sources"])
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "bridge rules.yaml",
+            "description": "Sources, targets, rules and settings of the bridge. `bridge check` "
+                           "validates fully and explains every problem with its line.",
+            **schema}
