@@ -13,7 +13,7 @@ COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quie
 .PHONY: run test venv lock lock-upgrade bench clean
 
 # One line per step, and pip's own line per package: about a minute on a fresh machine.
-$(BIN)/bridge: setup.cfg pyproject.toml requirements/test.lock
+$(BIN)/cibridge: setup.cfg pyproject.toml requirements/test.lock
 	@echo "bridge: [1/3] virtual environment $(VENV)"
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "bridge: '$(PYTHON) -m venv' failed;" \
 	  "on Debian/Ubuntu install python3-venv first (apt-get install python3-venv)" >&2; exit 1; }
@@ -21,10 +21,10 @@ $(BIN)/bridge: setup.cfg pyproject.toml requirements/test.lock
 	$(PIP) install --progress-bar off --require-hashes -r requirements/test.lock
 	@echo "bridge: [3/3] bridge itself, editable, without dependencies (the lock has them all)"
 	$(PIP) install --progress-bar off --no-deps -e .
-	@touch $(BIN)/bridge
+	@touch $(BIN)/cibridge
 	@echo "bridge: $(VENV) is ready"
 
-venv: $(BIN)/bridge
+venv: $(BIN)/cibridge
 
 # The development webhook secret the shipped rules.yaml reads, made once (a build host uses
 # LoadCredential=, see the README).
@@ -33,8 +33,8 @@ var/dev-secret:
 
 run: venv var/dev-secret
 	@echo "bridge: webhook secret for the shipped rules.yaml is in var/dev-secret"
-	@echo "bridge: try it: $(BIN)/bridge send --source github deploy/examples/github-push.json"
-	$(BIN)/bridge serve --rules rules.yaml --state-dir var --bind 127.0.0.1:8080
+	@echo "bridge: try it: $(BIN)/cibridge send --source github deploy/examples/github-push.json"
+	$(BIN)/cibridge serve --rules rules.yaml --state-dir var --bind 127.0.0.1:8080
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

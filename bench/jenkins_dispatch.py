@@ -1,5 +1,5 @@
 """Benchmark: ack (the 202 reaching the git host) -> Jenkins build request received, p50/p99, and
-builds started per second, through a real `bridge serve` (gunicorn + one dispatcher) with
+builds started per second, through a real `cibridge serve` (gunicorn + one dispatcher) with
 dispatcher concurrency 1, 4 and 16.
 
 Run: .venv/bin/python bench/jenkins_dispatch.py [--burst N] [--quiet-period 5]
@@ -53,7 +53,7 @@ def push_body(template: dict) -> bytes:
 
 
 def start_bridge(workdir: Path, standin: JenkinsStandin, concurrency: int) -> BridgeProcess:
-    """`bridge serve` as a child process (tests/support_serve.py), stopped by its pid."""
+    """`cibridge serve` as a child process (tests/support_serve.py), stopped by its pid."""
     env = {"BENCH_SECRET": SECRET, "BENCH_JENKINS_TOKEN": standin.users["bridge"]}
     return BridgeProcess(workdir, RULES.format(concurrency=concurrency, url=standin.url),
                          env=env).start(timeout=60)

@@ -1,4 +1,4 @@
-"""Benchmark: ack throughput and latency of a real `bridge serve` under signed, distinct deliveries.
+"""Benchmark: ack throughput and latency of a real `cibridge serve` under signed, distinct deliveries.
 
 Input: flags picking the parts (closed loop, open loop, exec builds/s, ack -> memory target, the
 bare Flask floor) and the durabilities. Output: one line per measurement on stdout - deliveries/s,
@@ -389,7 +389,7 @@ class Server:
 
 
 class Bridge:
-    """`bridge serve` (or serve --no-dispatcher) on a fresh state directory."""
+    """`cibridge serve` (or serve --no-dispatcher) on a fresh state directory."""
 
     def __init__(self, workdir: Path, *, durability: str, run: str, args, dispatcher: bool = True,
                  name: str = "bridge"):

@@ -1,4 +1,4 @@
-"""Benchmark: durable acks/s and ack latency of `bridge serve` on PostgreSQL (one and two
+"""Benchmark: durable acks/s and ack latency of `cibridge serve` on PostgreSQL (one and two
 instances sharing a database) beside the embedded SQLite store (one instance).
 
 Input: the PostgreSQL server at BRIDGE_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/test;
@@ -10,7 +10,7 @@ Run: .venv/bin/python bench/pg_bench.py [--duration 10] [--connections 64]
 Closed loop: 64 keep-alive connections, each sending its next signed, distinct push as soon as the
 last is answered (the client, run_load, is bench/load.py's). Two instances split the connections
 evenly, as a round-robin load balancer would. durability "full": every 202 is on disk (SQLite
-synchronous=FULL; PostgreSQL synchronous_commit=on). Each instance is a whole `bridge serve`
+synchronous=FULL; PostgreSQL synchronous_commit=on). Each instance is a whole `cibridge serve`
 (2 web workers x 4 threads and a dispatcher, memory target), all on this host's cores together
 with the client and the server: figures compare setups on one machine, not clusters.
 """

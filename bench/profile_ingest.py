@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                         help="timed rounds (default 9); the best and the median are printed")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top 25 by tottime")
     parser.add_argument("--multiprocess", action="store_true",
-                        help="metrics in prometheus-client's multiprocess files, as under `bridge serve`")
+                        help="metrics in prometheus-client's multiprocess files, as under `cibridge serve`")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bridge-profile-") as tmp:
         workdir = Path(tmp)

@@ -95,13 +95,13 @@ class _NoRemoteRef(_Unknown):
         self.ref = ref
 
 
-#: The one line a missing git gives: on the job, in the log and in `bridge explain`.
+#: The one line a missing git gives: on the job, in the log and in `cibridge explain`.
 GIT_MISSING = ("the git mirror needs the `git` command, which is not on PATH: install git (or "
                "set GIT_PYTHON_GIT_EXECUTABLE to it)")
 
 
 def gitpython():
-    """GitPython, imported where a mirror is used and nowhere else: `bridge --help`, `check`
+    """GitPython, imported where a mirror is used and nowhere else: `cibridge --help`, `check`
     and everything that needs no mirror run on a host without git. Raises `_Final` with
     GIT_MISSING (one line) when git cannot be run."""
     try:
@@ -274,7 +274,7 @@ def payload_incomplete(event: Event) -> str | None:
 
 def files_from_payload(event: Event) -> FileResolution:
     """The chain's answer without a mirror, and the ONE wording of it (the dispatcher's chain
-    and `bridge explain` both give it): no files for a tag or a deleted ref, the payload's files
+    and `cibridge explain` both give it): no files for a tag or a deleted ref, the payload's files
     when its lists are provably complete, else source "unknown" with why they are not."""
     if (fixed := _not_applicable(event)) is not None:
         return fixed
@@ -307,7 +307,7 @@ def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | N
 def resolve_for_source(event: Event, mirrors: Mirrors | None, source) -> FileResolution:
     """`resolve_changed_files` for an event of `source` (a SourceConfig; None when the source
     is gone from rules.yaml): its `clone_url` first, payload URLs only on its `clone_hosts`.
-    The dispatcher and `bridge explain --resolve-files` both call this."""
+    The dispatcher and `cibridge explain --resolve-files` both call this."""
     hosts = tuple(getattr(source, "clone_hosts", ()) or ())
     where = describe_hosts(getattr(source, "name", None), hosts,
                            getattr(source, "clone_hosts_default", True))

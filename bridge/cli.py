@@ -1,4 +1,4 @@
-"""The `bridge` command line (click, as Flask uses): check, explain, serve, dispatch and the operator commands.
+"""The `cibridge` command line (click, as Flask uses): check, explain, serve, dispatch and the operator commands.
 
 Input: arguments and the BRIDGE_* environment. Output: exit status 0 on success, 1 on a
 reported problem, 2 on a usage error; human text by default, JSON where `--format json` says so.
@@ -19,7 +19,7 @@ from .errors import BridgeError, DeliveryError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="bridge")
+@click.version_option(__version__, "-V", "--version", prog_name="cibridge")
 @log_options
 def cli():
     """bridge: webhook bridge from git pushes to CI builds."""
@@ -63,7 +63,7 @@ def _load_or_exit(rules_path, *, resolve_secrets: bool):
     and pointing at --no-secrets when only unreadable secrets failed a check."""
     def hint(problems):
         if resolve_secrets and all(": secret ${" in p for p in problems):
-            return ("(only secrets are missing: `bridge check --no-secrets` checks a rules file "
+            return ("(only secrets are missing: `cibridge check --no-secrets` checks a rules file "
                     "on a machine that holds none, such as a rules repository's CI)")
         return None
     return load_or_exit(rules_path, resolve_secrets=resolve_secrets, hint=hint)
@@ -197,9 +197,9 @@ def _with_database_url(config, url):
     return replace(config, settings=replace(config.settings, database_url=url))
 @cli.command()
 def schema():
-    """Print the JSON Schema of rules.yaml (editor completion; `bridge check` stays the judge).
+    """Print the JSON Schema of rules.yaml (editor completion; `cibridge check` stays the judge).
 
-    Save it beside the rules (`bridge schema > rules.schema.json`) and point the file at it with
+    Save it beside the rules (`cibridge schema > rules.schema.json`) and point the file at it with
     a first line `# yaml-language-server: $schema=rules.schema.json`."""
     from .rules_schema import rules_schema
     click.echo(json.dumps(rules_schema(), indent=2, ensure_ascii=False))
@@ -217,6 +217,6 @@ _add_commands()
 
 
 def main():
-    cli(prog_name="bridge")
+    cli(prog_name="cibridge")
 
 

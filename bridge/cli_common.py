@@ -1,4 +1,4 @@
-"""Shared pieces of the `bridge` commands: options, defaults, loading rules and opening the store.
+"""Shared pieces of the `cibridge` commands: options, defaults, loading rules and opening the store.
 
 Input: command-line options and the BRIDGE_* environment. Output: a Config or a Store, or exit 1
 with every problem printed.
@@ -27,7 +27,7 @@ def rules_option(f):
 
 def absolute_state_dir(path) -> str:
     """`path` made absolute against the current directory, once, when a command starts: every
-    part (the SQLite file, git run inside a mirror with GIT_DIR set, the children `bridge serve`
+    part (the SQLite file, git run inside a mirror with GIT_DIR set, the children `cibridge serve`
     starts) then sees the same directory whatever its own working directory is."""
     return os.path.abspath(os.fspath(path))
 
@@ -70,7 +70,7 @@ def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
 
 
 def load_accepted_or_exit(rules_path, state_dir):
-    """The rules `bridge web` / `bridge dispatch` start on: the last-good snapshot in the state
+    """The rules `cibridge web` / `cibridge dispatch` start on: the last-good snapshot in the state
     directory (rules.yaml itself only at the very first start), or exit 1 with every problem."""
     from .serve import load_accepted
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def open_store(config, state_dir, create=True, **kw):
 # --- the operator commands: the store without the secrets or a valid rules file ----------------
 
 def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
-    """The database `bridge deliveries`, `retry`, `replay` and `prune` use, found as the service
+    """The database `cibridge deliveries`, `retry`, `replay` and `prune` use, found as the service
     finds it but reading no secret except the database URL's own and validating nothing:
     settings.database_url of the rules the service last accepted (the snapshot in the state
     directory), else of rules.yaml (read as YAML only), else BRIDGE_DATABASE_URL, else the
@@ -190,7 +190,7 @@ def duration_option(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 def _log_env(name):
     """A click callback putting a log option into the environment, where bridge.logs and every
-    child process (`bridge serve` starts `bridge web` and `bridge dispatch`) read it."""
+    child process (`cibridge serve` starts `cibridge web` and `cibridge dispatch`) read it."""
     def callback(ctx, param, value):
         if value is not None:
             os.environ[name] = value.lower()

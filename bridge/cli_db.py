@@ -1,4 +1,4 @@
-"""`bridge db status` and `bridge db upgrade`: the store's schema version, and the migrations.
+"""`cibridge db status` and `cibridge db upgrade`: the store's schema version, and the migrations.
 
 Input: rules.yaml (for `settings.database_url`), BRIDGE_DATABASE_URL, or --database-url. Output:
 the schema's state on stdout; exit 0 when the schema is (now) current, 1 otherwise.
@@ -26,9 +26,9 @@ def _database_option(f):
 def db():
     """The store's schema: `status` shows its version, `upgrade` applies the migrations.
 
-    The embedded SQLite store creates and upgrades itself when `bridge serve` starts. On
-    PostgreSQL, shared by several instances, `bridge serve` only creates an empty database:
-    upgrades are `bridge db upgrade`, run once, at the moment you choose.
+    The embedded SQLite store creates and upgrades itself when `cibridge serve` starts. On
+    PostgreSQL, shared by several instances, `cibridge serve` only creates an empty database:
+    upgrades are `cibridge db upgrade`, run once, at the moment you choose.
     """
 
 
@@ -50,11 +50,11 @@ def status(rules_path, state_dir, database_url):
     for problem in st.drift:
         click.echo(f"  drift: {problem}")
     if st.version is None:
-        click.echo("no bridge schema here: `bridge db upgrade` creates it")
+        click.echo("no cibridge schema here: `cibridge db upgrade` creates it")
     elif st.version > st.code_version:
         click.echo("the database is newer than this bridge: run the newer release")
     elif st.pending:
-        click.echo("run `bridge db upgrade`")
+        click.echo("run `cibridge db upgrade`")
     elif st.drift:
         click.echo("the tables differ from what this version expects (changed by hand?)")
     sys.exit(0 if st.current else 1)

@@ -1,4 +1,4 @@
-"""`bridge mirrors list|prune`: the operator's view of the git mirrors used for path filters.
+"""`cibridge mirrors list|prune`: the operator's view of the git mirrors used for path filters.
 
 Input: the state directory (mirrors live in <state_dir>/mirrors) and, for the default limits,
 rules.yaml's `settings.mirrors`. Output: a table of mirrors, or the mirrors evicted; every URL

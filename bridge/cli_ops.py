@@ -30,7 +30,7 @@ def _state(state_dir):
               help="HOST:PORT (or unix:PATH) for the web workers (env BRIDGE_BIND); "
                    "port 0 takes a free one, printed at start")
 @click.option("--workers", type=int, default=None, help="gunicorn workers (default settings.workers)")
-@click.option("--no-dispatcher", is_flag=True, help="web workers only (same as `bridge web`)")
+@click.option("--no-dispatcher", is_flag=True, help="web workers only (same as `cibridge web`)")
 @log_options
 def serve(rules_path, state_dir, bind, workers, no_dispatcher):
     """Run the web workers (gunicorn) and the dispatcher together.
@@ -54,7 +54,7 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 @state_option
 @click.option("--bind", envvar="BRIDGE_BIND", default=DEFAULT_BIND, show_default=True,
               help="HOST:PORT or unix:PATH to listen on (env BRIDGE_BIND), or fd://N: a listening "
-                   "socket inherited as file descriptor N (how `bridge serve` hands over its port)")
+                   "socket inherited as file descriptor N (how `cibridge serve` hands over its port)")
 @click.option("--workers", type=int, default=None,
               help="gunicorn worker processes (default settings.workers, else the gunicorn config's, else 2)")
 @click.option("--threads", type=int, default=None, help="threads per worker (default the gunicorn config's)")
@@ -65,7 +65,7 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
     """Run only the web workers (gunicorn): for hosts that split web and dispatcher.
 
-    Starts on the rules last accepted (a reload, a start of `bridge serve`), not on an edit of
+    Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
     from .listener import BindError, Listener
     from .logs import setup
@@ -94,7 +94,7 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 def dispatch(rules_path, state_dir, concurrency):
     """Run a dispatcher alone: claims queued jobs and starts them on their targets.
 
-    Starts on the rules last accepted (a reload, a start of `bridge serve`), not on an edit of
+    Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
     from .logs import setup
     from .serve import run_dispatcher
@@ -163,11 +163,11 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
 
 @deliveries.command("show")
 @click.option("--rules", "rules_path", default=None, type=click.Path(dir_okay=False),
-              help="as `bridge deliveries --rules` (either place)")
+              help="as `cibridge deliveries --rules` (either place)")
 @click.option("--state-dir", default=None, callback=state_dir_callback,
-              help="as `bridge deliveries --state-dir` (either place)")
+              help="as `cibridge deliveries --state-dir` (either place)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None,
-              help="as `bridge deliveries --format` (either place)")
+              help="as `cibridge deliveries --format` (either place)")
 @click.argument("delivery_id")
 @click.pass_obj
 def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
@@ -176,7 +176,7 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
     DELIVERY_ID may be any unique beginning of the id. Each status shows the state as the git
     host got it (GitHub has no "running": it got "pending") and the host's answer."""
     from .feedback import host_view
-    # The group's options (`bridge deliveries --rules X show ID`) unless given after `show`.
+    # The group's options (`cibridge deliveries --rules X show ID`) unless given after `show`.
     obj = {"rules_path": rules_path or obj["rules_path"], "state_dir": state_dir or obj["state_dir"],
            "fmt": fmt or obj["fmt"]}
     store = _store(obj["rules_path"], obj["state_dir"])

@@ -1,4 +1,4 @@
-"""`bridge retry`: dead or failed jobs queued again, by id or in bulk by filter, after a look.
+"""`cibridge retry`: dead or failed jobs queued again, by id or in bulk by filter, after a look.
 
 Input: job ids or filters (state, age, target, rule, repository), the store in the state
 directory (no secret, no valid rules file). Output: the jobs found, a question on a terminal

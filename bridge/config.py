@@ -3,7 +3,7 @@
 Input: the file's path (or text). Output: `Config`, or `ConfigError` carrying every problem at
 once, each as `rules.yaml:LINE: rule 'NAME': message`. Secret references are resolved here so a
 missing secret stops the start, naming the reference and never a value; `resolve_secrets=False`
-(explain, `bridge check --no-secrets`) checks their syntax only and leaves their values out.
+(explain, `cibridge check --no-secrets`) checks their syntax only and leaves their values out.
 """
 from __future__ import annotations
 

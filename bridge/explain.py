@@ -1,4 +1,4 @@
-"""`bridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
+"""`cibridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
 
 Input: a Config, a source name, raw body bytes and headers (`read_headers` takes them from a
 file). Output: a JSON-able dict
@@ -137,7 +137,7 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
 def render_text(result: dict) -> str:
     lines = []
     stored = result.get("delivery")
-    if stored:     # `bridge explain --delivery`: what happened then, explained under today's rules
+    if stored:     # `cibridge explain --delivery`: what happened then, explained under today's rules
         lines.append(f"delivery: {stored['delivery']} (source {result['source']}): {stored['outcome']}"
                      + (f": {stored['reason']}" if stored.get("reason") else "")
                      + f" under rules {stored['rules_version']}")

@@ -32,7 +32,7 @@ from .targets.base import Run, retry_after
 logger = logging.getLogger("bridge.feedback")
 
 #: A job's statuses in the order they happen. The rank of a status is attempt * 10 + phase, so a
-#: higher rank (later step, or a later attempt after `bridge retry`) supersedes one not yet posted.
+#: higher rank (later step, or a later attempt after `cibridge retry`) supersedes one not yet posted.
 PHASES = {"queued": 0, "accepted": 1, "building": 2, "final": 3}
 #: GitHub answers 422 to a longer description.
 MAX_DESCRIPTION = 140

@@ -1,8 +1,8 @@
-"""Process stage: the web port, bound by `bridge serve` / `bridge web` itself before gunicorn starts.
+"""Process stage: the web port, bound by `cibridge serve` / `cibridge web` itself before gunicorn starts.
 
 Input: a bind address (HOST:PORT, [IPv6]:PORT, unix:PATH, as gunicorn spells them). Output: a
 listening socket handed to gunicorn as `--bind fd://N`, so a busy port is a one-line error at once,
-the port stays open while `bridge serve` restarts its web child, and readiness is probed through
+the port stays open while `cibridge serve` restarts its web child, and readiness is probed through
 this very socket (nobody else can listen on an address we hold).
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Input: events from ingress and the dispatcher (`Metrics.delivery(...)`, `Metrics.job(...)`). Output:
 `/metrics` text in Prometheus format. With several processes, prometheus-client's multiprocess
-mode aggregates them: `bridge serve` points PROMETHEUS_MULTIPROC_DIR at `metrics_dir()`, in memory.
+mode aggregates them: `cibridge serve` points PROMETHEUS_MULTIPROC_DIR at `metrics_dir()`, in memory.
 No label ever carries a secret, a body or a URL: only source, rule, target and outcome names.
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def use_multiprocess_dir(state_dir) -> str:
 
 
 def prepare_multiprocess_dir(state_dir) -> str:
-    """The metrics directory for a starting `bridge serve`/`bridge web`: value files of processes
+    """The metrics directory for a starting `cibridge serve`/`cibridge web`: value files of processes
     that are gone are removed (a restart resets the counters, as Prometheus expects), those of live
     processes stay (a dispatcher running under its own unit keeps its counts)."""
     path = metrics_dir(state_dir)

@@ -1,8 +1,8 @@
 """Editor schema: the validator's own key tables (bridge.config, each target kind's config_keys and
-run_keys) -> a JSON Schema (draft 2020-12) of rules.yaml, which `bridge schema` prints.
+run_keys) -> a JSON Schema (draft 2020-12) of rules.yaml, which `cibridge schema` prints.
 
 Input: nothing but those tables. Output: a dict. The schema gives editors completion and a first
-check while typing; `bridge check` stays the authority (and the source of every message): where
+check while typing; `cibridge check` stays the authority (and the source of every message): where
 a value's shape depends on more than its key, the schema admits it and leaves the rest to it.
 """
 from __future__ import annotations
@@ -131,6 +131,6 @@ def rules_schema() -> dict:
     schema = _object(config.TOP_KEYS, sections, required=["sources"])
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": "bridge rules.yaml",
-            "description": "Sources, targets, rules and settings of the bridge. `bridge check` "
+            "description": "Sources, targets, rules and settings of the bridge. `cibridge check` "
                            "validates fully and explains every problem with its line.",
             **schema}

@@ -1,8 +1,8 @@
-"""Process stage: the rules a process runs (last-good snapshot), `bridge web` and `bridge dispatch`.
+"""Process stage: the rules a process runs (last-good snapshot), `cibridge web` and `cibridge dispatch`.
 
 Input: rules path, state dir, bind address. Output: a running gunicorn or dispatcher; SIGHUP
 validates rules.yaml and reloads (a bad file keeps the running rules: the last-good snapshot,
-which records the file it came from). `bridge serve`, their supervisor, is in supervisor.py.
+which records the file it came from). `cibridge serve`, their supervisor, is in supervisor.py.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ LAST_GOOD = "rules.last-good.yaml"
 # Beside the snapshot: the rules file it was taken from ({"path", "version", "time"}). A start
 # falls back to the snapshot only for that same file, never for rules another file held.
 LAST_GOOD_SOURCE = "rules.last-good.json"
-# Set by `bridge serve` for its children: their SIGHUP comes after the supervisor has validated
+# Set by `cibridge serve` for its children: their SIGHUP comes after the supervisor has validated
 # rules.yaml and recorded the snapshot, so they load the snapshot instead of reading the file
 # again (an edit in between would otherwise put them on rules the supervisor never accepted).
 SUPERVISED = "BRIDGE_SUPERVISED"
@@ -133,9 +133,9 @@ def has_snapshot(state_dir) -> bool:
 
 
 def load_accepted(rules_path, state_dir):
-    """(config, problems) for `bridge web` / `bridge dispatch` at start, whether `bridge serve`
+    """(config, problems) for `cibridge web` / `cibridge dispatch` at start, whether `cibridge serve`
     started them or their own units did: the snapshot, never the file. Only a reload (SIGHUP) or
-    a start of `bridge serve` puts the file into service; a process that restarts alone (killed,
+    a start of `cibridge serve` puts the file into service; a process that restarts alone (killed,
     Restart=on-failure, `systemctl restart bridge-web`) must not run an edit that its siblings do
     not, nor stop on a file that a reload refused. The very first start (no snapshot yet) takes
     the file and records it, and so does a start whose snapshot came from another file (or does
@@ -233,7 +233,7 @@ def _accepted_or_file(rules_path, state_dir):
 
 def validate_and_record(rules_path, state_dir) -> list[str]:
     """Validate rules.yaml; record it as last-good if valid. Returns the problems ([] if valid).
-    Under `bridge serve` a child's reload leaves this to the supervisor: it only reports what
+    Under `cibridge serve` a child's reload leaves this to the supervisor: it only reports what
     the supervisor recorded."""
     if os.environ.get(SUPERVISED):
         status = read_status(state_dir) or {}
@@ -247,7 +247,7 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
     return problems
 
 
-# --- bridge web: gunicorn in this process ----------------------------------------------------
+# --- cibridge web: gunicorn in this process ----------------------------------------------------
 
 WEB_DEFAULTS = {
     "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
@@ -336,7 +336,7 @@ def make_app(rules_path, state_dir):
     return create_app(config, state_dir=state_dir, metrics=Metrics())
 
 
-# --- bridge dispatch --------------------------------------------------------------------------
+# --- cibridge dispatch --------------------------------------------------------------------------
 
 def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None, config=None):
     """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules.

@@ -1,4 +1,4 @@
-"""Signing as the git hosts do, for `bridge send` (testing a setup end to end).
+"""Signing as the git hosts do, for `cibridge send` (testing a setup end to end).
 
 Input: provider name, body bytes, one secret. Output: the headers GitHub or GitLab would send.
 """

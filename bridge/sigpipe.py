@@ -1,4 +1,4 @@
-"""Process stage: signals turned into ordinary events for `bridge serve` and `bridge dispatch`.
+"""Process stage: signals turned into ordinary events for `cibridge serve` and `cibridge dispatch`.
 
 Input: the signals to catch. Output: their numbers, in order, read from a pipe by normal code (a
 thread or the supervisor's loop). The handler itself does nothing: the interpreter's C-level

@@ -1,4 +1,4 @@
-"""Process stage: `bridge serve` supervises `bridge web` (gunicorn) and `bridge dispatch` as two children.
+"""Process stage: `cibridge serve` supervises `cibridge web` (gunicorn) and `cibridge dispatch` as two children.
 
 Input: rules path, state dir, bind address. Output: running processes on one listening socket the
 supervisor binds itself and hands to gunicorn (a busy port is an error at once; the port stays
@@ -30,14 +30,14 @@ log = logging.getLogger("bridge.serve")
 
 @dataclass
 class StartingRules:
-    """What a start of `bridge serve` runs: rules.yaml (text set) or its last good snapshot."""
+    """What a start of `cibridge serve` runs: rules.yaml (text set) or its last good snapshot."""
     config: object
     text: str | None = None
     problems: list[str] = field(default_factory=list)   # the file's, when it runs the snapshot
 
 
 class Supervisor:
-    """Starts `bridge web` and `bridge dispatch`, restarts a child that dies, forwards signals."""
+    """Starts `cibridge web` and `cibridge dispatch`, restarts a child that dies, forwards signals."""
 
     def __init__(self, rules_path, state_dir, bind, *, workers=None, with_dispatcher=True):
         self.rules_path, self.state_dir, self.bind = str(rules_path), str(state_dir), bind

@@ -1,7 +1,7 @@
 """Deployment: gunicorn settings for the bridge's web workers behind nginx on the same host.
 
 Input: the environment (WEB_CONCURRENCY) and the CPUs this process may use. Output:
-module-level gunicorn settings for `bridge web --gunicorn-config FILE` (install.sh puts this
+module-level gunicorn settings for `cibridge web --gunicorn-config FILE` (install.sh puts this
 file at /etc/bridge/gunicorn.conf.py). The bridge sets the worker class and bind (--bind)
 itself: a gthread worker that reads each request whole within rules.yaml's
 settings.header_timeout and settings.body_timeout (bridge/webworker.py), so nothing here can

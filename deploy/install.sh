@@ -220,7 +220,7 @@ case $SOURCE in
     *.whl) run $PIP install --quiet --root-user-action=ignore --no-deps --force-reinstall "$SOURCE" ;;
 esac
 if [ "$DRY_RUN" = 0 ]; then
-    "$VENV/bin/bridge" --help >/dev/null || die "$VENV/bin/bridge does not run"
+    "$VENV/bin/cibridge" --help >/dev/null || die "$VENV/bin/cibridge does not run"
 fi
 
 # 4. Configuration: gunicorn.conf.py is the admin's once installed.
@@ -242,7 +242,7 @@ else
     say "skipped: systemctl daemon-reload (systemd is not running here)"
 fi
 
-say "optional: systemctl enable --now bridge-reload.path (reloads when rules.yaml changes, after bridge check)"
+say "optional: systemctl enable --now bridge-reload.path (reloads when rules.yaml changes, after cibridge check)"
 if [ ! -e "$CONF_DIR/rules.yaml" ]; then
     say "next: write $CONF_DIR/rules.yaml (root:$SERVICE_USER, mode 640), then: systemctl enable --now bridge"
 else

@@ -1,4 +1,4 @@
-"""Test support: a real `bridge serve` (supervisor + gunicorn + dispatcher) on 127.0.0.1.
+"""Test support: a real `cibridge serve` (supervisor + gunicorn + dispatcher) on 127.0.0.1.
 
 Input: a rules.yaml text and environment. Output: a running bridge the test talks to over real
 HTTP, its process tree (to kill parts of it by pid), its logs and its store. Everything started

@@ -1,4 +1,4 @@
-"""Tests for bridge.changes and `bridge mirrors`: the changed-files chain against real git
+"""Tests for bridge.changes and `cibridge mirrors`: the changed-files chain against real git
 repositories made here, served over file:// and over `git daemon` on 127.0.0.1. Those URLs
 reach the mirror as a source's configured `clone_url` (`url=`): URLs from a payload may only
 be https or ssh (see test_changes_urls.py)."""
@@ -140,7 +140,7 @@ def test_existing_branch_push_is_the_two_dot_diff(make_upstream, mirrors, transp
     assert got.files == {"a.txt", "b.txt", "c.txt"}
     assert got.source == "mirror"
     assert "capped" in got.reason and f"git diff {before[:12]}..{after[:12]}" in got.reason
-    # Asked again (replay, `bridge explain --resolve-files`): the same answer from the warm mirror.
+    # Asked again (replay, `cibridge explain --resolve-files`): the same answer from the warm mirror.
     assert resolve_changed_files(event, mirrors, url=up.url) == got
     [listed] = mirrors.list()
     assert listed["url"] == up.url and listed["size"] > 0

@@ -1,6 +1,6 @@
 """Tests for which URLs the git mirrors fetch from: payload URLs limited to https and ssh, the
 next candidate tried when one fails (a private repository over ssh with the service user's key),
-`${repo}` in a source's clone_url, its refusal already at `bridge check`, `settings.mirrors`,
+`${repo}` in a source's clone_url, its refusal already at `cibridge check`, `settings.mirrors`,
 and the delivery id on every changed-files log line. Real git repositories made here; "ssh" is
 a stand-in command that runs git's remote side locally, as git's own test suite does."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`bridge check` and `bridge explain` through the real command line (click's runner, and a real
+"""`cibridge check` and `cibridge explain` through the real command line (click's runner, and a real
 subprocess for the shipped rules.yaml on a fresh checkout)."""
 import json
 import os
@@ -126,7 +126,7 @@ def test_shipped_rules_check_without_secrets_on_a_fresh_checkout(fresh_checkout)
     line = next(n for n, text in enumerate((REPO / "rules.yaml").read_text().splitlines(), 1)
                 if "${file:var/dev-secret}" in text and not text.lstrip().startswith("#"))
     assert f"rules.yaml:{line}: source 'github': secret ${{file:var/dev-secret}}: cannot read" in err
-    assert "bridge check --no-secrets" in err
+    assert "cibridge check --no-secrets" in err
     assert not (fresh_checkout / "var").exists()
 
 

@@ -1,4 +1,4 @@
-"""The operator commands on a real store: `bridge deliveries [show]`, `replay --no-rematch`,
+"""The operator commands on a real store: `cibridge deliveries [show]`, `replay --no-rematch`,
 `retry` and `prune` need the state directory only (no secret, no valid rules file); `show` takes
 an id prefix and shows statuses as the git host got them; `--repo` is a glob; every option of
 every command says what it does.
@@ -19,7 +19,7 @@ from bridge.cli import cli
 from bridge.store import NewStatus, Store
 from support_store import new_delivery, new_job, pg_schema
 
-#: Invalid (a target that is a number) and naming secrets nobody set: `bridge check` refuses it.
+#: Invalid (a target that is a number) and naming secrets nobody set: `cibridge check` refuses it.
 BROKEN_RULES = """\
 sources:
   github: {provider: github, secrets: ["${env:NOBODY_SET_THIS}"]}
@@ -183,6 +183,6 @@ def _options_without_help(command: click.Command, path: str) -> list[str]:
 
 
 def test_every_option_of_every_command_has_help_text():
-    assert _options_without_help(cli, "bridge") == []
+    assert _options_without_help(cli, "cibridge") == []
     # The walk reaches the nested commands too.
     assert "deliveries" in cli.commands and "show" in cli.commands["deliveries"].commands

@@ -1,7 +1,7 @@
-"""`bridge retry` in bulk: builds that failed while their command was down are found by filter,
+"""`cibridge retry` in bulk: builds that failed while their command was down are found by filter,
 counted, confirmed (a terminal, or --yes) and run again; each as a new run of its job.
 
-Input: real exec builds run by a real Dispatcher on a real SQLite store, `bridge retry` run
+Input: real exec builds run by a real Dispatcher on a real SQLite store, `cibridge retry` run
 in-process and, for the prompt, as a process on a pseudo-terminal. Output: job states, history
 and the command's text.
 """
@@ -125,7 +125,7 @@ def test_the_prompt_on_a_terminal(outage, tmp_path):
 
 def test_a_rerun_is_a_new_build_for_targets_with_an_idempotency_key():
     """CodeBuild would answer a failed build's token with that build; Jenkins would find it by
-    BRIDGE_DELIVERY. After `bridge retry` of a failed job both keys change; a transient retry
+    BRIDGE_DELIVERY. After `cibridge retry` of a failed job both keys change; a transient retry
     of the same run keeps them."""
     first = Job(id=7, delivery="d-1", rule="r", target="t", request={}, event=None)
     rerun = Job(id=7, delivery="d-1", rule="r", target="t", request={"bridge_rerun": 1}, event=None)

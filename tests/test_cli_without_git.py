@@ -1,4 +1,4 @@
-"""The command line on a host without `git` (a rules repository's CI image): `bridge --help`,
+"""The command line on a host without `git` (a rules repository's CI image): `cibridge --help`,
 `check --no-secrets` and the commands that use no mirror work; one that needs a mirror says in
 one line that git is missing and leaves the decision to on_unknown_files. Real subprocesses with
 a PATH that holds no git."""

@@ -1,5 +1,5 @@
 """Deleted branches and tags have no commit: `sha` is null in the event, explain and stored
-deliveries, `${sha}` renders empty, and `bridge check` refuses `${sha}` in a rule that runs on
+deliveries, `${sha}` renders empty, and `cibridge check` refuses `${sha}` in a rule that runs on
 deletions unless the rule accepts an empty value. Real GitHub and GitLab deletion payloads."""
 import json
 
@@ -90,7 +90,7 @@ def test_explain_shows_null_sha_in_json_and_no_zeros_in_text(write_rules, tmp_pa
     assert "no commit to build" in text and "(build 000000" not in text
 
 
-# --- bridge check -----------------------------------------------------------------------------
+# --- cibridge check -----------------------------------------------------------------------------
 
 CHECKED = """\
 sources:

@@ -84,7 +84,7 @@ def test_unit_runs_the_bridge_as_its_user_with_state_config_reload_and_restart(n
     # Exec targets without a cwd run here: "/" is read-only under ProtectSystem=strict.
     assert u["WorkingDirectory"] == ["%S/bridge"]
     assert u["ConfigurationDirectory"] == ["bridge"]
-    assert u["ExecStart"][0].startswith(UNIT_PREFIX + "venv/bin/bridge ")
+    assert u["ExecStart"][0].startswith(UNIT_PREFIX + "venv/bin/cibridge ")
     assert u["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert u["Restart"] == ["on-failure"]
     assert "BRIDGE_RULES=/etc/bridge/rules.yaml" in u["Environment"]
@@ -109,8 +109,8 @@ def test_serve_and_web_signal_readiness_dispatcher_does_not():
     assert unit("bridge.service")["Type"] == ["notify"]
     assert unit("bridge-web.service")["Type"] == ["notify"]
     assert unit("bridge-dispatcher.service")["Type"] == ["exec"]
-    assert unit("bridge.service")["ExecStart"] == [UNIT_PREFIX + "venv/bin/bridge serve"]
-    assert unit("bridge-dispatcher.service")["ExecStart"] == [UNIT_PREFIX + "venv/bin/bridge dispatch"]
+    assert unit("bridge.service")["ExecStart"] == [UNIT_PREFIX + "venv/bin/cibridge serve"]
+    assert unit("bridge-dispatcher.service")["ExecStart"] == [UNIT_PREFIX + "venv/bin/cibridge dispatch"]
     web = unit("bridge-web.service")["ExecStart"][0].split()
     assert web[1:3] == ["web", "--gunicorn-config"] and web[3] == "/etc/bridge/gunicorn.conf.py"
     # The single unit and the split pair must never run at once (same port, same state).
@@ -136,7 +136,7 @@ def test_verify_passes(name, tmp_path):
     # verify checks that ExecStart's program exists: point the prefix at one that does.
     prefix = tmp_path / "opt"
     (prefix / "venv" / "bin").mkdir(parents=True)
-    program = prefix / "venv" / "bin" / "bridge"
+    program = prefix / "venv" / "bin" / "cibridge"
     program.write_text("#!/bin/sh\nexit 0\n")
     program.chmod(0o755)
     render_units(prefix, tmp_path / "units")
@@ -221,7 +221,7 @@ def free_port() -> int:
 
 
 def test_bridge_web_runs_with_the_gunicorn_config(tmp_path, write_rules):
-    """The real `bridge web --gunicorn-config deploy/gunicorn.conf.py`, on 127.0.0.1."""
+    """The real `cibridge web --gunicorn-config deploy/gunicorn.conf.py`, on 127.0.0.1."""
     rules = write_rules()
     port = free_port()
     proc = subprocess.Popen(
@@ -238,7 +238,7 @@ def test_bridge_web_runs_with_the_gunicorn_config(tmp_path, write_rules):
                 answer = requests.get(url + "/healthz", timeout=2)
                 break
             except requests.ConnectionError:
-                assert time.monotonic() < deadline, "bridge web did not answer"
+                assert time.monotonic() < deadline, "cibridge web did not answer"
                 time.sleep(0.1)
         assert answer.status_code == 200
         # The file's limits (50 fields, 2048-byte request line; gunicorn's own are 100 and 4094)
@@ -418,7 +418,7 @@ def standin_wheel(directory: Path, dist: str = "bridge") -> Path:
     }
     if dist == "bridge":
         files["bridge-0.0.1.dist-info/entry_points.txt"] = \
-            "[console_scripts]\nbridge = bridge_standin:main\n"
+            "[console_scripts]\ncibridge = bridge_standin:main\n"
     record = []
     for name, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -490,7 +490,7 @@ def test_install_for_real_in_a_sandbox_is_idempotent(tmp_path):
     for name in UNIT_NAMES + RELOAD_UNITS:
         installed = (etc / "systemd" / "system" / name).read_text()
         assert installed == (ROOT / "systemd" / name).read_text().replace(UNIT_PREFIX, f"{prefix}/")
-    assert run([str(prefix / "venv" / "bin" / "bridge")]).stdout == "bridge stand-in\n"
+    assert run([str(prefix / "venv" / "bin" / "cibridge")]).stdout == "bridge stand-in\n"
     assert "skipped: systemctl daemon-reload" in first
 
     units_before = snapshot([etc / "systemd" / "system", etc / "bridge", etc / "passwd"])

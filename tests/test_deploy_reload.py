@@ -46,7 +46,7 @@ def test_the_path_unit_watches_the_rules_the_services_load_and_starts_the_reload
 def test_the_reload_service_checks_first_then_reloads_dispatcher_before_web():
     svc = entries("bridge-reload.service")
     assert svc["Type"] == ["oneshot"] and svc["User"] == ["bridge"]
-    assert svc["ExecStartPre"] == ["/opt/bridge/venv/bin/bridge check --no-secrets /etc/bridge/rules.yaml"]
+    assert svc["ExecStartPre"] == ["/opt/bridge/venv/bin/cibridge check --no-secrets /etc/bridge/rules.yaml"]
     assert svc["ExecStart"] == [f"+/bin/systemctl try-reload-or-restart {u}" for u in
                                 ("bridge.service", "bridge-dispatcher.service", "bridge-web.service")]
     for unit in ("bridge.service", "bridge-web.service", "bridge-dispatcher.service"):
@@ -77,7 +77,7 @@ def test_the_check_the_reload_runs_first_passes_a_good_file_and_stops_a_bad_one(
 def test_systemd_verifies_the_reload_units_and_rates_them_safe(tmp_path):
     prefix = tmp_path / "opt"
     (prefix / "venv" / "bin").mkdir(parents=True)
-    program = prefix / "venv" / "bin" / "bridge"
+    program = prefix / "venv" / "bin" / "cibridge"
     program.write_text("#!/bin/sh\nexit 0\n")
     program.chmod(0o755)
     units = tmp_path / "units"

@@ -1,5 +1,5 @@
 """An exec target with no `cwd:` runs in the state directory (writable under the systemd units'
-sandbox), not in the dispatcher's working directory; a `cwd:` still wins. Real `bridge dispatch`
+sandbox), not in the dispatcher's working directory; a `cwd:` still wins. Real `cibridge dispatch`
 started from "/", as a unit without WorkingDirectory= would be."""
 from __future__ import annotations
 

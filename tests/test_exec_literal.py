@@ -1,4 +1,4 @@
-"""exec commands are literal: `bridge check` refuses every template in an exec argv (each bypass
+"""exec commands are literal: `cibridge check` refuses every template in an exec argv (each bypass
 of the old shell deny-list), a ref git would refuse is a 400 at ingress, and an odd but valid
 branch name builds and reaches the command only through its environment (real app, real SQLite,
 real dispatcher, real subprocess)."""

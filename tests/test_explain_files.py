@@ -1,4 +1,4 @@
-"""`bridge explain`'s `files` answer is the dispatcher's: the same source, files and reason as
+"""`cibridge explain`'s `files` answer is the dispatcher's: the same source, files and reason as
 the changed-files chain gives for every shared payload (a tag, a deleted ref, a new ref, a
 capped list), offline up to the point where the dispatcher would fetch into its mirror."""
 from __future__ import annotations

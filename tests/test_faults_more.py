@@ -1,4 +1,4 @@
-"""Faults on a real `bridge serve` (supervisor + gunicorn + dispatcher) on 127.0.0.1: its metric
+"""Faults on a real `cibridge serve` (supervisor + gunicorn + dispatcher) on 127.0.0.1: its metric
 files removed under it, and a store outage longer than the lease while a job runs. Each delivery
 is a real GitHub push payload, signed; the exec target appends one line per run of a job to a
 file, so a test counts how often each job really ran."""

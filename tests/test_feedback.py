@@ -1,6 +1,6 @@
 """Commit statuses on GitHub and GitLab: config, the API clients against real HTTP stand-ins, the
 status queue in a real store, the dispatcher following Jenkins builds (stand-in), and end to end
-with a real `bridge serve`, the Jenkins stand-in and moto's CodeBuild."""
+with a real `cibridge serve`, the Jenkins stand-in and moto's CodeBuild."""
 from __future__ import annotations
 
 import json
@@ -695,7 +695,7 @@ def test_secrets_never_reach_the_store_or_the_logs(setup, caplog):
     assert "401 Bad credentials" in setup.store.statuses_of("d-1")[0]["answer"]
 
 
-# --- end to end: a real `bridge serve`, Jenkins stand-in, moto's CodeBuild, both git hosts ----------
+# --- end to end: a real `cibridge serve`, Jenkins stand-in, moto's CodeBuild, both git hosts ----------
 
 E2E_RULES = """\
 sources:

@@ -1,4 +1,4 @@
-"""Logs of a real `bridge dispatch`: the level (flag > BRIDGE_LOG_LEVEL > settings.log_level >
+"""Logs of a real `cibridge dispatch`: the level (flag > BRIDGE_LOG_LEVEL > settings.log_level >
 info), journald priorities, text on a terminal (a pty), JSON otherwise, one info line per job
 outcome worth acting on."""
 from __future__ import annotations
@@ -236,7 +236,7 @@ def test_bridge_serve_under_journald_prefixes_every_line_of_every_process(tmp_pa
                     return requests.get(f"{url}/healthz", timeout=1).ok
                 except requests.RequestException:
                     return proc.poll() is not None
-            wait_for(up, timeout=60, what="bridge serve to answer")
+            wait_for(up, timeout=60, what="cibridge serve to answer")
             body, headers = load_payload("github/push__goscm-branch.json")
             headers = {**headers, **sign_github(body, "wrong-secret")}
             assert requests.post(f"{url}/hooks/github", data=body, headers=headers,

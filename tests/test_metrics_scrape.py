@@ -1,4 +1,4 @@
-"""/metrics of a real `bridge serve`: build info, the last reload (Prometheus' convention),
+"""/metrics of a real `cibridge serve`: build info, the last reload (Prometheus' convention),
 process metrics of the supervisor, gunicorn master and workers and the dispatcher, jobs by state
 apart from the queue depth, one count per retry; the shipped alert rules use only metrics it
 exports; one info log line for an accepted delivery whose build succeeds."""

@@ -127,7 +127,7 @@ def test_deliveries_show_lists_the_near_rules(make_app, tmp_path):
     assert "30 other rules name other repositories" in out
 
 
-# --- bridge explain --delivery --------------------------------------------------------------------
+# --- cibridge explain --delivery --------------------------------------------------------------------
 
 def test_explain_delivery_reruns_a_stored_delivery_without_webhook_secrets(make_app, tmp_path, monkeypatch):
     app, _ = make_app(NEAR_RULES)

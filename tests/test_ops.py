@@ -1,4 +1,4 @@
-"""Operations on a real `bridge serve` (supervisor, gunicorn workers, dispatcher) on 127.0.0.1:
+"""Operations on a real `cibridge serve` (supervisor, gunicorn workers, dispatcher) on 127.0.0.1:
 rules reload under a steady stream, the rules version of every verdict, /metrics across
 processes, admin protection, sender health, JSON logs, and no secret anywhere.
 

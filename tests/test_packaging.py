@@ -59,7 +59,8 @@ def norm(name: str) -> str:
 
 def test_floors_direct_imports_and_the_postgres_extra():
     base = {norm(r.name): r for r in install_requires()}
-    assert base["gunicorn"].specifier.contains("23.0") and not base["gunicorn"].specifier.contains("22.0")
+    # >= 23 (scanners), and >= 27: the slow-client worker (webworker.py) builds on its gthread
+    assert not base["gunicorn"].specifier.contains("26.9") and base["gunicorn"].specifier.contains("27.0")
     assert base["requests"].specifier.contains("2.32.4") and not base["requests"].specifier.contains("2.32.3")
     for imported in ("click", "werkzeug", "flask", "botocore", "boto3", "pyyaml", "sqlalchemy"):
         assert imported in base, imported            # imported by bridge/ directly
@@ -78,7 +79,7 @@ def test_metadata_license_classifiers_and_one_version():
     assert installed_version("bridge") == bridge.__version__
     for flag in ("--version", "-V"):
         out = subprocess.run([sys.executable, "-m", "bridge", flag], capture_output=True, text=True)
-        assert out.returncode == 0 and out.stdout == f"bridge, version {bridge.__version__}\n"
+        assert out.returncode == 0 and out.stdout == f"cibridge, version {bridge.__version__}\n"
 
 
 def test_every_lock_pins_every_dependency_with_hashes_and_they_agree():
@@ -157,3 +158,21 @@ print(store.get_delivery("d-1")["jobs"][0]["state"])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout == "queued\n", out.stderr
+
+
+def test_the_console_command_is_not_named_like_iproute2s_bridge():
+    """iproute2 ships /usr/sbin/bridge: our command has a name of its own, in setup.cfg, the
+    Makefile, the units and every README example; `python -m bridge` stays."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    scripts = [line.split("=")[0].strip() for line in
+               cfg["options.entry_points"]["console_scripts"].strip().splitlines()]
+    assert scripts == ["cibridge"]
+    for unit in (ROOT / "systemd").glob("*.service"):
+        for line in unit.read_text().splitlines():
+            if line.startswith("ExecStart"):
+                assert "/bin/bridge " not in line + " ", (unit.name, line)
+    readme = (ROOT / "README.md").read_text()
+    assert not re.search(r"(?m)^\s*(?:\$ )?bridge (?:serve|check|explain|deliveries|send|retry)\b", readme)
+    assert not re.search(r"bin/bridge\b", readme.replace("/usr/sbin/bridge", "") + (ROOT / "Makefile").read_text()
+                         + (ROOT / "deploy" / "install.sh").read_text())

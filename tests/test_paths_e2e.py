@@ -1,4 +1,4 @@
-"""Path filters on a capped push, end to end: a real `bridge serve`, a real git repository, and
+"""Path filters on a capped push, end to end: a real `cibridge serve`, a real git repository, and
 the dispatcher computing changed files in its mirror before it decides to build or skip."""
 import json
 import os
@@ -133,7 +133,7 @@ def test_explain_resolve_files_fetches_like_the_dispatcher(tmp_path, repo, monke
 
 
 class QuickStartBridge(BridgeProcess):
-    """`bridge serve` exactly as the README's quick start (`make run`) runs it: relative
+    """`cibridge serve` exactly as the README's quick start (`make run`) runs it: relative
     `--rules rules.yaml --state-dir var`, from the directory that holds them."""
 
     def argv(self):

@@ -1,7 +1,7 @@
 """Several bridge instances on one PostgreSQL database, and the store's schema versions.
 
 Real parts only: the PostgreSQL server at 127.0.0.1:5432 (a fresh database per test, dropped
-after; skipped when the server is down), SQLite files, `bridge serve` processes on 127.0.0.1 fed
+after; skipped when the server is down), SQLite files, `cibridge serve` processes on 127.0.0.1 fed
 signed copies of a real GitHub push, a real SIGKILL of one instance's whole process tree and a
 real restart of the server. A ledger file, one line per build the exec target runs, is the truth.
 """
@@ -100,7 +100,7 @@ def test_an_older_schema_upgrades_itself_on_sqlite_and_waits_for_the_operator_on
     make_version_1(db_url)
     if db_url.startswith("postgresql"):
         with pytest.raises(StoreUnavailable, match=rf"schema version 1 is older than this bridge "
-                                                   rf"\({SCHEMA_VERSION}\): run `bridge db upgrade`"):
+                                                   rf"\({SCHEMA_VERSION}\): run `cibridge db upgrade`"):
             Store.open(db_url)
         store = Store.open(db_url, upgrade=True)
     else:
@@ -116,7 +116,7 @@ def test_an_older_schema_upgrades_itself_on_sqlite_and_waits_for_the_operator_on
 
 def test_operator_commands_never_change_the_schema(db_url):
     make_version_1(db_url)
-    with pytest.raises(StoreUnavailable, match=r"older than this bridge .* run `bridge db upgrade`"):
+    with pytest.raises(StoreUnavailable, match=r"older than this bridge .* run `cibridge db upgrade`"):
         Store.open(db_url, create=False)
     store = Store.open(db_url, create=False, check=False)
     try:
@@ -147,7 +147,7 @@ def test_another_applications_tables_are_not_adopted(db_url):
             conn.execute(text("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT)"))
     finally:
         engine.dispose()
-    with pytest.raises(StoreUnavailable, match="tables jobs exist but carry no bridge schema version"):
+    with pytest.raises(StoreUnavailable, match="tables jobs exist but carry no cibridge schema version"):
         Store.open(db_url)
 
 
@@ -230,7 +230,7 @@ def test_bridge_db_status_and_upgrade(pg_db):
     out = runner.invoke(db, ["status", "--database-url", url])
     assert out.exit_code == 1
     assert f"schema version: 1 (this bridge: {SCHEMA_VERSION})" in out.output
-    assert "2  pending: " in out.output and "run `bridge db upgrade`" in out.output
+    assert "2  pending: " in out.output and "run `cibridge db upgrade`" in out.output
 
     out = runner.invoke(db, ["upgrade", "--database-url", url])
     assert out.exit_code == 0, out.output
@@ -302,7 +302,7 @@ def test_session_settings_bound_every_statement_and_idle_transaction(pg_db):
         store.close()
 
 
-# -- several `bridge serve` instances on one database -------------------------------------------
+# -- several `cibridge serve` instances on one database -------------------------------------------
 
 RULES = """\
 sources:

@@ -1,4 +1,4 @@
-"""The editor schema (`bridge schema`) and the validator stay in step: every key the validator
+"""The editor schema (`cibridge schema`) and the validator stay in step: every key the validator
 accepts is in the schema and every key of the schema is accepted by the validator, at every
 level; the shipped rules.yaml and the README's examples pass both; a misspelt key fails both."""
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_bridge_schema_prints_the_shipped_schema_file():
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == SCHEMA
     assert json.loads((ROOT / "rules.schema.json").read_text()) == SCHEMA, \
-        "rules.schema.json is stale: bridge schema > rules.schema.json"
+        "rules.schema.json is stale: cibridge schema > rules.schema.json"
 
 
 def test_the_shipped_rules_yaml_points_editors_at_the_schema_and_passes_both():

@@ -1,4 +1,4 @@
-"""Faults on a real `bridge serve` (supervisor + gunicorn + dispatcher) on 127.0.0.1, and the
+"""Faults on a real `cibridge serve` (supervisor + gunicorn + dispatcher) on 127.0.0.1, and the
 operator CLI run as subprocesses against it.
 
 Every delivery here is a real GitHub push payload with a fresh delivery id and a fresh `after`
@@ -510,7 +510,7 @@ def test_children_killed_after_a_refused_reload_keep_the_old_rules_and_keep_buil
     bridge.signal(signal.SIGHUP)
     wait_for(lambda: "rules_reload_error" in readyz(bridge), what="/readyz to report the refusal")
     # Every child dies in turn: the supervisor restarts each on the last good rules (before the
-    # fix, `bridge web` exited 1 on the broken file until the supervisor gave up).
+    # fix, `cibridge web` exited 1 on the broken file until the supervisor gave up).
     kill_child(bridge, "web")
     kill_child(bridge, "dispatch")
     kill_child(bridge, "web")
@@ -592,7 +592,7 @@ def test_an_edit_nobody_reloaded_stays_out_when_children_restart_until_sighup(tm
 
 def test_split_bridge_web_restarts_on_the_accepted_rules_and_takes_an_edit_on_sighup(
         tmp_path, start_bridge):
-    """`bridge web` under its own unit: a restart (systemctl restart, Restart=on-failure) keeps
+    """`cibridge web` under its own unit: a restart (systemctl restart, Restart=on-failure) keeps
     the rules the service accepted, as the other half still runs them; SIGHUP loads the edit."""
     first = rules(tmp_path / "builds.log", "{target: local, command: [/bin/true]}")
     edited = first.replace("- name: build", "- name: build-edited")
@@ -605,7 +605,7 @@ def test_split_bridge_web_restarts_on_the_accepted_rules_and_takes_an_edit_on_si
     assert [r["matched"] for r in send_pushes(web, 3)] == [["build"]] * 3
     assert "was edited since the rules were last loaded" in web.logs()
 
-    web.signal(signal.SIGHUP)   # `bridge web` is the gunicorn master itself
+    web.signal(signal.SIGHUP)   # `cibridge web` is the gunicorn master itself
     wait_for(lambda: version not in {readyz(web)["rules_version"] for _ in range(6)},
              what="every worker on the edited rules")
     assert [r["matched"] for r in send_pushes(web, 3)] == [["build-edited"]] * 3
@@ -781,7 +781,7 @@ def test_crlf_rules_keep_one_version_from_file_to_snapshot(tmp_path, caplog):
 
 
 def test_a_supervised_child_reloads_what_the_supervisor_accepted_not_the_file(tmp_path, monkeypatch):
-    """Under `bridge serve` the supervisor validates rules.yaml and records the snapshot before
+    """Under `cibridge serve` the supervisor validates rules.yaml and records the snapshot before
     it passes SIGHUP on; a child that read the file again could take an edit made in between."""
     from bridge.serve import LAST_GOOD, SUPERVISED, load_accepted, validate_and_record
     state, rules = tmp_path / "var", tmp_path / "rules.yaml"

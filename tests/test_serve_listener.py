@@ -1,4 +1,4 @@
-"""The web port of `bridge serve` and `bridge web`: bound by the bridge itself before anything
+"""The web port of `cibridge serve` and `cibridge web`: bound by the bridge itself before anything
 starts. A busy port is one line and exit 1 at once, with nothing written to the state directory;
 the port stays open while the supervisor restarts a killed gunicorn, so no client is refused.
 

@@ -1,4 +1,4 @@
-"""Slow and idle clients against a real `bridge serve` on 127.0.0.1 (issue 12 item 1).
+"""Slow and idle clients against a real `cibridge serve` on 127.0.0.1 (issue 12 item 1).
 
 Hundreds of connections sending headers or bodies a byte at a time must not stop signed
 deliveries from being answered; a client that overruns `settings.header_timeout` or

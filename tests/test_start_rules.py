@@ -1,7 +1,7 @@
 """Which rules a start runs when rules.yaml is invalid: the last good version of that same file
 (said exactly: file and version), never the last good rules of another file.
 
-Real `bridge serve` / `bridge dispatch` processes and real state directories.
+Real `cibridge serve` / `cibridge dispatch` processes and real state directories.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_an_invalid_file_never_starts_on_another_files_last_good_rules(tmp_path,
 
 
 def test_a_valid_other_file_starts_on_itself_and_is_recorded(tmp_path, accepted):
-    """`bridge dispatch` alone (split units) runs the snapshot even when the file differs from
+    """`cibridge dispatch` alone (split units) runs the snapshot even when the file differs from
     it, but only its own file's: another file's valid rules are taken as they are."""
     from bridge.serve import load_accepted, snapshot_source
     a, state, first = accepted

@@ -1,4 +1,4 @@
-"""Stops under repeated signals: `bridge dispatch` and a whole `bridge serve` group exit within
+"""Stops under repeated signals: `cibridge dispatch` and a whole `cibridge serve` group exit within
 their grace however close together the SIGTERMs come (systemd's KillMode=control-group plus the
 supervisor's forwarding send two to each child).
 
@@ -185,7 +185,7 @@ def test_a_second_sigterm_while_the_stop_event_is_being_set_does_not_hang(tmp_pa
 
 
 def stop_group(bp: BridgeProcess) -> tuple[float, int | None]:
-    """SIGTERM to every process of a running `bridge serve`, 0-5 ms apart, as systemd's
+    """SIGTERM to every process of a running `cibridge serve`, 0-5 ms apart, as systemd's
     KillMode=control-group does (the supervisor forwards one more to each child); seconds until
     the supervisor exited, and its exit code."""
     dispatcher = bp.child("dispatch")

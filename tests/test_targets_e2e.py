@@ -1,5 +1,5 @@
-"""End to end: a signed delivery posted to a real `bridge serve` becomes a build on the Jenkins
-stand-in or on moto's CodeBuild server, all over real HTTP on 127.0.0.1; plus `bridge check --online`.
+"""End to end: a signed delivery posted to a real `cibridge serve` becomes a build on the Jenkins
+stand-in or on moto's CodeBuild server, all over real HTTP on 127.0.0.1; plus `cibridge check --online`.
 
 What the bridge sent to CodeBuild is read from a small recording proxy in front of moto (moto
 ignores the idempotency token and the overrides, and the dispatcher runs in another process).
@@ -379,7 +379,7 @@ def test_deleted_job_is_a_dead_letter_with_its_reason_then_retry_builds_it(stand
     standin.add_job("team/api/build", PARAMS)
     again = bridge_cli(bp, "retry", str(job["id"]))
     assert again.returncode == 0, again.stderr
-    job = wait_job(bp, delivery, lambda j: j["state"] in ACCEPTED, "the build after `bridge retry`")
+    job = wait_job(bp, delivery, lambda j: j["state"] in ACCEPTED, "the build after `cibridge retry`")
     assert job["url"] == f"{standin.url}job/team/job/api/job/build/1/"
     assert [p.status for p in standin.posts()] == [404, 201]
     assert standin.posts()[-1].query["BRIDGE_DELIVERY"] == [f"{delivery}-{job['id']}"]
@@ -421,7 +421,7 @@ def test_delivery_becomes_one_codebuild_build_despite_throttling(moto, proxy, br
     assert console_url(REGION, "api", build_id) in shown.stdout
 
 
-# --- bridge check --online ----------------------------------------------------------------
+# --- cibridge check --online ----------------------------------------------------------------
 
 CHECKED = {   # rule name -> its `run:`
     "good": '{target: ci, job: team/api/build, parameters: {GIT_SHA: "${sha}", BRANCH: "${branch}"}}',

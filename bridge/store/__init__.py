@@ -8,7 +8,7 @@ Job states:
     queued ──claim──> running ──record_run──> started | succeeded | failed
       ^                  │ ──record_retry──> queued (next_attempt_at in the future, last_error set)
       │                  │ ──record_dead───> dead ──retry_jobs──> queued
-      │                  │   (failed, too: `bridge retry`, as a rerun: see store/operators.py)
+      │                  │   (failed, too: `cibridge retry`, as a rerun: see store/operators.py)
       │                  │ ──record_skipped─> skipped
       └────release───────┘    (lease expired: another dispatcher claims it again, attempt "lost")
 

@@ -2,7 +2,7 @@
 
 Input: a connection inside a write transaction (the store's). Output: the database at
 `SCHEMA_VERSION` with one `schema_version` row per version applied, or `StoreUnavailable` saying
-what to do ("run `bridge db upgrade`", "upgrade the bridge").
+what to do ("run `cibridge db upgrade`", "upgrade the bridge").
 
 Version 1 is the baseline: schema.py's metadata as it stands. A fresh database is created from
 the metadata and stamped with the newest version at once (Alembic's "create_all, then stamp
@@ -50,7 +50,7 @@ _PG_LOCK = 0x6272696467650001
 
 @dataclass(frozen=True)
 class Status:
-    version: int | None                  # the database's; None: no bridge schema there
+    version: int | None                  # the database's; None: no cibridge schema there
     code_version: int                    # what this bridge reads and writes
     applied: list[tuple[int, float]] = field(default_factory=list)   # (version, applied_at)
     pending: list[Step] = field(default_factory=list)
@@ -62,7 +62,7 @@ class Status:
 
 
 def current_version(conn) -> int | None:
-    """The database's schema version; None when it holds no bridge schema."""
+    """The database's schema version; None when it holds no cibridge schema."""
     if not inspect(conn).has_table(schema_version.name):
         return None
     return conn.execute(select(func.max(schema_version.c.version))).scalar()
@@ -77,8 +77,8 @@ def needs_change(found: int | None, *, create: bool, upgrade: bool,
     if found is None:
         if create:
             return True
-        raise StoreUnavailable("store unavailable: no bridge schema in this database (schema version "
-                               "none): run `bridge db upgrade` (or `bridge serve`, which creates it)")
+        raise StoreUnavailable("store unavailable: no cibridge schema in this database (schema version "
+                               "none): run `cibridge db upgrade` (or `cibridge serve`, which creates it)")
     if found > target:
         raise StoreUnavailable(f"store unavailable: database schema version {found} is newer than "
                                f"this bridge ({target}): run the newer bridge release, or point "
@@ -86,7 +86,7 @@ def needs_change(found: int | None, *, create: bool, upgrade: bool,
     if upgrade:
         return True
     raise StoreUnavailable(f"store unavailable: database schema version {found} is older than this "
-                           f"bridge ({target}): run `bridge db upgrade`")
+                           f"bridge ({target}): run `cibridge db upgrade`")
 
 
 def lock(conn) -> None:
@@ -123,7 +123,7 @@ def migrate(conn, *, create: bool, upgrade: bool, steps: tuple[Step, ...] = STEP
 
 
 def status(conn, *, steps: tuple[Step, ...] = STEPS, target: int = SCHEMA_VERSION) -> Status:
-    """What `bridge db status` shows: versions, history, pending steps, drift from schema.py."""
+    """What `cibridge db status` shows: versions, history, pending steps, drift from schema.py."""
     found = current_version(conn)
     if found is None:
         return Status(None, target)

@@ -1,5 +1,5 @@
 """Operator queries of the store: delivery ids by prefix, repository globs, and jobs chosen by
-filter and queued again (`bridge deliveries`, `bridge retry`).
+filter and queued again (`cibridge deliveries`, `cibridge retry`).
 
 Input: filters from the command line. Output: plain dicts and ids; `StoreUnavailable` as for
 every store call. A mixin of `Store` (it uses the store's `_tx`).
@@ -14,7 +14,7 @@ from ..globs import GlobError, compile_pattern
 from ..targets.base import RERUN_KEY
 from .schema import deliveries, job_attempts, jobs
 
-#: Job states `bridge retry` queues again: dead (never accepted, or given up) in place; failed
+#: Job states `cibridge retry` queues again: dead (never accepted, or given up) in place; failed
 #: (the build ran and failed) as a new run the target cannot mistake for the old one.
 RETRYABLE_STATES = ("dead", "failed")
 _GLOB_CHARS = frozenset("*?[+!\\")

@@ -34,7 +34,7 @@ deliveries = Table(
     Column("outcome", String(20), nullable=False),        # matched|no_match|ignored|duplicate
     Column("reason", Text, nullable=False),
     Column("headers", _Json, nullable=False),             # never signature or token headers
-    Column("body", LargeBinary, nullable=False),          # the raw bytes, for `bridge replay`
+    Column("body", LargeBinary, nullable=False),          # the raw bytes, for `cibridge replay`
     Column("event", _Json),                               # Event.to_dict(), None when ignored
     Column("verdicts", _Json, nullable=False),
     Column("rules_version", String(100), nullable=False),
@@ -45,7 +45,7 @@ Index("deliveries_received_at", deliveries.c.received_at)
 Index("deliveries_repo", deliveries.c.repo, deliveries.c.received_at)
 
 # Claimed only by a delivery that got jobs; the primary key is what makes the claim atomic.
-# No foreign key: keys outlive `bridge prune`, so a captured delivery replayed months later
+# No foreign key: keys outlive `cibridge prune`, so a captured delivery replayed months later
 # under a fresh id still does not build again.
 content_keys = Table(
     "content_keys", metadata,
@@ -91,7 +91,7 @@ job_attempts = Table(
     Column("started_at", Double),
     Column("finished_at", Double, nullable=False),
     # succeeded|failed|started|retry|dead|skipped|lost (lease expired, taken over)|requeued
-    # (an operator's `bridge retry`; owner "operator")
+    # (an operator's `cibridge retry`; owner "operator")
     Column("outcome", String(20), nullable=False),
     Column("error", Text),
     Column("remote_id", Text),

@@ -201,8 +201,8 @@ class Store(OperatorQueries):
         once); False refuses an empty one. `upgrade`: bring an older schema up to this code's
         version; None means "on SQLite when `create`" (one host owns the file), never on
         PostgreSQL, whose instances may run two releases during a rolling deploy: there it takes
-        `bridge db upgrade` (upgrade=True). A schema newer than the code is always refused.
-        `check=False` opens without any of this (`bridge db status`). `pool_size`: connections
+        `cibridge db upgrade` (upgrade=True). A schema newer than the code is always refused.
+        `check=False` opens without any of this (`cibridge db status`). `pool_size`: connections
         kept per process on PostgreSQL (see engine.py). Failures are `StoreUnavailable`.
         """
         try:
@@ -230,7 +230,7 @@ class Store(OperatorQueries):
                 migrations.migrate(conn, create=create, upgrade=upgrade)
 
     def schema_status(self) -> "migrations.Status":
-        """The schema's version, history, pending steps and drift (`bridge db status`)."""
+        """The schema's version, history, pending steps and drift (`cibridge db status`)."""
         with self._tx(read=True) as conn:
             return migrations.status(conn)
 
@@ -593,7 +593,7 @@ class Store(OperatorQueries):
         return self.retry_jobs([job_id], now=now) == [job_id]
 
     def add_jobs(self, delivery_id: str, new_jobs: list[NewJob], *, now: float) -> list[int]:
-        """Queue more jobs for a stored delivery (`bridge replay`); content keys are not consulted:
+        """Queue more jobs for a stored delivery (`cibridge replay`); content keys are not consulted:
         a replay is an explicit request to build again."""
         with self._tx() as conn:
             found = conn.execute(select(deliveries.c.event).where(deliveries.c.id == delivery_id)).first()

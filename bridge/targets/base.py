@@ -122,7 +122,7 @@ class Target:
         return None
 
     def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
-        """`bridge check --online`: given (rule name, line, run) tuples, report problems as
+        """`cibridge check --online`: given (rule name, line, run) tuples, report problems as
         "rule 'NAME' (<rules_file>:LINE): ..."; kinds with nothing to ask online report none."""
         return []
 

@@ -174,7 +174,7 @@ class CodeBuildTarget(Target):
             self.client().list_projects(sortBy="NAME")
         return "ok"
 
-    # --- bridge check --online -------------------------------------------------------------
+    # --- cibridge check --online -------------------------------------------------------------
 
     def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
         names = sorted({r["project"] for _, _, r in runs if "${" not in r.get("project", "${")})

@@ -330,7 +330,7 @@ class JenkinsTarget(Target):
             resp = client.jenkins_request(requests.Request("GET", client.server.rstrip("/") + "/api/json"))
         return f"ok (Jenkins {resp.headers.get('X-Jenkins', '?')})"
 
-    # --- bridge check --online -------------------------------------------------------------
+    # --- cibridge check --online -------------------------------------------------------------
 
     def check_online(self, runs: list[tuple[str, int, dict]], *, rules_file: str = "rules.yaml") -> list[str]:
         """Each job exists, is a buildable job, defines the parameters the rule sends (none if it
