@@ -213,6 +213,9 @@ _PROPERTY = settings(max_examples=400, deadline=None, derandomize=True,
 @example(("**/", "/"))
 @example(("**/x", "/x"))
 @example(("*-*-*-x", "a-b-c-x"))
+@example(("**/?a", "xa"))
+@example(("**/+a", "x//a"))
+@example(("a**/", "a"))
 def test_pattern_agrees_with_the_reference(case):
     pattern, value = case
     expected = reference_regex(pattern).fullmatch(value) is not None
