@@ -2,61 +2,39 @@
 
 Input: pattern strings from rules.yaml (`*`, `**`, `?`, `+`, `[]`, leading `!`, `\\` escapes);
 output: compiled `Pattern`s and ordered `PatternList`s that answer "is this name or path included?".
+Matching never backtracks: a list compiles to one automaton that reads each character once.
 """
 from __future__ import annotations
 
 import functools
-import re
 from typing import Iterable, Sequence
 
 __all__ = ["GlobError", "Pattern", "PatternList", "compile_pattern", "validate_patterns"]
 
-_SPECIAL = frozenset("*?+[\\")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _RANGES = ("az", "AZ", "09")
-#: Values longer than this are matched by a linear-time automaton instead of `re`: several
-#: `**` in one pattern make the regex backtrack polynomially (a 3 KB path took seconds), and
-#: branch names and file paths come from whoever pushes.
-LINEAR_ABOVE = 128
+_ANY = "any"            # a move on every character
+_NOT_SLASH = "not/"     # a move on every character but "/"
+_SLASH = frozenset("/")
+#: Bounds on one automaton's cache of states and moves; past them it starts afresh (RE2 does the
+#: same), so a stream of odd values costs time per character, never unbounded memory.
+MAX_STATES = 2000
+MAX_MOVES = 10_000
 
 
 class GlobError(ValueError):
     """A pattern (or a list of them) is invalid; the message names the pattern and the fault."""
 
 
-class Pattern:
-    """One compiled pattern. `source` is the text as written (with any `!`); `match` ignores `!`."""
-
-    __slots__ = ("source", "negated", "_literal", "_regex", "_nfa")
-
-    def __init__(self, source: str, negated: bool, literal: str | None, regex: re.Pattern | None,
-                 nfa: tuple = ()):
-        self.source = source
-        self.negated = negated
-        self._literal = literal  # set when the pattern has no wildcard: equality beats a regex
-        self._regex = regex
-        self._nfa = nfa
-
-    def match(self, value: str) -> bool:
-        """True when the whole of `value` fits the pattern (negation is PatternList's business)."""
-        if self._regex is None:
-            return value == self._literal
-        if len(value) > LINEAR_ABOVE:
-            return _nfa_match(self._nfa, value)
-        return self._regex.fullmatch(value) is not None
-
-    def __repr__(self) -> str:
-        return f"Pattern({self.source!r})"
-
-
-def _bad(pattern: str, why: str) -> GlobError:
+def _bad(pattern, why: str) -> GlobError:
     return GlobError(f"bad pattern {pattern!r}: {why}")
 
 
-def _translate(source: str, body: str) -> tuple[str, str | None]:
-    """Translate `body` (the pattern without `!`) to a regex; also return it as a plain literal
-    when it holds no wildcard, so matching can be a string comparison."""
-    out: list[str] = []
+def _tokens(source: str, body: str) -> tuple[tuple, str | None]:
+    """`body` (the pattern without `!`) as tokens: ("one", chars, "" | "?" | "+"), ("star",)
+    for `*` (no "/"), ("any",) for `**`, ("dirs",) for a `**/` that may stand for no directory
+    at all (`**/README.md`). Also the body as a plain literal when it holds no wildcard."""
+    out: list[tuple] = []
     literal: list[str] | None = []
     repeatable = False  # `?` and `+` repeat the preceding character or [class], nothing else
     i, n = 0, len(body)
@@ -65,20 +43,20 @@ def _translate(source: str, body: str) -> tuple[str, str | None]:
         if c == "*":
             literal = None
             if body.startswith("**/", i) and body[i + 3:i + 4] not in ("?", "+"):
-                out.append("(?:.+/)?")  # `**/` may stand for no directory at all: **/README.md
+                out.append(("dirs",))   # its "/" included
                 i += 3
             elif body.startswith("**", i):
-                out.append(".*")
+                out.append(("any",))
                 i += 2
             else:
-                out.append("[^/]*")
+                out.append(("star",))
                 i += 1
             repeatable = False
         elif c in "?+":
             if not repeatable:
                 raise _bad(source, f"{c!r} has no character before it to repeat")
             literal = None
-            out.append(c)
+            out[-1] = ("one", out[-1][1], c)
             i += 1
             repeatable = False
         elif c == "[":
@@ -88,7 +66,7 @@ def _translate(source: str, body: str) -> tuple[str, str | None]:
                 raise _bad(source, "unclosed '['")
             if close == i + 1:
                 raise _bad(source, "empty '[]'")
-            out.append(_char_class(source, body[i + 1:close]))
+            out.append(("one", _char_class(source, body[i + 1:close]), ""))
             i = close + 1
             repeatable = True
         else:
@@ -97,106 +75,195 @@ def _translate(source: str, body: str) -> tuple[str, str | None]:
                     raise _bad(source, "trailing '\\' escapes nothing")
                 i += 1
                 c = body[i]
-            out.append(re.escape(c))
+            out.append(("one", frozenset(c), ""))
             if literal is not None:
                 literal.append(c)
             i += 1
             repeatable = True
-    return "".join(out), (None if literal is None else "".join(literal))
+    return tuple(out), (None if literal is None else "".join(literal))
 
 
-def _char_class(source: str, inner: str) -> str:
-    out, j = [], 0
+def _char_class(source: str, inner: str) -> frozenset:
+    out: set[str] = set()
+    j = 0
     while j < len(inner):
         c = inner[j]
         if j + 2 < len(inner) and inner[j + 1] == "-":
             lo, hi = c, inner[j + 2]
             if not any(a <= lo <= hi <= b for a, b in _RANGES):
                 raise _bad(source, f"bad range '{lo}-{hi}' (ranges are a-z, A-Z or 0-9)")
-            out.append(f"{lo}-{hi}")
+            out.update(chr(k) for k in range(ord(lo), ord(hi) + 1))
             j += 3
         elif c in _ALNUM:
-            out.append(c)
+            out.add(c)
             j += 1
         else:
             raise _bad(source, f"'[...]' holds only letters, digits and ranges, not {c!r}")
-    return "[" + "".join(out) + "]"
+    return frozenset(out)
 
 
-def _nfa(regex: str) -> tuple:
-    """The translated regex as a token list for `_nfa_match`: (kind, predicate, quantifier).
+class _NFA:
+    """The patterns' tokens as one nondeterministic automaton. Node k has `moves[k]` (a test:
+    a frozenset of characters, _ANY or _NOT_SLASH, and the next node), `closure[k]` (the nodes
+    reachable without reading), `owner[k]` (the pattern's index) and `accepts[k]`."""
 
-    kinds: "one" (a char or [class], quantifier "", "?" or "+"), "star" ([^/]*), "any" (.*),
-    "dirs" ((?:.+/)?). Built from `_translate`'s own output so both matchers agree."""
-    tokens = []
-    i, n = 0, len(regex)
-    while i < n:
-        if regex.startswith("(?:.+/)?", i):
-            tokens.append(["dirs", None, ""])
-            i += 8
-        elif regex.startswith(".*", i):
-            tokens.append(["any", None, ""])
-            i += 2
-        elif regex.startswith("[^/]*", i):
-            tokens.append(["star", None, ""])
-            i += 5
-        elif regex[i] in "?+":
-            tokens[-1][2] = regex[i]
-            i += 1
-        elif regex[i] == "[":
-            close = regex.index("]", i)
-            tokens.append(["one", re.compile(regex[i:close + 1]).fullmatch, ""])
-            i = close + 1
-        else:
-            if regex[i] == "\\":
-                i += 1
-            tokens.append(["one", regex[i].__eq__, ""])
-            i += 1
-    return tuple(tuple(t) for t in tokens)
+    def __init__(self, token_lists: Sequence[tuple]):
+        self.moves: list[list] = []
+        self.eps: list[list[int]] = []
+        self.owner: list[int] = []
+        self.accepts: list[bool] = []
+        self.universal: list[bool] = []   # every continuation, "" included, is accepted
+        self.starts = [self._pattern(index, tokens) for index, tokens in enumerate(token_lists)]
+        self.closure = [self._close(k) for k in range(len(self.moves))]
 
+    def _node(self, owner: int) -> int:
+        self.moves.append([])
+        self.eps.append([])
+        self.owner.append(owner)
+        self.accepts.append(False)
+        self.universal.append(False)
+        return len(self.moves) - 1
 
-def _nfa_match(tokens: tuple, value: str) -> bool:
-    """Whole-string match by simulating all positions at once: O(len(tokens) x len(value))."""
-    end = len(tokens)
-
-    def closure(states):
-        out, todo = set(states), list(states)
-        while todo:
-            i, sub = todo.pop()
-            if i < end and sub == 0:
-                kind, _, q = tokens[i]
-                if kind in ("star", "any", "dirs") or q == "?":
-                    if (i + 1, 0) not in out:
-                        out.add((i + 1, 0))
-                        todo.append((i + 1, 0))
-        return out
-
-    states = closure({(0, 0)})
-    for c in value:
-        nxt = set()
-        for i, sub in states:
-            if i == end:
-                continue
-            kind, pred, q = tokens[i]
+    def _pattern(self, owner: int, tokens: tuple) -> int:
+        start = cur = self._node(owner)
+        for i, token in enumerate(tokens):
+            nxt = self._node(owner)
+            kind = token[0]
             if kind == "one":
-                if pred(c):
-                    nxt.add((i + 1, 0))
-                    if q == "+":
-                        nxt.add((i, 1))   # may repeat; (i, 1) cannot skip without a char
-            elif kind == "star":
-                if c != "/":
-                    nxt.add((i, 0))
-            elif kind == "any":
-                nxt.add((i, 0))
-            else:   # dirs: one or more characters, the last a "/"
-                nxt.add((i, 2))
-                if sub == 2 and c == "/":
-                    nxt.add((i + 1, 0))
-        # (i, 1) of a "+" token consumed at least one: it behaves like a fresh start of it
-        states = closure({(i, 0) if sub == 1 else (i, sub) for i, sub in nxt})
-        if not states:
-            return False
-    return any(i == end for i, _ in states)
+                _, chars, q = token
+                if q == "+":
+                    loop = self._node(owner)
+                    self.moves[cur].append((chars, loop))
+                    self.moves[loop].append((chars, loop))
+                    self.eps[loop].append(nxt)
+                else:
+                    self.moves[cur].append((chars, nxt))
+                    if q == "?":
+                        self.eps[cur].append(nxt)
+            elif kind == "dirs":             # empty, or one or more characters ending in "/"
+                inner = self._node(owner)
+                self.eps[cur].append(nxt)
+                self.moves[cur].append((_ANY, inner))
+                self.moves[inner] += [(_ANY, inner), (_SLASH, nxt)]
+            else:                            # star / any: a loop on itself
+                loop = self._node(owner)
+                self.eps[cur].append(loop)
+                self.moves[loop].append((_NOT_SLASH if kind == "star" else _ANY, loop))
+                self.eps[loop].append(nxt)
+                self.universal[loop] = kind == "any" and all(_nullable(t) for t in tokens[i + 1:])
+            cur = nxt
+        self.accepts[cur] = True
+        return start
+
+    def _close(self, k: int) -> frozenset:
+        seen, todo = {k}, [k]
+        while todo:
+            for j in self.eps[todo.pop()]:
+                if j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+        return frozenset(seen)
+
+
+def _nullable(token: tuple) -> bool:
+    return token[0] != "one" or token[2] == "?"
+
+
+class _State(dict):
+    """A set of NFA nodes, as a dict of the moves already taken from it (character -> _State).
+
+    `decision`: the index of the last pattern that accepts here, or -1. `fixed`: the decision
+    for every longer value (None while more characters can change it); a fixed state has no
+    moves, so the reading loop stops on it."""
+    __slots__ = ("nodes", "decision", "fixed")
+
+
+class _Automaton:
+    """A lazily built DFA over one or more patterns: the answer for a value is the index of the
+    LAST pattern that matches all of it (-1 for none). Time O(len(value)) per value once its
+    states are built, O(len(value) x nodes) at worst; never backtracks."""
+
+    def __init__(self, token_lists: Sequence[tuple]):
+        self._nfa = _NFA(token_lists)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._states: dict[frozenset, _State] = {}
+        self._moves = 0
+        self._start = self._state(frozenset().union(*(self._nfa.closure[s] for s in self._nfa.starts)))
+
+    def _state(self, nodes: frozenset) -> _State:
+        state = self._states.get(nodes)
+        if state is not None:
+            return state
+        if len(self._states) >= MAX_STATES:
+            self._reset()
+        nfa = self._nfa
+        state = _State()
+        state.nodes = nodes
+        state.decision = max((nfa.owner[k] for k in nodes if nfa.accepts[k]), default=-1)
+        live = max((nfa.owner[k] for k in nodes if nfa.moves[k]), default=-1)
+        sure = max((nfa.owner[k] for k in nodes if nfa.universal[k]), default=-1)
+        # Nothing can match a longer value, or the last live pattern matches every one of them.
+        state.fixed = -1 if live < 0 else (sure if sure == live else None)
+        self._states[nodes] = state
+        return state
+
+    def _step(self, state: _State, c: str) -> _State:
+        nfa = self._nfa
+        nxt: set[int] = set()
+        for k in state.nodes:
+            for test, target in nfa.moves[k]:
+                if test is _ANY or (c != "/" if test is _NOT_SLASH else c in test):
+                    nxt |= nfa.closure[target]
+        if self._moves >= MAX_MOVES:
+            self._reset()
+        new = self._state(frozenset(nxt))
+        state[c] = new
+        self._moves += 1
+        return new
+
+    def run(self, value: str) -> int:
+        state = self._start
+        for c in value:
+            nxt = state.get(c)
+            if nxt is None:
+                if state.fixed is not None:
+                    return state.fixed
+                nxt = self._step(state, c)
+            state = nxt
+        return state.decision
+
+
+class Pattern:
+    """One compiled pattern. `source` is the text as written (with any `!`); `match` ignores `!`."""
+
+    __slots__ = ("source", "negated", "_literal", "_tokens", "_automaton")
+
+    def __init__(self, source: str, negated: bool, literal: str | None, tokens: tuple):
+        self.source = source
+        self.negated = negated
+        self._literal = literal  # set when the pattern has no wildcard: equality is the match
+        self._tokens = tokens
+        self._automaton = None   # built on first use: most patterns are only used in lists
+
+    def match(self, value: str) -> bool:
+        """True when the whole of `value` fits the pattern (negation is PatternList's business)."""
+        if self._literal is not None:
+            return value == self._literal
+        if self._automaton is None:
+            self._automaton = _automaton((self.source,))
+        return self._automaton.run(value) == 0
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.source!r})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _automaton(sources: tuple[str, ...]) -> _Automaton:
+    """One automaton per distinct list of patterns, shared by every rule that has that list
+    (`[main]`, `['**', '!dependabot/**']`): its states are built once for all of them."""
+    return _Automaton([_compile(source)._tokens for source in sources])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -205,10 +272,8 @@ def _compile(source: str) -> Pattern:
     body = source[1:] if negated else source
     if not body:
         raise _bad(source, "empty pattern after '!'" if negated else "empty pattern")
-    regex, literal = _translate(source, body)
-    if literal is not None:
-        return Pattern(source, negated, literal, None)
-    return Pattern(source, negated, None, re.compile(regex, re.DOTALL), _nfa(regex))
+    tokens, literal = _tokens(source, body)
+    return Pattern(source, negated, literal, tokens)
 
 
 def compile_pattern(pattern: str) -> Pattern:
@@ -238,16 +303,12 @@ def validate_patterns(patterns) -> list[str]:
     return problems
 
 
-def _combined(patterns) -> tuple[frozenset, re.Pattern | None]:
-    """The literals of `patterns` as one set and their wildcards as one alternation."""
-    literals = frozenset(p._literal for p in patterns if p._regex is None)
-    wild = [p._regex.pattern for p in patterns if p._regex is not None]
-    return literals, (re.compile("|".join(f"(?:{w})" for w in wild), re.DOTALL) if wild else None)
-
-
 class PatternList:
     """An ordered list of patterns, evaluated as GitHub does: the last pattern that matches a
-    value decides, included if it is positive, excluded if it is `!`. No match: excluded."""
+    value decides, included if it is positive, excluded if it is `!`. No match: excluded.
+
+    The whole list is one automaton that reads the value once, left to right, and knows at the
+    end (or as soon as no later character can change it) which pattern matched last."""
 
     def __init__(self, patterns: Sequence[str]):
         problems = validate_patterns(patterns)
@@ -256,38 +317,25 @@ class PatternList:
         self._patterns = tuple(compile_pattern(p) for p in patterns)
         self.sources = tuple(p.source for p in self._patterns)
         self.shown = "[" + ", ".join(self.sources) + "]"     # as verdict reasons quote the list
-        self._negation = any(p.negated for p in self._patterns)
-        # Without `!`, order is irrelevant: literals become one set lookup and every wildcard
-        # pattern one alternation, so a rule costs at most one hash and one regex call.
-        self._literals, self._wild = _combined([p for p in self._patterns if not p.negated])
-        # The common shape with `!`: every positive pattern before every negative one (`['**',
-        # '!dependabot/**']`). Then the last match is positive exactly when some positive
-        # pattern matches and no negative one does: two combined lookups instead of a walk.
-        flags = [p.negated for p in self._patterns]
-        self._split = self._negation and flags == sorted(flags)
-        self._neg_literals, self._neg_wild = _combined([p for p in self._patterns if p.negated])
-        self._reversed = self._patterns[::-1]
+        # Plain names only and no `!` (`[main, develop]`): a set lookup is the whole answer.
+        self._literals = None
+        if all(p._literal is not None and not p.negated for p in self._patterns):
+            self._literals = frozenset(p._literal for p in self._patterns)
+        self._run = _automaton(self.sources).run
+        # The answer for each deciding pattern, and for none (-1, the last entry).
+        self._included = tuple(not p.negated for p in self._patterns) + (False,)
 
     def matches(self, value: str) -> bool:
         """True when `value` is included by the list."""
-        if len(value) <= LINEAR_ABOVE and (self._split or not self._negation):
-            if not (value in self._literals
-                    or (self._wild is not None and self._wild.fullmatch(value) is not None)):
-                return False
-            return not (value in self._neg_literals
-                        or (self._neg_wild is not None and self._neg_wild.fullmatch(value) is not None))
-        for p in self._reversed:
-            if p.match(value):
-                return not p.negated
-        return False
+        if self._literals is not None:
+            return value in self._literals
+        return self._included[self._run(value)]
 
     def first_match(self, value: str) -> str | None:
         """The source of the pattern that decides `value` (the last one matching it, which may
         be a `!` pattern that excluded it), or None when no pattern matches."""
-        for p in self._reversed:
-            if p.match(value):
-                return p.source
-        return None
+        last = self._run(value)
+        return self.sources[last] if last >= 0 else None
 
     def any_match(self, values: Iterable[str]) -> bool:
         """True when at least one of `values` (e.g. the changed files of a push) is included."""

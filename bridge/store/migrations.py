@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import String, func, insert, inspect, select, text
 
 from ..errors import StoreUnavailable
 from .schema import SCHEMA_VERSION, metadata, schema_version
@@ -38,10 +38,30 @@ def _feedback_tables(conn) -> None:
     statuses.create(conn)
 
 
+def _no_length_limits(conn) -> None:
+    """Every VARCHAR(n) column becomes TEXT, and deliveries_repo a hash index on PostgreSQL, so
+    a long ref or repository name is stored there as on SQLite. PostgreSQL changes VARCHAR to
+    TEXT in its catalog only (no rewrite); SQLite never enforced the lengths (its VARCHAR(n) is
+    TEXT affinity), so there the declared types stay and only the index is rebuilt."""
+    from .schema import deliveries
+    conn.execute(text("DROP INDEX IF EXISTS deliveries_repo"))
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        insp = inspect(conn)
+        for table in metadata.sorted_tables:
+            for col in insp.get_columns(table.name):
+                if isinstance(col["type"], String) and col["type"].length is not None:
+                    conn.execute(text(f"ALTER TABLE {quote(table.name)} ALTER COLUMN "
+                                      f"{quote(col['name'])} TYPE TEXT"))
+    next(i for i in deliveries.indexes if i.name == "deliveries_repo").create(conn)
+
+
 #: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
 STEPS: tuple[Step, ...] = (
     Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
          _feedback_tables),
+    Step(3, "no length limits: TEXT columns, deliveries_repo hashed on PostgreSQL",
+         _no_length_limits),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.
@@ -135,8 +155,9 @@ def status(conn, *, steps: tuple[Step, ...] = STEPS, target: int = SCHEMA_VERSIO
 
 
 def diff(conn) -> list[str]:
-    """Tables, columns and indexes schema.py has and the database lacks, or the reverse. Names
-    only: enough to catch a step that forgot something, which is what a hand-written step risks."""
+    """Tables, columns and indexes schema.py has and the database lacks, or the reverse, and on
+    PostgreSQL any column with a length limit (schema.py has none). Names, not full types:
+    enough to catch a step that forgot something, which is what a hand-written step risks."""
     insp = inspect(conn)
     have = set(insp.get_table_names())
     problems = []
@@ -144,12 +165,26 @@ def diff(conn) -> list[str]:
         if name not in have:
             problems.append(f"table {name} is missing")
             continue
-        cols = {c["name"] for c in insp.get_columns(name)}
+        columns = insp.get_columns(name)
+        cols = {c["name"] for c in columns}
         problems += [f"column {name}.{c} is missing" for c in table.columns.keys() if c not in cols]
         problems += [f"column {name}.{c} is not in schema.py" for c in sorted(cols - set(table.columns.keys()))]
-        idx = {i["name"] for i in insp.get_indexes(name)}
-        problems += [f"index {i.name} is missing" for i in table.indexes if i.name not in idx]
+        indexes = {i["name"]: i for i in insp.get_indexes(name)}
+        problems += [f"index {i.name} is missing" for i in table.indexes if i.name not in indexes]
+        if conn.dialect.name == "postgresql":    # SQLite never enforces a declared length
+            problems += [f"column {name}.{c['name']} is limited to {c['type'].length} characters "
+                         "(schema.py: no limit)" for c in columns
+                         if isinstance(c["type"], String) and c["type"].length is not None]
+            problems += [f"index {i.name} is not a {_using(i)} index" for i in table.indexes
+                         if i.name in indexes and _using(i) != _using(indexes[i.name])]
     return problems
+
+
+def _using(index) -> str:
+    """A PostgreSQL index's method, from schema.py's Index or from a reflected one."""
+    if isinstance(index, dict):
+        return index.get("dialect_options", {}).get("postgresql_using") or "btree"
+    return index.dialect_options["postgresql"]["using"] or "btree"
 
 
 def _steps(steps: tuple[Step, ...], found: int, target: int) -> list[Step]:

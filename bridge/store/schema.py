@@ -6,10 +6,15 @@ statuses and schema_version, and `SCHEMA_VERSION`, the layout this code reads an
 from __future__ import annotations
 
 from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, String, Table, Text)
+                        MetaData, Table, Text)
 
 #: Bumped on every change of the layout below; a database at another version is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Text everywhere, never VARCHAR(n): PostgreSQL enforces a length that SQLite ignores, so a long
+# ref or repository name was stored by one backend and refused (503, forever) by the other.
+# For the same reason no index holds a value of unbounded length in a b-tree (PostgreSQL caps an
+# entry at about 2.7 KB): repo is hash-indexed there, and the store hashes long content keys.
 
 metadata = MetaData()
 
@@ -25,24 +30,24 @@ schema_version = Table(
 
 deliveries = Table(
     "deliveries", metadata,
-    Column("id", String(200), primary_key=True),          # the host's delivery id
-    Column("source", String(200), nullable=False),
-    Column("provider", String(50), nullable=False),
+    Column("id", Text, primary_key=True),                 # the host's delivery id
+    Column("source", Text, nullable=False),
+    Column("provider", Text, nullable=False),
     Column("received_at", Double, nullable=False),
-    Column("repo", String(500)),                          # from the event, for listing
-    Column("ref", String(500)),
-    Column("outcome", String(20), nullable=False),        # matched|no_match|ignored|duplicate
+    Column("repo", Text),                                 # from the event, for listing
+    Column("ref", Text),
+    Column("outcome", Text, nullable=False),              # matched|no_match|ignored|duplicate
     Column("reason", Text, nullable=False),
     Column("headers", _Json, nullable=False),             # never signature or token headers
     Column("body", LargeBinary, nullable=False),          # the raw bytes, for `cibridge replay`
     Column("event", _Json),                               # Event.to_dict(), None when ignored
     Column("verdicts", _Json, nullable=False),
-    Column("rules_version", String(100), nullable=False),
+    Column("rules_version", Text, nullable=False),
     Column("content_key", Text),
-    Column("content_duplicate_of", String(200)),
+    Column("content_duplicate_of", Text),
 )
 Index("deliveries_received_at", deliveries.c.received_at)
-Index("deliveries_repo", deliveries.c.repo, deliveries.c.received_at)
+Index("deliveries_repo", deliveries.c.repo, postgresql_using="hash")   # a b-tree on SQLite
 
 # Claimed only by a delivery that got jobs; the primary key is what makes the claim atomic.
 # No foreign key: keys outlive `cibridge prune`, so a captured delivery replayed months later
@@ -50,25 +55,25 @@ Index("deliveries_repo", deliveries.c.repo, deliveries.c.received_at)
 content_keys = Table(
     "content_keys", metadata,
     Column("key", Text, primary_key=True),
-    Column("delivery_id", String(200), nullable=False),
+    Column("delivery_id", Text, nullable=False),
     Column("claimed_at", Double, nullable=False),
 )
 
 jobs = Table(
     "jobs", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("delivery_id", String(200), ForeignKey("deliveries.id"), nullable=False),
-    Column("rule", String(200), nullable=False),
-    Column("target", String(200), nullable=False),
-    Column("kind", String(50), nullable=False),
+    Column("delivery_id", Text, ForeignKey("deliveries.id"), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("kind", Text, nullable=False),
     Column("request", _Json, nullable=False),
     Column("needs_files", Boolean, nullable=False),
     Column("path_filter", _Json),
-    Column("state", String(20), nullable=False),
+    Column("state", Text, nullable=False),
     Column("attempts", Integer, nullable=False),          # claims so far (the current one included)
     Column("first_queued_at", Double, nullable=False),    # the give-up clock starts here
     Column("next_attempt_at", Double, nullable=False),
-    Column("lease_owner", String(200)),
+    Column("lease_owner", Text),
     Column("leased_at", Double),
     Column("lease_expires_at", Double),
     Column("remote_id", Text),
@@ -87,12 +92,12 @@ job_attempts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("owner", String(200), nullable=False),
+    Column("owner", Text, nullable=False),
     Column("started_at", Double),
     Column("finished_at", Double, nullable=False),
     # succeeded|failed|started|retry|dead|skipped|lost (lease expired, taken over)|requeued
     # (an operator's `cibridge retry`; owner "operator")
-    Column("outcome", String(20), nullable=False),
+    Column("outcome", Text, nullable=False),
     Column("error", Text),
     Column("remote_id", Text),
     Column("url", Text),
@@ -107,15 +112,15 @@ Index("job_attempts_job", job_attempts.c.job_id)
 follows = Table(
     "follows", metadata,
     Column("job_id", Integer, primary_key=True, autoincrement=False),
-    Column("run_state", String(20), nullable=False),      # Run.state: queued | started
+    Column("run_state", Text, nullable=False),            # Run.state: queued | started
     Column("remote_id", Text, nullable=False),
     Column("url", Text),
     Column("detail", _Json),
-    Column("state", String(20), nullable=False),          # following | done | gave_up
+    Column("state", Text, nullable=False),                # following | done | gave_up
     Column("since", Double, nullable=False),              # the give-up clock starts here
     Column("checks", Integer, nullable=False),
     Column("next_check_at", Double, nullable=False),
-    Column("lease_owner", String(200)),                   # the follow lease, apart from the job's
+    Column("lease_owner", Text),                          # the follow lease, apart from the job's
     Column("lease_expires_at", Double),
     Column("last_error", Text),
     Column("updated_at", Double, nullable=False),
@@ -125,26 +130,26 @@ Index("follows_due", follows.c.state, follows.c.next_check_at)
 statuses = Table(
     "statuses", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("key", String(300), nullable=False, unique=True),   # job:<id>:<attempt>:<phase> | skip:...
-    Column("delivery_id", String(200), nullable=False),
+    Column("key", Text, nullable=False, unique=True),          # job:<id>:<attempt>:<phase> | skip:...
+    Column("delivery_id", Text, nullable=False),
     Column("job_id", Integer),                            # None for a rule skipped at match time
-    Column("rule", String(200), nullable=False),
-    Column("source", String(200), nullable=False),
-    Column("provider", String(50), nullable=False),
-    Column("repo", String(500), nullable=False),
-    Column("sha", String(100), nullable=False),
-    Column("ref", String(500), nullable=False),           # branch or tag name
-    Column("context", String(300), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("repo", Text, nullable=False),
+    Column("sha", Text, nullable=False),
+    Column("ref", Text, nullable=False),                  # branch or tag name
+    Column("context", Text, nullable=False),
     Column("rank", Integer, nullable=False),              # a higher rank of one job supersedes
-    Column("state", String(20), nullable=False),          # pending|running|success|failure|canceled|error
+    Column("state", Text, nullable=False),                # pending|running|success|failure|canceled|error
     Column("description", Text, nullable=False),
     Column("target_url", Text),
     # waiting | sending | sent | done (refused as already so) | failed | superseded | dropped
-    Column("post_state", String(20), nullable=False),
+    Column("post_state", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("next_attempt_at", Double, nullable=False),
-    Column("lease_owner", String(200)),
+    Column("lease_owner", Text),
     Column("lease_expires_at", Double),
     Column("answer_code", Integer),                       # the git host's HTTP status
     Column("answer", Text),                               # its short message, or the network error

@@ -38,6 +38,7 @@ OUTCOMES = ("matched", "no_match", "ignored", "duplicate")
 _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
 
 _MAX_ERROR = 4000
+_MAX_KEY_BYTES = 2000
 _PRUNE_BATCH = 500
 
 
@@ -346,7 +347,7 @@ class Store(OperatorQueries):
             "event": _dumps(d.event), "verdicts": _dumps(d.verdicts), "rules_version": d.rules_version,
             "content_key": d.content_key, "content_duplicate_of": None,
         })
-        key = self._claim_key.params({"key": d.content_key, "delivery_id": d.delivery_id,
+        key = self._claim_key.params({"key": claim_key(d.content_key), "delivery_id": d.delivery_id,
                                       "claimed_at": d.received_at})
         return row, key, self._job_rows(d.delivery_id, new_jobs, d.received_at)
 
@@ -386,7 +387,7 @@ class Store(OperatorQueries):
         if d.content_key is not None:
             cur.execute(self._claim_key.sql, key)
             if cur.rowcount == 0:
-                cur.execute(self._key_owner.sql, self._key_owner.params({"key": d.content_key}))
+                cur.execute(self._key_owner.sql, self._key_owner.params({"key": claim_key(d.content_key)}))
                 first = cur.fetchone()[0]
                 cur.execute(self._mark_duplicate.sql, self._mark_duplicate.params({
                     "delivery": d.delivery_id, "first": first,
@@ -931,6 +932,16 @@ def _cursor(conn):
         yield cur
     finally:
         cur.close()
+
+
+def claim_key(content_key: str | None) -> str | None:
+    """The content key as content_keys holds it: a key over 2,000 bytes (a very long repo or
+    ref name) by its SHA-256, which PostgreSQL's b-tree can hold (an entry is capped at about
+    2.7 KB) on SQLite as well, so both backends dedupe the same pushes."""
+    if content_key is None or len(content_key) <= _MAX_KEY_BYTES // 4:
+        return content_key
+    raw = content_key.encode("utf-8")
+    return content_key if len(raw) <= _MAX_KEY_BYTES else "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _dumps(value) -> str | None:
