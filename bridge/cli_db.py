@@ -50,7 +50,7 @@ def status(rules_path, state_dir, database_url):
     for problem in st.drift:
         click.echo(f"  drift: {problem}")
     if st.version is None:
-        click.echo("no cibridge schema here: `cibridge db upgrade` creates it")
+        click.echo("no bridge schema here: `cibridge db upgrade` creates it")
     elif st.version > st.code_version:
         click.echo("the database is newer than this bridge: run the newer release")
     elif st.pending:

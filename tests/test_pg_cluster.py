@@ -147,7 +147,7 @@ def test_another_applications_tables_are_not_adopted(db_url):
             conn.execute(text("CREATE TABLE jobs (id INTEGER PRIMARY KEY, payload TEXT)"))
     finally:
         engine.dispose()
-    with pytest.raises(StoreUnavailable, match="tables jobs exist but carry no cibridge schema version"):
+    with pytest.raises(StoreUnavailable, match="tables jobs exist but carry no bridge schema version"):
         Store.open(db_url)
 
 

@@ -70,7 +70,7 @@ _PG_LOCK = 0x6272696467650001
 
 @dataclass(frozen=True)
 class Status:
-    version: int | None                  # the database's; None: no cibridge schema there
+    version: int | None                  # the database's; None: no bridge schema there
     code_version: int                    # what this bridge reads and writes
     applied: list[tuple[int, float]] = field(default_factory=list)   # (version, applied_at)
     pending: list[Step] = field(default_factory=list)
@@ -82,7 +82,7 @@ class Status:
 
 
 def current_version(conn) -> int | None:
-    """The database's schema version; None when it holds no cibridge schema."""
+    """The database's schema version; None when it holds no bridge schema."""
     if not inspect(conn).has_table(schema_version.name):
         return None
     return conn.execute(select(func.max(schema_version.c.version))).scalar()
@@ -97,7 +97,7 @@ def needs_change(found: int | None, *, create: bool, upgrade: bool,
     if found is None:
         if create:
             return True
-        raise StoreUnavailable("store unavailable: no cibridge schema in this database (schema version "
+        raise StoreUnavailable("store unavailable: no bridge schema in this database (schema version "
                                "none): run `cibridge db upgrade` (or `cibridge serve`, which creates it)")
     if found > target:
         raise StoreUnavailable(f"store unavailable: database schema version {found} is newer than "
