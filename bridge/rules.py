@@ -1,6 +1,6 @@
 """Matching stage: an `Event` + compiled rules -> one `Verdict` per rule (match, no match and why, or needs files).
 
-Input: rules compiled from rules.yaml by `config.py`, and a normalized `Event`. Output: verdicts
+Input: rules compiled from rules.yaml by `config/load.py`, and a normalized `Event`. Output: verdicts
 whose `jobs` carry the rule's `run:` with every `${field}` template rendered. Semantics follow
 GitHub Actions' `on: push` filters; a "no" always carries the clause and value that decided it.
 """
@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .errors import did_you_mean
-from .events import CASE_INSENSITIVE_REPOS, COMMIT_FIELDS, TEMPLATE_FIELDS, Event
-from .globs import GlobError, PatternList
-from .nearest import NearIndex
+from bridge.errors import did_you_mean
+from bridge.events import CASE_INSENSITIVE_REPOS, COMMIT_FIELDS, TEMPLATE_FIELDS, Event
+from bridge.globs import GlobError, PatternList
+from bridge.nearest import NearIndex
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
 _SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
@@ -85,7 +85,7 @@ def _patterns(on, key) -> PatternList | None:
 
 
 def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
-    """Compile a validated `on:`/`run:` pair (config.py has already reported every problem)."""
+    """Compile a validated `on:`/`run:` pair (config/load.py has already reported every problem)."""
     repos = _patterns(on, "repo")
     literal = folded = None
     if repos is not None and not any(_GLOB_CHARS & set(p) for p in repos.sources):

@@ -15,7 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import cli
+from bridge.cli.main import cli
 from bridge.store import NewStatus, Store
 from support_store import new_delivery, new_job, pg_schema
 

@@ -16,9 +16,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import cli
-from bridge.config import RetryPolicy
-from bridge.dispatcher import Dispatcher
+from bridge.cli.main import cli
+from bridge.config.load import RetryPolicy
+from bridge.dispatch.loop import Dispatcher
 from bridge.store import Store
 from bridge.targets.base import Job
 from bridge.targets.codebuild import idempotency_token

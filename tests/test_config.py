@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config, parse_duration
+from bridge.config.load import load_config, parse_duration
 from bridge.errors import ConfigError
 
 ENV = {"GH_SECRET": "s3cret-value", "GL_TOKEN": "t0ken-value"}

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.events import ZERO_SHA, Commit, Event
 from bridge.rules import RuleSet, decide_paths, path_filter_allows, render, skip_marker
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy import and_, func, insert, select, update
 
-from ..globs import GlobError, compile_pattern
-from ..targets.base import RERUN_KEY
-from .schema import deliveries, job_attempts, jobs
+from bridge.globs import GlobError, compile_pattern
+from bridge.store.schema import deliveries, job_attempts, jobs
+from bridge.targets.base import RERUN_KEY
 
 #: Job states `cibridge retry` queues again: dead (never accepted, or given up) in place; failed
 #: (the build ran and failed) as a new run the target cannot mistake for the old one.

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import did_you_mean
-from .base import Job, Run, Target
+from bridge.errors import did_you_mean
+from bridge.targets.base import Job, Run, Target
 
 TARGET_KINDS = {
     "exec": "bridge.targets.exec:ExecTarget",

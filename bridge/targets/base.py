@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..events import Event
+from bridge.events import Event
 
 #: The longest wait a Retry-After header may ask of us (a typo of a server must not park a job).
 MAX_RETRY_AFTER = 3600.0

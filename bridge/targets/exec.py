@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any
 
-from ..errors import TargetRejected, TargetUnavailable
-from .base import Job, Run, Target
+from bridge.errors import TargetRejected, TargetUnavailable
+from bridge.targets.base import Job, Run, Target
 
 #: Output kept per run: the tail, where a failing build says why.
 OUTPUT_LIMIT = 64 * 1024

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from .base import Job, Run, Target
+from bridge.targets.base import Job, Run, Target
 
 
 class MemoryTarget(Target):

@@ -20,14 +20,14 @@ from urllib.parse import quote
 
 import requests
 
-from .config import REPORT_RETRY, Config, RetryPolicy
-from .errors import StoreUnavailable
-from .events import ZERO_SHA, Event
-from .rules import evaluate, skip_marker
-from .store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
+from bridge.config.load import REPORT_RETRY, Config, RetryPolicy
+from bridge.errors import StoreUnavailable
+from bridge.events import ZERO_SHA, Event
+from bridge.rules import evaluate, skip_marker
+from bridge.store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
 # Waits the host asks for are honoured up to MAX_RETRY_AFTER; beyond it our own backoff resumes.
-from .targets.base import MAX_RETRY_AFTER as _MAX_RETRY_AFTER
-from .targets.base import Run, retry_after
+from bridge.targets.base import MAX_RETRY_AFTER as _MAX_RETRY_AFTER
+from bridge.targets.base import Run, retry_after
 
 logger = logging.getLogger("bridge.feedback")
 

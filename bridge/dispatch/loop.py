@@ -3,7 +3,7 @@
 Input: the `Store` queue, the configured targets and their retry policies. Output: every job
 moved on to started / succeeded / failed / skipped, back to queued with a backoff (transient
 failure), or dead (permanent failure, or transient for longer than the target's give-up time);
-started builds followed to their end; commit statuses (feedback.py) stored with each step.
+started builds followed to their end; commit statuses (statuses.py) stored with each step.
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from .config import FollowPolicy, RetryPolicy
-from .errors import StoreUnavailable, TargetRejected, TargetUnavailable
-from .events import Event
-from .feedback import Feedback, JobRef, StatusPoster
-from .store import ClaimedFollow, ClaimedJob, Store
-from .targets.base import Job, Target
+from bridge.config.load import FollowPolicy, RetryPolicy
+from bridge.dispatch.statuses import Feedback, JobRef, StatusPoster
+from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
+from bridge.events import Event
+from bridge.store import ClaimedFollow, ClaimedJob, Store
+from bridge.targets.base import Job, Target
 
 logger = logging.getLogger("bridge.dispatcher")
 

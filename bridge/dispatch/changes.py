@@ -34,17 +34,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit, quote
 
-from bridge.clone_hosts import describe as describe_hosts
-from bridge.clone_hosts import host_refusal
-from bridge.config import MirrorPolicy
+from bridge.config.load import MirrorPolicy
 from bridge.errors import did_you_mean
 from bridge.events import GITHUB_COMMIT_CAP, Event
+from bridge.providers.clone import describe as describe_hosts
+from bridge.providers.clone import host_refusal
 from bridge.refnames import branch_or_tag_problem
 
 if TYPE_CHECKING:
     import git
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bridge.changes")
 
 #: Schemes a URL taken from a (signed) payload may use: never file:// or git://, which would let
 #: whoever signs a delivery point the mirror at any repository the bridge user can read.

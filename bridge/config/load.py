@@ -16,16 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import clone_hosts
-from . import secrets as secret_refs
-from .errors import ConfigError, SecretError, did_you_mean
-from .events import KINDS
-from .globs import GlobError, validate_patterns
-from .logs import LEVELS as LOG_LEVELS
-from .rules import (DEFAULT_EVENTS, Rule, commit_templates, compile_rule, template_problems,
-                    templates_in)
-from .targets import TARGET_KINDS, target_class, unknown_kind_message
-from .yamlload import LineDict, LineList, YamlError, load
+from bridge.config import secrets as secret_refs
+from bridge.config.yamlload import LineDict, LineList, YamlError, load
+from bridge.errors import ConfigError, SecretError, did_you_mean
+from bridge.events import KINDS
+from bridge.globs import GlobError, validate_patterns
+from bridge.logs import LEVELS as LOG_LEVELS
+from bridge.providers import clone as clone_hosts
+from bridge.rules import (DEFAULT_EVENTS, Rule, commit_templates, compile_rule, template_problems,
+                          templates_in)
+from bridge.targets import TARGET_KINDS, target_class, unknown_kind_message
 
 PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
@@ -163,7 +163,7 @@ class Config:
 
     @property
     def ruleset(self):
-        from .rules import RuleSet
+        from bridge.rules import RuleSet
         cached = self.__dict__.get("_ruleset")
         if cached is None:
             cached = RuleSet(self.rules)
@@ -440,7 +440,7 @@ def _mirrors(raw, problems, line) -> MirrorPolicy:
     for key, value in spec.items():
         try:
             if key == "max_size":
-                from .changes import parse_size
+                from bridge.dispatch.changes import parse_size
                 values[key] = parse_size(value)
                 if values[key] < 1:
                     raise ValueError(f"'{value}' is not positive")
@@ -549,7 +549,7 @@ def _sources(doc, problems, environ) -> dict:
         options = {k: v for k, v in spec.items()
                    if k not in ("provider", "secrets", "report", "clone_hosts")}
         if "clone_url" in options:
-            from .changes import clone_url_problem      # the refusal every fetch would give
+            from bridge.dispatch.changes import clone_url_problem      # the refusal every fetch would give
             if (why := clone_url_problem(options["clone_url"])) is not None:
                 problems.add(spec.line_of("clone_url"), f"source '{name}': {why}")
             elif "clone_token" in options and \
