@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli.mirrors import mirrors as mirrors_cli
-from bridge.cli.mirrors import parse_duration, parse_size
 from bridge.dispatch.changes import (FileResolution, Mirrors, mirror_key, redact, resolve_changed_files,
                                      url_refusal)
 from bridge.events import ZERO_SHA, Commit, Event
+from bridge.policies import parse_duration, parse_size
 
 # The tests' git must not read the developer's ~/.gitconfig (or the build host's /etc/gitconfig).
 ISOLATED = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}

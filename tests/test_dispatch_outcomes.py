@@ -12,11 +12,12 @@ import os
 
 import pytest
 
-from bridge.config.load import RetryPolicy
 from bridge.dispatch.loop import Dispatcher
 from bridge.errors import StoreUnavailable
+from bridge.jobs import Run
+from bridge.policies import RetryPolicy
 from bridge.store import Store
-from bridge.targets.base import Run, Target
+from bridge.targets.base import Target
 from bridge.targets.exec import ExecTarget
 from support_store import Clock, new_delivery, new_job, unwritable
 

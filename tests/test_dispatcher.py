@@ -11,12 +11,13 @@ import time
 
 import pytest
 
-from bridge.config.load import RetryPolicy
 from bridge.dispatch.loop import Dispatcher
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import Event
+from bridge.jobs import Run
+from bridge.policies import RetryPolicy
 from bridge.store import Store
-from bridge.targets.base import Run, Target
+from bridge.targets.base import Target
 from bridge.targets.exec import ExecTarget
 from support_store import Clock, db_url, new_delivery, new_job, open_store, unwritable  # noqa: F401
 

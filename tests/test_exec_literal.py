@@ -13,8 +13,8 @@ from conftest import GITHUB_SECRET, GITLAB_TOKEN
 from signing import load_payload, sign_github
 
 from bridge.cli.main import cli
-from bridge.config.load import RetryPolicy
 from bridge.dispatch.loop import Dispatcher
+from bridge.policies import RetryPolicy
 
 HEAD = """\
 sources:

@@ -11,13 +11,15 @@ from dataclasses import replace
 
 import pytest
 
-from bridge.config.load import FollowPolicy, RetryPolicy, load_config
+from bridge.config.load import load_config
 from bridge.dispatch.loop import Dispatcher
 from bridge.dispatch.statuses import Feedback, GitHubStatuses, GitLabStatuses, StatusPoster, final_state
 from bridge.errors import ConfigError
 from bridge.events import Commit, Event
+from bridge.jobs import Run
+from bridge.policies import FollowPolicy, RetryPolicy
 from bridge.store import NewStatus
-from bridge.targets.base import Run, Target
+from bridge.targets.base import Target
 from bridge.targets.jenkins import JenkinsTarget
 from github_api_standin import GitHubAPIStandin
 from gitlab_api_standin import GitLabAPIStandin

@@ -7,7 +7,8 @@ import pytest
 
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import Event
-from bridge.targets import Job, Run, target_class
+from bridge.jobs import Job, Run
+from bridge.targets import target_class
 from bridge.targets.jenkins import JenkinsTarget
 from jenkins_standin import JenkinsStandin
 
@@ -533,7 +534,7 @@ def test_retry_after_is_read_alike_for_jenkins_and_the_git_hosts():
     Jenkins answering `Retry-After: 86400` does not park a job for a day."""
     import email.utils
 
-    from bridge.targets.base import MAX_RETRY_AFTER, retry_after
+    from bridge.policies import MAX_RETRY_AFTER, retry_after
     date = "Wed, 21 Oct 2015 07:28:00 GMT"
     when = email.utils.parsedate_to_datetime(date).timestamp()
     assert retry_after("120") == 120.0

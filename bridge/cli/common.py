@@ -184,7 +184,7 @@ def duration_option(ctx, param, value):
     if value is None:
         return None
     try:
-        from bridge.config.load import parse_duration
+        from bridge.policies import parse_duration
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from bridge.cli.common import absolute_state_dir, default_state_dir
-from bridge.config.load import parse_duration
-from bridge.dispatch.changes import Mirrors, parse_size
+from bridge.dispatch.changes import Mirrors
+from bridge.policies import parse_duration, parse_size
 
-__all__ = ["mirrors", "parse_duration", "parse_size", "default_state_dir"]
+__all__ = ["mirrors", "default_state_dir"]
 
 
 

@@ -15,8 +15,8 @@ import click
 from bridge.cli.common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
                                load_or_exit, log_options, open_operator_store, open_store, rules_option,
                                state_dir_callback, state_option)
-from bridge.config.load import parse_duration
-from bridge.store import JOB_STATES, OUTCOMES
+from bridge.jobs import JOB_STATES, OUTCOMES
+from bridge.policies import parse_duration
 
 
 def _state(state_dir):
@@ -263,8 +263,8 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
 
 
 def _stored_jobs(d: dict) -> list:
+    from bridge.jobs import RERUN_KEY
     from bridge.store import NewJob
-    from bridge.targets.base import RERUN_KEY
     return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
                    request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
                    needs_files=j["needs_files"], path_filter=j.get("path_filter"))

@@ -15,12 +15,13 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from bridge.config.load import FollowPolicy, RetryPolicy
 from bridge.dispatch.statuses import Feedback, JobRef, StatusPoster
 from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
 from bridge.events import Event
+from bridge.jobs import Job
+from bridge.policies import FollowPolicy, RetryPolicy, backoff
 from bridge.store import ClaimedFollow, ClaimedJob, Store
-from bridge.targets.base import Job, Target
+from bridge.targets.base import Target
 
 logger = logging.getLogger("bridge.dispatcher")
 
@@ -379,8 +380,7 @@ class Dispatcher:
                          said=(logging.ERROR, "%s", message))
             self._count(cj, "dead")
             return
-        # Exponential backoff with full jitter; the exponent is capped so floats never overflow.
-        delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cj.attempts - 1, 60))
+        delay = backoff(policy, cj.attempts, self.rand)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         self._record(cj, self.store.record_retry, error, now + delay,

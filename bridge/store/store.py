@@ -20,20 +20,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bridge.errors import StoreUnavailable
+from bridge.jobs import JOB_STATES, OPEN_STATES, OUTCOMES, Run
 from bridge.store import migrations
 from bridge.store.engine import open_engine
 from bridge.store.group import GroupCommit
 from bridge.store.operators import OperatorQueries, is_glob, repo_matcher
 from bridge.store.schema import (content_keys, deliveries, follows, job_attempts, jobs, schema_version,
                                  statuses)
-from bridge.targets.base import Run
-
-#: Every state a job can be in; see the package docstring for what each means.
-JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped")
-#: States a job is still to be worked on in (prune keeps their deliveries).
-OPEN_STATES = ("queued", "running")
-#: Delivery outcomes (`duplicate`: the same push was already accepted under another id).
-OUTCOMES = ("matched", "no_match", "ignored", "duplicate")
 
 # Run.state -> job state. A target that only queued or started a build leaves the job "started".
 _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}

@@ -20,7 +20,8 @@ import botocore.exceptions as bx
 
 from bridge.errors import TargetError, TargetRejected, TargetUnavailable
 from bridge.events import ZERO_SHA
-from bridge.targets.base import Job, Run, Target, rerun_suffix
+from bridge.jobs import Job, Run, rerun_suffix
+from bridge.targets.base import Target
 
 #: One quick retry inside botocore (safe: StartBuild carries an idempotency token); beyond that
 #: the dispatcher's backoff governs.

@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 from bridge.errors import TargetRejected, TargetUnavailable
-from bridge.targets.base import Job, Run, Target
+from bridge.jobs import Job, Run
+from bridge.targets.base import Target
 
 #: Output kept per run: the tail, where a failing build says why.
 OUTPUT_LIMIT = 64 * 1024

@@ -21,7 +21,9 @@ import jenkins
 import requests
 
 from bridge.errors import TargetError, TargetRejected, TargetUnavailable
-from bridge.targets.base import Job, Run, Target, rerun_suffix, retry_after
+from bridge.jobs import Job, Run, rerun_suffix
+from bridge.policies import retry_after
+from bridge.targets.base import Target
 
 #: The parameter that keeps Jenkins from merging two pushes into one queued build.
 UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
