@@ -1,4 +1,4 @@
-"""Benchmark of bridge.changes: changed files for a 5,000-commit push (GitLab shape: 20 commits
+"""Benchmark of bridge.dispatch.changes: changed files for a 5,000-commit push (GitLab shape: 20 commits
 in the payload) with a warm mirror (goal under 1 s), and the cold first fetch of a ~50 MB
 repository of incompressible blobs over file://.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.changes import CONFIG_SCHEMES, Mirrors, resolve_changed_files  # noqa: E402
+from bridge.dispatch.changes import CONFIG_SCHEMES, Mirrors, resolve_changed_files  # noqa: E402
 from bridge.events import ZERO_SHA, Commit, Event  # noqa: E402
 
 ISOLATED = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}

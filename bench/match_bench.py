@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge.config import load_config  # noqa: E402
+from bridge.config.load import load_config  # noqa: E402
 from bridge.events import Commit, Event  # noqa: E402
 
 REPOS = [f"org{i % 40}/repo{i}" for i in range(2000)]

@@ -86,11 +86,11 @@ def environs(n: int) -> list[dict]:
 def build_app(workdir: Path):
     os.environ["BENCH_SECRET"] = SECRET
     os.environ["BENCH_SECRET_OLD"] = "bench-old-secret-77"
-    from bridge import create_app
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.logs import setup
     from bridge.metrics import Metrics
     from bridge.store import Store
+    from bridge.web.app import create_app
     rules = workdir / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
     config = load_config(rules)

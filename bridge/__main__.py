@@ -1,4 +1,4 @@
 """`python -m bridge`: the same as the `cibridge` command."""
-from .cli import main
+from bridge.cli.main import main
 
 main()

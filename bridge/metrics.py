@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from .scrape_metrics import families_text, scrape_time_metrics
+from bridge.scrape_metrics import families_text, scrape_time_metrics
 
 log = logging.getLogger("bridge.metrics")
 

@@ -1,6 +1,6 @@
 """Matching stage: an `Event` + compiled rules -> one `Verdict` per rule (match, no match and why, or needs files).
 
-Input: rules compiled from rules.yaml by `config.py`, and a normalized `Event`. Output: verdicts
+Input: rules compiled from rules.yaml by `config/load.py`, and a normalized `Event`. Output: verdicts
 whose `jobs` carry the rule's `run:` with every `${field}` template rendered. Semantics follow
 GitHub Actions' `on: push` filters; a "no" always carries the clause and value that decided it.
 """
@@ -10,15 +10,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .errors import did_you_mean
-from .events import CASE_INSENSITIVE_REPOS, COMMIT_FIELDS, TEMPLATE_FIELDS, Event
-from .globs import GlobError, PatternList
-from .nearest import NearIndex
+from bridge.events import CASE_INSENSITIVE_REPOS, Event
+from bridge.globs import GlobError, PatternList
+from bridge.nearest import NearIndex
+from bridge.templates import compile_template, copy_plain
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
 _SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
-_TEMPLATE = re.compile(r"\$\$|\$\{([^}]*)\}")
-_TEMPLATE_CHECK = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")    # the last: a `${` never closed
 _GLOB_CHARS = set("*?+[]!\\")
 DEFAULT_EVENTS = ("push", "tag")
 
@@ -85,7 +83,7 @@ def _patterns(on, key) -> PatternList | None:
 
 
 def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
-    """Compile a validated `on:`/`run:` pair (config.py has already reported every problem)."""
+    """Compile a validated `on:`/`run:` pair (config/load.py has already reported every problem)."""
     repos = _patterns(on, "repo")
     literal = folded = None
     if repos is not None and not any(_GLOB_CHARS & set(p) for p in repos.sources):
@@ -109,122 +107,6 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         events=events, on_unknown_files=on_unknown_files, literal_repos=literal,
         literal_folded=frozenset(r.lower() for r in literal) if literal is not None else None,
         repos_folded=folded)
-
-
-def compile_template(value):
-    """Precompile `run:` once: a function fields -> rendered copy, constants shared, not re-walked."""
-    if isinstance(value, str):
-        if "$" not in value:
-            return None
-        parts = []
-        pos = 0
-        for m in _TEMPLATE.finditer(value):
-            parts.append(value[pos:m.start()])
-            parts.append("$" if m.group(0) == "$$" else (m.group(1),))
-            pos = m.end()
-        parts.append(value[pos:])
-        parts = [p for p in parts if p != ""]
-        if len(parts) == 1 and not isinstance(parts[0], str):
-            name = parts[0][0]
-            return lambda fields: fields[name]
-        return lambda fields: "".join([p if isinstance(p, str) else fields[p[0]] for p in parts])
-    if isinstance(value, dict):
-        compiled = {k: compile_template(v) for k, v in value.items()}
-        if all(c is None for c in compiled.values()):
-            return None
-        items = [(k, value[k], c) for k, c in compiled.items()]
-        return lambda fields: {k: (c(fields) if c is not None else copy_plain(v)) for k, v, c in items}
-    if isinstance(value, list):
-        compiled = [compile_template(v) for v in value]
-        if all(c is None for c in compiled):
-            return None
-        items = list(zip(value, compiled))
-        return lambda fields: [c(fields) if c is not None else copy_plain(v) for v, c in items]
-    return None
-
-
-def copy_plain(value):
-    """A deep copy as plain dict/list (from LineDict/LineList too): stored requests are ordinary
-    JSON, and a rendered request never shares its lists with the rule's."""
-    if isinstance(value, dict):
-        return {k: copy_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_plain(v) for v in value]
-    return value
-
-
-# --- templates -------------------------------------------------------------------------------
-
-def _templates(run):
-    """(line, string, match) for every `$$`, `${...}` and unclosed `${` in the strings of `run:`."""
-    def walk(value, line):
-        if isinstance(value, str):
-            for m in _TEMPLATE_CHECK.finditer(value):
-                yield line, value, m
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                yield from walk(v, value.line_of(k) if hasattr(value, "line_of") else line)
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                yield from walk(v, value.line_of(i) if hasattr(value, "line_of") else line)
-
-    return walk(run, getattr(run, "line", 0))
-
-
-def commit_templates(run) -> list[tuple[int, str]]:
-    """(line, field) of every `${sha}` / `${short_sha}` in `run:`: empty when a ref is deleted."""
-    return [(line, m.group(1)) for line, _, m in _templates(run) if m.group(1) in COMMIT_FIELDS]
-
-
-def template_problems(run) -> list[tuple[int, str]]:
-    """Every `${...}` in `run:` that names no event field, and every `${` never closed, with its line."""
-    out = []
-    for line, value, m in _templates(run):
-        name = m.group(1)
-        if m.group(0) == "${":
-            out.append((line, f"template {value[m.start():m.start() + 40]!r} has no closing "
-                              "'}' (write $${ for a literal '${')"))
-            continue
-        if name is None or name in TEMPLATE_FIELDS:
-            continue
-        if ":" in name and name.split(":", 1)[0] in ("env", "file", "credential"):
-            out.append((line, f"secret references like '${{{name}}}' are not allowed in "
-                              "'run:' (they would be stored with the job); give the target "
-                              "the secret instead"))
-            continue
-        msg = (f"template '${{{name}}}' names an unknown field"
-               + did_you_mean(name, sorted(TEMPLATE_FIELDS), "'${{{}}}'")
-               + f"; fields: {', '.join(sorted(TEMPLATE_FIELDS))}")
-        out.append((line, msg))
-    return out
-
-
-def templates_in(value) -> list[tuple[int | None, str]]:
-    """Every `${...}` (and unclosed `${`) in `value`, a string or a list of strings, as
-    (list index or None, template); `$$` is a literal `$`, not a template."""
-    items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-    out = []
-    for index, text in items:
-        if not isinstance(text, str):
-            continue
-        for m in _TEMPLATE_CHECK.finditer(text):
-            if m.group(0) != "$$":
-                out.append((index, m.group(0) if m.group(1) is not None
-                            else text[m.start():m.start() + 40]))
-    return out
-
-
-def render(value, fields: dict):
-    """Substitute `${field}` in every string of `value`; `$$` is a literal `$`. No code, no attributes."""
-    if isinstance(value, str):
-        if "$" not in value:
-            return value
-        return _TEMPLATE.sub(lambda m: "$" if m.group(0) == "$$" else fields[m.group(1)], value)
-    if isinstance(value, dict):
-        return {k: render(v, fields) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, fields) for v in value]
-    return value
 
 
 # --- matching --------------------------------------------------------------------------------

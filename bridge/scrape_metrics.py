@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import __version__
+from bridge import __version__
 
 PROCESSES = "processes"   # subdirectory of the multiprocess directory: one file per live process
 

@@ -4,7 +4,7 @@ Input: the environment (WEB_CONCURRENCY) and the CPUs this process may use. Outp
 module-level gunicorn settings for `cibridge web --gunicorn-config FILE` (install.sh puts this
 file at /etc/bridge/gunicorn.conf.py). The bridge sets the worker class and bind (--bind)
 itself: a gthread worker that reads each request whole within rules.yaml's
-settings.header_timeout and settings.body_timeout (bridge/webworker.py), so nothing here can
+settings.header_timeout and settings.body_timeout (bridge/service/webworker.py), so nothing here can
 take slow-client protection away. Its --workers and settings.workers, when given, win over
 `workers`. TLS or HTTP/2 in gunicorn turns the read-ahead off: terminate TLS in nginx.
 """

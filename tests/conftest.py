@@ -58,9 +58,9 @@ def write_rules(tmp_path, secret_env):
 @pytest.fixture
 def make_app(tmp_path, write_rules):
     """make_app(rules_text=...) -> (app, store): the real app on a real SQLite file."""
-    from bridge import create_app
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.store import Store
+    from bridge.web.app import create_app
 
     stores = []
 

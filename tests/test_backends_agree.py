@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, event, example, given, settings, strategies 
 from signing import load_payload, sign_github
 from support_store import pg_schema
 
-from bridge import create_app
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.store import Store
+from bridge.web.app import create_app
 
 RULES = BASE_RULES.replace(
     'run: {target: mem, parameters: {SHA: "${sha}", BRANCH: "${branch}"}}',

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bridge.changes import (FileResolution, Mirrors, mirror_key, redact, resolve_changed_files,
-                            url_refusal)
-from bridge.cli_mirrors import mirrors as mirrors_cli
-from bridge.cli_mirrors import parse_duration, parse_size
+from bridge.cli.mirrors import mirrors as mirrors_cli
+from bridge.dispatch.changes import (FileResolution, Mirrors, mirror_key, redact, resolve_changed_files,
+                                     url_refusal)
 from bridge.events import ZERO_SHA, Commit, Event
+from bridge.policies import parse_duration, parse_size
 
 # The tests' git must not read the developer's ~/.gitconfig (or the build host's /etc/gitconfig).
 ISOLATED = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
@@ -574,7 +574,7 @@ def test_duration_and_size_parsing():
 def test_clone_token_goes_only_to_the_configured_clone_url():
     from types import SimpleNamespace
 
-    from bridge.changes import source_clone_url
+    from bridge.dispatch.changes import source_clone_url
     event = SimpleNamespace(clone_urls=("https://attacker.example/x.git",))
     with_url = SimpleNamespace(provider="gitlab", options={"clone_url": "https://gitlab.example.com/g/p.git",
                                                             "clone_token": "glpat-secret"})

@@ -18,15 +18,16 @@ import pytest
 from click.testing import CliRunner
 from test_changes import ISOLATED, Upstream, free_port, push
 
-from bridge.changes import (FileResolution, Mirrors, clone_url_problem, expand_clone_url,
-                            mirror_key, redact, resolve_changed_files, source_clone_url)
-from bridge.cli import cli
-from bridge.clone_hosts import url_host
-from bridge.config import MirrorPolicy, load_config
+from bridge.cli.main import cli
+from bridge.config.load import load_config
+from bridge.dispatch.changes import (FileResolution, Mirrors, clone_url_problem, expand_clone_url,
+                                     mirror_key, redact, resolve_changed_files, source_clone_url)
 from bridge.errors import ConfigError
 from bridge.events import Commit
 from bridge.logs import JsonFormatter
-from bridge.serve import make_path_decider
+from bridge.policies import MirrorPolicy
+from bridge.providers.clone import url_host
+from bridge.service.serve import make_path_decider
 
 
 @pytest.fixture

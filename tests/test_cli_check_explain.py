@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import BASE_RULES
 from signing import load_payload, payload_files, payloads_dir
 
-from bridge.cli import cli
+from bridge.cli.main import cli
 
 EVENT_KEYS = {"provider", "source", "delivery_id", "kind", "repo", "ref", "ref_name", "before", "after",
               "sha", "created", "deleted", "forced", "commits", "commits_complete", "pusher",

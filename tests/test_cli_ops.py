@@ -15,7 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import cli
+from bridge.cli.main import cli
 from bridge.store import NewStatus, Store
 from support_store import new_delivery, new_job, pg_schema
 
@@ -45,7 +45,7 @@ def fill(store: Store) -> None:
     store.ingest(new_delivery("bbbb-3333", received_at=1002.0, repo="other/thing"), [new_job("x")])
     dead, ok, _ = [c.id for c in store.claim("A", 3, lease_seconds=60, now=1003.0)]
     store.record_dead(dead, "A", "job not found", now=1004.0)
-    from bridge.targets.base import Run
+    from bridge.jobs import Run
     store.record_run(ok, "A", Run("r-2", state="succeeded"), now=1004.0)
 
 

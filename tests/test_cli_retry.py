@@ -16,11 +16,11 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bridge.cli import cli
-from bridge.config import RetryPolicy
-from bridge.dispatcher import Dispatcher
+from bridge.cli.main import cli
+from bridge.dispatch.loop import Dispatcher
+from bridge.jobs import Job
+from bridge.policies import RetryPolicy
 from bridge.store import Store
-from bridge.targets.base import Job
 from bridge.targets.codebuild import idempotency_token
 from bridge.targets.exec import ExecTarget
 from support_store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
@@ -162,7 +162,7 @@ def test_a_jenkins_rerun_requests_a_new_build_instead_of_finding_the_failed_one(
 
 
 def test_find_and_requeue_jobs_on_both_backends(open_store):
-    from bridge.targets.base import Run
+    from bridge.jobs import Run
     store = open_store()
     failed, dead, running = store.ingest(new_delivery("d-1", repo="Acme/Api"), [
         new_job("a", target="t1"), new_job("b", target="t2"), new_job("c", target="t1")]).job_ids

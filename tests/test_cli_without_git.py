@@ -14,7 +14,7 @@ import pytest
 from conftest import SECRET_ENV
 from signing import load_payload
 
-from bridge.changes import GIT_MISSING
+from bridge.dispatch.changes import GIT_MISSING
 
 RULES = textwrap.dedent("""\
     sources:

@@ -17,13 +17,13 @@ from signing import load_payload
 from test_changes import ISOLATED, push
 from test_changes_urls import private_repo, ssh_host  # noqa: F401 (fixture)
 
-from bridge.changes import Mirrors, resolve_for_source
-from bridge.cli import cli
-from bridge.clone_hosts import url_host
-from bridge.config import load_config
+from bridge.cli.main import cli
+from bridge.config.load import load_config
+from bridge.dispatch.changes import Mirrors, resolve_for_source
 from bridge.errors import ConfigError
 from bridge.events import Commit
-from bridge.serve import make_path_decider
+from bridge.providers.clone import url_host
+from bridge.service.serve import make_path_decider
 
 
 class Listener:

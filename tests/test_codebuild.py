@@ -16,7 +16,8 @@ from moto.server import ThreadedMotoServer
 
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import ZERO_SHA, Event
-from bridge.targets import Job, Run, target_class
+from bridge.jobs import Job, Run
+from bridge.targets import target_class
 from bridge.targets.codebuild import CodeBuildTarget, console_url, idempotency_token
 
 SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"

@@ -3,8 +3,9 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config, parse_duration
+from bridge.config.load import load_config
 from bridge.errors import ConfigError
+from bridge.policies import parse_duration
 
 ENV = {"GH_SECRET": "s3cret-value", "GL_TOKEN": "t0ken-value"}
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from conftest import BASE_RULES, GITHUB_SECRET, GITLAB_TOKEN
 from signing import load_payload, payload_files, payloads_dir, sign_github
 
-from bridge.cli import cli
-from bridge.config import load_config
+from bridge.cli.main import cli
+from bridge.config.load import load_config
 from bridge.events import ZERO_SHA, Event
 from bridge.providers import get_provider
 

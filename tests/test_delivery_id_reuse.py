@@ -11,9 +11,9 @@ import threading
 from conftest import GITHUB_SECRET
 from signing import load_payload, sign_github
 
-from bridge import create_app
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.store import reused_delivery_id
+from bridge.web.app import create_app
 from support_store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
 
 

@@ -12,11 +12,12 @@ import os
 
 import pytest
 
-from bridge.config import RetryPolicy
-from bridge.dispatcher import Dispatcher
+from bridge.dispatch.loop import Dispatcher
 from bridge.errors import StoreUnavailable
+from bridge.jobs import Run
+from bridge.policies import RetryPolicy
 from bridge.store import Store
-from bridge.targets.base import Run, Target
+from bridge.targets.base import Target
 from bridge.targets.exec import ExecTarget
 from support_store import Clock, new_delivery, new_job, unwritable
 
@@ -160,7 +161,7 @@ def test_a_transient_exit_code_for_longer_than_give_up_after_is_dead(store, tmp_
     ("target", "[256]", 7), ("run", "[-1]", 13),
 ])
 def test_retry_on_exit_is_validated_with_its_line(tmp_path, where, value, line):
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.errors import ConfigError
     target_line = f"    retry_on_exit: {value}\n" if where == "target" else ""
     run_line = f"      retry_on_exit: {value}\n" if where == "run" else ""
@@ -179,7 +180,7 @@ def test_retry_on_exit_is_validated_with_its_line(tmp_path, where, value, line):
 
 
 def test_retry_on_exit_accepted(tmp_path):
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     path = tmp_path / "rules.yaml"
     path.write_text("sources:\n  gh: {provider: github, secrets: ['${env:S}']}\n"
                     "targets:\n  local: {kind: exec, retry_on_exit: [75, 111]}\n"

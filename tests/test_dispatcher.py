@@ -11,12 +11,13 @@ import time
 
 import pytest
 
-from bridge.config import RetryPolicy
-from bridge.dispatcher import Dispatcher
+from bridge.dispatch.loop import Dispatcher
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import Event
+from bridge.jobs import Run
+from bridge.policies import RetryPolicy
 from bridge.store import Store
-from bridge.targets.base import Run, Target
+from bridge.targets.base import Target
 from bridge.targets.exec import ExecTarget
 from support_store import Clock, db_url, new_delivery, new_job, open_store, unwritable  # noqa: F401
 
@@ -497,7 +498,7 @@ def test_quick_exec_jobs_are_claimed_ahead_slow_ones_released_at_once(tmp_path):
     _QUICK_START) the next exec jobs of that target are claimed ahead of a free slot; a job of
     a target whose builds are slow (or not yet known) is released again at once, so another
     dispatcher can run it."""
-    from bridge.dispatcher import _QUICK_START
+    from bridge.dispatch.loop import _QUICK_START
     store = Store.open(f"sqlite:///{tmp_path}/bridge.db")
     try:
         quick = ExecTarget("quick", {})

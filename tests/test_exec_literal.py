@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from conftest import GITHUB_SECRET, GITLAB_TOKEN
 from signing import load_payload, sign_github
 
-from bridge.cli import cli
-from bridge.config import RetryPolicy
-from bridge.dispatcher import Dispatcher
+from bridge.cli.main import cli
+from bridge.dispatch.loop import Dispatcher
+from bridge.policies import RetryPolicy
 
 HEAD = """\
 sources:

@@ -11,8 +11,8 @@ import pytest
 
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import Event
+from bridge.jobs import Job
 from bridge.targets import target_class
-from bridge.targets.base import Job
 from bridge.targets.exec import OUTPUT_LIMIT, ExecTarget
 
 EVENT = Event(provider="github", source="github", delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958",

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import BASE_RULES
 from signing import load_payload, payload_files, payloads_dir
 
-from bridge.changes import Mirrors, resolve_changed_files
-from bridge.cli import cli
+from bridge.cli.main import cli
+from bridge.dispatch.changes import Mirrors, resolve_changed_files
 from bridge.events import Event
 
 RULES = BASE_RULES + """\

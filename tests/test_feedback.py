@@ -11,13 +11,15 @@ from dataclasses import replace
 
 import pytest
 
-from bridge.config import FollowPolicy, RetryPolicy, load_config
-from bridge.dispatcher import Dispatcher
+from bridge.config.load import load_config
+from bridge.dispatch.loop import Dispatcher
+from bridge.dispatch.statuses import Feedback, GitHubStatuses, GitLabStatuses, StatusPoster, final_state
 from bridge.errors import ConfigError
 from bridge.events import Commit, Event
-from bridge.feedback import Feedback, GitHubStatuses, GitLabStatuses, StatusPoster, final_state
+from bridge.jobs import Run
+from bridge.policies import FollowPolicy, RetryPolicy
 from bridge.store import NewStatus
-from bridge.targets.base import Run, Target
+from bridge.targets.base import Target
 from bridge.targets.jenkins import JenkinsTarget
 from github_api_standin import GitHubAPIStandin
 from gitlab_api_standin import GitLabAPIStandin
@@ -871,7 +873,7 @@ def test_e2e_codebuild_reports_its_console_link(e2e):
 def test_e2e_git_host_down_builds_start_and_statuses_arrive_when_it_is_back(e2e):
     from click.testing import CliRunner
 
-    from bridge.cli import cli
+    from bridge.cli.main import cli
     from support_serve import wait_for
     e2e.github.stop()
     sha = _sha(0xE5)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from bridge import globs
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.events import Event
 from bridge.globs import GlobError, PatternList, compile_pattern
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import GITHUB_SECRET, GITLAB_TOKEN
 from signing import load_payload, payload_files, sign_github
 
-from bridge.ingress import kept_headers
+from bridge.web.ingress import kept_headers
 
 
 def post(client, source, body, headers):
@@ -204,8 +204,8 @@ def test_store_down_503_nothing_accepted(write_rules, tmp_path):
     by itself once the database answers (here: the same app pointed at a port nobody serves)."""
     from conftest import BASE_RULES
 
-    from bridge import create_app
-    from bridge.config import load_config
+    from bridge.config.load import load_config
+    from bridge.web.app import create_app
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]

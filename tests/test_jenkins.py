@@ -7,7 +7,8 @@ import pytest
 
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import Event
-from bridge.targets import Job, Run, target_class
+from bridge.jobs import Job, Run
+from bridge.targets import target_class
 from bridge.targets.jenkins import JenkinsTarget
 from jenkins_standin import JenkinsStandin
 
@@ -508,7 +509,7 @@ rules: []
 
 
 def test_tokens_in_rules_yaml_must_be_secret_references(tmp_path):
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.errors import ConfigError
     env = {"GH_SECRET": "s", "JENKINS_TOKEN": "11d8c3a0f6b2", "BUILD_TOKEN": "b7-build-token-9f"}
     path = tmp_path / "rules.yaml"
@@ -533,7 +534,7 @@ def test_retry_after_is_read_alike_for_jenkins_and_the_git_hosts():
     Jenkins answering `Retry-After: 86400` does not park a job for a day."""
     import email.utils
 
-    from bridge.targets.base import MAX_RETRY_AFTER, retry_after
+    from bridge.policies import MAX_RETRY_AFTER, retry_after
     date = "Wed, 21 Oct 2015 07:28:00 GMT"
     when = email.utils.parsedate_to_datetime(date).timestamp()
     assert retry_after("120") == 120.0
@@ -546,7 +547,7 @@ def test_retry_after_is_read_alike_for_jenkins_and_the_git_hosts():
 def test_a_deletion_sends_an_allowed_empty_sha_parameter_as_empty(standin, tmp_path):
     # A parameter templated from ${sha} is sent, empty: never left out, or the job's default
     # (often a branch such as main) would build instead of nothing.
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     rules = load_config("rules.yaml", environ={"S": "x"}, text=f"""\
 sources:
   github: {{provider: github, secrets: ["${{env:S}}"]}}

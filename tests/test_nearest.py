@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import GITHUB_SECRET, GITLAB_TOKEN
 from signing import load_payload, sign_github
 
-from bridge.cli import cli
+from bridge.cli.main import cli
 from bridge.nearest import LIMIT, NearIndex
 
 HEAD = """\

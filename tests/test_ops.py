@@ -538,9 +538,9 @@ def test_readyz_targets_reaches_an_authenticated_jenkins(ops):
 
 def test_admin_endpoints_refuse_non_loopback_callers(ops, monkeypatch):
     """REMOTE_ADDR cannot be faked over loopback HTTP: the same app, in this process, from 10.0.0.5."""
-    from bridge import create_app
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.metrics import Metrics
+    from bridge.web.app import create_app
     monkeypatch.setenv("GH_SECRET", ops.values["gh"])
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(ops.bridge.dir.parent / "credentials"))
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)

@@ -127,7 +127,7 @@ def test_a_postgres_url_without_psycopg_says_to_install_the_extra(tmp_path):
     rules.write_text('sources:\n  g: {provider: github, secrets: ["${env:X}"]}\nrules: []\n'
                      'settings: {database_url: "postgresql://127.0.0.1:5432/test"}\n')
     code = ("import sys; sys.modules['psycopg'] = None\n"   # as without the postgres extra
-            "from bridge.cli import main; sys.argv[0] = 'bridge'; main()")
+            "from bridge.cli.main import main; sys.argv[0] = 'bridge'; main()")
     for command in ("dispatch", "serve"):
         out = subprocess.run([sys.executable, "-c", code, command, "--rules", str(rules),
                               "--state-dir", str(tmp_path / "var")], capture_output=True, text=True,
@@ -142,7 +142,7 @@ def test_the_sqlite_default_needs_no_psycopg(tmp_path):
     code = f"""
 import sys
 sys.modules["psycopg"] = None
-import bridge.cli, bridge.serve, bridge.dispatcher, bridge.ingress
+import bridge.cli.main, bridge.service.serve, bridge.dispatch.loop, bridge.web.ingress
 from bridge.events import Event
 from bridge.store import NewDelivery, NewJob, Store
 event = Event(provider="github", source="github", delivery_id="d-1", kind="push", repo="a/b",

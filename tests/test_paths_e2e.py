@@ -12,7 +12,7 @@ from conftest import SECRET_ENV
 from signing import load_payload
 from support_serve import BridgeProcess, wait_for
 
-from bridge.cli import cli
+from bridge.cli.main import cli
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import insert, inspect, text
 
-from bridge.cli_db import db
+from bridge.cli.db import db
 from bridge.errors import StoreUnavailable
 from bridge.store import Store, migrations
 from bridge.store.engine import open_engine

@@ -3,9 +3,10 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.events import ZERO_SHA, Commit, Event
-from bridge.rules import RuleSet, decide_paths, path_filter_allows, render, skip_marker
+from bridge.rules import RuleSet, decide_paths, path_filter_allows, skip_marker
+from bridge.templates import render
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40

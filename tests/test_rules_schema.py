@@ -14,11 +14,11 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.config import load_config
+from bridge.config.load import load_config
+from bridge.config.schema import rules_schema
+from bridge.config.yamlload import load as bridge_yaml
 from bridge.errors import ConfigError
-from bridge.rules_schema import rules_schema
 from bridge.targets import TARGET_KINDS, target_class
-from bridge.yamlload import load as bridge_yaml
 
 
 def parse(text: str):

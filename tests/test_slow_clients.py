@@ -22,8 +22,8 @@ from conftest import GITHUB_SECRET, SECRET_ENV
 from signing import load_payload, sign_github
 from support_serve import BridgeProcess, children
 
-from bridge.reqframe import (BAD, COMPLETE, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
-                            RequestFrame)
+from bridge.service.reqframe import (BAD, COMPLETE, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
+                                     RequestFrame)
 
 pytestmark = pytest.mark.slow
 
@@ -302,9 +302,9 @@ def test_request_frame_finds_where_a_request_ends(data, state, end):
 
 
 def test_read_timeouts_are_settings_with_defaults(tmp_path):
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.errors import ConfigError
-    from bridge.webworker import worker_class
+    from bridge.service.webworker import worker_class
 
     path = tmp_path / "rules.yaml"
     path.write_text(rules(), encoding="utf-8")

@@ -6,9 +6,9 @@ import os
 
 from click.testing import CliRunner
 
-from bridge.changes import Mirrors
-from bridge.cli import cli
-from bridge.cli_common import default_state_dir
+from bridge.cli.common import default_state_dir
+from bridge.cli.main import cli
+from bridge.dispatch.changes import Mirrors
 
 
 def test_every_form_of_the_state_dir_is_absolute(tmp_path, monkeypatch):

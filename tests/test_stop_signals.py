@@ -49,7 +49,7 @@ def env() -> dict:
 
 def queue_jobs(rules_path, state_dir, n: int) -> None:
     """n deliveries, each with the rule's one exec job, stored as ingress stores them."""
-    from bridge.config import load_config
+    from bridge.config.load import load_config
     from bridge.events import Event
     from bridge.store import NewDelivery, NewJob, Store
     os.environ.update(SECRET_ENV)
@@ -131,7 +131,7 @@ def test_fifty_stops_with_two_sigterms_each_all_exit_within_the_grace(tmp_path):
 
 SLOW_SET = textwrap.dedent("""\
     import sys, threading, time
-    from bridge.serve import run_dispatcher
+    from bridge.service.serve import run_dispatcher
 
     class SlowSet(threading.Event):
         # Event.set holding the event's lock for a while: the moment a second signal may

@@ -12,8 +12,8 @@ import pytest
 from bridge.store.schema import SCHEMA_VERSION
 
 from bridge.errors import StoreUnavailable
-from bridge.store import JOB_STATES, Store
-from bridge.targets.base import Run
+from bridge.jobs import JOB_STATES, Run
+from bridge.store import Store
 from support_store import db_url, open_store, small_disk  # noqa: F401  (fixtures)
 from support_store import (fill_disk, ingest_many, inject_job_insert_failure, new_delivery, new_job, run_sql,
                            unwritable)

@@ -131,7 +131,7 @@ def test_same_delivery_id_or_same_push_at_once_is_stored_once(open_store):
 
 @pytest.mark.parametrize("durability", ["full", "normal"])
 def test_results_of_concurrent_jobs_are_recorded_each_once(open_store, durability):
-    from bridge.targets.base import Run
+    from bridge.jobs import Run
     store = open_store(durability=durability)
     for i in range(12):
         store.ingest(new_delivery(f"d-{i}"), [new_job()])

@@ -21,7 +21,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from bridge.targets.base import Job
+from bridge.jobs import Job
 from bridge.targets.codebuild import console_url, idempotency_token
 from jenkins_standin import JenkinsStandin
 from signing import signed_request

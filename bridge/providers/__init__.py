@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from ..errors import did_you_mean
-from ..events import Event, Ignored
-from . import github, gitlab
+from bridge.errors import did_you_mean
+from bridge.events import Event, Ignored
+from bridge.providers import github, gitlab
 
 
 class Provider(Protocol):

@@ -10,9 +10,9 @@ import json
 import re
 from urllib.parse import parse_qsl
 
-from ..errors import BadPayload
-from ..events import Commit
-from ..refnames import branch_or_tag_problem
+from bridge.errors import BadPayload
+from bridge.events import Commit
+from bridge.refnames import branch_or_tag_problem
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 

@@ -11,9 +11,9 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 
-from ..errors import BadPayload, VerificationFailed
-from ..events import ZERO_SHA, Event, Ignored
-from . import body as b
+from bridge.errors import BadPayload, VerificationFailed
+from bridge.events import ZERO_SHA, Event, Ignored
+from bridge.providers import body as b
 
 NAME = "github"
 SIGNATURE_HEADER = "X-Hub-Signature-256"

@@ -10,9 +10,9 @@ import hmac
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from ..errors import BadPayload, VerificationFailed
-from ..events import ZERO_SHA, Event, Ignored
-from . import body as b
+from bridge.errors import BadPayload, VerificationFailed
+from bridge.events import ZERO_SHA, Event, Ignored
+from bridge.providers import body as b
 
 NAME = "gitlab"
 TOKEN_HEADER = "X-Gitlab-Token"

@@ -29,9 +29,8 @@ job's attempts. Durability "full" survives power loss; "normal" survives kill -9
 but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreSQL
 synchronous_commit=off).
 """
-from .store import (JOB_STATES, OPEN_STATES, OUTCOMES, ClaimedFollow, ClaimedJob, ClaimedStatus,
-                    Ingested, NewDelivery, NewJob, NewStatus, Store, reused_delivery_id)
+from bridge.store.store import (ClaimedFollow, ClaimedJob, ClaimedStatus, Ingested, NewDelivery, NewJob,
+                                NewStatus, Store, reused_delivery_id)
 
-__all__ = ["JOB_STATES", "OPEN_STATES", "OUTCOMES", "ClaimedFollow", "ClaimedJob", "ClaimedStatus",
-           "Ingested", "NewDelivery", "NewJob", "NewStatus", "Store",
-           "reused_delivery_id"]
+__all__ = ["ClaimedFollow", "ClaimedJob", "ClaimedStatus", "Ingested", "NewDelivery", "NewJob",
+           "NewStatus", "Store", "reused_delivery_id"]

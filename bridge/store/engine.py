@@ -28,7 +28,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from ..errors import StoreUnavailable
+from bridge.errors import StoreUnavailable
 
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy import and_, func, insert, select, update
 
-from ..globs import GlobError, compile_pattern
-from ..targets.base import RERUN_KEY
-from .schema import deliveries, job_attempts, jobs
+from bridge.globs import GlobError, compile_pattern
+from bridge.jobs import RERUN_KEY
+from bridge.store.schema import deliveries, job_attempts, jobs
 
 #: Job states `cibridge retry` queues again: dead (never accepted, or given up) in place; failed
 #: (the build ran and failed) as a new run the target cannot mistake for the old one.
@@ -109,4 +109,4 @@ def _repo_filter(pattern: str | None) -> Callable[[str | None], bool]:
     return (lambda repo: True) if pattern is None else repo_matcher(pattern)
 
 
-__all__ = ["OperatorQueries", "RERUN_KEY", "RETRYABLE_STATES", "GlobError", "is_glob", "repo_matcher"]
+__all__ = ["OperatorQueries", "RETRYABLE_STATES", "GlobError", "is_glob", "repo_matcher"]

@@ -105,7 +105,7 @@ job_attempts = Table(
 )
 Index("job_attempts_job", job_attempts.c.job_id)
 
-# --- feedback: following builds and commit statuses (bridge/feedback.py) ----------------------
+# --- feedback: following builds and commit statuses (bridge/dispatch/statuses.py) -------------
 # New tables only: `create_all` adds them to an existing database, no rewrite of the ones above.
 # No foreign keys: `prune` deletes these rows with their deliveries.
 

@@ -19,20 +19,14 @@ from sqlalchemy import (Double, Integer, Text, and_, bindparam, delete, exists, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..errors import StoreUnavailable
-from ..targets.base import Run
-from . import migrations
-from .engine import open_engine
-from .group import GroupCommit
-from .operators import OperatorQueries, is_glob, repo_matcher
-from .schema import content_keys, deliveries, follows, job_attempts, jobs, schema_version, statuses
-
-#: Every state a job can be in; see the package docstring for what each means.
-JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped")
-#: States a job is still to be worked on in (prune keeps their deliveries).
-OPEN_STATES = ("queued", "running")
-#: Delivery outcomes (`duplicate`: the same push was already accepted under another id).
-OUTCOMES = ("matched", "no_match", "ignored", "duplicate")
+from bridge.errors import StoreUnavailable
+from bridge.jobs import JOB_STATES, OPEN_STATES, OUTCOMES, Run
+from bridge.store import migrations
+from bridge.store.engine import open_engine
+from bridge.store.group import GroupCommit
+from bridge.store.operators import OperatorQueries, is_glob, repo_matcher
+from bridge.store.schema import (content_keys, deliveries, follows, job_attempts, jobs, schema_version,
+                                 statuses)
 
 # Run.state -> job state. A target that only queued or started a build leaves the job "started".
 _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
@@ -95,7 +89,7 @@ def reused_delivery_id(delivery_id: str, body: bytes) -> str:
 
 @dataclass(frozen=True)
 class NewStatus:
-    """One commit status to post (feedback.py builds it). Stored once per `key`, however often
+    """One commit status to post (dispatch/statuses.py builds it). Stored once per `key`, however often
     it is offered; a higher `rank` of the same job supersedes one not yet posted."""
     key: str                        # job:<id>:<attempt>:<phase> | skip:<delivery>:<rule>
     delivery_id: str
@@ -637,7 +631,7 @@ class Store(OperatorQueries):
         return {"jobs": {s: int(counts.get(s, 0)) for s in JOB_STATES}, "due": int(due or 0),
                 "oldest_queued_age": max(0.0, now - oldest) if oldest is not None else 0.0}
 
-    # -- feedback: builds followed to their end, commit statuses (bridge/feedback.py) -----------
+    # -- feedback: builds followed to their end, commit statuses (bridge/dispatch/statuses.py) -----------
 
     def _dialect_insert(self, table):
         return (postgresql.insert if self._pg else sqlite.insert)(table)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import did_you_mean
-from .base import Job, Run, Target
+from bridge.errors import did_you_mean
+from bridge.targets.base import Target
 
 TARGET_KINDS = {
     "exec": "bridge.targets.exec:ExecTarget",
@@ -31,4 +31,4 @@ def target_class(kind: str) -> type[Target]:
     return getattr(importlib.import_module(module_name), attr)
 
 
-__all__ = ["TARGET_KINDS", "Job", "Run", "Target", "target_class", "unknown_kind_message"]
+__all__ = ["TARGET_KINDS", "Target", "target_class", "unknown_kind_message"]

@@ -1,70 +1,13 @@
 """The target adapter interface: `Target.start(job) -> Run`, used only by the dispatcher.
 
-Input: a `Job` (a stored job row: the rendered `run:` request plus its event). Output: a `Run`
+Input: a `Job` (bridge.jobs: the rendered `run:` request plus its event). Output: a `Run`
 naming what the target started, or `TargetUnavailable` (retry) / `TargetRejected` (dead letter).
 """
 from __future__ import annotations
 
-import email.utils
-import time
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..events import Event
-
-#: The longest wait a Retry-After header may ask of us (a typo of a server must not park a job).
-MAX_RETRY_AFTER = 3600.0
-#: A job's request key counting how often an operator had a failed build run again (`bridge
-#: retry`): targets with an idempotency key (Jenkins' BRIDGE_DELIVERY, CodeBuild's token) put it
-#: in the key, so the new run is not mistaken for the failed one. Never a rule's own key.
-RERUN_KEY = "bridge_rerun"
-
-
-def rerun_suffix(job: "Job") -> str:
-    """"" for a job's first run; "-rerun<N>" after the Nth operator retry of a failed build."""
-    n = job.request.get(RERUN_KEY) if isinstance(job.request, dict) else None
-    return f"-rerun{int(n)}" if n else ""
-
-
-def retry_after(value: str | None, now=time.time) -> float | None:
-    """Seconds an HTTP `Retry-After` asks for (delta-seconds or an HTTP date), capped at
-    MAX_RETRY_AFTER; None when absent or unreadable. Jenkins and the git hosts' APIs alike."""
-    if not value:
-        return None
-    try:
-        return min(max(0.0, float(value)), MAX_RETRY_AFTER)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError):
-            return None
-        return min(max(0.0, when - now()), MAX_RETRY_AFTER)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of work for one target, as the dispatcher claimed it from the store."""
-    id: int
-    delivery: str               # the host's delivery id (prefixes every log line)
-    rule: str
-    target: str                 # the target's name in rules.yaml
-    request: dict               # the rule's `run:` with every template already rendered
-    event: Event
-    attempt: int = 1            # 1 on the first try
-
-
-@dataclass(frozen=True)
-class Run:
-    """What a target reports back after accepting a job.
-
-    `state` is "started" (the build runs remotely; follow it by `remote_id`), "queued" (accepted,
-    no build yet: e.g. a Jenkins queue item), or a final "succeeded" / "failed" for targets that
-    finish inside `start` (exec, memory).
-    """
-    remote_id: str
-    url: str = ""
-    state: str = "started"
-    detail: dict = field(default_factory=dict)
+from bridge.jobs import Job, Run
 
 
 class Target:

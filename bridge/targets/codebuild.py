@@ -18,9 +18,10 @@ import boto3
 import botocore.config
 import botocore.exceptions as bx
 
-from ..errors import TargetError, TargetRejected, TargetUnavailable
-from ..events import ZERO_SHA
-from .base import Job, Run, Target, rerun_suffix
+from bridge.errors import TargetError, TargetRejected, TargetUnavailable
+from bridge.events import ZERO_SHA
+from bridge.jobs import Job, Run, rerun_suffix
+from bridge.targets.base import Target
 
 #: One quick retry inside botocore (safe: StartBuild carries an idempotency token); beyond that
 #: the dispatcher's backoff governs.

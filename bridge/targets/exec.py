@@ -16,8 +16,9 @@ import threading
 import time
 from typing import Any
 
-from ..errors import TargetRejected, TargetUnavailable
-from .base import Job, Run, Target
+from bridge.errors import TargetRejected, TargetUnavailable
+from bridge.jobs import Job, Run
+from bridge.targets.base import Target
 
 #: Output kept per run: the tail, where a failing build says why.
 OUTPUT_LIMIT = 64 * 1024

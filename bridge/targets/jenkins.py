@@ -20,8 +20,10 @@ from urllib.parse import quote, urlencode
 import jenkins
 import requests
 
-from ..errors import TargetError, TargetRejected, TargetUnavailable
-from .base import Job, Run, Target, rerun_suffix, retry_after
+from bridge.errors import TargetError, TargetRejected, TargetUnavailable
+from bridge.jobs import Job, Run, rerun_suffix
+from bridge.policies import retry_after
+from bridge.targets.base import Target
 
 #: The parameter that keeps Jenkins from merging two pushes into one queued build.
 UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
@@ -32,7 +34,7 @@ DEFAULT_TIMEOUT = 10.0
 LOOKBACK_BUILDS = 50
 #: Looks for the build of a queue item that vanished before we saw its build: then "unknown".
 LOST_ITEM_LOOKS = 3
-#: Target options that must be secret references in rules.yaml, never literal text (config.py).
+#: Target options that must be secret references in rules.yaml, never literal text (config/load.py).
 SECRET_OPTIONS = ("token", "build_token")
 
 _DELAY = re.compile(r"^(\d+)(sec)?$")

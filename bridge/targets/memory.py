@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from .base import Job, Run, Target
+from bridge.jobs import Job, Run
+from bridge.targets.base import Target
 
 
 class MemoryTarget(Target):

@@ -34,17 +34,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit, quote
 
-from bridge.clone_hosts import describe as describe_hosts
-from bridge.clone_hosts import host_refusal
-from bridge.config import MirrorPolicy
 from bridge.errors import did_you_mean
 from bridge.events import GITHUB_COMMIT_CAP, Event
+from bridge.policies import MirrorPolicy
+from bridge.providers.clone import describe as describe_hosts
+from bridge.providers.clone import host_refusal
 from bridge.refnames import branch_or_tag_problem
 
 if TYPE_CHECKING:
     import git
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bridge.changes")
 
 #: Schemes a URL taken from a (signed) payload may use: never file:// or git://, which would let
 #: whoever signs a delivery point the mirror at any repository the bridge user can read.
@@ -70,7 +70,6 @@ _BY_ID_REFUSED = re.compile(r"unadvertised object|allow-tip-sha1-in-want|allowRe
 _META = "bridge-mirror.json"
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _REPO_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
-_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 @dataclass(frozen=True)
@@ -213,19 +212,6 @@ def expand_clone_url(template: str, repo: str) -> tuple[str, str | None]:
         return template, (f"refused clone URL {redact(template)[:200]!r}: repository name "
                           f"{repo[:200]!r} cannot go into ${{repo}}")
     return template.replace("${repo}", repo), None
-
-
-def parse_size(text) -> int:
-    """'5G', '500M', '1.5GiB', '100K', plain bytes (binary multiples), or an int of bytes."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
-        return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text if isinstance(text, str) else "",
-                     re.I)
-    if not m:
-        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
-    return int(float(m[1]) * _SIZE_UNITS[m[2].upper()])
 
 
 def mirror_key(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Operator commands: serve, web, dispatch, deliveries, replay, send, prune (retry: cli_retry.py).
+"""Operator commands: serve, web, dispatch, deliveries, replay, send, prune (retry: retry.py).
 
 Input: command-line arguments, rules.yaml and the store in the state directory. Output: running
 processes, or tables/JSON on stdout; exit 1 when the thing asked for does not exist or failed.
@@ -12,11 +12,11 @@ import uuid
 
 import click
 
-from .cli_common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
-                         load_or_exit, log_options, open_operator_store, open_store, rules_option,
-                         state_dir_callback, state_option)
-from .config import parse_duration
-from .store import JOB_STATES, OUTCOMES
+from bridge.cli.common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
+                               load_or_exit, log_options, open_operator_store, open_store, rules_option,
+                               state_dir_callback, state_option)
+from bridge.jobs import JOB_STATES, OUTCOMES
+from bridge.policies import parse_duration
 
 
 def _state(state_dir):
@@ -39,8 +39,8 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
     workers restart; ready (READY=1, the `listening on` line) once they answer /healthz on it."""
     from pathlib import Path
 
-    from .logs import setup
-    from .supervisor import Supervisor
+    from bridge.logs import setup
+    from bridge.service.supervisor import Supervisor
     setup()
     state_dir = _state(state_dir)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -67,9 +67,9 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 
     Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
-    from .listener import BindError, Listener
-    from .logs import setup
-    from .serve import run_web
+    from bridge.logs import setup
+    from bridge.service.listener import BindError, Listener
+    from bridge.service.serve import run_web
     setup()
     state_dir = _state(state_dir)
     if not bind.startswith("fd://"):
@@ -96,8 +96,8 @@ def dispatch(rules_path, state_dir, concurrency):
 
     Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
-    from .logs import setup
-    from .serve import run_dispatcher
+    from bridge.logs import setup
+    from bridge.service.serve import run_dispatcher
     setup()
     state_dir = _state(state_dir)
     config = load_accepted_or_exit(rules_path, state_dir)
@@ -105,7 +105,7 @@ def dispatch(rules_path, state_dir, concurrency):
 
 
 def _store(rules_path, state_dir):
-    """The store for the operator commands: no secret read, no validation (cli_common)."""
+    """The store for the operator commands: no secret read, no validation (cli/common.py)."""
     return open_operator_store(rules_path, _state(state_dir))
 
 
@@ -175,7 +175,7 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
 
     DELIVERY_ID may be any unique beginning of the id. Each status shows the state as the git
     host got it (GitHub has no "running": it got "pending") and the host's answer."""
-    from .feedback import host_view
+    from bridge.dispatch.statuses import host_view
     # The group's options (`cibridge deliveries --rules X show ID`) unless given after `show`.
     obj = {"rules_path": rules_path or obj["rules_path"], "state_dir": state_dir or obj["state_dir"],
            "fmt": fmt or obj["fmt"]}
@@ -263,8 +263,8 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
 
 
 def _stored_jobs(d: dict) -> list:
-    from .store import NewJob
-    from .targets.base import RERUN_KEY
+    from bridge.jobs import RERUN_KEY
+    from bridge.store import NewJob
     return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
                    request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
                    needs_files=j["needs_files"], path_filter=j.get("path_filter"))
@@ -275,9 +275,9 @@ def _rematched_jobs(rules_path, d: dict) -> list:
     """The jobs the current rules call for (printing every verdict); exits when ignored."""
     from werkzeug.datastructures import Headers
 
-    from .events import Ignored
-    from .providers import get_provider
-    from .store import NewJob
+    from bridge.events import Ignored
+    from bridge.providers import get_provider
+    from bridge.store import NewJob
     config = load_or_exit(rules_path, resolve_secrets=False)    # matching reads no secret
     src = config.sources.get(d["source"])
     provider = get_provider(src.provider if src else d["provider"])
@@ -326,7 +326,7 @@ def send(rules_path, source_name, url, event_name, headers_file, delivery, paylo
 
     import requests
 
-    from .signing import sign_headers
+    from bridge.signing import sign_headers
     config = load_or_exit(rules_path)
     src = config.sources.get(source_name)
     if src is None:

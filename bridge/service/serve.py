@@ -16,11 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import logs
-from .config import load_config, read_rules_text, rules_version
-from .errors import ConfigError
-from .sigpipe import SignalPipe
-from .scrape_metrics import register_process
+from bridge import logs
+from bridge.config.load import load_config, read_rules_text, rules_version
+from bridge.errors import ConfigError
+from bridge.scrape_metrics import register_process
+from bridge.service.sigpipe import SignalPipe
 
 log = logging.getLogger("bridge.serve")
 
@@ -267,8 +267,8 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
     `config`: the rules it starts on (default: the last-good snapshot)."""
     from gunicorn.app.base import Application
 
-    from .metrics import child_exit, prepare_multiprocess_dir
-    from .webworker import worker_class
+    from bridge.metrics import child_exit, prepare_multiprocess_dir
+    from bridge.service.webworker import worker_class
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prepare_multiprocess_dir(state_dir)
     register_process("web")   # gunicorn's arbiter runs in this process
@@ -310,7 +310,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
 def _on_web_reload(rules_path, state_dir):
     """gunicorn master, on SIGHUP, before it replaces its workers: they boot on the snapshot,
     which only a valid file replaces."""
-    from .logs import setup
+    from bridge.logs import setup
     setup()
     problems = validate_and_record(rules_path, state_dir)
     version = (read_status(state_dir) or {}).get("version")
@@ -323,15 +323,15 @@ def _on_web_reload(rules_path, state_dir):
 
 def make_app(rules_path, state_dir):
     """The WSGI app of one gunicorn worker: rules (or the last good ones) + its own store engine."""
-    from . import create_app
-    from .logs import setup
+    from bridge.logs import setup
+    from bridge.web.app import create_app
     setup()
     config, problems = _accepted_or_file(rules_path, state_dir)
     logs.apply_settings(config.settings)
     if problems:
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
                   extra={"problems": problems[:5]})
-    from .metrics import Metrics
+    from bridge.metrics import Metrics
     register_process("web-worker")
     return create_app(config, state_dir=state_dir, metrics=Metrics())
 
@@ -341,11 +341,11 @@ def make_app(rules_path, state_dir):
 def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None, config=None):
     """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules.
     `config`: the rules it starts on (default: the last-good snapshot)."""
-    from .dispatcher import Dispatcher
-    from .feedback import Feedback
-    from .logs import setup
-    from .cli_common import open_store
-    from .metrics import Metrics, use_multiprocess_dir
+    from bridge.cli.common import open_store
+    from bridge.dispatch.loop import Dispatcher
+    from bridge.dispatch.statuses import Feedback
+    from bridge.logs import setup
+    from bridge.metrics import Metrics, use_multiprocess_dir
     setup()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         use_multiprocess_dir(state_dir)
@@ -431,9 +431,9 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
 
 def make_path_decider(state_dir, config):
     """decide_paths(claimed_job) for the dispatcher: changed files via the mirror, then the rule's filters."""
-    from .changes import Mirrors, resolve_for_source
-    from .events import Event
-    from .rules import decide_paths
+    from bridge.dispatch.changes import Mirrors, resolve_for_source
+    from bridge.events import Event
+    from bridge.rules import decide_paths
     mirrors = Mirrors.for_settings(state_dir, config.settings)
 
     def decide(job):

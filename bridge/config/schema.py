@@ -1,4 +1,4 @@
-"""Editor schema: the validator's own key tables (bridge.config, each target kind's config_keys and
+"""Editor schema: the validator's own key tables (bridge.config.load, each target kind's config_keys and
 run_keys) -> a JSON Schema (draft 2020-12) of rules.yaml, which `cibridge schema` prints.
 
 Input: nothing but those tables. Output: a dict. The schema gives editors completion and a first
@@ -7,9 +7,9 @@ a value's shape depends on more than its key, the schema admits it and leaves th
 """
 from __future__ import annotations
 
-from . import config
-from .events import KINDS
-from .targets import TARGET_KINDS, target_class
+from bridge.config import load as config
+from bridge.events import KINDS
+from bridge.targets import TARGET_KINDS, target_class
 
 SECRET_REF = {"type": "string", "pattern": r"^\$\{(env|file|credential):[^}]+\}$",
               "description": "a secret reference: ${env:NAME}, ${file:PATH} or ${credential:NAME}"}

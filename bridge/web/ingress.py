@@ -13,10 +13,10 @@ import uuid
 
 from flask import Blueprint, Response, current_app, request
 
-from .errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
-from .events import Ignored
-from .providers import get_provider
-from .store import NewDelivery, NewJob
+from bridge.errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
+from bridge.events import Ignored
+from bridge.providers import get_provider
+from bridge.store import NewDelivery, NewJob
 
 log = logging.getLogger("bridge.ingress")
 bp = Blueprint("ingress", __name__)

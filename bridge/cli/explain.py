@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from werkzeug.datastructures import Headers
 
-from .changes import Mirrors, files_from_payload, resolve_for_source
-from .errors import BadPayload, UnknownSource
-from .events import Ignored
-from .providers import get_provider
-from .rules import decide_paths
+from bridge.dispatch.changes import Mirrors, files_from_payload, resolve_for_source
+from bridge.errors import BadPayload, UnknownSource
+from bridge.events import Ignored
+from bridge.providers import get_provider
+from bridge.rules import decide_paths
 
 EVENT_HEADERS = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event"}
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token

@@ -16,14 +16,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import logs
-from .errors import ConfigError
-from .listener import BindError, Listener
-from .serve import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal, has_snapshot,
-                    load_file, load_with_fallback, read_status, record_good, validate_and_record,
-                    write_status)
-from .scrape_metrics import register_process
-from .sigpipe import SignalPipe
+from bridge import logs
+from bridge.errors import ConfigError
+from bridge.scrape_metrics import register_process
+from bridge.service.listener import BindError, Listener
+from bridge.service.serve import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal,
+                                  has_snapshot, load_file, load_with_fallback, read_status,
+                                  record_good, validate_and_record, write_status)
+from bridge.service.sigpipe import SignalPipe
 
 log = logging.getLogger("bridge.serve")
 
@@ -88,8 +88,8 @@ class Supervisor:
     def _serve(self, starting: StartingRules) -> int:
         from gunicorn.systemd import sd_notify
 
-        from .cli_common import open_store
-        from .metrics import prepare_multiprocess_dir
+        from bridge.cli.common import open_store
+        from bridge.metrics import prepare_multiprocess_dir
         config = self.put_in_service(starting)
         logs.apply_settings(config.settings)
         open_store(config, self.state_dir).close()   # schema, once

@@ -11,9 +11,9 @@ import time
 
 import click
 
-from .cli_common import (default_state_dir, duration_option, glob_option, open_operator_store,
-                         rules_option, state_option)
-from .store.operators import RETRYABLE_STATES
+from bridge.cli.common import (default_state_dir, duration_option, glob_option, open_operator_store,
+                               rules_option, state_option)
+from bridge.store.operators import RETRYABLE_STATES
 
 
 def _ago(ts) -> str:

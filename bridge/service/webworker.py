@@ -17,8 +17,8 @@ from functools import partial
 from gunicorn.http.unreader import Unreader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from .reqframe import (BAD, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
-                       RequestFrame)
+from bridge.service.reqframe import (BAD, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
+                                     RequestFrame)
 
 #: What a header section may weigh beyond gunicorn's own limits (request line, field count and
 #: size) before the worker answers 431 itself.

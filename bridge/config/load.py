@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import math
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import clone_hosts
-from . import secrets as secret_refs
-from .errors import ConfigError, SecretError, did_you_mean
-from .events import KINDS
-from .globs import GlobError, validate_patterns
-from .logs import LEVELS as LOG_LEVELS
-from .rules import (DEFAULT_EVENTS, Rule, commit_templates, compile_rule, template_problems,
-                    templates_in)
-from .targets import TARGET_KINDS, target_class, unknown_kind_message
-from .yamlload import LineDict, LineList, YamlError, load
+from bridge.config import secrets as secret_refs
+from bridge.config.yamlload import LineDict, LineList, YamlError, load
+from bridge.errors import ConfigError, SecretError, did_you_mean
+from bridge.events import KINDS
+from bridge.globs import GlobError, validate_patterns
+from bridge.logs import LEVELS as LOG_LEVELS
+from bridge.policies import (REPORT_RETRY, FollowPolicy, MirrorPolicy, RetryPolicy, parse_duration,
+                             parse_size)
+from bridge.providers import clone as clone_hosts
+from bridge.rules import DEFAULT_EVENTS, Rule, compile_rule
+from bridge.targets import TARGET_KINDS, target_class, unknown_kind_message
+from bridge.templates import commit_templates, template_problems, templates_in
 
 PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
@@ -45,34 +46,6 @@ MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
 DEFAULT_API_URLS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_RULES_FILE = 4 * 2**20
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    initial: float = 5.0
-    maximum: float = 600.0
-    give_up_after: float = 86400.0
-
-
-#: Status posts: the first retry soon (a blip), then back off to 5 minutes; old news after a day.
-REPORT_RETRY = RetryPolicy(initial=2.0, maximum=300.0, give_up_after=86400.0)
-
-
-@dataclass(frozen=True)
-class FollowPolicy:
-    """How the dispatcher follows started builds to their result (settings.follow)."""
-    interval: float = 2.0            # the first check; later ones back off up to max_interval
-    max_interval: float = 60.0
-    give_up_after: float = 86400.0
-    concurrency: int = 4             # builds asked about at once
-
-
-@dataclass(frozen=True)
-class MirrorPolicy:
-    """Limits of the git mirrors that compute changed files (settings.mirrors)."""
-    fetch_timeout: float = 120.0     # seconds per clone URL tried
-    max_size: int = 5 * 2**30        # all mirrors together; least recently used evicted first
-    max_age: float = 30 * 86400.0    # a mirror unused this long is evicted
 
 
 @dataclass(frozen=True)
@@ -163,7 +136,7 @@ class Config:
 
     @property
     def ruleset(self):
-        from .rules import RuleSet
+        from bridge.rules import RuleSet
         cached = self.__dict__.get("_ruleset")
         if cached is None:
             cached = RuleSet(self.rules)
@@ -176,26 +149,6 @@ def _target_options(target: TargetConfig, state_dir) -> dict:
     if state_dir is None:
         return options
     return target_class(target.kind).with_state_dir(options, str(Path(state_dir).resolve()))
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
-
-
-def parse_duration(value) -> float:
-    """'5s', '10m', '24h', '30d', '2w' or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"'{value}' is not a duration")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError(f"'{value}' is not a finite duration")
-        if value < 0:
-            raise ValueError(f"'{value}' is negative")
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"'{value}' is not a duration (use e.g. 5s, 10m, 24h, 30d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 class _Problems:
@@ -440,7 +393,6 @@ def _mirrors(raw, problems, line) -> MirrorPolicy:
     for key, value in spec.items():
         try:
             if key == "max_size":
-                from .changes import parse_size
                 values[key] = parse_size(value)
                 if values[key] < 1:
                     raise ValueError(f"'{value}' is not positive")
@@ -549,7 +501,7 @@ def _sources(doc, problems, environ) -> dict:
         options = {k: v for k, v in spec.items()
                    if k not in ("provider", "secrets", "report", "clone_hosts")}
         if "clone_url" in options:
-            from .changes import clone_url_problem      # the refusal every fetch would give
+            from bridge.dispatch.changes import clone_url_problem      # the refusal every fetch would give
             if (why := clone_url_problem(options["clone_url"])) is not None:
                 problems.add(spec.line_of("clone_url"), f"source '{name}': {why}")
             elif "clone_token" in options and \
@@ -856,6 +808,5 @@ def _check_on(on: LineDict, problems, name, sources) -> bool:
     return ok
 
 
-__all__ = ["Config", "ConfigError", "FollowPolicy", "ReportConfig", "RetryPolicy", "RuleReport",
-           "Settings", "SourceConfig", "TargetConfig",
-           "load_config", "parse_duration", "GlobError"]
+__all__ = ["Config", "ConfigError", "ReportConfig", "RuleReport", "Settings", "SourceConfig",
+           "TargetConfig", "load_config", "GlobError"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from .errors import ConfigError
-from .logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
+from bridge.errors import ConfigError
+from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 
 DEFAULT_RULES = "rules.yaml"
 DEFAULT_STATE = "var"
@@ -62,7 +62,7 @@ def fail_with_problems(rules_path, problems, hint: str | None = None):
 
 def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
     """The rules, or exit 1 with every problem. `hint(problems)` may add a line before the count."""
-    from .config import load_config
+    from bridge.config.load import load_config
     try:
         return load_config(rules_path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
@@ -72,7 +72,7 @@ def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
 def load_accepted_or_exit(rules_path, state_dir):
     """The rules `cibridge web` / `cibridge dispatch` start on: the last-good snapshot in the state
     directory (rules.yaml itself only at the very first start), or exit 1 with every problem."""
-    from .serve import load_accepted
+    from bridge.service.serve import load_accepted
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     try:
         return load_accepted(rules_path, state_dir)[0]
@@ -82,8 +82,8 @@ def load_accepted_or_exit(rules_path, state_dir):
 
 def open_store(config, state_dir, create=True, **kw):
     """The store, or exit 1 with its message (database down, schema to upgrade) - no traceback."""
-    from .errors import StoreUnavailable
-    from .store import Store
+    from bridge.errors import StoreUnavailable
+    from bridge.store import Store
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     try:
         return Store.open(config.database_url(state_dir), durability=config.settings.durability,
@@ -101,9 +101,9 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
     settings.database_url of the rules the service last accepted (the snapshot in the state
     directory), else of rules.yaml (read as YAML only), else BRIDGE_DATABASE_URL, else the
     SQLite file in the state directory. Raises ConfigError naming what could not be read."""
-    from .config import read_rules_text
-    from .serve import LAST_GOOD
-    from .yamlload import YamlError, load
+    from bridge.config.load import read_rules_text
+    from bridge.config.yamlload import YamlError, load
+    from bridge.service.serve import LAST_GOOD
     url = None
     for path, what in ((Path(state_dir) / LAST_GOOD, "the last accepted rules"),
                        (Path(rules_path) if rules_path else None, None)):
@@ -123,8 +123,8 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
 
 
 def _resolve_url(value, where: str, rules_path, environ) -> str | None:
-    from . import secrets as secret_refs
-    from .errors import SecretError
+    from bridge.config import secrets as secret_refs
+    from bridge.errors import SecretError
     if not isinstance(value, str) or not value:
         return None
     if not secret_refs.is_reference(value):
@@ -139,8 +139,8 @@ def _resolve_url(value, where: str, rules_path, environ) -> str | None:
 def open_operator_store(rules_path, state_dir):
     """The store for the operator commands (see operator_database_url), or exit 1 with one
     line saying why; nothing is created."""
-    from .errors import StoreUnavailable
-    from .store import Store
+    from bridge.errors import StoreUnavailable
+    from bridge.store import Store
     try:
         url = operator_database_url(rules_path, state_dir)
     except ConfigError as exc:
@@ -172,7 +172,7 @@ def glob_option(ctx, param, value):
     """click callback: a glob of the rules' syntax (--repo, --rule), or a usage error."""
     if value is None:
         return None
-    from .globs import validate_patterns
+    from bridge.globs import validate_patterns
     problems = validate_patterns([value])
     if problems:
         raise click.BadParameter(problems[0])
@@ -184,7 +184,7 @@ def duration_option(ctx, param, value):
     if value is None:
         return None
     try:
-        from .config import parse_duration
+        from bridge.policies import parse_duration
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

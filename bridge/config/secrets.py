@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import SecretError
+from bridge.errors import SecretError
 
 REFERENCE = re.compile(r"^\$\{(env|file|credential):([^}]+)\}$")
 MAX_SECRET_FILE = 64 * 1024

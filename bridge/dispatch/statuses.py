@@ -20,14 +20,15 @@ from urllib.parse import quote
 
 import requests
 
-from .config import REPORT_RETRY, Config, RetryPolicy
-from .errors import StoreUnavailable
-from .events import ZERO_SHA, Event
-from .rules import evaluate, skip_marker
-from .store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
+from bridge.config.load import Config
+from bridge.errors import StoreUnavailable
+from bridge.events import ZERO_SHA, Event
+from bridge.jobs import Run
 # Waits the host asks for are honoured up to MAX_RETRY_AFTER; beyond it our own backoff resumes.
-from .targets.base import MAX_RETRY_AFTER as _MAX_RETRY_AFTER
-from .targets.base import Run, retry_after
+from bridge.policies import MAX_RETRY_AFTER as _MAX_RETRY_AFTER
+from bridge.policies import REPORT_RETRY, RetryPolicy, backoff, retry_after
+from bridge.rules import evaluate, skip_marker
+from bridge.store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
 
 logger = logging.getLogger("bridge.feedback")
 
@@ -499,7 +500,7 @@ class StatusPoster:
             self._record(cs, "failed", answer.code, f"gave up after {policy.give_up_after:g}s: "
                                                     f"{answer.message}")
             return
-        delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cs.attempts - 1, 60))
+        delay = backoff(policy, cs.attempts, self.rand)
         if answer.retry_after is not None:
             delay = max(delay, answer.retry_after)
         self.log.warning("%s: retry in %.1fs: %s", what, delay, answer.message, extra=self._extra(cs))

@@ -46,6 +46,6 @@ def metrics():
     state = current_app.extensions["bridge"]
     if state.metrics is None:
         return jsonify({"error": "metrics are off in this process"}), 404
-    from .serve import read_status
+    from bridge.service.serve import read_status
     body, content_type = state.metrics.render(state.store, rules_status=read_status(state.state_dir))
     return Response(body, content_type=content_type)

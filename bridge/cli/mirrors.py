@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from bridge.changes import Mirrors, parse_size
-from bridge.cli_common import absolute_state_dir, default_state_dir
-from bridge.config import parse_duration
+from bridge.cli.common import absolute_state_dir, default_state_dir
+from bridge.dispatch.changes import Mirrors
+from bridge.policies import parse_duration, parse_size
 
-__all__ = ["mirrors", "parse_duration", "parse_size", "default_state_dir"]
+__all__ = ["mirrors", "default_state_dir"]
 
 
 
@@ -83,7 +83,7 @@ def prune_mirrors(state_dir: Path, rules_path: str | None, max_age: float | None
     --max-age and --max-size are given."""
     settings = None
     if rules_path and (max_age is None or max_size is None):
-        from bridge.config import load_config
+        from bridge.config.load import load_config
         from bridge.errors import ConfigError
         try:
             settings = load_config(rules_path, resolve_secrets=False).settings

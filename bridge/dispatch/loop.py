@@ -3,7 +3,7 @@
 Input: the `Store` queue, the configured targets and their retry policies. Output: every job
 moved on to started / succeeded / failed / skipped, back to queued with a backoff (transient
 failure), or dead (permanent failure, or transient for longer than the target's give-up time);
-started builds followed to their end; commit statuses (feedback.py) stored with each step.
+started builds followed to their end; commit statuses (statuses.py) stored with each step.
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from .config import FollowPolicy, RetryPolicy
-from .errors import StoreUnavailable, TargetRejected, TargetUnavailable
-from .events import Event
-from .feedback import Feedback, JobRef, StatusPoster
-from .store import ClaimedFollow, ClaimedJob, Store
-from .targets.base import Job, Target
+from bridge.dispatch.statuses import Feedback, JobRef, StatusPoster
+from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
+from bridge.events import Event
+from bridge.jobs import Job
+from bridge.policies import FollowPolicy, RetryPolicy, backoff
+from bridge.store import ClaimedFollow, ClaimedJob, Store
+from bridge.targets.base import Target
 
 logger = logging.getLogger("bridge.dispatcher")
 
@@ -379,8 +380,7 @@ class Dispatcher:
                          said=(logging.ERROR, "%s", message))
             self._count(cj, "dead")
             return
-        # Exponential backoff with full jitter; the exponent is capped so floats never overflow.
-        delay = self.rand() * min(policy.maximum, policy.initial * 2 ** min(cj.attempts - 1, 60))
+        delay = backoff(policy, cj.attempts, self.rand)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         self._record(cj, self.store.record_retry, error, now + delay,

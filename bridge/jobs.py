@@ -1,0 +1,52 @@
+"""Jobs as values: the `Job` a dispatcher hands a target, the `Run` a target answers with, the
+states a stored job and a delivery can be in, and the operator-rerun request key. Plain values:
+no I/O, imported by store, targets and dispatch alike."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.events import Event
+
+#: Every state a job can be in; see the `bridge.store` package docstring for what each means.
+JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped")
+#: States a job is still to be worked on in (prune keeps their deliveries).
+OPEN_STATES = ("queued", "running")
+#: Delivery outcomes (`duplicate`: the same push was already accepted under another id).
+OUTCOMES = ("matched", "no_match", "ignored", "duplicate")
+
+#: A job's request key counting how often an operator had a failed build run again (`bridge
+#: retry`): targets with an idempotency key (Jenkins' BRIDGE_DELIVERY, CodeBuild's token) put it
+#: in the key, so the new run is not mistaken for the failed one. Never a rule's own key.
+RERUN_KEY = "bridge_rerun"
+
+
+def rerun_suffix(job: "Job") -> str:
+    """"" for a job's first run; "-rerun<N>" after the Nth operator retry of a failed build."""
+    n = job.request.get(RERUN_KEY) if isinstance(job.request, dict) else None
+    return f"-rerun{int(n)}" if n else ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for one target, as the dispatcher claimed it from the store."""
+    id: int
+    delivery: str               # the host's delivery id (prefixes every log line)
+    rule: str
+    target: str                 # the target's name in rules.yaml
+    request: dict               # the rule's `run:` with every template already rendered
+    event: Event
+    attempt: int = 1            # 1 on the first try
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a target reports back after accepting a job.
+
+    `state` is "started" (the build runs remotely; follow it by `remote_id`), "queued" (accepted,
+    no build yet: e.g. a Jenkins queue item), or a final "succeeded" / "failed" for targets that
+    finish inside `start` (exec, memory).
+    """
+    remote_id: str
+    url: str = ""
+    state: str = "started"
+    detail: dict = field(default_factory=dict)

@@ -1,0 +1,2 @@
+"""Running the processes: the supervisor, gunicorn web workers and the dispatcher process, their
+listening sockets and signals. Imports come from the modules themselves."""
