@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bridge.signing import sign_headers  # noqa: E402
+from bridge.providers import sign_headers  # noqa: E402
 from jenkins_standin import JenkinsStandin  # noqa: E402
 from support_serve import BridgeProcess  # noqa: E402
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 ZERO_SHA = "0" * 40
-#: GitHub lists at most this many commits in a push payload.
-GITHUB_COMMIT_CAP = 2048
+#: Provider name -> how many commits at most its push payloads list (a list that long may be
+#: cut). Filled by `bridge.providers` from each host module's COMMIT_CAP (it imports this module).
+COMMIT_CAPS: dict[str, int] = {}
 
 #: Event kinds a rule's `on.events` may name.
 KINDS = ("push", "tag", "delete")
@@ -78,8 +79,9 @@ class Event:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
         if not self.commits_complete or any(not c.has_files for c in self.commits):
             return None
-        if self.provider == "github" and len(self.commits) >= GITHUB_COMMIT_CAP:
-            return None         # GitHub lists at most 2048 commits: this list may be cut
+        cap = COMMIT_CAPS.get(self.provider)
+        if cap is not None and len(self.commits) >= cap:
+            return None         # the host lists no more commits than this: the list may be cut
         if self.forced:
             # The new commits' lists miss what the dropped commits changed: only a diff knows.
             return None

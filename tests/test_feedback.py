@@ -13,7 +13,9 @@ import pytest
 
 from bridge.config.load import load_config
 from bridge.dispatch.loop import Dispatcher
-from bridge.dispatch.statuses import Feedback, GitHubStatuses, GitLabStatuses, StatusPoster, final_state
+from bridge.dispatch.statuses import Feedback, StatusPoster, final_state
+from bridge.providers.github import Statuses as GitHubStatuses
+from bridge.providers.gitlab import Statuses as GitLabStatuses
 from bridge.errors import ConfigError
 from bridge.events import Commit, Event
 from bridge.jobs import Run

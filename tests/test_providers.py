@@ -9,7 +9,9 @@ from werkzeug.datastructures import Headers
 
 from bridge.errors import BadPayload, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
+from bridge import providers
 from bridge.providers import PROVIDERS, get_provider, github, gitlab
+from bridge.providers.clone import default_hosts
 from bridge.providers.body import parse_json
 from signing import (github_form_body, gitlab_token_headers, load_payload, payload_files, payloads_dir,
                      sign_github, signed_request)
@@ -34,6 +36,39 @@ def test_registry_and_did_you_mean():
     with pytest.raises(KeyError) as exc:
         get_provider("githib")
     assert exc.value.args[0] == "unknown provider 'githib' (did you mean 'github'?); known providers: github, gitlab"
+
+
+def test_registry_answers_what_callers_ask_of_a_host():
+    assert providers.names() == ("github", "gitlab")
+    assert providers.default_api_url("github") == "https://api.github.com"
+    assert providers.default_api_url("gitlab") == "https://gitlab.com/api/v4"
+    assert providers.default_api_url("gitea") == providers.default_api_url(["github"]) == ""
+    assert providers.clone_user("gitlab") == "oauth2"
+    assert providers.clone_user("github") == providers.clone_user("") == "x-access-token"
+    assert providers.commit_cap("github") == 2048 and providers.commit_cap("gitlab") is None
+    assert default_hosts("github", "https://api.github.com") == ("github.com",)
+    assert default_hosts("gitlab", "https://api.example.com:8443/api/v4") == (
+        "api.example.com", "api.example.com:8443")
+    assert set(providers.kept_header_prefixes()) == {"x-github-", "x-gitlab-"}
+    assert set(providers.secret_headers()) == {"x-hub-signature", "x-hub-signature-256", "x-gitlab-token"}
+    assert providers.host_view({"provider": "github", "state": "running", "post_state": "sent"}) == {
+        "host_state": "pending", "received": True}
+    assert providers.host_view({"provider": "gitlab", "state": "failure", "post_state": "retry"}) == {
+        "host_state": "failed", "received": False}
+    assert providers.host_view({"provider": None, "state": "running"})["host_state"] == "running"
+    for name in providers.names():
+        client = providers.status_client(name, "https://example.com/api/", "t", timeout=3)
+        assert client.provider == name and client.api_url == "https://example.com/api"
+
+
+@pytest.mark.parametrize("name", ["github", "gitlab"])
+def test_send_headers_verify_as_the_host_sends_them(name):
+    body = b'{"ref": "refs/heads/main"}'
+    headers = Headers(providers.sign_headers(name, body, SECRET, delivery="d-1"))
+    module = get_provider(name)
+    module.verify(headers, body, [SECRET])
+    assert module.event_name(headers) == module.DEFAULT_EVENT and module.delivery_id(headers) == "d-1"
+    assert providers.sign_headers(name, body, SECRET, event="x", delivery="d")[module.EVENT_HEADER] == "x"
 
 
 # --- signatures -------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from bridge.events import Ignored
 from bridge.providers import get_provider
 from bridge.rules import decide_paths
 
-EVENT_HEADERS = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event"}
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
 #: Lines GitHub's "Recent Deliveries" shows next to the headers; copied along, they are skipped.
 _NOT_HEADERS = ("request url", "request method")
@@ -95,10 +94,10 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
     provider = get_provider(src.provider)
     hdrs = Headers(headers or {})
     if event_name:
-        hdrs[EVENT_HEADERS[src.provider]] = event_name
-    if EVENT_HEADERS[src.provider] not in hdrs:
+        hdrs[provider.EVENT_HEADER] = event_name
+    if provider.EVENT_HEADER not in hdrs:
         raise BadPayload(f"no event name: pass --event or a --headers file with "
-                         f"{EVENT_HEADERS[src.provider]}")
+                         f"{provider.EVENT_HEADER}")
     delivery = provider.delivery_id(hdrs) or "explain"
     result = provider.normalize(hdrs, body, source=source_name, delivery_id=delivery)
     out = {"rules_version": config.version, "source": source_name, "provider": src.provider,

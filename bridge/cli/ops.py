@@ -17,6 +17,7 @@ from bridge.cli.common import (DEFAULT_BIND, default_state_dir, glob_option, loa
                                state_dir_callback, state_option)
 from bridge.jobs import JOB_STATES, OUTCOMES
 from bridge.policies import parse_duration
+from bridge.providers import host_view, sign_headers
 
 
 def _state(state_dir):
@@ -175,7 +176,6 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
 
     DELIVERY_ID may be any unique beginning of the id. Each status shows the state as the git
     host got it (GitHub has no "running": it got "pending") and the host's answer."""
-    from bridge.dispatch.statuses import host_view
     # The group's options (`cibridge deliveries --rules X show ID`) unless given after `show`.
     obj = {"rules_path": rules_path or obj["rules_path"], "state_dir": state_dir or obj["state_dir"],
            "fmt": fmt or obj["fmt"]}
@@ -326,7 +326,6 @@ def send(rules_path, source_name, url, event_name, headers_file, delivery, paylo
 
     import requests
 
-    from bridge.signing import sign_headers
     config = load_or_exit(rules_path)
     src = config.sources.get(source_name)
     if src is None:

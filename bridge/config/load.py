@@ -23,12 +23,12 @@ from bridge.globs import GlobError, validate_patterns
 from bridge.logs import LEVELS as LOG_LEVELS
 from bridge.policies import (REPORT_RETRY, FollowPolicy, MirrorPolicy, RetryPolicy, parse_duration,
                              parse_size)
+from bridge import providers
 from bridge.providers import clone as clone_hosts
 from bridge.rules import DEFAULT_EVENTS, Rule, compile_rule
 from bridge.targets import TARGET_KINDS, target_class, unknown_kind_message
 from bridge.templates import commit_templates, template_problems, templates_in
 
-PROVIDER_NAMES = ("github", "gitlab")
 TOP_KEYS = ("sources", "targets", "rules", "settings")
 SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "clone_hosts", "report")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
@@ -42,8 +42,6 @@ RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
 MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
-#: Where commit statuses go when a source's `report:` names no api_url (GHES: https://HOST/api/v3).
-DEFAULT_API_URLS = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_RULES_FILE = 4 * 2**20
 
@@ -425,7 +423,7 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
         except SecretError as exc:
             problems.add(raw.line_of("token"), f"{where}: {exc}")
             ok = False
-    api_url = raw.get("api_url", DEFAULT_API_URLS.get(provider, ""))
+    api_url = raw.get("api_url", providers.default_api_url(provider))
     if not isinstance(api_url, str) or not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
         problems.add(raw.line_of("api_url"), f"{where}: api_url must be an http:// or https:// URL "
                                              f"without query string, not {api_url!r}")
@@ -471,10 +469,11 @@ def _sources(doc, problems, environ) -> dict:
             continue
         problems.unknown_keys(spec, SOURCE_KEYS, f"source '{name}'")
         provider = spec.get("provider")
-        if provider not in PROVIDER_NAMES:
+        if provider not in providers.names():
             problems.add(spec.line_of("provider"),
                          f"source '{name}': unknown provider '{provider}'"
-                         + did_you_mean(provider, PROVIDER_NAMES) + f"; known: {', '.join(PROVIDER_NAMES)}")
+                         + did_you_mean(provider, providers.names())
+                         + f"; known: {', '.join(providers.names())}")
         values = spec.get("secrets")
         if isinstance(values, str):
             values = LineList([values])
@@ -521,7 +520,7 @@ def _sources(doc, problems, environ) -> dict:
                 options["clone_token"] = _maybe_secret(options["clone_token"], problems,
                                                        spec.line_of("clone_token"), environ, None)
         report = _report(spec, name, provider, problems, environ) if "report" in spec else None
-        api_url = report.api_url if report else DEFAULT_API_URLS.get(str(provider), "")
+        api_url = report.api_url if report else providers.default_api_url(str(provider))
         hosts = _clone_hosts(spec, name, problems) if "clone_hosts" in spec else \
             clone_hosts.default_hosts(str(provider), api_url)
         out[name] = SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,

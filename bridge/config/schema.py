@@ -7,6 +7,7 @@ a value's shape depends on more than its key, the schema admits it and leaves th
 """
 from __future__ import annotations
 
+from bridge import providers
 from bridge.config import load as config
 from bridge.events import KINDS
 from bridge.targets import TARGET_KINDS, target_class
@@ -90,7 +91,7 @@ def _sources() -> dict:
     report = _object(config.REPORT_KEYS, {"token": SECRET_REF, "api_url": {"type": "string"},
                                           "timeout": DURATION, "retry": _retry()},
                      required=["token"], description="commit statuses back to the git host")
-    hints = {"provider": {"enum": list(config.PROVIDER_NAMES)},
+    hints = {"provider": {"enum": list(providers.names())},
              "secrets": {"anyOf": [SECRET_REF, {"type": "array", "items": SECRET_REF, "minItems": 1}]},
              "clone_url": {"type": "string"}, "clone_token": SECRET_REF, "report": report}
     source = _object(config.SOURCE_KEYS, hints, required=["provider", "secrets"])

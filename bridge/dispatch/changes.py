@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit, quote
 
 from bridge.errors import did_you_mean
-from bridge.events import GITHUB_COMMIT_CAP, Event
+from bridge.events import Event
 from bridge.policies import MirrorPolicy
+from bridge.providers import clone_user, commit_cap, get_provider
 from bridge.providers.clone import describe as describe_hosts
 from bridge.providers.clone import host_refusal
 from bridge.refnames import branch_or_tag_problem
@@ -241,9 +242,9 @@ def payload_incomplete(event: Event) -> str | None:
     """Why the payload's per-commit file lists cannot be trusted, or None when they can."""
     if not event.commits_complete:
         return "the payload's commit list is capped by the host"
-    if event.provider == "github" and len(event.commits) >= GITHUB_COMMIT_CAP:
-        return (f"GitHub lists at most {GITHUB_COMMIT_CAP} commits and this payload has "
-                f"{len(event.commits)}")
+    if (limit := commit_cap(event.provider)) is not None and len(event.commits) >= limit:
+        return (f"{get_provider(event.provider).TITLE} lists at most {limit} commits and this "
+                f"payload has {len(event.commits)}")
     if any(not c.has_files for c in event.commits):
         return "the payload's commits carry no file lists"
     if not event.commits:
@@ -311,7 +312,7 @@ def source_clone_url(source, event: Event) -> str | None:
     url = options.get("clone_url")
     token = options.get("clone_token")
     if url and token and url.startswith("https://") and _userinfo(url) is None:
-        user = "oauth2" if getattr(source, "provider", "") == "gitlab" else "x-access-token"
+        user = clone_user(getattr(source, "provider", ""))
         url = f"https://{user}:{quote(token, safe='')}@{url[len('https://'):]}"
     return url
 

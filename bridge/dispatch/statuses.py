@@ -1,32 +1,28 @@
 """Feedback stage: commit statuses on GitHub and GitLab, from a job's life (queued, accepted, ended).
 
 Input: jobs, runs and deliveries as the dispatcher sees them, and each source's `report:` config.
-Output: `NewStatus` rows for the store, and, posting those rows, the git host's answer classified
-as sent / done / retry / failed (`Answer`). Only the dispatcher process posts; tokens never leave
-the clients (not in rows, logs or answers).
+Output: `NewStatus` rows for the store, and, posting those rows through the host's client
+(bridge/providers), the git host's answer classified as sent / done / retry / failed (`Answer`).
+Only the dispatcher process posts; tokens never leave the clients (not in rows, logs or answers).
 """
 from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, replace
 from typing import Callable
-from urllib.parse import quote
-
-import requests
 
 from bridge.config.load import Config
 from bridge.errors import StoreUnavailable
 from bridge.events import ZERO_SHA, Event
 from bridge.jobs import Run
-# Waits the host asks for are honoured up to MAX_RETRY_AFTER; beyond it our own backoff resumes.
-from bridge.policies import MAX_RETRY_AFTER as _MAX_RETRY_AFTER
-from bridge.policies import REPORT_RETRY, RetryPolicy, backoff, retry_after
+from bridge.policies import REPORT_RETRY, RetryPolicy, backoff
+from bridge.providers import status_client
+from bridge.providers.status import Answer, cap
 from bridge.rules import evaluate, skip_marker
 from bridge.store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
 
@@ -35,16 +31,8 @@ logger = logging.getLogger("bridge.feedback")
 #: A job's statuses in the order they happen. The rank of a status is attempt * 10 + phase, so a
 #: higher rank (later step, or a later attempt after `cibridge retry`) supersedes one not yet posted.
 PHASES = {"queued": 0, "accepted": 1, "building": 2, "final": 3}
-#: GitHub answers 422 to a longer description.
-MAX_DESCRIPTION = 140
-#: Our states (a superset) -> what each host calls them.
-GITHUB_STATES = {"pending": "pending", "running": "pending", "success": "success",
-                 "failure": "failure", "canceled": "error", "error": "error"}
-GITLAB_STATES = {"pending": "pending", "running": "running", "success": "success",
-                 "failure": "failed", "canceled": "canceled", "error": "failed"}
 _CANCELED = {"ABORTED", "CANCELLED", "NOT_BUILT", "STOPPED"}         # Jenkins, CodeBuild
 _ERRORED = {"NOT_FOUND", "FAULT", "UNKNOWN"}   # UNKNOWN: Jenkins forgot the queue item and build
-_MAX_ANSWER = 300
 
 
 # --- what to report -----------------------------------------------------------------------------
@@ -102,11 +90,6 @@ def skip_description(rule, event: Event) -> str | None:
     return f"skipped: {marker} in the commit message" if marker else "skipped: no matching paths"
 
 
-def cap(text: str, limit: int = MAX_DESCRIPTION) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
-
-
 class Feedback:
     """Which statuses go where, from one `Config`: the reporting sources with their clients, and
     every rule's context and opt-outs. Builders return a list of 0 or 1 `NewStatus`, ready to
@@ -116,7 +99,8 @@ class Feedback:
         self.config = config
         self._rules = {r.name: r for r in config.rules}
         if clients is None:
-            clients = {name: client_for(src.provider, src.report)
+            clients = {name: status_client(src.provider, src.report.api_url, src.report.token,
+                                           timeout=src.report.timeout)
                        for name, src in config.sources.items() if src.report is not None}
         self.clients = clients
 
@@ -215,163 +199,6 @@ class Feedback:
 def _reportable(sha: str, kind: str) -> bool:
     # A deleted ref names no commit to put a status on.
     return bool(sha) and sha != ZERO_SHA and kind != "delete"
-
-
-# --- the git hosts' status APIs -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Answer:
-    """A post's result. outcome: sent | done (the host refuses it for good, e.g. unknown commit or
-    same state twice: not retried) | retry | failed (auth, permissions: not retried)."""
-    outcome: str
-    code: int | None
-    message: str
-    retry_after: float | None = None
-
-
-class StatusClient:
-    """One git host's commit-status API with one token. Thread-safe: a session per thread."""
-
-    provider = ""
-    states: dict[str, str] = {}
-
-    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0,
-                 now: Callable[[], float] = time.time):
-        self.api_url = api_url.rstrip("/")
-        self._token = token
-        self.timeout = timeout
-        self._now = now
-        self._local = threading.local()
-
-    def post(self, status: NewStatus) -> Answer:
-        url, headers, body = self.request(status)
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        try:
-            resp = session.post(url, json=body, headers=headers, timeout=self.timeout,
-                                allow_redirects=False)
-        except requests.Timeout:
-            return Answer("retry", None, f"no answer from {self._host()} within {self.timeout:g}s")
-        except requests.ConnectionError:
-            return Answer("retry", None, f"cannot connect to {self._host()}")
-        except requests.RequestException as exc:
-            return Answer("retry", None, f"{type(exc).__name__} talking to {self._host()}")
-        return self.classify(resp)
-
-    def request(self, status: NewStatus) -> tuple[str, dict, dict]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def classify(self, resp: requests.Response) -> Answer:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def _host(self) -> str:
-        return re.sub(r"^https?://([^/]+).*$", r"\1", self.api_url)
-
-    def _message(self, resp: requests.Response) -> str:
-        try:
-            doc = resp.json()
-        except ValueError:
-            doc = None
-        text = doc.get("message", "") if isinstance(doc, dict) else ""
-        if isinstance(doc, dict) and doc.get("errors"):
-            text = f"{text}: {doc['errors']}"
-        text = str(text) or resp.reason or ""
-        text = cap(text.replace(self._token, "***"), _MAX_ANSWER)
-        return f"{resp.status_code} {text}".strip()
-
-    def _retry_after(self, resp: requests.Response) -> float | None:
-        return retry_after(resp.headers.get("Retry-After"), self._now)
-
-
-class GitHubStatuses(StatusClient):
-    """POST {api_url}/repos/{owner}/{repo}/statuses/{sha}, Authorization: Bearer."""
-
-    provider = "github"
-    states = GITHUB_STATES
-
-    def request(self, status):
-        body = {"state": self.states[status.state], "description": cap(status.description),
-                "context": status.context}
-        if status.target_url:
-            body["target_url"] = status.target_url
-        owner_repo = "/".join(quote(p, safe="") for p in status.repo.split("/", 1))
-        return (f"{self.api_url}/repos/{owner_repo}/statuses/{quote(status.sha, safe='')}",
-                {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
-                 "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "bridge"}, body)
-
-    def classify(self, resp):
-        code = resp.status_code
-        if 200 <= code < 300:
-            return Answer("sent", code, f"{code}")
-        message = self._message(resp)
-        if code == 422:
-            # Unknown commit, description too long, 1,000 statuses on this commit: posting the
-            # same again cannot succeed.
-            return Answer("done", code, message)
-        if code >= 500:
-            return Answer("retry", code, message, self._retry_after(resp))
-        if code == 429 or (code == 403 and self._rate_limited(resp)):
-            # GitHub's order: Retry-After if given, else the reset time when nothing remains.
-            wait = self._retry_after(resp)
-            return Answer("retry", code, message, self._reset(resp) if wait is None else wait)
-        hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
-
-    def _rate_limited(self, resp) -> bool:
-        return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers
-                or "rate limit" in resp.text[:2000].lower())
-
-    def _reset(self, resp) -> float | None:
-        if resp.headers.get("x-ratelimit-remaining") != "0":
-            return None
-        try:
-            return min(max(0.0, float(resp.headers["x-ratelimit-reset"]) - self._now()), _MAX_RETRY_AFTER)
-        except (KeyError, ValueError):
-            return None
-
-
-class GitLabStatuses(StatusClient):
-    """POST {api_url}/projects/{url-encoded path}/statuses/{sha}, PRIVATE-TOKEN."""
-
-    provider = "gitlab"
-    states = GITLAB_STATES
-
-    def request(self, status):
-        body = {"state": self.states[status.state], "name": status.context,
-                "description": cap(status.description), "ref": status.ref}
-        if status.target_url:
-            body["target_url"] = status.target_url
-        return (f"{self.api_url}/projects/{quote(status.repo, safe='')}/statuses/"
-                f"{quote(status.sha, safe='')}",
-                {"PRIVATE-TOKEN": self._token, "User-Agent": "bridge"}, body)
-
-    def classify(self, resp):
-        code = resp.status_code
-        if 200 <= code < 300:
-            return Answer("sent", code, f"{code}")
-        message = self._message(resp)
-        if code == 400 and "cannot transition status" in message.lower():
-            return Answer("done", code, message)     # it already has this state
-        if code in (409, 429) or code >= 500:         # 409: a concurrent update of the same status
-            return Answer("retry", code, message, self._retry_after(resp))
-        hint = " (the token may not post statuses to this project)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
-
-
-CLIENTS = {"github": GitHubStatuses, "gitlab": GitLabStatuses}
-
-
-def client_for(provider: str, report) -> StatusClient:
-    return CLIENTS[provider](report.api_url, report.token, timeout=report.timeout)
-
-
-def host_view(row: dict) -> dict:
-    """What the git host got of one stored status row (Store.statuses_of): `host_state`, the
-    state in the host's own words as posted (GitHub has no "running": it got "pending"), and
-    `received`, whether the host accepted the post (post_state "sent")."""
-    states = CLIENTS[row["provider"]].states if row.get("provider") in CLIENTS else {}
-    return {"host_state": states.get(row["state"], row["state"]), "received": row.get("post_state") == "sent"}
 
 
 # --- posting, in the dispatcher process ---------------------------------------------------------

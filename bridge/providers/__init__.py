@@ -1,16 +1,19 @@
-"""Registry of git-host providers: a plain dict from a source's `provider:` to its module.
+"""Registry of git-host providers: a plain dict from a source's `provider:` to its module, which
+holds everything that host means (adding a host is one module plus its tests).
 
 Input: a provider name from rules.yaml. Output: the module that verifies and normalizes that
-host's deliveries (the `Provider` protocol below).
+host's deliveries (the `Provider` protocol below), and what callers ask of a host by name.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from bridge import events
 from bridge.errors import did_you_mean
 from bridge.events import Event, Ignored
 from bridge.providers import github, gitlab
+from bridge.providers.status import StatusClient
 
 
 class Provider(Protocol):
@@ -25,11 +28,23 @@ class Provider(Protocol):
        `BadPayload(reason)` for a verified body that is not JSON or not a push's shape.
 
     `headers` is case-insensitive (werkzeug `Headers`/`EnvironHeaders`). `SECRET_HEADERS` are
-    the headers that are never stored or logged.
+    the headers that are never stored or logged; `KEEP_PREFIXES` the lower-case beginnings of
+    the identification headers that are. `Statuses` posts commit statuses (providers/status.py),
+    `sign` makes the headers the host would send, `clone_host` names the git host an API host
+    serves, `CLONE_USER` goes with a clone token, `COMMIT_CAP` is where the host stops listing a
+    push's commits (None: it says how many there were).
     """
 
     NAME: str
+    TITLE: str
     SECRET_HEADERS: tuple[str, ...]
+    KEEP_PREFIXES: tuple[str, ...]
+    EVENT_HEADER: str
+    DEFAULT_EVENT: str
+    API_URL: str
+    CLONE_USER: str
+    COMMIT_CAP: int | None
+    Statuses: type[StatusClient]
 
     def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) -> None: ...
 
@@ -40,8 +55,28 @@ class Provider(Protocol):
     def normalize(self, headers: Mapping[str, str], body: bytes, *, source: str,
                   delivery_id: str) -> Event | Ignored: ...
 
+    def signature(self, body: bytes, secret: bytes) -> dict[str, str]: ...
+
+    def sign(self, body: bytes, secret: bytes, *, event: str | None = None,
+             delivery: str) -> dict[str, str]: ...
+
+    def clone_host(self, api_host: str) -> str: ...
+
 
 PROVIDERS: dict[str, Provider] = {"github": github, "gitlab": gitlab}
+
+
+# The payload's commit list is cut at the host's cap: Event.changed_files distrusts it there.
+events.COMMIT_CAPS.update({name: p.COMMIT_CAP for name, p in PROVIDERS.items() if p.COMMIT_CAP})
+
+
+def names() -> tuple[str, ...]:
+    """The `provider:` values rules.yaml accepts, in registry order."""
+    return tuple(PROVIDERS)
+
+
+def _known(name) -> Provider | None:
+    return PROVIDERS.get(name) if isinstance(name, str) else None
 
 
 def unknown_provider_message(name: str) -> str:
@@ -56,4 +91,65 @@ def get_provider(name: str) -> Provider:
         raise KeyError(unknown_provider_message(name)) from None
 
 
-__all__ = ["PROVIDERS", "Provider", "get_provider", "unknown_provider_message"]
+def default_api_url(name) -> str:
+    """Where a source's commit statuses go when its `report:` names no api_url ("" if unknown)."""
+    provider = _known(name)
+    return provider.API_URL if provider is not None else ""
+
+
+def clone_host(name, api_host: str) -> str:
+    """The git host a provider's API host serves (unknown providers: the same host)."""
+    provider = _known(name)
+    return provider.clone_host(api_host) if provider is not None else api_host
+
+
+def clone_user(name) -> str:
+    """The user name a source's clone token goes with in its https clone_url."""
+    provider = _known(name)
+    return provider.CLONE_USER if provider is not None else github.CLONE_USER
+
+
+def commit_cap(name) -> int | None:
+    """Where the host stops listing a push's commits, or None."""
+    provider = _known(name)
+    return provider.COMMIT_CAP if provider is not None else None
+
+
+def status_client(name: str, api_url: str, token: str, *, timeout: float = 10.0) -> StatusClient:
+    """A commit-status client for the host `name` at `api_url`, posting with `token`."""
+    return get_provider(name).Statuses(api_url, token, timeout=timeout)
+
+
+def host_view(row: dict) -> dict:
+    """What the git host got of one stored status row (Store.statuses_of): `host_state`, the
+    state in the host's own words as posted (GitHub has no "running": it got "pending"), and
+    `received`, whether the host accepted the post (post_state "sent")."""
+    provider = _known(row.get("provider"))
+    states = provider.Statuses.states if provider is not None else {}
+    return {"host_state": states.get(row["state"], row["state"]), "received": row.get("post_state") == "sent"}
+
+
+def sign_headers(name: str, body: bytes, secret: bytes, *, event: str | None = None,
+                 delivery: str) -> dict[str, str]:
+    """The headers host `name` would send with `body` under `secret` (for `cibridge send`)."""
+    return get_provider(name).sign(body, secret, event=event, delivery=delivery)
+
+
+def signature_headers(name: str, body: bytes, secret: bytes) -> dict[str, str]:
+    """Only the signature (or token) header host `name` would send with `body`."""
+    return get_provider(name).signature(body, secret)
+
+
+def kept_header_prefixes() -> tuple[str, ...]:
+    """Lower-case beginnings of the hosts' identification headers a stored delivery keeps."""
+    return tuple(prefix for p in PROVIDERS.values() for prefix in p.KEEP_PREFIXES)
+
+
+def secret_headers() -> tuple[str, ...]:
+    """Lower-case names of every host's signature and token headers: never stored or logged."""
+    return tuple(h.lower() for p in PROVIDERS.values() for h in p.SECRET_HEADERS)
+
+
+__all__ = ["PROVIDERS", "Provider", "clone_host", "clone_user", "commit_cap", "default_api_url",
+           "get_provider", "host_view", "kept_header_prefixes", "names", "secret_headers",
+           "sign_headers", "signature_headers", "status_client", "unknown_provider_message"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from bridge.providers import clone_host
+
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _NAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
 _IPV6 = r"\[[0-9a-f:.]+\]"
@@ -75,15 +77,14 @@ def normalize(entries) -> tuple[str, ...]:
 
 
 def default_hosts(provider: str, api_url: str) -> tuple[str, ...]:
-    """The hosts a source may fetch from when it lists none: its API's host (on the default
-    ports, and on the API's own port when it names one); for GitHub without the `api.`
-    (api.github.com serves github.com; a GHES api_url is https://HOST/api/v3)."""
+    """The hosts a source may fetch from when it lists none: the git host its API's host serves
+    (on the default ports, and on the API's own port when it names one): the provider's
+    `clone_host` says which (api.github.com serves github.com)."""
     try:
         host = (urlsplit(api_url).hostname or "").rstrip(".")
     except ValueError:
         return ()
-    if provider == "github" and host.startswith("api."):
-        host = host[len("api."):]
+    host = clone_host(provider, host)
     if not host:
         return ()
     try:

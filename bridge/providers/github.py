@@ -1,5 +1,6 @@
 """GitHub provider: checks `X-Hub-Signature-256` over the raw body, then turns a `push` delivery
-into an `Event`; `ping` and every other event become `Ignored`.
+into an `Event`; `ping` and every other event become `Ignored`. Also all else GitHub means: its
+commit-status client, its signing (for `cibridge send`), API URL, headers and clone rules.
 
 Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
 `VerificationFailed` (401) / `BadPayload` (400).
@@ -10,14 +11,28 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
+from urllib.parse import quote
 
 from bridge.errors import BadPayload, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
+from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
+from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "github"
+TITLE = "GitHub"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 SECRET_HEADERS = (SIGNATURE_HEADER, "X-Hub-Signature")
+EVENT_HEADER = "X-GitHub-Event"
+DELIVERY_HEADER = "X-GitHub-Delivery"
+#: Header names the stored copy of a delivery keeps (identification only).
+KEEP_PREFIXES = ("x-github-",)
+#: The event `cibridge send` names when it is given none.
+DEFAULT_EVENT = "push"
+#: Where commit statuses go when a source's `report:` names no api_url (GHES: https://HOST/api/v3).
+API_URL = "https://api.github.com"
+#: The user name a clone token goes with in an https clone URL.
+CLONE_USER = "x-access-token"
 
 #: GitHub stops listing commits in a push payload at 2,048 (FACTS.md).
 COMMIT_CAP = 2048
@@ -47,18 +62,18 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) ->
 
 def delivery_id(headers: Mapping[str, str]) -> str | None:
     """GitHub's delivery GUID; a manual redelivery keeps it."""
-    return headers.get("X-GitHub-Delivery") or None
+    return headers.get(DELIVERY_HEADER) or None
 
 
 def event_name(headers: Mapping[str, str]) -> str:
-    return headers.get("X-GitHub-Event", "")
+    return headers.get(EVENT_HEADER, "")
 
 
 def normalize(headers: Mapping[str, str], body: bytes, *, source: str, delivery_id: str) -> Event | Ignored:
     """The delivery as an `Event` (push) or `Ignored(reason)`; `BadPayload` for a broken push."""
     name = event_name(headers)
     if not name:
-        raise BadPayload("X-GitHub-Event header is missing")
+        raise BadPayload(f"{EVENT_HEADER} header is missing")
     handler = HANDLERS.get(name)
     if handler is None:
         return Ignored(f"event '{name}' is not handled", event_name=name)
@@ -118,3 +133,75 @@ HANDLERS = {
     "push": _push,
     "ping": _ping,
 }
+
+
+# --- what else GitHub means: signing, clone rules, commit statuses -------------------------------
+
+def signature(body: bytes, secret: bytes) -> dict[str, str]:
+    """The header GitHub signs `body` with: HMAC-SHA256 under `secret`."""
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return {SIGNATURE_HEADER: f"sha256={digest}"}
+
+
+def sign(body: bytes, secret: bytes, *, event: str | None = None, delivery: str) -> dict[str, str]:
+    """The headers GitHub would send with `body` (for `cibridge send`)."""
+    return {"Content-Type": "application/json", EVENT_HEADER: event or DEFAULT_EVENT,
+            DELIVERY_HEADER: delivery, **signature(body, secret), "User-Agent": "bridge-send"}
+
+
+def clone_host(api_host: str) -> str:
+    """The git host an API host serves: api.github.com serves github.com (a GHES api_url is
+    https://HOST/api/v3: the same host)."""
+    return api_host[len("api."):] if api_host.startswith("api.") else api_host
+
+
+#: Our states (a superset) -> what GitHub calls them.
+STATES = {"pending": "pending", "running": "pending", "success": "success",
+          "failure": "failure", "canceled": "error", "error": "error"}
+
+
+class Statuses(StatusClient):
+    """POST {api_url}/repos/{owner}/{repo}/statuses/{sha}, Authorization: Bearer."""
+
+    provider = NAME
+    states = STATES
+
+    def request(self, status):
+        body = {"state": self.states[status.state], "description": cap(status.description),
+                "context": status.context}
+        if status.target_url:
+            body["target_url"] = status.target_url
+        owner_repo = "/".join(quote(p, safe="") for p in status.repo.split("/", 1))
+        return (f"{self.api_url}/repos/{owner_repo}/statuses/{quote(status.sha, safe='')}",
+                {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
+                 "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "bridge"}, body)
+
+    def classify(self, resp):
+        code = resp.status_code
+        if 200 <= code < 300:
+            return Answer("sent", code, f"{code}")
+        message = self._message(resp)
+        if code == 422:
+            # Unknown commit, description too long, 1,000 statuses on this commit: posting the
+            # same again cannot succeed.
+            return Answer("done", code, message)
+        if code >= 500:
+            return Answer("retry", code, message, self._retry_after(resp))
+        if code == 429 or (code == 403 and self._rate_limited(resp)):
+            # GitHub's order: Retry-After if given, else the reset time when nothing remains.
+            wait = self._retry_after(resp)
+            return Answer("retry", code, message, self._reset(resp) if wait is None else wait)
+        hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
+        return Answer("failed", code, message + hint)
+
+    def _rate_limited(self, resp) -> bool:
+        return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers
+                or "rate limit" in resp.text[:2000].lower())
+
+    def _reset(self, resp) -> float | None:
+        if resp.headers.get("x-ratelimit-remaining") != "0":
+            return None
+        try:
+            return min(max(0.0, float(resp.headers["x-ratelimit-reset"]) - self._now()), MAX_RETRY_AFTER)
+        except (KeyError, ValueError):
+            return None

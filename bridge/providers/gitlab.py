@@ -1,5 +1,7 @@
 """GitLab provider: checks the plain `X-Gitlab-Token`, then turns `Push Hook`, `Tag Push Hook`
-and System Hook `push`/`tag_push` deliveries into an `Event`; everything else is `Ignored`.
+and System Hook `push`/`tag_push` deliveries into an `Event`; everything else is `Ignored`. Also
+all else GitLab means: its commit-status client, its token header (for `cibridge send`), API URL,
+headers and clone rules.
 
 Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
 `VerificationFailed` (401) / `BadPayload` (400).
@@ -8,15 +10,28 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from bridge.errors import BadPayload, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
+from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "gitlab"
+TITLE = "GitLab"
 TOKEN_HEADER = "X-Gitlab-Token"
 SECRET_HEADERS = (TOKEN_HEADER,)
+EVENT_HEADER = "X-Gitlab-Event"
+#: Header names the stored copy of a delivery keeps (identification only).
+KEEP_PREFIXES = ("x-gitlab-",)
+#: The event `cibridge send` names when it is given none.
+DEFAULT_EVENT = "Push Hook"
+#: Where commit statuses go when a source's `report:` names no api_url.
+API_URL = "https://gitlab.com/api/v4"
+#: The user name a clone token goes with in an https clone URL.
+CLONE_USER = "oauth2"
+#: GitLab's payload says how many commits were pushed (`total_commits_count`): no fixed cap.
+COMMIT_CAP = None
 
 
 def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) -> None:
@@ -43,14 +58,14 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
 
 
 def event_name(headers: Mapping[str, str]) -> str:
-    return headers.get("X-Gitlab-Event", "")
+    return headers.get(EVENT_HEADER, "")
 
 
 def normalize(headers: Mapping[str, str], body: bytes, *, source: str, delivery_id: str) -> Event | Ignored:
     """The delivery as an `Event` (branch or tag push) or `Ignored(reason)`."""
     name = event_name(headers)
     if not name:
-        raise BadPayload("X-Gitlab-Event header is missing")
+        raise BadPayload(f"{EVENT_HEADER} header is missing")
     handler = HANDLERS.get(name)
     if handler is None:
         return Ignored(f"event '{name}' is not handled", event_name=name)
@@ -132,3 +147,54 @@ HANDLERS = {
     "Tag Push Hook": _push,
     "System Hook": _system_hook,
 }
+
+
+# --- what else GitLab means: signing, clone rules, commit statuses -------------------------------
+
+def signature(body: bytes, secret: bytes) -> dict[str, str]:
+    """GitLab signs nothing: it sends the secret itself."""
+    return {TOKEN_HEADER: secret.decode("utf-8")}
+
+
+def sign(body: bytes, secret: bytes, *, event: str | None = None, delivery: str) -> dict[str, str]:
+    """The headers GitLab would send with `body` (for `cibridge send`)."""
+    return {"Content-Type": "application/json", EVENT_HEADER: event or DEFAULT_EVENT,
+            "X-Gitlab-Event-UUID": delivery, **signature(body, secret), "User-Agent": "bridge-send"}
+
+
+def clone_host(api_host: str) -> str:
+    """The git host an API host serves: the same one (gitlab.com/api/v4 serves gitlab.com)."""
+    return api_host
+
+
+#: Our states (a superset) -> what GitLab calls them.
+STATES = {"pending": "pending", "running": "running", "success": "success",
+          "failure": "failed", "canceled": "canceled", "error": "failed"}
+
+
+class Statuses(StatusClient):
+    """POST {api_url}/projects/{url-encoded path}/statuses/{sha}, PRIVATE-TOKEN."""
+
+    provider = NAME
+    states = STATES
+
+    def request(self, status):
+        body = {"state": self.states[status.state], "name": status.context,
+                "description": cap(status.description), "ref": status.ref}
+        if status.target_url:
+            body["target_url"] = status.target_url
+        return (f"{self.api_url}/projects/{quote(status.repo, safe='')}/statuses/"
+                f"{quote(status.sha, safe='')}",
+                {"PRIVATE-TOKEN": self._token, "User-Agent": "bridge"}, body)
+
+    def classify(self, resp):
+        code = resp.status_code
+        if 200 <= code < 300:
+            return Answer("sent", code, f"{code}")
+        message = self._message(resp)
+        if code == 400 and "cannot transition status" in message.lower():
+            return Answer("done", code, message)     # it already has this state
+        if code in (409, 429) or code >= 500:         # 409: a concurrent update of the same status
+            return Answer("retry", code, message, self._retry_after(resp))
+        hint = " (the token may not post statuses to this project)" if code in (401, 403, 404) else ""
+        return Answer("failed", code, message + hint)

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 
 from bridge.errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
 from bridge.events import Ignored
-from bridge.providers import get_provider
+from bridge.providers import get_provider, kept_header_prefixes, secret_headers
 from bridge.store import NewDelivery, NewJob
 
 log = logging.getLogger("bridge.ingress")
@@ -24,10 +24,10 @@ bp = Blueprint("ingress", __name__)
 _KEEP_HEADERS = ("content-type", "user-agent", "idempotency-key", "content-length", "x-request-id")
 #: Identification headers the hosts send. An allow-list: a proxy or sidecar may add x-* headers
 #: carrying credentials (X-Api-Key, X-Amz-Security-Token) that must never reach the database.
-_KEEP_PREFIXES = ("x-github-", "x-gitlab-", "x-gitea-", "x-forgejo-", "x-event-key", "x-request-uuid",
-                  "x-hook-uuid")
-_NEVER_KEEP = ("x-hub-signature", "x-hub-signature-256", "x-gitlab-token", "authorization", "cookie",
-               "webhook-signature", "x-gitea-signature", "x-forgejo-signature")
+_KEEP_PREFIXES = kept_header_prefixes() + ("x-gitea-", "x-forgejo-", "x-event-key", "x-request-uuid",
+                                           "x-hook-uuid")
+_NEVER_KEEP = secret_headers() + ("authorization", "cookie", "webhook-signature", "x-gitea-signature",
+                                  "x-forgejo-signature")
 
 
 def kept_headers(headers, secret_headers=()) -> dict:

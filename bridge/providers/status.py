@@ -1,0 +1,92 @@
+"""Feedback stage, the wire: the HTTP client base every git host's commit-status API shares.
+
+Input: a stored status (repo, sha, ref, state, context, description, target_url) and one token.
+Output: an `Answer` classifying the host's reply as sent / done / retry / failed; the token never
+appears in it. Each host module (github.py, gitlab.py) subclasses `StatusClient` as `Statuses`.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import requests
+
+from bridge.policies import retry_after
+
+#: GitHub answers 422 to a longer description.
+MAX_DESCRIPTION = 140
+_MAX_ANSWER = 300
+
+
+def cap(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A post's result. outcome: sent | done (the host refuses it for good, e.g. unknown commit or
+    same state twice: not retried) | retry | failed (auth, permissions: not retried)."""
+    outcome: str
+    code: int | None
+    message: str
+    retry_after: float | None = None
+
+
+class StatusClient:
+    """One git host's commit-status API with one token. Thread-safe: a session per thread.
+    `states`: our states (a superset) -> what the host calls them."""
+
+    provider = ""
+    states: dict[str, str] = {}
+
+    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0,
+                 now: Callable[[], float] = time.time):
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+        self._now = now
+        self._local = threading.local()
+
+    def post(self, status) -> Answer:
+        url, headers, body = self.request(status)
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        try:
+            resp = session.post(url, json=body, headers=headers, timeout=self.timeout,
+                                allow_redirects=False)
+        except requests.Timeout:
+            return Answer("retry", None, f"no answer from {self._host()} within {self.timeout:g}s")
+        except requests.ConnectionError:
+            return Answer("retry", None, f"cannot connect to {self._host()}")
+        except requests.RequestException as exc:
+            return Answer("retry", None, f"{type(exc).__name__} talking to {self._host()}")
+        return self.classify(resp)
+
+    def request(self, status) -> tuple[str, dict, dict]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def classify(self, resp: requests.Response) -> Answer:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _host(self) -> str:
+        return re.sub(r"^https?://([^/]+).*$", r"\1", self.api_url)
+
+    def _message(self, resp: requests.Response) -> str:
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = None
+        text = doc.get("message", "") if isinstance(doc, dict) else ""
+        if isinstance(doc, dict) and doc.get("errors"):
+            text = f"{text}: {doc['errors']}"
+        text = str(text) or resp.reason or ""
+        text = cap(text.replace(self._token, "***"), _MAX_ANSWER)
+        return f"{resp.status_code} {text}".strip()
+
+    def _retry_after(self, resp: requests.Response) -> float | None:
+        return retry_after(resp.headers.get("Retry-After"), self._now)
