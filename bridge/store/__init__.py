@@ -29,7 +29,7 @@ job's attempts. Durability "full" survives power loss; "normal" survives kill -9
 but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreSQL
 synchronous_commit=off).
 """
-from bridge.store.store import (ClaimedFollow, ClaimedJob, ClaimedStatus, Ingested, NewDelivery, NewJob,
+from bridge.store.inbox import (ClaimedFollow, ClaimedJob, ClaimedStatus, Ingested, NewDelivery, NewJob,
                                 NewStatus, Store, reused_delivery_id)
 
 __all__ = ["ClaimedFollow", "ClaimedJob", "ClaimedStatus", "Ingested", "NewDelivery", "NewJob",
