@@ -12,7 +12,7 @@ from bridge.errors import StoreUnavailable
 from bridge.store import Store, migrations
 from bridge.store.engine import open_engine
 from bridge.store.schema import SCHEMA_VERSION, metadata, schema_version
-from bridge.store.store import claim_key
+from bridge.store.inbox import claim_key
 from support_store import db_url, new_delivery, new_job, run_sql  # noqa: F401  (fixture)
 
 # Version 2's declared lengths (schema.py before version 3), table -> column -> length.

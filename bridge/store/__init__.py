@@ -29,8 +29,23 @@ job's attempts. Durability "full" survives power loss; "normal" survives kill -9
 but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreSQL
 synchronous_commit=off).
 """
-from bridge.store.store import (ClaimedFollow, ClaimedJob, ClaimedStatus, Ingested, NewDelivery, NewJob,
-                                NewStatus, Store, reused_delivery_id)
+from bridge.store.follows import ClaimedFollow, Follows
+from bridge.store.inbox import Inbox, Ingested, NewDelivery, NewJob, reused_delivery_id
+from bridge.store.operators import OperatorQueries
+from bridge.store.outbox import ClaimedStatus, NewStatus, Outbox
+from bridge.store.queue import ClaimedJob, Queue
+
+
+class Store(Inbox, Queue, Follows, Outbox, OperatorQueries):
+    """Deliveries, jobs and their attempts, follows and statuses in one database (see above).
+
+    One class over the store's nouns: `Inbox` (store/inbox.py), `Queue` (store/queue.py),
+    `Follows` (store/follows.py), `Outbox` (store/outbox.py) and `OperatorQueries`
+    (store/operators.py), all on `Tx` (store/tx.py: engine, transactions, group commit).
+    `Store.open(url, ...)` connects; every method is one short transaction (prune: a few), and
+    any database failure raises `StoreUnavailable` with nothing half-written.
+    """
+
 
 __all__ = ["ClaimedFollow", "ClaimedJob", "ClaimedStatus", "Ingested", "NewDelivery", "NewJob",
            "NewStatus", "Store", "reused_delivery_id"]

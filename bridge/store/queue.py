@@ -1,0 +1,234 @@
+"""The store's job queue: due jobs leased to dispatchers, their leases renewed, and each attempt's
+result recorded under the lease (one attempt row per result).
+
+Input: claims and results from the dispatcher. Output: `ClaimedJob`s, True/False for "the lease
+was still yours", queue figures; `Queue`, a mixin of `Store`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, select, update
+
+from bridge.jobs import JOB_STATES, Run
+from bridge.store.group import GroupCommit
+from bridge.store.outbox import NewStatus
+from bridge.store.schema import deliveries, job_attempts, jobs
+from bridge.store.tx import Tx, _clip, _dumps, _Raw
+
+# Run.state -> job state. A target that only queued or started a build leaves the job "started".
+_RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
+
+_ATTEMPT_COLUMNS = ("job_id", "attempt", "owner", "started_at", "finished_at", "outcome", "error",
+                    "remote_id", "url", "detail")
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job leased to one dispatcher until `lease_expires_at`."""
+    id: int
+    delivery_id: str
+    rule: str
+    target: str
+    kind: str
+    request: dict
+    event: dict
+    attempts: int                   # this attempt's number: 1 on the first try
+    first_queued_at: float
+    needs_files: bool
+    path_filter: dict | None
+    lease_expires_at: float = 0.0
+
+
+class Queue(Tx):
+    """Claim, lease, record, release. Mixed into `Store` (which brings `_start_follow`,
+    `_insert_statuses` and `retry_jobs` from its other mixins)."""
+
+    def _compile(self, dialect) -> None:
+        super()._compile(dialect)
+        self._q = _Statements()
+        self._finish_job = _Raw(self._q.finish, dialect)
+        self._insert_attempt = _Raw(insert(job_attempts).values(
+            {c: bindparam(c) for c in _ATTEMPT_COLUMNS}), dialect)
+
+    def _group_commits(self) -> None:
+        super()._group_commits()
+        # Job results share commits among the threads of one process.
+        self._finishes = GroupCommit(lambda items: self._write_batch(items, self._finish_one,
+                                                                     self._tx_cursor))
+
+    def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs to `owner`: queued ones whose time has come, and running
+        ones whose lease expired (their dispatcher died; the lost attempt is recorded).
+
+        A read without any lock comes first, so an idle dispatcher polling often costs nothing.
+        """
+        if limit <= 0 or not self._any_due(now):
+            return []
+        expires = now + lease_seconds
+        with self._tx() as conn:
+            rows = self._pick(conn, limit, now)
+            if not rows:
+                return []
+            lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
+                     "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
+                     "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
+                    for r in rows if r.state == "running"]
+            if lost:
+                conn.execute(self._q.insert_attempt, lost)
+            conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
+                                         "expires": expires})
+        return [ClaimedJob(id=r.id, delivery_id=r.delivery_id, rule=r.rule, target=r.target,
+                           kind=r.kind, request=r.request, event=r.event, attempts=r.attempts + 1,
+                           first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
+                           path_filter=r.path_filter, lease_expires_at=expires) for r in rows]
+
+    def _any_due(self, now: float) -> bool:
+        """A lock-free look: is any job queued and due, or running on an expired lease?"""
+        q = self._q
+        with self._tx(read=True) as conn:
+            return (conn.execute(q.any_queued, {"now": now}).first() is not None
+                    or conn.execute(q.any_expired, {"now": now}).first() is not None)
+
+    def _pick(self, conn, limit: int, now: float) -> list:
+        """Due rows, expired leases first, locked for this transaction."""
+        # Two index range scans, each stopping at `limit`: one ORDER BY over an OR would
+        # sort every due job (and read its event) on each claim of a long queue.
+        rows = conn.execute(self._q.pick_expired, {"now": now, "limit": limit}).all()
+        if len(rows) < limit:
+            rows += conn.execute(self._q.pick_queued, {"now": now, "limit": limit - len(rows)}).all()
+        return rows
+
+    def renew_leases(self, owner: str, job_ids: list[int], *, lease_seconds: float,
+                     now: float) -> list[int]:
+        """Extend the leases `owner` still holds; returns those ids (a missing id was taken over)."""
+        if not job_ids:
+            return []
+        with self._tx() as conn:
+            return list(conn.execute(self._q.renew, {"ids": list(job_ids), "owner": owner,
+                                                     "now": now, "expires": now + lease_seconds}).scalars())
+
+    def _finish(self, job_id: int, owner: str, now: float, outcome: str, *, state: str,
+                next_attempt_at: float | None = None, remote_id: str | None = None,
+                url: str | None = None, detail: dict | None = None, error: str | None = None,
+                after=None) -> bool:
+        """End `owner`'s lease on a job and log the attempt; False (nothing written) if the lease
+        is no longer `owner`'s, so a taken-over job is never recorded twice."""
+        # On the driver's cursor, like ingest: a dispatcher records every job it runs.
+        detail_json = _dumps(detail)
+        finish = self._finish_job.params({
+            "job_id": job_id, "owner": owner, "now": now, "new_state": state,
+            "next_at": next_attempt_at, "new_remote_id": remote_id, "new_url": url,
+            "new_detail": detail_json, "new_error": error})
+        attempt = {"job_id": job_id, "owner": owner, "finished_at": now, "outcome": outcome,
+                   "error": error, "remote_id": remote_id, "url": url, "detail": detail_json}
+        return self._finishes.submit((finish, attempt, after))
+
+    def _finish_one(self, conn, cur, finish, attempt: dict, after) -> bool:
+        cur.execute(self._finish_job.sql, finish)
+        row = cur.fetchone()
+        if row is None:
+            return False
+        cur.execute(self._insert_attempt.sql, self._insert_attempt.params(
+            {**attempt, "attempt": row[0], "started_at": row[1]}))
+        if after is not None:
+            after(conn)          # same transaction: statuses and follows go with the result
+        return True
+
+    def record_run(self, job_id: int, owner: str, run: Run, *, now: float,
+                   statuses: list[NewStatus] = (), follow_at: float | None = None) -> bool:
+        """The target accepted the job: started (remote build) or finished (exec, memory).
+        A started build is followed from `follow_at` (default now) until it ends; `statuses`
+        are stored with the result."""
+        state = _RUN_STATES.get(run.state, "started")
+
+        def after(conn):
+            if state == "started":
+                self._start_follow(conn, job_id, run, now, follow_at)
+            self._insert_statuses(conn, statuses, now)
+        return self._finish(job_id, owner, now, state, state=state, remote_id=run.remote_id,
+                            url=run.url or None, detail=run.detail, after=after)
+
+    def record_retry(self, job_id: int, owner: str, error: str, retry_at: float, *, now: float) -> bool:
+        """A transient failure: queued again for `retry_at`."""
+        return self._finish(job_id, owner, now, "retry", state="queued", next_attempt_at=retry_at,
+                            error=_clip(error))
+
+    def record_dead(self, job_id: int, owner: str, error: str, *, now: float,
+                    statuses: list[NewStatus] = ()) -> bool:
+        """A permanent failure (or retries exhausted): the dead letter, until `retry_job`."""
+        return self._finish(job_id, owner, now, "dead", state="dead", error=_clip(error),
+                            after=lambda conn: self._insert_statuses(conn, statuses, now))
+
+    def record_skipped(self, job_id: int, owner: str, reason: str, *, now: float,
+                       statuses: list[NewStatus] = ()) -> bool:
+        """The push touches no file the rule cares about."""
+        return self._finish(job_id, owner, now, "skipped", state="skipped",
+                            detail={"reason": _clip(reason)},
+                            after=lambda conn: self._insert_statuses(conn, statuses, now))
+
+    def release(self, job_id: int, owner: str) -> bool:
+        """Give back a claimed job that was never started (shutdown): queued again at once."""
+        with self._tx() as conn:
+            return conn.execute(self._q.release, {"job_id": job_id, "owner": owner}).rowcount == 1
+
+    def retry_job(self, job_id: int, *, now: float) -> bool:
+        """Re-queue a dead or failed job now, with a fresh give-up clock (`retry_jobs`). False
+        if it is in another state."""
+        return self.retry_jobs([job_id], now=now) == [job_id]
+
+    def queue_stats(self, now: float) -> dict:
+        """{"jobs": {state: count}, "due": queued jobs whose time has come,
+        "oldest_queued_age": seconds since the oldest queued job was first queued (0 if none)}."""
+        with self._tx(read=True) as conn:
+            counts = dict(conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all())
+            due, oldest = conn.execute(
+                select(func.count().filter(jobs.c.next_attempt_at <= now),
+                       func.min(jobs.c.first_queued_at))
+                .where(jobs.c.state == "queued")).one()
+        return {"jobs": {s: int(counts.get(s, 0)) for s in JOB_STATES}, "due": int(due or 0),
+                "oldest_queued_age": max(0.0, now - oldest) if oldest is not None else 0.0}
+
+
+class _Statements:
+    """The dispatcher's statements, built once: constructing them per call costs more than
+    running them, and a dispatcher makes a few per job."""
+
+    def __init__(self):
+        now = bindparam("now", type_=Double)
+        queued = and_(jobs.c.state == "queued", jobs.c.next_attempt_at <= now)
+        expired = and_(jobs.c.state == "running", jobs.c.lease_expires_at <= now)
+        ids = bindparam("ids", expanding=True)
+        mine = and_(jobs.c.state == "running", jobs.c.lease_owner == bindparam("owner"))
+        self.any_queued = select(jobs.c.id).where(queued).limit(1)
+        self.any_expired = select(jobs.c.id).where(expired).limit(1)
+        pick = (select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.kind,
+                       jobs.c.request, jobs.c.needs_files, jobs.c.path_filter, jobs.c.state,
+                       jobs.c.attempts, jobs.c.first_queued_at, jobs.c.lease_owner,
+                       jobs.c.leased_at, deliveries.c.event)
+                .join(deliveries, deliveries.c.id == jobs.c.delivery_id)
+                .limit(bindparam("limit", type_=Integer))
+                .with_for_update(of=jobs, skip_locked=True))
+        self.pick_queued = pick.where(queued).order_by(jobs.c.next_attempt_at, jobs.c.id)
+        self.pick_expired = pick.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
+        self.lease = update(jobs).where(jobs.c.id.in_(ids)).values(
+            state="running", lease_owner=bindparam("owner"), leased_at=now,
+            lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,
+            updated_at=now)
+        self.renew = (update(jobs).where(jobs.c.id.in_(ids), mine)
+                      .values(lease_expires_at=bindparam("expires", type_=Double), updated_at=now)
+                      .returning(jobs.c.id))
+        self.finish = (update(jobs).where(jobs.c.id == bindparam("job_id"), mine)
+                       .values(state=bindparam("new_state"),
+                               next_attempt_at=func.coalesce(bindparam("next_at", type_=Double),
+                                                             jobs.c.next_attempt_at),
+                               remote_id=bindparam("new_remote_id", type_=Text),
+                               url=bindparam("new_url", type_=Text),
+                               detail=bindparam("new_detail", type_=jobs.c.detail.type),
+                               last_error=bindparam("new_error", type_=Text),
+                               lease_owner=None, lease_expires_at=None, updated_at=now)
+                       .returning(jobs.c.attempts, jobs.c.leased_at))
+        self.release = (update(jobs).where(jobs.c.id == bindparam("job_id"), mine)
+                        .values(state="queued", attempts=jobs.c.attempts - 1, lease_owner=None,
+                                leased_at=None, lease_expires_at=None))
+        self.insert_attempt = insert(job_attempts)
