@@ -156,8 +156,10 @@ def _apply(node, kind, detail) -> str:
             else ast.UnaryOp(op=ast.Not(), operand=test)
         return f"negate: {_short(test)!r}"
     if kind == "int":
+        parent = getattr(node, "parent", None)
+        where = f" in {_short(parent, 60)!r}" if parent is not None else ""
         node.value += 1
-        return f"int: {before} -> {node.value}"
+        return f"int: {before} -> {node.value}{where}"
     if kind == "return_none":
         node.value = ast.Constant(value=None)
         return f"return None: {before!r}"
@@ -199,6 +201,11 @@ def mutants(path: str, source: str, functions: list[str] | None = None) -> list[
         walker = _Sites(sites.functions, sites.pragma)
         walker.visit(clone)
         node, kind, detail, line, func = walker.sites[index]
+        if kind == "int":      # an integer's change names the expression it sits in
+            for parent in ast.walk(clone):
+                for child in ast.iter_child_nodes(parent):
+                    if child is node:
+                        node.parent = parent
         if kind == "delete":
             change = f"delete: {_short(node)!r}"
             _Deleter(node).visit(clone)

@@ -30,15 +30,17 @@ TARGETS = {
     },
     "rules": {
         "path": "bridge/rules.py",
-        "tests": ["tests/test_rules.py", "tests/test_explain_files.py", "tests/test_templates_render.py",
-                  "tests/test_paths_recheck.py"],
+        "tests": ["tests/test_rules.py", "tests/test_config.py", "tests/test_explain_files.py",
+                  "tests/test_templates_render.py", "tests/test_rule_templates_check.py",
+                  "tests/test_paths_recheck.py", "tests/test_rule_refs.py"],
     },
     "store/ingest-claim": {
         "path": "bridge/store/store.py",
         "functions": ["Store.ingest", "Store._ingest_params", "Store._write_batch", "Store._ingest_one",
                       "Store._job_rows", "Store._insert_jobs", "Store.claim", "Store._finish",
                       "Store._finish_one", "Store.record_run", "reused_delivery_id", "claim_key"],
-        "tests": ["tests/test_store.py", "tests/test_store_claims.py"],
+        "tests": ["tests/test_store.py", "tests/test_store_claims.py", "tests/test_reused_delivery_id.py",
+                  "tests/test_ingest_batches.py"],
     },
     "backoff": {
         "path": "bridge/dispatcher.py",
