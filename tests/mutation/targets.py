@@ -9,7 +9,7 @@ scopes a large file to the parts named; without it the whole file is mutated.
 TARGETS = {
     "globs": {
         "path": "bridge/globs.py",
-        "tests": ["tests/test_globs.py", "tests/test_globs_linear.py"],
+        "tests": ["tests/test_globs.py", "tests/test_globs_linear.py", "tests/test_glob_classes.py"],
     },
     "providers/github": {
         "path": "bridge/providers/github.py",
@@ -32,7 +32,7 @@ TARGETS = {
         "path": "bridge/rules.py",
         "tests": ["tests/test_rules.py", "tests/test_config.py", "tests/test_explain_files.py",
                   "tests/test_templates_render.py", "tests/test_rule_templates_check.py",
-                  "tests/test_paths_recheck.py", "tests/test_rule_refs.py"],
+                  "tests/test_paths_recheck.py", "tests/test_rule_refs.py", "tests/test_rule_repo_case.py"],
     },
     "store/ingest-claim": {
         "path": "bridge/store/store.py",
