@@ -10,7 +10,7 @@ LOCK_VENV ?= .venv-lock
 COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
           --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test venv lock lock-upgrade bench clean
+.PHONY: run test venv lock lock-upgrade bench clean mutate
 
 # One line per step, and pip's own line per package: about a minute on a fresh machine.
 $(BIN)/cibridge: setup.cfg pyproject.toml requirements/test.lock
@@ -38,6 +38,11 @@ run: venv var/dev-secret
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Mutation testing (slow, not part of `make test`): every module of tests/mutation/targets.py, or
+# one: `make mutate MODULE=ingress`. MUTATE_ARGS passes options (-j 2, -v, --fail-under 90).
+mutate: venv
+	$(BIN)/python tests/mutation/run.py $(MUTATE_ARGS) $(MODULE)
 
 # pip-compile in a venv of its own (pip-tools is a tool for us, not a dependency of the bridge).
 $(LOCK_VENV)/bin/pip-compile:

@@ -178,6 +178,14 @@ class Stream:
             t.join(timeout=15)
 
 
+def live_workers(bridge: BridgeProcess, n: int) -> list[int]:
+    """The gunicorn master's `n` workers, once /proc lists them all. /healthz answers as soon as
+    one worker serves, and gunicorn forks them one by one (and again after a kill or a HUP): on a
+    loaded machine a single read found none (IndexError, ValueError on min())."""
+    return wait_for(lambda: (lambda w: w if len(w) == n else None)(bridge.web_workers()),
+                    timeout=60, what=f"{n} web workers")
+
+
 def readyz(bridge: BridgeProcess) -> dict:
     return requests.get(f"{bridge.url}/readyz", timeout=5).json()
 
@@ -203,7 +211,7 @@ def test_reload_keeps_serving_refuses_a_bad_file_and_swaps_a_good_one(tmp_path):
             # A valid edit without a reload, and a worker that restarts meanwhile: it boots on the
             # rules the service accepted, not on the file, so no two workers decide differently.
             bridge.rules.write_text(RULES_C)
-            old_workers = set(bridge.web_workers())
+            old_workers = set(live_workers(bridge, 3))
             stream.pause()   # requests in flight on a killed worker would fail: not the point here
             os.kill(min(old_workers), signal.SIGKILL)
             wait_for(lambda: len(set(bridge.web_workers()) - old_workers) == 1, what="a new worker")
@@ -212,7 +220,7 @@ def test_reload_keeps_serving_refuses_a_bad_file_and_swaps_a_good_one(tmp_path):
             assert {tuple(r["matched"] or ()) for r in stream.results[refused_at:]} == {("rule-a",)}
 
             # A good file: every worker and the dispatcher switch; no request fails meanwhile.
-            old_workers = set(bridge.web_workers())
+            old_workers = set(live_workers(bridge, 3))
             bridge.rules.write_text(RULES_B)
             hup_at = time.monotonic()
             bridge.signal(signal.SIGHUP)
@@ -281,7 +289,7 @@ def test_gunicorns_own_lines_are_json_lines_too(tmp_path, logger_class):
         env["BRIDGE_GUNICORN_CONFIG"] = str(conf)
     bridge = BridgeProcess(tmp_path / "g", RULES_A, env=env, workers=2, dispatcher=False)
     with bridge:
-        os.kill(bridge.web_workers()[0], signal.SIGKILL)
+        os.kill(live_workers(bridge, 2)[0], signal.SIGKILL)
         wait_for(lambda: "SIGKILL" in bridge.logs(), what="gunicorn to report the killed worker")
     lines = json_lines(bridge.logs())
     assert any(l["logger"] == "gunicorn.error" and "SIGKILL" in l["message"] for l in lines)

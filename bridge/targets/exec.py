@@ -96,14 +96,7 @@ class ExecTarget(Target):
         argv = list(request["command"])
         cwd = request.get("cwd") or self.options.get("cwd") or None
         timeout = float(request.get("timeout") or self.options.get("timeout") or DEFAULT_TIMEOUT)
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        env.update({str(k): str(v) for k, v in (self.options.get("env") or {}).items()})
-        env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
-        # Set last, so a build can trust them.
-        env.update({f"BRIDGE_{k.upper()}": v for k, v in job.event.template_fields().items()})
-        env.update({"BRIDGE_RULE": job.rule, "BRIDGE_TARGET": job.target,
-                    "BRIDGE_JOB_ID": str(job.id), "BRIDGE_ATTEMPT": str(job.attempt)})
-
+        env = self.environment(job)
         if self._closed:
             raise TargetUnavailable(f"target '{self.name}' is shutting down")
         try:
@@ -147,6 +140,17 @@ class ExecTarget(Target):
                                     f"(retry_on_exit){_last_line(detail['output'])}")
         return Run(remote_id=f"pid-{proc.pid}", state="succeeded" if proc.returncode == 0 else "failed",
                    detail=detail)
+
+    def environment(self, job: Job) -> dict[str, str]:
+        """The command's whole environment: PATH, HOME, LANG of ours, the target's then the run's
+        `env:`, and the BRIDGE_* variables last, so a build can trust them."""
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        env.update({str(k): str(v) for k, v in (self.options.get("env") or {}).items()})
+        env.update({str(k): str(v) for k, v in (job.request.get("env") or {}).items()})
+        env.update({f"BRIDGE_{k.upper()}": v for k, v in job.event.template_fields().items()})
+        env.update({"BRIDGE_RULE": job.rule, "BRIDGE_TARGET": job.target,
+                    "BRIDGE_JOB_ID": str(job.id), "BRIDGE_ATTEMPT": str(job.attempt)})
+        return env
 
     def _transient_codes(self, request: dict) -> frozenset:
         """The rule's `retry_on_exit`, else the target's (a rule's [] retries nothing)."""

@@ -1,0 +1,42 @@
+"""Repository names on GitHub and GitLab are case-insensitive: a rule's `repo:` matches however
+the host spells the name; a provider outside that set compares exactly."""
+import textwrap
+
+from bridge.config import load_config
+from bridge.events import Event
+
+
+def ruleset(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(textwrap.dedent("""\
+    sources:
+      github: {provider: github, secrets: ["${env:S}"]}
+    targets:
+      mem: {kind: memory}
+    rules:
+      - name: api
+        on: {repo: acme/api}
+        run: {target: mem}
+      - name: glob
+        on: {repo: "acme/a*"}
+        run: {target: mem}
+    """))
+    return load_config(path, environ={"S": "x"}).ruleset
+
+
+def event(provider, repo):
+    return Event(provider=provider, source="github", delivery_id="d", kind="push", repo=repo,
+                 ref="refs/heads/main", ref_name="main", before="a" * 40, after="b" * 40, sha="b" * 40)
+
+
+def test_github_and_gitlab_repo_names_match_in_any_case(tmp_path):
+    rs = ruleset(tmp_path)
+    for provider in ("github", "gitlab"):
+        assert [v.rule for v in rs.match(event(provider, "Acme/API")) if v.matched] == ["api", "glob"]
+        assert [v.rule for v in rs.match(event(provider, "acme/api")) if v.matched] == ["api", "glob"]
+
+
+def test_another_provider_compares_exactly(tmp_path):
+    rs = ruleset(tmp_path)
+    assert [v.rule for v in rs.match(event("gitea", "acme/api")) if v.matched] == ["api", "glob"]
+    assert not any(v.matched for v in rs.match(event("gitea", "Acme/API")))
