@@ -4,12 +4,13 @@ wait."""
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bridge.config import RetryPolicy
-from bridge.dispatcher import Dispatcher
+from bridge.policies import RetryPolicy
+from bridge.dispatch.loop import Dispatcher
 from bridge.errors import TargetUnavailable
 from bridge.metrics import Metrics
 from bridge.store import Store
-from bridge.targets.base import Run, Target
+from bridge.jobs import Run
+from bridge.targets.base import Target
 from support_store import Clock, new_delivery, new_job
 
 POLICY = RetryPolicy(initial=5.0, maximum=600.0, give_up_after=3600.0)

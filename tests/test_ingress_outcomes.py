@@ -10,7 +10,7 @@ from conftest import GITHUB_SECRET
 from prometheus_client import CollectorRegistry
 from signing import sign_github
 
-from bridge.ingress import no_match_reason
+from bridge.web.ingress import no_match_reason
 from bridge.metrics import Metrics
 from bridge.rules import Verdict
 
@@ -78,8 +78,8 @@ def test_every_outcome_is_counted_with_its_status(app):
 
 
 def test_a_store_outage_is_counted_as_503(write_rules, tmp_path, monkeypatch):
-    from bridge import create_app
-    from bridge.config import load_config
+    from bridge.web.app import create_app
+    from bridge.config.load import load_config
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

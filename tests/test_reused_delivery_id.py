@@ -2,7 +2,7 @@
 sha256(body)>`, within the 200-character column), on SQLite and PostgreSQL."""
 import hashlib
 
-from bridge.store.store import REUSED_ID_SEPARATOR, reused_delivery_id
+from bridge.store.inbox import REUSED_ID_SEPARATOR, reused_delivery_id
 from support_store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
 
 

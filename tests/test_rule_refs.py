@@ -2,7 +2,7 @@
 `cibridge explain` on a notes ref): it says so instead of matching by default."""
 import textwrap
 
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.events import Event
 
 

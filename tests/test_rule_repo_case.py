@@ -2,7 +2,7 @@
 the host spells the name; a provider outside that set compares exactly."""
 import textwrap
 
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.events import Event
 
 

@@ -1,8 +1,9 @@
 """The template checks config validation relies on (bridge/rules.py): the line of every template
 in a loaded `run:` (lists included), `${sha}` uses for deletions, the problems of unknown fields,
 unclosed `${` and secret references, the templates of a literal argv, and a verdict as stored."""
-from bridge.rules import Verdict, commit_templates, template_problems, templates_in
-from bridge.yamlload import load
+from bridge.rules import Verdict
+from bridge.templates import commit_templates, template_problems, templates_in
+from bridge.config.yamlload import load
 
 RUN = """\
 target: ci

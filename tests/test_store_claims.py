@@ -2,7 +2,7 @@
 more than `limit` jobs when expired leases and queued jobs coexist, and a result is recorded
 together with its statuses and (for a started build) its follow."""
 from bridge.store import NewStatus
-from bridge.targets.base import Run
+from bridge.jobs import Run
 from support_store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
 
 

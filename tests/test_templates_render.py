@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from bridge.config import load_config
+from bridge.config.load import load_config
 from bridge.events import Commit, Event
-from bridge.rules import compile_template, render
+from bridge.templates import compile_template, render
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 FIELDS = {"sha": SHA, "short_sha": SHA[:8], "tag": "v1.2", "branch": "", "repo": "acme/api",

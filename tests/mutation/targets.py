@@ -24,7 +24,7 @@ TARGETS = {
         "tests": ["tests/test_providers.py", "tests/test_payload_helpers.py"],
     },
     "ingress": {
-        "path": "bridge/ingress.py",
+        "path": "bridge/web/ingress.py",
         "tests": ["tests/test_ingress.py", "tests/test_body_cap.py", "tests/test_stored_record.py",
                   "tests/test_ingress_outcomes.py"],
     },
@@ -34,18 +34,28 @@ TARGETS = {
                   "tests/test_templates_render.py", "tests/test_rule_templates_check.py",
                   "tests/test_paths_recheck.py", "tests/test_rule_refs.py", "tests/test_rule_repo_case.py"],
     },
-    "store/ingest-claim": {
-        "path": "bridge/store/store.py",
-        "functions": ["Store.ingest", "Store._ingest_params", "Store._write_batch", "Store._ingest_one",
-                      "Store._job_rows", "Store._insert_jobs", "Store.claim", "Store._finish",
-                      "Store._finish_one", "Store.record_run", "reused_delivery_id", "claim_key"],
-        "tests": ["tests/test_store.py", "tests/test_store_claims.py", "tests/test_reused_delivery_id.py",
-                  "tests/test_ingest_batches.py"],
+    "store/inbox": {
+        "path": "bridge/store/inbox.py",
+        "functions": ["Inbox.ingest", "Inbox._ingest_params", "Inbox._ingest_one",
+                      "Inbox._id_taken", "Inbox._content_duplicate", "Inbox._job_rows",
+                      "Inbox._insert_jobs", "reused_delivery_id", "claim_key"],
+        "tests": ["tests/test_store.py", "tests/test_reused_delivery_id.py", "tests/test_ingest_batches.py"],
     },
-    "backoff": {
-        "path": "bridge/dispatcher.py",
-        "functions": ["Dispatcher._retry"],
+    "store/queue": {
+        "path": "bridge/store/queue.py",
+        "functions": ["Queue.claim", "Queue._any_due", "Queue._pick", "Queue._finish", "Queue._finish_one",
+                      "Queue.record_run"],
+        "tests": ["tests/test_store.py", "tests/test_store_claims.py"],
+    },
+    "policies/backoff": {
+        "path": "bridge/policies.py",
+        "functions": ["backoff"],
         "tests": ["tests/test_dispatcher.py", "tests/test_backoff.py"],
+    },
+    "templates": {
+        "path": "bridge/templates.py",
+        "tests": ["tests/test_rules.py", "tests/test_templates_render.py", "tests/test_rule_templates_check.py",
+                  "tests/test_config.py"],
     },
     "targets/exec-env": {
         "path": "bridge/targets/exec.py",
