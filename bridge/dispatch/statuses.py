@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-from bridge.config.load import Config
+from bridge.config.model import Config
 from bridge.errors import StoreUnavailable
 from bridge.events import ZERO_SHA, Event
 from bridge.jobs import Run
