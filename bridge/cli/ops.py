@@ -6,17 +6,29 @@ processes, or tables/JSON on stdout; exit 1 when the thing asked for does not ex
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import click
 
 from bridge.cli.common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
                                load_or_exit, log_options, open_operator_store, open_store, rules_option,
                                state_dir_callback, state_option)
-from bridge.jobs import JOB_STATES, OUTCOMES
+from bridge.dispatch.statuses import host_view
+from bridge.events import Ignored
+from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY
+from bridge.logs import setup
 from bridge.policies import parse_duration
+from bridge.providers import get_provider
+from bridge.service.dispatcher import run_dispatcher
+from bridge.service.listener import BindError, Listener
+from bridge.service.supervisor import Supervisor
+from bridge.service.web import run_web
+from bridge.signing import sign_headers
+from bridge.store import NewJob
 
 
 def _state(state_dir):
@@ -37,10 +49,6 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 
     Binds the port itself first (a busy port: exit 1 at once) and keeps it open while the web
     workers restart; ready (READY=1, the `listening on` line) once they answer /healthz on it."""
-    from pathlib import Path
-
-    from bridge.logs import setup
-    from bridge.service.supervisor import Supervisor
     setup()
     state_dir = _state(state_dir)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -67,9 +75,6 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 
     Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
-    from bridge.logs import setup
-    from bridge.service.listener import BindError, Listener
-    from bridge.service.serve import run_web
     setup()
     state_dir = _state(state_dir)
     if not bind.startswith("fd://"):
@@ -96,8 +101,6 @@ def dispatch(rules_path, state_dir, concurrency):
 
     Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
-    from bridge.logs import setup
-    from bridge.service.serve import run_dispatcher
     setup()
     state_dir = _state(state_dir)
     config = load_accepted_or_exit(rules_path, state_dir)
@@ -175,7 +178,6 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
 
     DELIVERY_ID may be any unique beginning of the id. Each status shows the state as the git
     host got it (GitHub has no "running": it got "pending") and the host's answer."""
-    from bridge.dispatch.statuses import host_view
     # The group's options (`cibridge deliveries --rules X show ID`) unless given after `show`.
     obj = {"rules_path": rules_path or obj["rules_path"], "state_dir": state_dir or obj["state_dir"],
            "fmt": fmt or obj["fmt"]}
@@ -263,8 +265,6 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
 
 
 def _stored_jobs(d: dict) -> list:
-    from bridge.jobs import RERUN_KEY
-    from bridge.store import NewJob
     return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
                    request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
                    needs_files=j["needs_files"], path_filter=j.get("path_filter"))
@@ -274,10 +274,6 @@ def _stored_jobs(d: dict) -> list:
 def _rematched_jobs(rules_path, d: dict) -> list:
     """The jobs the current rules call for (printing every verdict); exits when ignored."""
     from werkzeug.datastructures import Headers
-
-    from bridge.events import Ignored
-    from bridge.providers import get_provider
-    from bridge.store import NewJob
     config = load_or_exit(rules_path, resolve_secrets=False)    # matching reads no secret
     src = config.sources.get(d["source"])
     provider = get_provider(src.provider if src else d["provider"])
@@ -322,11 +318,7 @@ def prune(rules_path, state_dir, older_than):
 @click.argument("payload", type=click.File("rb"))
 def send(rules_path, source_name, url, event_name, headers_file, delivery, payload):
     """Sign a payload with the source's first secret and POST it, as GitHub or GitLab would."""
-    import os
-
     import requests
-
-    from bridge.signing import sign_headers
     config = load_or_exit(rules_path)
     src = config.sources.get(source_name)
     if src is None:
