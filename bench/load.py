@@ -64,7 +64,7 @@ import sys
 sys.path.insert(0, {root!r})
 from flask import Flask, request
 from gunicorn.app.base import Application
-from bridge.service.serve import WEB_DEFAULTS
+from bridge.service.web import WEB_DEFAULTS
 
 app = Flask("floor")
 

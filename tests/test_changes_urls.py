@@ -27,7 +27,7 @@ from bridge.events import Commit
 from bridge.logs import JsonFormatter
 from bridge.policies import MirrorPolicy
 from bridge.providers.clone import url_host
-from bridge.service.serve import make_path_decider
+from bridge.dispatch.changes import make_path_decider
 
 
 @pytest.fixture

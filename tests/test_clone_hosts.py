@@ -23,7 +23,7 @@ from bridge.dispatch.changes import Mirrors, resolve_for_source
 from bridge.errors import ConfigError
 from bridge.events import Commit
 from bridge.providers.clone import url_host
-from bridge.service.serve import make_path_decider
+from bridge.dispatch.changes import make_path_decider
 
 
 class Listener:

@@ -284,7 +284,7 @@ def nginx_size(value: str) -> int:
 
 
 def test_nginx_body_cap_is_the_bridges():
-    from bridge.config.load import Settings
+    from bridge.config.model import Settings
     caps = [d.split()[1] for _, d in nginx_directives(NGINX_CONF.read_text())
             if d.startswith("client_max_body_size ")]
     assert caps and all(nginx_size(c) == Settings().max_body_bytes for c in caps), caps

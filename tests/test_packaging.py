@@ -142,7 +142,7 @@ def test_the_sqlite_default_needs_no_psycopg(tmp_path):
     code = f"""
 import sys
 sys.modules["psycopg"] = None
-import bridge.cli.main, bridge.service.serve, bridge.dispatch.loop, bridge.web.ingress
+import bridge.cli.main, bridge.service.web, bridge.service.dispatcher, bridge.dispatch.loop, bridge.web.ingress
 from bridge.events import Event
 from bridge.store import NewDelivery, NewJob, Store
 event = Event(provider="github", source="github", delivery_id="d-1", kind="push", repo="a/b",

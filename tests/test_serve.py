@@ -713,7 +713,7 @@ def test_a_child_starts_on_the_file_when_the_accepted_rules_no_longer_load(tmp_p
     """A secret rotated in the file (old secret file removed) without a reload: the snapshot
     names a secret that is gone. A child restarting then takes the valid file (and records it)
     instead of dying five times and taking the service with it."""
-    from bridge.service.serve import LAST_GOOD, load_accepted, read_status
+    from bridge.config.snapshot import LAST_GOOD, load_accepted, read_status
     state, rules = tmp_path / "var", tmp_path / "rules.yaml"
     state.mkdir()
     (tmp_path / "old-secret").write_text("s1\n")
@@ -731,7 +731,7 @@ def test_a_child_starts_on_the_file_when_the_accepted_rules_no_longer_load(tmp_p
 def test_a_web_worker_boots_on_the_file_when_the_accepted_rules_no_longer_load(tmp_path):
     """The same fallback in make_app, which every gunicorn worker runs at boot (in a process of
     its own: it sets up logging and metrics)."""
-    from bridge.service.serve import load_accepted
+    from bridge.config.snapshot import load_accepted
     state, rules = tmp_path / "var", tmp_path / "rules.yaml"
     state.mkdir()
     (tmp_path / "old-secret").write_text("s1\n")
@@ -740,7 +740,7 @@ def test_a_web_worker_boots_on_the_file_when_the_accepted_rules_no_longer_load(t
     (tmp_path / "new-secret").write_text("s2\n")
     rules.write_text(ROTATING_RULES % "new-secret")
     (tmp_path / "old-secret").unlink()
-    code = ("import sys; from bridge.service.serve import make_app; "
+    code = ("import sys; from bridge.service.web import make_app; "
             "app = make_app(sys.argv[1], sys.argv[2]); "
             "print('app:', type(app).__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(rules), str(state)], capture_output=True,
@@ -753,7 +753,7 @@ def test_a_web_worker_boots_on_the_file_when_the_accepted_rules_no_longer_load(t
 
 def test_a_child_start_names_the_snapshot_when_neither_it_nor_the_file_loads(tmp_path):
     from bridge.errors import ConfigError
-    from bridge.service.serve import LAST_GOOD, load_accepted
+    from bridge.config.snapshot import LAST_GOOD, load_accepted
     state, rules = tmp_path / "var", tmp_path / "rules.yaml"
     state.mkdir()
     (tmp_path / "old-secret").write_text("s1\n")
@@ -770,7 +770,7 @@ def test_a_child_start_names_the_snapshot_when_neither_it_nor_the_file_loads(tmp
 
 def test_crlf_rules_keep_one_version_from_file_to_snapshot(tmp_path, caplog):
     from bridge.config.load import load_config
-    from bridge.service.serve import load_accepted
+    from bridge.config.snapshot import load_accepted
     state, rules = tmp_path / "var", tmp_path / "rules.yaml"
     state.mkdir()
     (tmp_path / "secret").write_text("s1\n")
@@ -784,7 +784,7 @@ def test_crlf_rules_keep_one_version_from_file_to_snapshot(tmp_path, caplog):
 def test_a_supervised_child_reloads_what_the_supervisor_accepted_not_the_file(tmp_path, monkeypatch):
     """Under `cibridge serve` the supervisor validates rules.yaml and records the snapshot before
     it passes SIGHUP on; a child that read the file again could take an edit made in between."""
-    from bridge.service.serve import LAST_GOOD, SUPERVISED, load_accepted, validate_and_record
+    from bridge.config.snapshot import LAST_GOOD, SUPERVISED, load_accepted, validate_and_record
     state, rules = tmp_path / "var", tmp_path / "rules.yaml"
     state.mkdir()
     (tmp_path / "secret").write_text("s1\n")

@@ -42,7 +42,7 @@ def bridge(*args, timeout=60) -> subprocess.CompletedProcess:
 @pytest.fixture
 def accepted(tmp_path, monkeypatch):
     """A state directory whose last good rules came from tmp_path/a/rules.yaml."""
-    from bridge.service.serve import load_accepted
+    from bridge.config.snapshot import load_accepted
     for k, v in SECRET_ENV.items():
         monkeypatch.setenv(k, v)
     a = tmp_path / "a" / "rules.yaml"
@@ -55,7 +55,7 @@ def accepted(tmp_path, monkeypatch):
 
 
 def test_the_snapshot_records_the_file_it_came_from(accepted):
-    from bridge.service.serve import snapshot_source
+    from bridge.config.snapshot import snapshot_source
     a, state, config = accepted
     source = json.loads((state / "rules.last-good.json").read_text())
     assert source["path"] == str(a) and source["version"] == config.version
@@ -84,7 +84,7 @@ def test_an_invalid_file_never_starts_on_another_files_last_good_rules(tmp_path,
 def test_a_valid_other_file_starts_on_itself_and_is_recorded(tmp_path, accepted):
     """`cibridge dispatch` alone (split units) runs the snapshot even when the file differs from
     it, but only its own file's: another file's valid rules are taken as they are."""
-    from bridge.service.serve import load_accepted, snapshot_source
+    from bridge.config.snapshot import load_accepted, snapshot_source
     a, state, first = accepted
     b = tmp_path / "b" / "rules.yaml"
     b.parent.mkdir()
@@ -98,7 +98,7 @@ def test_a_valid_other_file_starts_on_itself_and_is_recorded(tmp_path, accepted)
 def test_a_snapshot_that_does_not_say_its_file_never_stands_in(tmp_path, accepted):
     """A state directory from before the source was recorded: whose rules they are is unknown."""
     from bridge.errors import ConfigError
-    from bridge.service.serve import load_accepted
+    from bridge.config.snapshot import load_accepted
     a, state, _ = accepted
     (state / "rules.last-good.json").unlink()
     a.write_text(BROKEN)

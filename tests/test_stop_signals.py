@@ -131,7 +131,7 @@ def test_fifty_stops_with_two_sigterms_each_all_exit_within_the_grace(tmp_path):
 
 SLOW_SET = textwrap.dedent("""\
     import sys, threading, time
-    from bridge.service.serve import run_dispatcher
+    from bridge.service.dispatcher import run_dispatcher
 
     class SlowSet(threading.Event):
         # Event.set holding the event's lock for a while: the moment a second signal may

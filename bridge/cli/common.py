@@ -11,8 +11,17 @@ from pathlib import Path
 
 import click
 
-from bridge.errors import ConfigError
+from sqlalchemy.engine import make_url
+
+from bridge.config import secrets as secret_refs
+from bridge.config.load import load_config, read_rules_text
+from bridge.config.snapshot import LAST_GOOD, load_accepted
+from bridge.config.yamlload import YamlError, load
+from bridge.errors import ConfigError, SecretError, StoreUnavailable
+from bridge.globs import validate_patterns
 from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
+from bridge.policies import parse_duration
+from bridge.store import Store, open_for
 
 DEFAULT_RULES = "rules.yaml"
 DEFAULT_STATE = "var"
@@ -62,7 +71,6 @@ def fail_with_problems(rules_path, problems, hint: str | None = None):
 
 def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
     """The rules, or exit 1 with every problem. `hint(problems)` may add a line before the count."""
-    from bridge.config.load import load_config
     try:
         return load_config(rules_path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
@@ -72,7 +80,6 @@ def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
 def load_accepted_or_exit(rules_path, state_dir):
     """The rules `cibridge web` / `cibridge dispatch` start on: the last-good snapshot in the state
     directory (rules.yaml itself only at the very first start), or exit 1 with every problem."""
-    from bridge.service.serve import load_accepted
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     try:
         return load_accepted(rules_path, state_dir)[0]
@@ -82,12 +89,8 @@ def load_accepted_or_exit(rules_path, state_dir):
 
 def open_store(config, state_dir, create=True, **kw):
     """The store, or exit 1 with its message (database down, schema to upgrade) - no traceback."""
-    from bridge.errors import StoreUnavailable
-    from bridge.store import Store
-    Path(state_dir).mkdir(parents=True, exist_ok=True)
     try:
-        return Store.open(config.database_url(state_dir), durability=config.settings.durability,
-                          create=create, **kw)
+        return open_for(config, state_dir, create=create, **kw)
     except StoreUnavailable as exc:
         click.echo(f"bridge: {exc}", err=True)
         sys.exit(1)
@@ -101,9 +104,6 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
     settings.database_url of the rules the service last accepted (the snapshot in the state
     directory), else of rules.yaml (read as YAML only), else BRIDGE_DATABASE_URL, else the
     SQLite file in the state directory. Raises ConfigError naming what could not be read."""
-    from bridge.config.load import read_rules_text
-    from bridge.config.yamlload import YamlError, load
-    from bridge.service.serve import LAST_GOOD
     url = None
     for path, what in ((Path(state_dir) / LAST_GOOD, "the last accepted rules"),
                        (Path(rules_path) if rules_path else None, None)):
@@ -123,8 +123,6 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
 
 
 def _resolve_url(value, where: str, rules_path, environ) -> str | None:
-    from bridge.config import secrets as secret_refs
-    from bridge.errors import SecretError
     if not isinstance(value, str) or not value:
         return None
     if not secret_refs.is_reference(value):
@@ -139,8 +137,6 @@ def _resolve_url(value, where: str, rules_path, environ) -> str | None:
 def open_operator_store(rules_path, state_dir):
     """The store for the operator commands (see operator_database_url), or exit 1 with one
     line saying why; nothing is created."""
-    from bridge.errors import StoreUnavailable
-    from bridge.store import Store
     try:
         url = operator_database_url(rules_path, state_dir)
     except ConfigError as exc:
@@ -152,7 +148,6 @@ def open_operator_store(rules_path, state_dir):
                    err=True)
         sys.exit(1)
     if url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
         database = make_url(url).database
         if database and database != ":memory:" and not Path(database).is_file():
             # Opening it would create an empty file: say where we looked instead.
@@ -172,7 +167,6 @@ def glob_option(ctx, param, value):
     """click callback: a glob of the rules' syntax (--repo, --rule), or a usage error."""
     if value is None:
         return None
-    from bridge.globs import validate_patterns
     problems = validate_patterns([value])
     if problems:
         raise click.BadParameter(problems[0])
@@ -184,10 +178,11 @@ def duration_option(ctx, param, value):
     if value is None:
         return None
     try:
-        from bridge.policies import parse_duration
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
 def _log_env(name):
     """A click callback putting a log option into the environment, where bridge.logs and every
     child process (`cibridge serve` starts `cibridge web` and `cibridge dispatch`) read it."""

@@ -6,18 +6,27 @@ processes, or tables/JSON on stdout; exit 1 when the thing asked for does not ex
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import click
 
 from bridge.cli.common import (DEFAULT_BIND, default_state_dir, glob_option, load_accepted_or_exit,
                                load_or_exit, log_options, open_operator_store, open_store, rules_option,
                                state_dir_callback, state_option)
-from bridge.jobs import JOB_STATES, OUTCOMES
+from bridge.events import Ignored
+from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY
+from bridge.logs import setup
 from bridge.policies import parse_duration
-from bridge.providers import host_view, sign_headers
+from bridge.providers import get_provider, host_view, sign_headers
+from bridge.service.dispatcher import run_dispatcher
+from bridge.service.listener import BindError, Listener
+from bridge.service.supervisor import Supervisor
+from bridge.service.web import run_web
+from bridge.store import NewJob
 
 
 def _state(state_dir):
@@ -38,10 +47,6 @@ def serve(rules_path, state_dir, bind, workers, no_dispatcher):
 
     Binds the port itself first (a busy port: exit 1 at once) and keeps it open while the web
     workers restart; ready (READY=1, the `listening on` line) once they answer /healthz on it."""
-    from pathlib import Path
-
-    from bridge.logs import setup
-    from bridge.service.supervisor import Supervisor
     setup()
     state_dir = _state(state_dir)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -68,9 +73,6 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
 
     Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
-    from bridge.logs import setup
-    from bridge.service.listener import BindError, Listener
-    from bridge.service.serve import run_web
     setup()
     state_dir = _state(state_dir)
     if not bind.startswith("fd://"):
@@ -97,8 +99,6 @@ def dispatch(rules_path, state_dir, concurrency):
 
     Starts on the rules last accepted (a reload, a start of `cibridge serve`), not on an edit of
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
-    from bridge.logs import setup
-    from bridge.service.serve import run_dispatcher
     setup()
     state_dir = _state(state_dir)
     config = load_accepted_or_exit(rules_path, state_dir)
@@ -263,8 +263,6 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
 
 
 def _stored_jobs(d: dict) -> list:
-    from bridge.jobs import RERUN_KEY
-    from bridge.store import NewJob
     return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
                    request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
                    needs_files=j["needs_files"], path_filter=j.get("path_filter"))
@@ -274,10 +272,6 @@ def _stored_jobs(d: dict) -> list:
 def _rematched_jobs(rules_path, d: dict) -> list:
     """The jobs the current rules call for (printing every verdict); exits when ignored."""
     from werkzeug.datastructures import Headers
-
-    from bridge.events import Ignored
-    from bridge.providers import get_provider
-    from bridge.store import NewJob
     config = load_or_exit(rules_path, resolve_secrets=False)    # matching reads no secret
     src = config.sources.get(d["source"])
     provider = get_provider(src.provider if src else d["provider"])
@@ -322,10 +316,7 @@ def prune(rules_path, state_dir, older_than):
 @click.argument("payload", type=click.File("rb"))
 def send(rules_path, source_name, url, event_name, headers_file, delivery, payload):
     """Sign a payload with the source's first secret and POST it, as GitHub or GitLab would."""
-    import os
-
     import requests
-
     config = load_or_exit(rules_path)
     src = config.sources.get(source_name)
     if src is None:

@@ -1,4 +1,4 @@
-"""Editor schema: the validator's own key tables (bridge.config.load, each target kind's config_keys and
+"""Editor schema: the validator's own key tables (bridge.config.keys, each target kind's config_keys and
 run_keys) -> a JSON Schema (draft 2020-12) of rules.yaml, which `cibridge schema` prints.
 
 Input: nothing but those tables. Output: a dict. The schema gives editors completion and a first
@@ -8,8 +8,9 @@ a value's shape depends on more than its key, the schema admits it and leaves th
 from __future__ import annotations
 
 from bridge import providers
-from bridge.config import load as config
+from bridge.config import keys as config
 from bridge.events import KINDS
+from bridge.logs import LEVELS as LOG_LEVELS
 from bridge.targets import TARGET_KINDS, target_class
 
 SECRET_REF = {"type": "string", "pattern": r"^\$\{(env|file|credential):[^}]+\}$",
@@ -121,7 +122,7 @@ def _settings() -> dict:
              "workers": POSITIVE, "dispatcher_concurrency": POSITIVE, "lease_seconds": DURATION,
              "poll_interval": DURATION, "database_url": {"type": "string"},
              "admin_token": SECRET_REF, "follow": follow, "mirrors": mirrors,
-             "log_level": {"enum": list(config.LOG_LEVELS)}}
+             "log_level": {"enum": list(LOG_LEVELS)}}
     return _object(config.SETTINGS_KEYS, hints)
 
 

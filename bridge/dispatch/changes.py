@@ -41,6 +41,7 @@ from bridge.providers import clone_user, commit_cap, get_provider
 from bridge.providers.clone import describe as describe_hosts
 from bridge.providers.clone import host_refusal
 from bridge.refnames import branch_or_tag_problem
+from bridge.rules import decide_paths
 
 if TYPE_CHECKING:
     import git
@@ -751,3 +752,15 @@ def _size(path: Path) -> int:
 
 def _text(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+
+
+def make_path_decider(state_dir, config):
+    """decide_paths(claimed_job) for the dispatcher: changed files via the mirror, then the rule's filters."""
+    mirrors = Mirrors.for_settings(state_dir, config.settings)
+
+    def decide(job):
+        event = Event.from_dict(job.event)
+        resolution = resolve_for_source(event, mirrors, config.sources.get(event.source))
+        return decide_paths(job.path_filter or {}, resolution)
+
+    return decide

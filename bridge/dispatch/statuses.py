@@ -16,7 +16,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from bridge.config.load import Config
+from bridge.config.model import Config
 from bridge.errors import StoreUnavailable
 from bridge.events import ZERO_SHA, Event
 from bridge.jobs import Run

@@ -17,12 +17,14 @@ import time
 from dataclasses import dataclass, field
 
 from bridge import logs
+from bridge.config.snapshot import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal, has_snapshot,
+                                   load_file, load_with_fallback, read_status, record_good,
+                                   validate_and_record, write_status)
 from bridge.errors import ConfigError
+from bridge.metrics import prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
+from bridge.service.dispatcher import open_store_or_exit
 from bridge.service.listener import BindError, Listener
-from bridge.service.serve import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal,
-                                  has_snapshot, load_file, load_with_fallback, read_status,
-                                  record_good, validate_and_record, write_status)
 from bridge.service.sigpipe import SignalPipe
 
 log = logging.getLogger("bridge.serve")
@@ -88,11 +90,9 @@ class Supervisor:
     def _serve(self, starting: StartingRules) -> int:
         from gunicorn.systemd import sd_notify
 
-        from bridge.cli.common import open_store
-        from bridge.metrics import prepare_multiprocess_dir
         config = self.put_in_service(starting)
         logs.apply_settings(config.settings)
-        open_store(config, self.state_dir).close()   # schema, once
+        open_store_or_exit(config, self.state_dir).close()   # schema, once
         prepare_multiprocess_dir(self.state_dir)
         register_process("supervisor")
         signals = SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])

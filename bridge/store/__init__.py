@@ -29,6 +29,8 @@ job's attempts. Durability "full" survives power loss; "normal" survives kill -9
 but may lose the last commits on power loss (SQLite synchronous=NORMAL; PostgreSQL
 synchronous_commit=off).
 """
+from pathlib import Path
+
 from bridge.store.follows import ClaimedFollow, Follows
 from bridge.store.inbox import Inbox, Ingested, NewDelivery, NewJob, reused_delivery_id
 from bridge.store.operators import OperatorQueries
@@ -49,3 +51,11 @@ class Store(Inbox, Queue, Follows, Outbox, OperatorQueries):
 
 __all__ = ["ClaimedFollow", "ClaimedJob", "ClaimedStatus", "Ingested", "NewDelivery", "NewJob",
            "NewStatus", "Store", "reused_delivery_id"]
+
+
+def open_for(config, state_dir, **kw) -> Store:
+    """The store `config` names (settings.database_url, else BRIDGE_DATABASE_URL, else the SQLite
+    file in `state_dir`, which is created), with its durability; `kw` as `Store.open`. Raises
+    StoreUnavailable."""
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    return Store.open(config.database_url(state_dir), durability=config.settings.durability, **kw)

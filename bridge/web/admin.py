@@ -11,6 +11,8 @@ import ipaddress
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from bridge.config.snapshot import read_status
+
 bp = Blueprint("admin", __name__)
 _FORWARDED = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
 
@@ -46,6 +48,5 @@ def metrics():
     state = current_app.extensions["bridge"]
     if state.metrics is None:
         return jsonify({"error": "metrics are off in this process"}), 404
-    from bridge.service.serve import read_status
     body, content_type = state.metrics.render(state.store, rules_status=read_status(state.state_dir))
     return Response(body, content_type=content_type)

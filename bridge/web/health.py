@@ -8,7 +8,9 @@ import os
 
 from flask import Blueprint, current_app, jsonify, request
 
+from bridge.config.snapshot import read_status
 from bridge.errors import StoreUnavailable
+from bridge.web.admin import admin_allowed, forbidden
 
 bp = Blueprint("health", __name__)
 
@@ -22,7 +24,6 @@ def healthz():
 def readyz():
     """Ready = store writable and rules loaded. A rules.yaml that failed to reload is reported
     (the last good rules keep serving, so it does not make the bridge unready)."""
-    from bridge.service.serve import read_status
     state = current_app.extensions["bridge"]
     body = {"rules_version": state.config.version, "rules_file": os.path.abspath(state.config.path),
             "rules": len(state.config.rules)}
@@ -37,7 +38,6 @@ def readyz():
         body["store"] = str(exc)
         ok = False
     if request.args.get("targets"):
-        from bridge.web.admin import admin_allowed, forbidden
         if not admin_allowed():
             return forbidden()
         body["targets"] = target_reachability(state.config)

@@ -109,7 +109,24 @@ def receive(source: str):
                     extra={"delivery": delivery, "source": source, "status": exc.status})
         return _error(exc, delivery)
 
-    kept = kept_headers(headers, provider.SECRET_HEADERS)
+    record, verdicts, jobs, others = _record(config, src, source, delivery, body,
+                                             kept_headers(headers, provider.SECRET_HEADERS), result)
+    try:
+        ingested = state.store.ingest(record, jobs)
+    except StoreUnavailable as exc:
+        state.observe(source, 503, started, outcome="unavailable")
+        log.error("store unavailable, delivery not accepted: %s", exc,
+                  extra={"delivery": delivery, "source": source, "status": 503})
+        resp = _json({"error": "the bridge could not store the delivery; nothing was accepted, "
+                               "please redeliver", "delivery": delivery}, 503)
+        resp.headers["Retry-After"] = "30"
+        return resp
+    return _reply(state, source, started, record, verdicts, jobs, ingested, others)
+
+
+def _record(config, src, source: str, delivery: str, body: bytes, kept: dict, result):
+    """The delivery to store and its jobs: `result` (an Event, or Ignored by its provider)
+    matched against the rules. Returns (record, verdicts, jobs, others)."""
     if isinstance(result, Ignored):
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
                              received_at=time.time(), headers=kept, body=body, event=None,
@@ -136,17 +153,7 @@ def receive(source: str):
                              rules_version=config.version,
                              content_key="|".join((src.provider, event.repo, event.ref, event.before,
                                                    event.after)))
-    try:
-        ingested = state.store.ingest(record, jobs)
-    except StoreUnavailable as exc:
-        state.observe(source, 503, started, outcome="unavailable")
-        log.error("store unavailable, delivery not accepted: %s", exc,
-                  extra={"delivery": delivery, "source": source, "status": 503})
-        resp = _json({"error": "the bridge could not store the delivery; nothing was accepted, "
-                               "please redeliver", "delivery": delivery}, 503)
-        resp.headers["Retry-After"] = "30"
-        return resp
-    return _reply(state, source, started, record, verdicts, jobs, ingested, others)
+    return record, verdicts, jobs, others
 
 
 def no_match_reason(verdicts, near, others: int) -> str:

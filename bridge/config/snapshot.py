@@ -1,26 +1,20 @@
-"""Process stage: the rules a process runs (last-good snapshot), `cibridge web` and `cibridge dispatch`.
+"""Configuration snapshot: the rules a process runs, the last-good copy of rules.yaml in the state
+directory, and the status file that says which version serves and why a reload was refused.
 
-Input: rules path, state dir, bind address. Output: a running gunicorn or dispatcher; SIGHUP
-validates rules.yaml and reloads (a bad file keeps the running rules: the last-good snapshot,
-which records the file it came from). `cibridge serve`, their supervisor, is in supervisor.py.
+Input: rules path, state dir. Output: `(Config, problems)` to start or reload on; the snapshot
+(which records the file it came from) and `rules-status.json` written atomically.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import signal
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from bridge import logs
 from bridge.config.load import load_config, read_rules_text, rules_version
 from bridge.errors import ConfigError
-from bridge.scrape_metrics import register_process
-from bridge.service.sigpipe import SignalPipe
 
 log = logging.getLogger("bridge.serve")
 
@@ -150,7 +144,7 @@ def load_accepted(rules_path, state_dir):
     refusal = fallback_refusal(rules_path, state_dir)
     if refusal is not None:
         return _start_on_file(rules_path, state_dir, refusal), []
-    config, problems = _accepted_or_file(rules_path, state_dir)
+    config, problems = accepted_or_file(rules_path, state_dir)
     if problems:
         log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
                     rules_path, config.version, extra={"problems": problems[:5]})
@@ -212,7 +206,7 @@ def load_with_fallback(rules_path, state_dir):
     return load_config(rules_path, text=text), problems
 
 
-def _accepted_or_file(rules_path, state_dir):
+def accepted_or_file(rules_path, state_dir):
     """`load_with_fallback`, but when the accepted rules no longer load here (a secret they name
     was removed, say, after a rotation in the file that nobody reloaded yet) the file as it is
     now, if valid, is recorded and used: a valid file is better than no service. Raises
@@ -245,200 +239,3 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
     old = read_status(state_dir) or {}
     write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
     return problems
-
-
-# --- cibridge web: gunicorn in this process ----------------------------------------------------
-
-WEB_DEFAULTS = {
-    "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
-    # Connections a worker holds: a slow or idle one costs a file descriptor and its bytes so
-    # far, not a thread (webworker.py), so many more than gunicorn's 1000.
-    "worker_connections": 4096,
-    "graceful_timeout": 20, "limit_request_line": 8190, "limit_request_fields": 100,
-    "limit_request_field_size": 8190, "forwarded_allow_ips": "127.0.0.1", "accesslog": None,
-    "errorlog": "-", "loglevel": "warning", "proc_name": "bridge-web", "control_socket_disable": True,
-    "logger_class": "bridge.logs.GunicornLogger",
-}
-
-
-def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_file=None,
-            config=None):
-    """gunicorn in this process: our defaults < the gunicorn config file < rules.yaml settings < flags.
-    `config`: the rules it starts on (default: the last-good snapshot)."""
-    from gunicorn.app.base import Application
-
-    from bridge.metrics import child_exit, prepare_multiprocess_dir
-    from bridge.service.webworker import worker_class
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        prepare_multiprocess_dir(state_dir)
-    register_process("web")   # gunicorn's arbiter runs in this process
-    if config is None:
-        config = load_with_fallback(rules_path, state_dir)[0]
-    logs.apply_settings(config.settings)
-    workers = workers or config.settings.workers
-
-    class BridgeWeb(Application):
-        def load_config(self):   # no argv parsing: click already did it
-            for key, value in WEB_DEFAULTS.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
-            if config_file:
-                self.load_config_from_file(config_file)
-            self.cfg.set("bind", [bind])
-            # gthread that reads each request whole, with deadlines, before a thread serves it:
-            # slow clients hold no thread (webworker.py). Not left to the config file.
-            self.cfg.set("worker_class", worker_class(config.settings))
-            # Our socket (fd://N) is the one to serve on: workers binding their own with
-            # SO_REUSEPORT would ignore it.
-            self.cfg.set("reuse_port", False)
-            if workers:
-                self.cfg.set("workers", workers)
-            if threads:
-                self.cfg.set("threads", threads)
-            self.cfg.set("on_reload", lambda arbiter: _on_web_reload(rules_path, state_dir))
-            self.cfg.set("child_exit", child_exit)
-
-        def init(self, parser, opts, args):
-            return None
-
-        def load(self):
-            return make_app(rules_path, state_dir)
-
-    BridgeWeb().run()
-
-
-def _on_web_reload(rules_path, state_dir):
-    """gunicorn master, on SIGHUP, before it replaces its workers: they boot on the snapshot,
-    which only a valid file replaces."""
-    from bridge.logs import setup
-    setup()
-    problems = validate_and_record(rules_path, state_dir)
-    version = (read_status(state_dir) or {}).get("version")
-    if problems:
-        log.error("reload refused: %s is invalid; the web workers keep rules version %s",
-                  rules_path, version, extra={"problems": problems[:5]})
-    else:
-        log.info("reload: web workers restarting with rules version %s", version)
-
-
-def make_app(rules_path, state_dir):
-    """The WSGI app of one gunicorn worker: rules (or the last good ones) + its own store engine."""
-    from bridge.logs import setup
-    from bridge.web.app import create_app
-    setup()
-    config, problems = _accepted_or_file(rules_path, state_dir)
-    logs.apply_settings(config.settings)
-    if problems:
-        log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
-                  extra={"problems": problems[:5]})
-    from bridge.metrics import Metrics
-    register_process("web-worker")
-    return create_app(config, state_dir=state_dir, metrics=Metrics())
-
-
-# --- cibridge dispatch --------------------------------------------------------------------------
-
-def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=None, config=None):
-    """Run one dispatcher until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads rules.
-    `config`: the rules it starts on (default: the last-good snapshot)."""
-    from bridge.cli.common import open_store
-    from bridge.dispatch.loop import Dispatcher
-    from bridge.dispatch.statuses import Feedback
-    from bridge.logs import setup
-    from bridge.metrics import Metrics, use_multiprocess_dir
-    setup()
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        use_multiprocess_dir(state_dir)
-    register_process("dispatcher")
-    if config is None:
-        config = load_with_fallback(rules_path, state_dir)[0]
-    logs.apply_settings(config.settings)
-    concurrency = concurrency or config.settings.dispatcher_concurrency
-    # One connection per job thread and follow thread, plus the claim loop and the status poster.
-    store = open_store(config, state_dir, pool_size=concurrency + config.settings.follow.concurrency + 2)
-    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-    decide = make_path_decider(state_dir, config)
-    dispatcher = Dispatcher(store, config.build_targets(state_dir), config.retry_policies(), owner=owner,
-                            concurrency=concurrency,
-                            lease_seconds=config.settings.lease_seconds,
-                            poll_interval=config.settings.poll_interval, decide_paths=decide,
-                            metrics=Metrics(), feedback=Feedback(config),
-                            follow=config.settings.follow)
-    stop = stop or threading.Event()
-    carried: dict = {}   # target name -> (Target, RetryPolicy) that the rules no longer name
-    hup = threading.Event()   # a SIGHUP not yet handled
-
-    def on_signal(signum):
-        # On the signal thread, never inside a handler: a second SIGTERM while the first one's
-        # stop.set() holds the event's lock would wait for that lock forever on the thread the
-        # handler interrupted. Setting an event twice is harmless.
-        if signum == signal.SIGHUP:
-            hup.set()
-        else:
-            if not stop.is_set():
-                log.info("dispatcher stopping (signal %d)", signum)
-            stop.set()
-
-    def reloader():
-        # Its own thread: a reload that takes a while never holds up a stop.
-        while not stop.is_set():
-            if not hup.wait(0.1):
-                continue
-            hup.clear()
-            try:
-                reload_rules()
-            except Exception:   # noqa: BLE001 - a failed reload must not end reloading
-                log.error("reload failed; the dispatcher keeps rules version %s",
-                          dispatcher_config[0].version, exc_info=True)
-
-    def reload_rules():
-        # Validated here too: under bridge-dispatcher.service nobody else checks the file first.
-        problems = validate_and_record(rules_path, state_dir)
-        try:
-            new = None if problems else load_with_fallback(rules_path, state_dir)[0]
-        except ConfigError as exc:   # a secret went missing since the validation
-            problems = exc.problems
-        if problems:
-            log.error("reload refused: %s is invalid; the dispatcher keeps rules version %s",
-                      rules_path, dispatcher_config[0].version, extra={"problems": problems[:5]})
-            return
-        old = dispatcher_config[0]
-        # Jobs accepted under the old rules may name a target the new ones dropped or renamed:
-        # they were acknowledged, so they still run there (until the next restart).
-        gone = [name for name in old.targets if name not in new.targets]
-        built = old.build_targets(state_dir) if gone else {}
-        carried.update({name: (built[name], old.targets[name].retry) for name in gone})
-        for name in new.targets:
-            carried.pop(name, None)
-        dispatcher_config[0] = new
-        logs.apply_settings(new.settings)
-        dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets(state_dir)},
-                               {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
-        dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
-        dispatcher.set_feedback(Feedback(new))   # report: tokens and rules' contexts may change
-        log.info("reload: the dispatcher runs rules version %s", new.version,
-                 extra={"carried_targets": sorted(carried)} if carried else None)
-
-    dispatcher_config = [config]
-    if threading.current_thread() is threading.main_thread():
-        SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP]).serve(on_signal)
-        threading.Thread(target=reloader, name="reload", daemon=True).start()
-    log.info("dispatcher %s started (rules version %s)", owner, config.version,
-             extra={"rules_file": os.path.abspath(rules_path)})
-    dispatcher.run(stop)
-    log.info("dispatcher %s stopped", owner)
-
-
-def make_path_decider(state_dir, config):
-    """decide_paths(claimed_job) for the dispatcher: changed files via the mirror, then the rule's filters."""
-    from bridge.dispatch.changes import Mirrors, resolve_for_source
-    from bridge.events import Event
-    from bridge.rules import decide_paths
-    mirrors = Mirrors.for_settings(state_dir, config.settings)
-
-    def decide(job):
-        event = Event.from_dict(job.event)
-        resolution = resolve_for_source(event, mirrors, config.sources.get(event.source))
-        return decide_paths(job.path_filter or {}, resolution)
-
-    return decide

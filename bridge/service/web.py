@@ -1,0 +1,100 @@
+"""Process stage: `cibridge web`, gunicorn in this process serving the WSGI app on the rules the
+service last accepted.
+
+Input: rules path, state dir, bind address. Output: a running gunicorn; SIGHUP validates
+rules.yaml and restarts the workers (a bad file keeps the running rules: config/snapshot.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from bridge import logs
+from bridge.config.snapshot import accepted_or_file, load_with_fallback, read_status, validate_and_record
+from bridge.metrics import Metrics, child_exit, prepare_multiprocess_dir
+from bridge.scrape_metrics import register_process
+from bridge.service.webworker import worker_class
+from bridge.web.app import create_app
+
+log = logging.getLogger("bridge.serve")
+
+WEB_DEFAULTS = {
+    "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
+    # Connections a worker holds: a slow or idle one costs a file descriptor and its bytes so
+    # far, not a thread (webworker.py), so many more than gunicorn's 1000.
+    "worker_connections": 4096,
+    "graceful_timeout": 20, "limit_request_line": 8190, "limit_request_fields": 100,
+    "limit_request_field_size": 8190, "forwarded_allow_ips": "127.0.0.1", "accesslog": None,
+    "errorlog": "-", "loglevel": "warning", "proc_name": "bridge-web", "control_socket_disable": True,
+    "logger_class": "bridge.logs.GunicornLogger",
+}
+
+
+def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_file=None,
+            config=None):
+    """gunicorn in this process: our defaults < the gunicorn config file < rules.yaml settings < flags.
+    `config`: the rules it starts on (default: the last-good snapshot)."""
+    from gunicorn.app.base import Application
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        prepare_multiprocess_dir(state_dir)
+    register_process("web")   # gunicorn's arbiter runs in this process
+    if config is None:
+        config = load_with_fallback(rules_path, state_dir)[0]
+    logs.apply_settings(config.settings)
+    workers = workers or config.settings.workers
+
+    class BridgeWeb(Application):
+        def load_config(self):   # no argv parsing: click already did it
+            for key, value in WEB_DEFAULTS.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+            if config_file:
+                self.load_config_from_file(config_file)
+            self.cfg.set("bind", [bind])
+            # gthread that reads each request whole, with deadlines, before a thread serves it:
+            # slow clients hold no thread (webworker.py). Not left to the config file.
+            self.cfg.set("worker_class", worker_class(config.settings))
+            # Our socket (fd://N) is the one to serve on: workers binding their own with
+            # SO_REUSEPORT would ignore it.
+            self.cfg.set("reuse_port", False)
+            if workers:
+                self.cfg.set("workers", workers)
+            if threads:
+                self.cfg.set("threads", threads)
+            self.cfg.set("on_reload", lambda arbiter: _on_web_reload(rules_path, state_dir))
+            self.cfg.set("child_exit", child_exit)
+
+        def init(self, parser, opts, args):
+            return None
+
+        def load(self):
+            return make_app(rules_path, state_dir)
+
+    BridgeWeb().run()
+
+
+def _on_web_reload(rules_path, state_dir):
+    """gunicorn master, on SIGHUP, before it replaces its workers: they boot on the snapshot,
+    which only a valid file replaces."""
+    logs.setup()
+    problems = validate_and_record(rules_path, state_dir)
+    version = (read_status(state_dir) or {}).get("version")
+    if problems:
+        log.error("reload refused: %s is invalid; the web workers keep rules version %s",
+                  rules_path, version, extra={"problems": problems[:5]})
+    else:
+        log.info("reload: web workers restarting with rules version %s", version)
+
+
+def make_app(rules_path, state_dir):
+    """The WSGI app of one gunicorn worker: rules (or the last good ones) + its own store engine."""
+    logs.setup()
+    config, problems = accepted_or_file(rules_path, state_dir)
+    logs.apply_settings(config.settings)
+    if problems:
+        log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
+                  extra={"problems": problems[:5]})
+    register_process("web-worker")
+    return create_app(config, state_dir=state_dir, metrics=Metrics())
+
