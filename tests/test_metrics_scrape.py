@@ -75,7 +75,10 @@ def post_push(bridge, status=202) -> str:
 def test_build_info_and_process_metrics_of_every_bridge_process(bridge):
     expected = {("supervisor", bridge.proc.pid), ("web", bridge.child("web")),
                 ("dispatcher", bridge.child("dispatch"))}
-    expected |= {("web-worker", pid) for pid in bridge.web_workers()}
+    # gunicorn starts its workers one at a time: on a loaded machine the second may come later
+    workers = wait_for(lambda: bridge.web_workers() if len(bridge.web_workers()) == 2 else None,
+                       what="both web workers")
+    expected |= {("web-worker", pid) for pid in workers}
     assert len(expected) == 5
 
     def registered():   # the dispatcher may still be starting when the web port answers
