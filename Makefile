@@ -37,6 +37,7 @@ run: venv var/dev-secret
 	$(BIN)/cibridge serve --rules rules.yaml --state-dir var --bind 127.0.0.1:8080
 
 test: venv
+	$(BIN)/lint-imports --config setup.cfg
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Mutation testing (slow, not part of `make test`): every module of tests/mutation/targets.py, or

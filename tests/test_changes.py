@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli.mirrors import mirrors as mirrors_cli
-from bridge.dispatch.changes import (FileResolution, Mirrors, mirror_key, redact, resolve_changed_files,
-                                     url_refusal)
+from bridge.dispatch.changes import FileResolution, Mirrors, mirror_key, resolve_changed_files
+from bridge.providers.clone import redact, url_refusal
 from bridge.events import ZERO_SHA, Commit, Event
 from bridge.policies import parse_duration, parse_size
 

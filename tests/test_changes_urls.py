@@ -20,13 +20,13 @@ from test_changes import ISOLATED, Upstream, free_port, push
 
 from bridge.cli.main import cli
 from bridge.config.load import load_config
-from bridge.dispatch.changes import (FileResolution, Mirrors, clone_url_problem, expand_clone_url,
-                                     mirror_key, redact, resolve_changed_files, source_clone_url)
+from bridge.dispatch.changes import (FileResolution, Mirrors, mirror_key, resolve_changed_files,
+                                     source_clone_url)
 from bridge.errors import ConfigError
 from bridge.events import Commit
 from bridge.logs import JsonFormatter
 from bridge.policies import MirrorPolicy
-from bridge.providers.clone import url_host
+from bridge.providers.clone import clone_url_problem, expand_clone_url, redact, url_host
 from bridge.dispatch.changes import make_path_decider
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bridge.cli.common import default_state_dir, load_or_exit, rules_option, state_option
 from bridge.errors import StoreUnavailable
+from bridge.store import Store
 
 
 def _database_option(f):
@@ -95,7 +96,6 @@ def _target(rules_path, state_dir, database_url) -> tuple[str, str]:
 
 
 def _run(action, url, durability, *, create=False, upgrade=False):
-    from bridge.store import Store
     try:
         # create: may make the SQLite state directory; upgrade: check, create and upgrade.
         store = Store.open(url, durability=durability, create=create, upgrade=upgrade, check=upgrade)

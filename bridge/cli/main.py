@@ -13,9 +13,16 @@ from pathlib import Path
 import click
 
 from bridge import __version__
-from bridge.cli.common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, rules_option,
+from bridge.cli import db, mirrors, ops, retry
+from bridge.cli.explain import MAX_HEADERS_FILE, explain_payload, read_headers, render_text
+from bridge.config import secrets as secret_refs
+from bridge.config.load import read_rules_text
+from bridge.config.schema import rules_schema
+from bridge.config.yamlload import YamlError, load
+from bridge.cli.common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, open_store,
+                               rules_option,
                                state_option)
-from bridge.errors import BridgeError, DeliveryError
+from bridge.errors import BridgeError, DeliveryError, TargetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,7 +77,6 @@ def _load_or_exit(rules_path, *, resolve_secrets: bool):
 
 
 def online_problems(config) -> list[str]:
-    from bridge.errors import TargetError
     problems = []
     targets = config.build_targets()
     rules_file = os.path.basename(config.path)
@@ -112,7 +118,6 @@ def explain(rules_path, source_name, event_name, headers_file, delivery_id, fmt,
     PAYLOAD is a webhook body saved to a file (with --source); or --delivery ID explains one
     the bridge received, under the current rules. Reads no webhook secret (nothing is
     verified); --resolve-files reads them, for clone_token."""
-    from bridge.cli.explain import MAX_HEADERS_FILE, explain_payload, read_headers, render_text
     if delivery_id is not None and (payload is not None or headers_file or event_name or source_name):
         raise click.UsageError("--delivery explains a stored delivery: it takes no PAYLOAD, "
                                "--source, --headers or --event")
@@ -151,7 +156,6 @@ def explain(rules_path, source_name, event_name, headers_file, delivery_id, fmt,
 
 def _stored_delivery(config, state_dir, delivery_id) -> dict:
     """The stored delivery (raw body, kept headers), or exit 1 saying why not."""
-    from bridge.cli.common import open_store
     url = _database_url(config, state_dir)
     db = Path(state_dir).resolve() / "bridge.db"
     if url == f"sqlite:///{db}" and not db.exists():
@@ -178,9 +182,6 @@ def _database_url(config, state_dir) -> str:
     read on its own (it is no webhook secret)."""
     if config.secrets_resolved or config.settings.database_url:
         return config.database_url(state_dir)
-    from bridge.config import secrets as secret_refs
-    from bridge.config.load import read_rules_text
-    from bridge.config.yamlload import YamlError, load
     try:
         doc = load(read_rules_text(config.path))
         ref = doc.get("settings", {}).get("database_url")
@@ -201,13 +202,11 @@ def schema():
 
     Save it beside the rules (`cibridge schema > rules.schema.json`) and point the file at it with
     a first line `# yaml-language-server: $schema=rules.schema.json`."""
-    from bridge.config.schema import rules_schema
     click.echo(json.dumps(rules_schema(), indent=2, ensure_ascii=False))
 
 
 def _add_commands():
     """Commands that live in their own modules (one module per area)."""
-    from bridge.cli import db, mirrors, ops, retry
     for cmd in (ops.serve, ops.web, ops.dispatch, ops.deliveries, ops.replay,
                 retry.retry, ops.send, ops.prune, mirrors.mirrors, db.db):
         cli.add_command(cmd)

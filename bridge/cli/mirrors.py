@@ -13,7 +13,9 @@ from pathlib import Path
 import click
 
 from bridge.cli.common import absolute_state_dir, default_state_dir
+from bridge.config.load import load_config
 from bridge.dispatch.changes import Mirrors
+from bridge.errors import ConfigError
 from bridge.policies import parse_duration, parse_size
 
 __all__ = ["mirrors", "default_state_dir"]
@@ -83,8 +85,6 @@ def prune_mirrors(state_dir: Path, rules_path: str | None, max_age: float | None
     --max-age and --max-size are given."""
     settings = None
     if rules_path and (max_age is None or max_size is None):
-        from bridge.config.load import load_config
-        from bridge.errors import ConfigError
         try:
             settings = load_config(rules_path, resolve_secrets=False).settings
         except ConfigError as exc:

@@ -16,11 +16,11 @@ from bridge.config.problems import as_mapping, line_of_key, maybe_secret, resolv
 from bridge.config.rulecheck import literal_problems
 from bridge.config.settings import retry_policy
 from bridge.config.yamlload import LineList
-from bridge.dispatch.changes import clone_url_problem
 from bridge.errors import SecretError, did_you_mean
 from bridge.policies import REPORT_RETRY, RetryPolicy, parse_duration
 from bridge import providers
 from bridge.providers import clone as clone_hosts
+from bridge.providers.clone import clone_url_problem
 from bridge.targets import TARGET_KINDS, target_class, unknown_kind_message
 
 

@@ -32,14 +32,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit, quote
+from urllib.parse import quote
 
-from bridge.errors import did_you_mean
 from bridge.events import Event
 from bridge.policies import MirrorPolicy
 from bridge.providers import clone_user, commit_cap, get_provider
+from bridge.providers.clone import (CONFIG_SCHEMES, PAYLOAD_SCHEMES, _userinfo, _without_credentials,
+                                   expand_clone_url, host_refusal, redact, url_refusal)
 from bridge.providers.clone import describe as describe_hosts
-from bridge.providers.clone import host_refusal
 from bridge.refnames import branch_or_tag_problem
 from bridge.rules import decide_paths
 
@@ -48,30 +48,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bridge.changes")
 
-#: Schemes a URL taken from a (signed) payload may use: never file:// or git://, which would let
-#: whoever signs a delivery point the mirror at any repository the bridge user can read.
-PAYLOAD_SCHEMES = ("https", "ssh")
-#: Schemes a configured `clone_url` may use: the admin's choice.
-CONFIG_SCHEMES = ("https", "ssh", "git", "file")
 _DEFAULTS = MirrorPolicy()
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-# git reads "<transport>::<address>" as a remote helper (ext::, fd::, anything installed).
-_HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
-_SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-_SCP = re.compile(r"(?:(?P<user>[^@/]*)@)?(?P<host>\[[^\]/]*\]|[^:/]+):(?P<path>.*)")
-# Userinfo runs to the *last* '@' of the URL: a raw '/' in a password ('https://bot:p/ss@host')
-# must not end it early. A URL ends at whitespace or a quote, as in git's messages.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>`]*@")
-_SCHEME_ALIASES = {"git+ssh": "ssh", "ssh+git": "ssh"}
 # The server does not have the object (protocol v2 serves any object it has).
 _GONE = re.compile(r"not our ref (?P<sha>[0-9a-f]{40,64})")
 # The server has objects but will not hand them out by id (protocol v0 without
 # uploadpack.allowAnySHA1InWant): fetch the branch instead.
 _BY_ID_REFUSED = re.compile(r"unadvertised object|allow-tip-sha1-in-want|allowReachableSHA1InWant")
 _META = "bridge-mirror.json"
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-_REPO_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -110,110 +95,6 @@ def gitpython():
     except ImportError:          # GitPython refuses to import without a git executable
         raise _Final(GIT_MISSING) from None
     return git
-
-
-# --- URLs ---------------------------------------------------------------------------------------
-
-def redact(text: str) -> str:
-    """`text` with the userinfo of every `scheme://user:pw@host` URL in it replaced by `***`:
-    everything up to the URL's last '@', so a password holding '/' or '@' never shows (an '@'
-    in a path hides a little more than needed, never less)."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
-
-
-def _without_credentials(url: str) -> str:
-    """`url` without its userinfo (the mirrors' key). Never raises, even for a malformed URL."""
-    if not _SCHEME_URL.match(url):
-        return url
-    try:
-        parts = urlsplit(url)
-        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    except ValueError:                  # e.g. "Invalid IPv6 URL": refused before any fetch
-        return redact(url)
-
-
-def _userinfo(url: str) -> str | None:
-    """The userinfo of a `scheme://` URL as `redact` hides it, or None: everything before its
-    last '@'. Wider than what `urlsplit` reads (it ends the authority at a '/', '?' or '#',
-    so `https://bot:p/ss@host/x` has none there), never narrower."""
-    m = _SCHEME_URL.match(url)
-    if not m or "@" not in url[m.end():]:
-        return None
-    return url[m.end():].rpartition("@")[0]
-
-
-def url_refusal(url: str, allowed: Iterable[str]) -> str | None:
-    """Why git must not fetch `url`, or None. Only plain URLs of an allowed scheme pass: no
-    remote helpers (`ext::`, `fd::`), nothing git or ssh could read as an option."""
-    shown = redact(url)[:200]
-    allowed = tuple(allowed)
-    if not url or any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in url):
-        return f"refused clone URL {shown!r}: empty or contains whitespace or control characters"
-    if url.startswith("-"):
-        return f"refused clone URL {shown!r}: it would be read as an option"
-    if _HELPER.match(url):
-        return f"refused clone URL {shown!r}: remote helpers ('<transport>::') are not allowed"
-    if m := _SCHEME_URL.match(url):
-        scheme = _SCHEME_ALIASES.get(m[1].lower(), m[1].lower())
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return f"refused clone URL {shown!r}: not a valid URL"
-        user, _, host = parts.netloc.rpartition("@")
-        leading = (host, user) + ((parts.path.lstrip("/"),) if scheme == "ssh" else ())
-    elif (m := _SCP.fullmatch(url)) and "/" not in url.partition(":")[0]:
-        scheme, leading = "ssh", (m["host"], m["user"] or "", m["path"])
-    elif url.startswith("/"):
-        scheme, leading = "file", (url.lstrip("/"),)
-    else:
-        return f"refused clone URL {shown!r}: not a URL and not an absolute path"
-    if scheme not in allowed:
-        return f"refused clone URL {shown!r}: scheme {scheme!r} is not one of {', '.join(allowed)}"
-    if any(part.startswith("-") for part in leading):
-        return f"refused clone URL {shown!r}: a host, user or path starting with '-'"
-    return None
-
-
-def clone_url_problem(template) -> str | None:
-    """What is wrong with a configured `clone_url`, or None: the same refusal every fetch would
-    give, checked when rules.yaml is loaded. `${repo}` (owner/name, GitLab group/sub/project)
-    may appear in the path, e.g. `git@github.com:${repo}.git`."""
-    if not isinstance(template, str) or not template:
-        return "clone_url must be a URL (https://, ssh://, git@host:path, git://, file://)"
-    for name in _PLACEHOLDER.findall(template):
-        if name != "repo":
-            return (f"clone_url may contain only ${{repo}}, not ${{{name}}}"
-                    + did_you_mean(name, ["repo"], "'${{{}}}'")
-                    + " (credentials go in clone_token)")
-    if m := _SCHEME_URL.match(template):
-        host = template[m.end():].split("/", 1)[0]
-        userinfo = _userinfo(template)
-        if userinfo is not None and (m[1].lower() in ("https", "http")
-                                     or ":" in userinfo.partition("@")[0]):
-            # https: a user name alone may be a token (https://ghp_...@github.com); ssh: the
-            # user name is no secret (ssh://git@host/path), a password (even one holding a
-            # '/': ssh://git:p/ss@host/path) is.
-            return ("clone_url must not carry a password or an https user name: put the token "
-                    "in clone_token (a secret reference)")
-    elif _SCP.fullmatch(template):
-        host = template.partition(":")[0]
-    else:
-        host = ""
-    if "${repo}" in host:
-        return "clone_url may use ${repo} in its path only, not in the host or user"
-    return url_refusal(template.replace("${repo}", "owner/name"), CONFIG_SCHEMES)
-
-
-def expand_clone_url(template: str, repo: str) -> tuple[str, str | None]:
-    """`template` with `${repo}` replaced by the event's repository, and why not (or None): a
-    name from the payload goes into a URL only when every part is a plain name."""
-    if "${repo}" not in template:
-        return template, None
-    parts = repo.split("/")
-    if len(repo) > 512 or not all(_REPO_PART.fullmatch(p) and p not in (".", "..") for p in parts):
-        return template, (f"refused clone URL {redact(template)[:200]!r}: repository name "
-                          f"{repo[:200]!r} cannot go into ${{repo}}")
-    return template.replace("${repo}", repo), None
 
 
 def mirror_key(url: str) -> str:

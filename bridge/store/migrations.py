@@ -22,7 +22,7 @@ from typing import Callable
 from sqlalchemy import String, func, insert, inspect, select, text
 
 from bridge.errors import StoreUnavailable
-from bridge.store.schema import SCHEMA_VERSION, metadata, schema_version
+from bridge.store.schema import SCHEMA_VERSION, deliveries, follows, metadata, schema_version, statuses
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,6 @@ class Step:
 
 
 def _feedback_tables(conn) -> None:
-    from bridge.store.schema import follows, statuses
     follows.create(conn)          # with their indexes
     statuses.create(conn)
 
@@ -43,7 +42,6 @@ def _no_length_limits(conn) -> None:
     a long ref or repository name is stored there as on SQLite. PostgreSQL changes VARCHAR to
     TEXT in its catalog only (no rewrite); SQLite never enforced the lengths (its VARCHAR(n) is
     TEXT affinity), so there the declared types stay and only the index is rebuilt."""
-    from bridge.store.schema import deliveries
     conn.execute(text("DROP INDEX IF EXISTS deliveries_repo"))
     if conn.dialect.name == "postgresql":
         quote = conn.dialect.identifier_preparer.quote
