@@ -4,31 +4,21 @@ the `start_bridge` fixture and the operator CLI run as subprocesses."""
 from __future__ import annotations
 
 import collections
-import functools
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import pytest
 
-from helpers.rules import GITHUB_SECRET, SECRET_ENV
-from helpers.payloads import load_payload, sign_github
+from helpers.rules import SECRET_ENV
 from helpers.process import ROOT, BridgeProcess
+from helpers.push import push as build_push
 
 
 PAYLOAD = "github/push__f110-single-commit.json"
 
-
-@functools.lru_cache(maxsize=None)
-def _payload():
-    """(body, headers, after, ref) of PAYLOAD, read at the first use: without shared/payloads
-    only the tests that post it skip."""
-    body, headers = load_payload(PAYLOAD)
-    return body, headers, json.loads(body)["after"].encode(), json.loads(body)["ref"].encode()
 
 # One line per run of a job: "<job id> <delivery id>".
 RECORD = 'echo "$BRIDGE_JOB_ID $BRIDGE_DELIVERY" >> "$BUILDS"'
@@ -57,16 +47,8 @@ def rules(builds, run: str, *, settings: str = "", extra_rules: str = "") -> str
 
 
 def push(*, branch: str | None = None, delivery: str | None = None, pad: int = 0):
-    """A fresh push: (delivery id, body, headers), signed."""
-    delivery = delivery or str(uuid.uuid4())
-    template, recorded, after, ref = _payload()
-    body = template.replace(after, os.urandom(20).hex().encode())
-    if branch:
-        body = body.replace(b'"ref": "' + ref + b'"', b'"ref": "refs/heads/' + branch.encode() + b'"')
-    if pad:
-        body = body.rstrip()[:-1] + b" " * pad + b"}"      # still the same JSON, just bigger
-    headers = {**recorded, "X-GitHub-Delivery": delivery, **sign_github(body, GITHUB_SECRET)}
-    return delivery, body, headers
+    """A fresh push of PAYLOAD: (delivery id, body, headers), signed."""
+    return tuple(build_push(ref=branch and f"refs/heads/{branch}", delivery=delivery, pad=pad, template=PAYLOAD))
 
 
 def build_counts(path) -> collections.Counter:
