@@ -8,35 +8,21 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ helpers: signing, stand-ins
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/: `import helpers` (also in `-p conftest` runs)
+
+from helpers.rules import BASE_RULES, SECRET_ENV  # noqa: E402
 
 # Stand-ins live on 127.0.0.1; a proxy set on the host must not see them.
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ["no_proxy"] = os.environ["NO_PROXY"]
 
-GITHUB_SECRET = "gh-test-secret-0f3e"
-GITLAB_TOKEN = "gl-test-token-9a7c"
-SECRET_ENV = {"GH_SECRET": GITHUB_SECRET, "GH_SECRET_OLD": "gh-old-secret-77", "GL_TOKEN": GITLAB_TOKEN}
 
-BASE_RULES = """\
-sources:
-  github:
-    provider: github
-    secrets: ["${env:GH_SECRET}", "${env:GH_SECRET_OLD}"]
-  gitlab:
-    provider: gitlab
-    secrets: ["${env:GL_TOKEN}"]
-targets:
-  mem:
-    kind: memory
-rules:
-  - name: every-branch
-    on: {repo: "**", branches: ["**"]}
-    run: {target: mem, parameters: {SHA: "${sha}", BRANCH: "${branch}"}}
-  - name: tags
-    on: {repo: "**", tags: ["**"]}
-    run: {target: mem, parameters: {TAG: "${tag}"}}
-"""
+def pytest_collection_modifyitems(items):
+    """Everything under tests/e2e/ starts real processes: mark it slow by its folder."""
+    e2e = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        if e2e in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

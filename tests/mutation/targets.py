@@ -9,57 +9,57 @@ scopes a large file to the parts named; without it the whole file is mutated.
 TARGETS = {
     "globs": {
         "path": "bridge/globs.py",
-        "tests": ["tests/test_globs.py", "tests/test_globs_linear.py", "tests/test_glob_classes.py"],
+        "tests": ["tests/unit/test_globs.py", "tests/unit/test_globs_linear.py", "tests/unit/test_glob_classes.py"],
     },
     "providers/github": {
         "path": "bridge/providers/github.py",
-        "tests": ["tests/test_providers.py", "tests/test_github_push_fields.py"],
+        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/providers/test_github_push_fields.py"],
     },
     "providers/gitlab": {
         "path": "bridge/providers/gitlab.py",
-        "tests": ["tests/test_providers.py", "tests/test_gitlab_system_hook.py", "tests/test_gitlab_refs.py"],
+        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/integration/web/test_gitlab_system_hook.py", "tests/unit/providers/test_gitlab_refs.py"],
     },
     "providers/body": {
         "path": "bridge/providers/body.py",
-        "tests": ["tests/test_providers.py", "tests/test_payload_helpers.py"],
+        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/test_helpers_payloads.py"],
     },
     "ingress": {
         "path": "bridge/web/ingress.py",
-        "tests": ["tests/test_ingress.py", "tests/test_body_cap.py", "tests/test_stored_record.py",
-                  "tests/test_ingress_outcomes.py"],
+        "tests": ["tests/integration/web/test_ingress.py", "tests/integration/web/test_body_cap.py", "tests/integration/web/test_stored_record.py",
+                  "tests/integration/web/test_ingress_outcomes.py"],
     },
     "rules": {
         "path": "bridge/rules.py",
-        "tests": ["tests/test_rules.py", "tests/test_config.py", "tests/test_explain_files.py",
-                  "tests/test_templates_render.py", "tests/test_rule_templates_check.py",
-                  "tests/test_paths_recheck.py", "tests/test_rule_refs.py", "tests/test_rule_repo_case.py"],
+        "tests": ["tests/unit/test_rules.py", "tests/unit/config/test_load.py", "tests/integration/cli/test_explain_files.py",
+                  "tests/unit/test_templates_render.py", "tests/unit/test_rule_templates_check.py",
+                  "tests/unit/dispatch/test_paths_recheck.py", "tests/unit/test_rule_refs.py", "tests/unit/test_rule_repo_case.py"],
     },
     "store/inbox": {
         "path": "bridge/store/inbox.py",
         "functions": ["Inbox.ingest", "Inbox._ingest_params", "Inbox._ingest_one",
                       "Inbox._id_taken", "Inbox._content_duplicate", "Inbox._job_rows",
                       "Inbox._insert_jobs", "reused_delivery_id", "claim_key"],
-        "tests": ["tests/test_store.py", "tests/test_reused_delivery_id.py", "tests/test_ingest_batches.py"],
+        "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_reused_delivery_id.py", "tests/integration/store/test_ingest_batches.py"],
     },
     "store/queue": {
         "path": "bridge/store/queue.py",
         "functions": ["Queue.claim", "Queue._any_due", "Queue._pick", "Queue._finish", "Queue._finish_one",
                       "Queue.record_run"],
-        "tests": ["tests/test_store.py", "tests/test_store_claims.py"],
+        "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_store_claims.py"],
     },
     "policies/backoff": {
         "path": "bridge/policies.py",
         "functions": ["backoff"],
-        "tests": ["tests/test_dispatcher.py", "tests/test_backoff.py"],
+        "tests": ["tests/unit/dispatch/test_jobs.py", "tests/unit/test_backoff.py"],
     },
     "templates": {
         "path": "bridge/templates.py",
-        "tests": ["tests/test_rules.py", "tests/test_templates_render.py", "tests/test_rule_templates_check.py",
-                  "tests/test_config.py"],
+        "tests": ["tests/unit/test_rules.py", "tests/unit/test_templates_render.py", "tests/unit/test_rule_templates_check.py",
+                  "tests/unit/config/test_load.py"],
     },
     "targets/exec-env": {
         "path": "bridge/targets/exec.py",
         "functions": ["ExecTarget.environment"],
-        "tests": ["tests/test_exec_target.py"],
+        "tests": ["tests/unit/targets/test_exec.py"],
     },
 }

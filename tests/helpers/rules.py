@@ -1,0 +1,27 @@
+"""Test constants: the secrets the fixtures put in the environment and the base rules file
+they write (two sources, one memory target, a rule for every branch and one for tags)."""
+from __future__ import annotations
+
+GITHUB_SECRET = "gh-test-secret-0f3e"
+GITLAB_TOKEN = "gl-test-token-9a7c"
+SECRET_ENV = {"GH_SECRET": GITHUB_SECRET, "GH_SECRET_OLD": "gh-old-secret-77", "GL_TOKEN": GITLAB_TOKEN}
+
+BASE_RULES = """\
+sources:
+  github:
+    provider: github
+    secrets: ["${env:GH_SECRET}", "${env:GH_SECRET_OLD}"]
+  gitlab:
+    provider: gitlab
+    secrets: ["${env:GL_TOKEN}"]
+targets:
+  mem:
+    kind: memory
+rules:
+  - name: every-branch
+    on: {repo: "**", branches: ["**"]}
+    run: {target: mem, parameters: {SHA: "${sha}", BRANCH: "${branch}"}}
+  - name: tags
+    on: {repo: "**", tags: ["**"]}
+    run: {target: mem, parameters: {TAG: "${tag}"}}
+"""

@@ -1,0 +1,530 @@
+"""A Jenkins stand-in for tests: a real HTTP server on 127.0.0.1 that answers as Jenkins core does
+on the wire for everything the bridge uses (crumbs, basic auth with API tokens, folders, build
+requests, the queue, builds, 303 merges, 400/401/403/404/409/503, slow answers).
+
+Input: jobs, users and modes set by the test. Output: HTTP answers, plus `requests`, a record of
+every request (method, path, query, headers, body) for assertions. Time inside the stand-in is
+`now()`, which tests move with `advance(seconds)`, so queue and build progress is deterministic.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import html
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from helpers.standins.http import ServesHTTP
+
+VERSION = "2.578"
+CRUMB_FIELD = "Jenkins-Crumb"
+_DELAY = re.compile(r"^(\d+)(sec)?$")
+#: Query parameters Jenkins reads itself; they never become build parameters.
+_CONTROL = ("token", "delay", "cause", "json", "Submit")
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str                       # raw path, without the query string
+    query: dict[str, list[str]]
+    headers: dict[str, str]         # lower-cased names
+    body: bytes
+    received: float = field(default_factory=time.monotonic)   # real time, for benchmarks
+    status: int = 0                 # what the stand-in answered
+
+
+@dataclass
+class StandinJob:
+    full_name: str
+    parameters: dict[str, str] | None   # name -> default; None: the job is not parameterized
+    result: str = "SUCCESS"
+    build_token: str | None = None
+    disabled: bool = False
+    next_build: int = 1
+    builds: dict[int, "StandinBuild"] = field(default_factory=dict)
+
+    @property
+    def short_name(self) -> str:
+        return self.full_name.rsplit("/", 1)[-1]
+
+
+@dataclass
+class StandinBuild:
+    number: int
+    job: StandinJob
+    queue_id: int
+    params: dict[str, str]
+    started: float
+    finish_at: float
+    result: str
+
+
+@dataclass
+class QueueItem:
+    id: int
+    job: StandinJob
+    params: dict[str, str]
+    dropped: list[str]              # parameters the job does not define (SECURITY-170)
+    user: str
+    created: float
+    ready_at: float
+    left_at: float | None = None
+    build: StandinBuild | None = None
+    cancelled: bool = False
+
+
+class JenkinsStandin(ServesHTTP):
+    """Start with `start()`, stop with `stop()`; `start()` after `stop()` binds the same port again."""
+
+    def __init__(self, *, users: dict[str, str] | None = None, readers: dict[str, str] | None = None,
+                 quiet_period: float = 5.0, build_duration: float = 0.0, expire_after: float = 300.0,
+                 crumbs: bool = True, crumb_exempt_api_tokens: bool = False):
+        #: user -> API token, with Overall/Read, Job/Read and Job/Build.
+        self.users = dict(users if users is not None else {"bridge": "11d8c3a0f6b24e0c9e1b5a7f2c4d6e80"})
+        #: user -> API token, with read permissions only (a build request answers 403).
+        self.readers = dict(readers or {})
+        self.quiet_period = quiet_period      # Jenkins' default quiet period is 5 s
+        self.build_duration = build_duration
+        self.expire_after = expire_after      # queue items vanish 5 min after leaving the queue
+        self.crumbs = crumbs
+        # Jenkins 2.96+ does not check crumbs on API-token requests; the default here checks them,
+        # so a test sees that the client fetches and sends one.
+        self.crumb_exempt_api_tokens = crumb_exempt_api_tokens
+        self.restarting = False               # every request answers 503 "restarting"
+        self.slow = 0.0                       # seconds to wait before answering each request
+        self.requests: list[Recorded] = []
+        self.root: dict = {}                  # folder tree: name -> dict (folder) | StandinJob
+        self.queue: dict[int, QueueItem] = {}
+        self._next_queue_id = 1
+        self._offset = 0.0
+        self._lock = threading.RLock()
+        self._crumbs: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self.port = 0
+
+    # --- test controls ---------------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the stand-in's clock (usable as the adapter's injected `sleep`). The queue moves
+        with it, as Jenkins' own queue maintenance does: items start, left items vanish."""
+        with self._lock:
+            self._offset += seconds
+            self._tick()
+
+    def add_job(self, full_name: str, parameters=None, *, result: str = "SUCCESS",
+                build_token: str | None = None, disabled: bool = False) -> StandinJob:
+        """`parameters`: None (not parameterized), a list of names, or a dict name -> default."""
+        if isinstance(parameters, (list, tuple)):
+            parameters = {p: "" for p in parameters}
+        job = StandinJob(full_name, parameters, result, build_token, disabled)
+        with self._lock:
+            node = self.root
+            *folders, short = full_name.split("/")
+            for f in folders:
+                node = node.setdefault(f, {})
+            node[short] = job
+        return job
+
+    def remove_job(self, full_name: str) -> None:
+        with self._lock:
+            node = self.root
+            *folders, short = full_name.split("/")
+            for f in folders:
+                node = node[f]
+            del node[short]
+
+    def job(self, full_name: str) -> StandinJob:
+        node = self.root
+        for part in full_name.split("/"):
+            node = node[part]
+        return node
+
+    def cancel(self, queue_id: int) -> None:
+        with self._lock:
+            item = self.queue[queue_id]
+            item.cancelled, item.left_at = True, self.now()
+
+    def posts(self) -> list[Recorded]:
+        """Build requests (POSTs) received, in order."""
+        return [r for r in self.requests if r.method == "POST"]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> "JenkinsStandin":
+        self._stopping.clear()
+        return super().start()
+
+    def stop(self) -> None:
+        self._stopping.set()      # slow answers give up at once
+        super().stop()
+
+    # --- Jenkins behaviour -----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Let time act: waiting items whose quiet period passed start a build; old items vanish."""
+        now = self.now()
+        for item in list(self.queue.values()):
+            if item.left_at is None and now >= item.ready_at:
+                job, at = item.job, item.ready_at   # it started when due, not when first asked
+                build = StandinBuild(job.next_build, job, item.id, item.params, at,
+                                     at + self.build_duration, job.result)
+                job.builds[build.number] = build
+                job.next_build += 1
+                item.build, item.left_at = build, at
+            if item.left_at is not None and now >= item.left_at + self.expire_after:
+                del self.queue[item.id]
+
+    def _find(self, parts: list[str]):
+        """Walk /job/a/job/b/... -> (node, full name, rest of the path) or None if a name is unknown."""
+        node, names = self.root, []
+        while len(parts) >= 2 and parts[0] == "job":
+            if not isinstance(node, dict) or parts[1] not in node:
+                return None
+            node = node[parts[1]]
+            names.append(parts[1])
+            parts = parts[2:]
+        return node, "/".join(names), parts
+
+    def _job_url(self, full_name: str) -> str:
+        return self.url + "".join(f"job/{quote(p)}/" for p in full_name.split("/"))
+
+    def _build_json(self, build: StandinBuild) -> dict:
+        done = self.now() >= build.finish_at
+        return {
+            "_class": "hudson.model.FreeStyleBuild",
+            "actions": [_parameters_action(build.params)],
+            "building": not done,
+            "displayName": f"#{build.number}",
+            "duration": 0,
+            "fullDisplayName": " » ".join(build.job.full_name.split("/")) + f" #{build.number}",
+            "id": str(build.number),
+            "number": build.number,
+            "queueId": build.queue_id,
+            "result": build.result if done else None,
+            "timestamp": int(build.started * 1000),
+            "url": f"{self._job_url(build.job.full_name)}{build.number}/",
+        }
+
+    def _queue_json(self, item: QueueItem) -> dict:
+        out = {
+            "actions": [_parameters_action(item.params),
+                        {"_class": "hudson.model.CauseAction",
+                         "causes": [{"_class": "hudson.model.Cause$UserIdCause",
+                                     "shortDescription": f"Started by user {item.user}",
+                                     "userId": item.user, "userName": item.user}]}],
+            "blocked": False,
+            "buildable": False,
+            "id": item.id,
+            "inQueueSince": int(item.created * 1000),
+            "params": "".join(f"\n{k}={v}" for k, v in item.params.items()),
+            "stuck": False,
+            "task": {"_class": "hudson.model.FreeStyleProject", "name": item.job.short_name,
+                     "url": self._job_url(item.job.full_name), "color": "notbuilt"},
+            "url": f"queue/item/{item.id}/",
+        }
+        if item.left_at is None:
+            left = max(0.0, item.ready_at - self.now())
+            out.update({"_class": "hudson.model.Queue$WaitingItem",
+                        "why": f"In the quiet period. Expires in {left:.1f} sec",
+                        "timestamp": int(item.ready_at * 1000)})
+        else:
+            exe = None
+            if item.build is not None:
+                exe = {"_class": "hudson.model.FreeStyleBuild", "number": item.build.number,
+                       "url": f"{self._job_url(item.job.full_name)}{item.build.number}/"}
+            out.update({"_class": "hudson.model.Queue$LeftItem", "cancelled": item.cancelled,
+                        "executable": exe})
+        return out
+
+    def _job_json(self, node, full_name: str) -> dict:
+        if isinstance(node, dict):
+            return {"_class": "com.cloudbees.hudson.plugins.folder.Folder",
+                    "name": full_name.rsplit("/", 1)[-1], "fullName": full_name,
+                    "url": self._job_url(full_name), "jobs": self._children(node, full_name)}
+        builds = [{"_class": "hudson.model.FreeStyleBuild", "number": n,
+                   "url": f"{self._job_url(full_name)}{n}/"} for n in sorted(node.builds, reverse=True)]
+        prop = []
+        if node.parameters is not None:
+            prop.append({"_class": "hudson.model.ParametersDefinitionProperty",
+                         "parameterDefinitions": [
+                             {"_class": "hudson.model.StringParameterDefinition",
+                              "defaultParameterValue": {"_class": "hudson.model.StringParameterValue",
+                                                        "name": k, "value": v},
+                              "description": "", "name": k, "type": "StringParameterDefinition"}
+                             for k, v in node.parameters.items()]})
+        in_queue = any(i.job is node and i.left_at is None for i in self.queue.values())
+        return {"_class": "hudson.model.FreeStyleProject", "name": node.short_name,
+                "fullName": full_name, "displayName": node.short_name,
+                "url": self._job_url(full_name), "buildable": not node.disabled,
+                "color": "disabled" if node.disabled else "blue", "inQueue": in_queue,
+                "nextBuildNumber": node.next_build, "builds": builds,
+                "firstBuild": builds[-1] if builds else None, "lastBuild": builds[0] if builds else None,
+                "property": prop, "queueItem": None}
+
+    def _children(self, folder: dict, prefix: str) -> list[dict]:
+        out = []
+        for name, child in folder.items():
+            full = f"{prefix}/{name}" if prefix else name
+            cls = ("com.cloudbees.hudson.plugins.folder.Folder" if isinstance(child, dict)
+                   else "hudson.model.FreeStyleProject")
+            out.append({"_class": cls, "name": name, "url": self._job_url(full), "color": "blue"})
+        return out
+
+    def _build(self, h: "_Handler", job: StandinJob, full_name: str, action: str, query, user) -> None:
+        """POST /job/.../build or /buildWithParameters: queue a build, merge, or refuse."""
+        token = (query.get("token") or [None])[0]
+        if job.build_token is not None and token is not None:
+            if not hmac.compare_digest(token.encode(), job.build_token.encode()):
+                return h.error_page(403, "Invalid token provided")
+        elif user in self.readers:
+            return h.error_page(403, f"{user} is missing the Job/Build permission")
+        if job.disabled:
+            return h.error_page(409, f"{full_name} is not buildable")
+        sent = {k: v[-1] for k, v in query.items() if k not in _CONTROL}
+        if action == "build" and job.parameters is not None:
+            # Stapler's getSubmittedForm(): no `json` form field; which words depend on whether the
+            # request carried any parameter at all (delay, token, ...). It answers with sendError,
+            # which Jetty renders, not Jenkins. Nothing is queued.
+            return h.jetty_error(400, "This page expects a form submission" if query
+                                 else "Nothing is submitted")
+        if action == "buildWithParameters" and job.parameters is None:
+            return h.error_page(400, f"{full_name} is not parameterized")
+        params, dropped = {}, []
+        if job.parameters is not None:
+            # buildWithParameters: each defined parameter not sent takes its default.
+            params = {k: sent.get(k, default) for k, default in job.parameters.items()}
+            dropped = [k for k in sent if k not in job.parameters]
+        delay = self.quiet_period
+        m = _DELAY.match((query.get("delay") or [""])[0])
+        if m:
+            delay = float(m.group(1))
+        for item in self.queue.values():
+            # Jenkins 2.308+: an identical request while the first waits is merged into it.
+            if item.job is job and item.left_at is None and item.params == params:
+                return h.answer(303, b"", {"Location": f"{self.url}queue/item/{item.id}/"})
+        now = self.now()
+        item = QueueItem(self._next_queue_id, job, params, dropped, user, now, now + delay)
+        self.queue[item.id] = item
+        self._next_queue_id += 1
+        h.answer(201, b"", {"Location": f"{self.url}queue/item/{item.id}/"})
+
+    def handle(self, h: "_Handler") -> None:
+        split = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        query = parse_qs(split.query, keep_blank_values=True)
+        if h.command == "POST" and "form-urlencoded" in (h.headers.get("Content-Type") or ""):
+            for k, v in parse_qs(body.decode(), keep_blank_values=True).items():
+                query.setdefault(k, []).extend(v)
+        record = Recorded(h.command, split.path, query, {k.lower(): v for k, v in h.headers.items()}, body)
+        with self._lock:
+            self.requests.append(record)
+        h.record = record
+        if self.slow and self._stopping.wait(self.slow):
+            return
+        if self.restarting:
+            return h.answer(503, _page("Jenkins", "<h1>Please wait while Jenkins is restarting</h1>"
+                                                  "<p>Your browser will reload automatically when Jenkins is ready.</p>"))
+        user, failure = self._authenticate(h)
+        if failure:
+            return failure()
+        if h.command == "POST" and self.crumbs and not self.crumb_exempt_api_tokens:
+            crumb = h.headers.get(CRUMB_FIELD) or ""
+            expected = self._crumbs.get(user, "")
+            if not expected or not hmac.compare_digest(crumb.encode(), expected.encode()):
+                return h.error_page(403, "No valid crumb was included in the request")
+        with self._lock:
+            self._tick()
+            self._route(h, split.path, query, user)
+
+    def _authenticate(self, h):
+        auth = h.headers.get("Authorization") or ""
+        if not auth.startswith("Basic "):
+            return None, lambda: h.error_page(403, "Authentication required", {"X-You-Are-Authenticated-As": "anonymous"})
+        try:
+            user, _, token = base64.b64decode(auth[6:]).decode().partition(":")
+        except ValueError:
+            user, token = "", ""
+        known = self.users.get(user) or self.readers.get(user)
+        if known is None or not hmac.compare_digest(token.encode(), known.encode()):
+            return None, lambda: h.error_page(401, f"Invalid password/token for user: {user}",
+                                              {"WWW-Authenticate": 'Basic realm="Jenkins"'})
+        return user, None
+
+    def _route(self, h: "_Handler", path: str, query, user: str) -> None:
+        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        if h.command == "GET" and parts == ["api", "json"]:
+            return h.json({"_class": "hudson.model.Hudson", "mode": "NORMAL", "nodeName": "",
+                           "useCrumbs": self.crumbs, "url": self.url, "jobs": self._children(self.root, "")})
+        if h.command == "GET" and parts == ["crumbIssuer", "api", "json"]:
+            if not self.crumbs:
+                return h.error_page(404, "Not Found")
+            crumb = self._crumbs.setdefault(user, secrets.token_hex(16))
+            return h.json({"_class": "hudson.security.csrf.DefaultCrumbIssuer", "crumb": crumb,
+                           "crumbRequestField": CRUMB_FIELD})
+        if h.command == "GET" and parts == ["queue", "api", "json"]:
+            return h.json({"_class": "hudson.model.Queue", "items": [
+                self._queue_json(i) for i in self.queue.values() if i.left_at is None]})
+        if h.command == "GET" and len(parts) == 5 and parts[:2] == ["queue", "item"] and parts[3:] == ["api", "json"]:
+            item = self.queue.get(int(parts[2])) if parts[2].isdigit() else None
+            return h.json(self._queue_json(item)) if item else h.error_page(404, "Not Found")
+        found = self._find(parts) if parts[:1] == ["job"] else None
+        if found is None:
+            return h.error_page(404, "Not Found")
+        node, full_name, rest = found
+        if h.command == "GET" and rest == ["api", "json"]:
+            doc = self._job_json(node, full_name)
+            tree = (query.get("tree") or [None])[0]
+            if tree is not None and isinstance(node, StandinJob):
+                # `tree` reaches as deep as it names: builds come whole, then are cut to the tree.
+                doc["builds"] = [self._build_json(node.builds[n]) for n in sorted(node.builds, reverse=True)]
+            return h.json(_tree(doc, tree) if tree is not None else doc)
+        if isinstance(node, StandinJob):
+            if h.command == "POST" and rest in (["build"], ["buildWithParameters"]):
+                return self._build(h, node, full_name, rest[0], query, user)
+            if h.command == "GET" and len(rest) == 3 and rest[0].isdigit() and rest[1:] == ["api", "json"]:
+                build = node.builds.get(int(rest[0]))
+                return h.json(self._build_json(build)) if build else h.error_page(404, "Not Found")
+        h.error_page(404, "Not Found")
+
+
+def _tree(doc, spec: str):
+    """Jenkins' `?tree=` filter: `a,b[c,d]{0,10}` keeps the named fields (and `_class`), cuts
+    lists to the range (from M inclusive to N exclusive), and an object named without a sub-tree
+    shrinks to its `_class`."""
+    fields, _ = _parse_tree(spec, 0)
+    return _pick(doc, fields)
+
+
+def _parse_tree(spec: str, i: int):
+    fields = {}
+    while i < len(spec):
+        m = re.compile(r"[A-Za-z_$][\w$]*").match(spec, i)
+        if m is None:
+            raise ValueError(f"bad tree at {i}: {spec!r}")
+        name, i, sub, rng = m.group(), m.end(), None, None
+        if spec[i:i + 1] == "[":
+            sub, i = _parse_tree(spec, i + 1)
+        if spec[i:i + 1] == "{":
+            end = spec.index("}", i)
+            lo, comma, hi = spec[i + 1:end].partition(",")
+            lo_i = int(lo) if lo else 0
+            rng = slice(lo_i, (int(hi) if hi else None) if comma else lo_i + 1)
+            i = end + 1
+        fields[name] = (sub, rng)
+        if spec[i:i + 1] == ",":
+            i += 1
+        elif spec[i:i + 1] == "]":
+            return fields, i + 1
+    return fields, i
+
+
+def _pick(value, fields):
+    if isinstance(value, list):
+        return [_pick(v, fields) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {"_class": value["_class"]} if "_class" in value else {}
+    for name, (sub, rng) in fields.items():
+        if name not in value:
+            continue
+        v = value[name]
+        if rng is not None and isinstance(v, list):
+            v = v[rng]
+        out[name] = _pick(v, sub or {}) if isinstance(v, (dict, list)) else v
+    return out
+
+
+def _parameters_action(params: dict) -> dict:
+    return {"_class": "hudson.model.ParametersAction",
+            "parameters": [{"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
+                           for k, v in params.items()]}
+
+
+def _page(title: str, main: str) -> bytes:
+    return (f"<!DOCTYPE html><html><head><title>{title} [Jenkins]</title></head><body>"
+            f"<div id=\"page-header\"><a href=\"/\">Jenkins</a></div>"
+            f"<div id=\"main-panel\">{main}</div></body></html>").encode()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    standin: JenkinsStandin
+
+    def handle_error(self, request, client_address):
+        pass  # clients that time out leave broken pipes behind; that is expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body go out in two writes: avoid 40 ms stalls
+    server: _Server
+    record: Recorded | None = None
+
+    def setup(self):
+        super().setup()
+        self.server.standin.connected(self.connection)
+
+    def finish(self):
+        self.server.standin.disconnected(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self):
+        self.server.standin.handle(self)
+
+    do_POST = do_HEAD = do_GET
+
+    def answer(self, status: int, body: bytes, headers: dict | None = None,
+               content_type: str = "text/html;charset=utf-8") -> None:
+        if self.record is not None:
+            self.record.status = status
+        self.send_response(status)
+        self.send_header("X-Jenkins", VERSION)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if body or status not in (201, 303):
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def json(self, doc: dict) -> None:
+        self.answer(200, json.dumps(doc).encode(), content_type="application/json;charset=utf-8")
+
+    def jetty_error(self, status: int, message: str) -> None:
+        """The page Jetty renders for a servlet's sendError(status, message)."""
+        esc, path = html.escape(message), html.escape(urlsplit(self.path).path)
+        self.answer(status, (
+            f"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>"
+            f"<title>Error {status} {esc}</title></head><body><h2>HTTP ERROR {status} {esc}</h2>"
+            f"<table><tr><th>URI:</th><td>{path}</td></tr><tr><th>STATUS:</th><td>{status}</td></tr>"
+            f"<tr><th>MESSAGE:</th><td>{esc}</td></tr><tr><th>SERVLET:</th><td>Stapler</td></tr>"
+            f"</table></body></html>").encode())
+
+    def error_page(self, status: int, message: str, headers: dict | None = None) -> None:
+        """Jenkins renders refusals (hudson.model.Failure, AccessDenied) as an HTML error page."""
+        self.answer(status, _page("Error", f"<h1>Error</h1><p>{html.escape(message)}</p>"), headers)
+
+
+JenkinsStandin.server_class = _Server     # both defined below the stand-in
+JenkinsStandin.handler_class = _Handler

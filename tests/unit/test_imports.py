@@ -1,0 +1,72 @@
+"""The house's import rules, as tests: the import-linter contracts in setup.cfg hold, and no module
+imports one of ours inside a function (only heavy or optional libraries may be delayed there)."""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BRIDGE = ROOT / "bridge"
+
+#: Libraries a function may import late: slow to import (so `cibridge --help` and the web workers
+#: stay light) or optional (psycopg comes with the postgres extra).
+HEAVY = {"git", "jenkins", "boto3", "botocore", "gunicorn", "prometheus_client", "requests",
+         "psycopg", "sqlalchemy", "werkzeug", "flask", "jsonschema", "readline", "pty", "termios"}
+
+
+def function_level_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import inside a function or method of the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+
+    def visit(node, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if in_function and isinstance(child, ast.Import):
+                found.extend((child.lineno, alias.name) for alias in child.names)
+            elif in_function and isinstance(child, ast.ImportFrom):
+                found.append((child.lineno, "." * child.level + (child.module or "")))
+            visit(child, inside)
+
+    visit(tree, False)
+    return found
+
+
+def ours(module: str) -> bool:
+    return module.startswith(".") or module == "bridge" or module.startswith("bridge.")
+
+
+def test_no_function_imports_one_of_our_modules():
+    offenders = [f"{path.relative_to(ROOT)}:{line}: {module}"
+                 for path in sorted(BRIDGE.rglob("*.py"))
+                 for line, module in function_level_imports(path) if ours(module)]
+    assert offenders == [], "import these at the top of the module:\n" + "\n".join(offenders)
+
+
+def test_only_heavy_libraries_are_imported_late():
+    offenders = [f"{path.relative_to(ROOT)}:{line}: {module}"
+                 for path in sorted(BRIDGE.rglob("*.py"))
+                 for line, module in function_level_imports(path)
+                 if not ours(module) and module.split(".")[0] not in HEAVY
+                 and module.split(".")[0] not in sys.stdlib_module_names]
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_checker_sees_a_planted_function_import(tmp_path):
+    planted = tmp_path / "m.py"
+    planted.write_text("import os\n\ndef f():\n    from bridge.rules import RuleSet\n    import git\n")
+    assert function_level_imports(planted) == [(4, "bridge.rules"), (5, "git")]
+
+
+def test_the_import_contracts_hold():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    if lint is None:
+        pytest.skip("import-linter is not installed (pip install -r requirements/test.lock)")
+    out = subprocess.run([lint, "--config", str(ROOT / "setup.cfg")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
