@@ -14,14 +14,13 @@ import click
 
 from bridge import __version__
 from bridge.cli import db, mirrors, ops, retry
+from bridge.cli.common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, open_store,
+                               rules_option, state_option)
 from bridge.cli.explain import MAX_HEADERS_FILE, explain_payload, read_headers, render_text
 from bridge.config import secrets as secret_refs
 from bridge.config.load import read_rules_text
 from bridge.config.schema import rules_schema
 from bridge.config.yamlload import YamlError, load
-from bridge.cli.common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, open_store,
-                               rules_option,
-                               state_option)
 from bridge.errors import BridgeError, DeliveryError, TargetError
 
 

@@ -21,6 +21,7 @@ import requests
 from helpers.rules import GITHUB_SECRET, SECRET_ENV
 from helpers.payloads import load_payload, sign_github
 from helpers.process import BridgeProcess, children
+from helpers.ops import live_workers
 
 from bridge.service.reqframe import (BAD, COMPLETE, HAND_OVER, HEADERS_TOO_LARGE, NEED_MORE, TOO_LARGE,
                                      RequestFrame)
@@ -121,7 +122,7 @@ def test_600_slow_connections_do_not_delay_50_signed_deliveries(tmp_path, nofile
     attack: list[socket.socket] = []
     stop = threading.Event()
     try:
-        workers = bridge.web_workers()
+        workers = live_workers(bridge, 2)     # gunicorn forks them one at a time
         body, headers = delivery()
         for i in range(300):            # headers that never end
             s = socket.create_connection(("127.0.0.1", bridge.port))

@@ -57,7 +57,7 @@ def test_a_web_worker_boots_on_the_file_when_the_accepted_rules_no_longer_load(t
     (tmp_path / "new-secret").write_text("s2\n")
     rules.write_text(ROTATING_RULES % "new-secret")
     (tmp_path / "old-secret").unlink()
-    code = ("import sys; from bridge.service.serve import make_app; "
+    code = ("import sys; from bridge.service.web import make_app; "
             "app = make_app(sys.argv[1], sys.argv[2]); "
             "print('app:', type(app).__name__)")
     out = subprocess.run([sys.executable, "-c", code, str(rules), str(state)], capture_output=True,
