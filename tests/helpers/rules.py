@@ -25,3 +25,20 @@ rules:
     on: {repo: "**", tags: ["**"]}
     run: {target: mem, parameters: {TAG: "${tag}"}}
 """
+
+#: Every push of every GitHub repository builds on the memory target (durability normal).
+BUILD_EVERY_PUSH = """\
+settings:
+  durability: normal
+sources:
+  github:
+    provider: github
+    secrets: ["${env:GH_SECRET}"]
+targets:
+  mem:
+    kind: memory
+rules:
+  - name: build
+    on: {repo: "**", branches: ["**"]}
+    run: {target: mem, parameters: {SHA: "${sha}"}}
+"""

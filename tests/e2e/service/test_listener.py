@@ -19,25 +19,10 @@ import uuid
 import pytest
 import requests
 
+from helpers.rules import BUILD_EVERY_PUSH as RULES
 from helpers.rules import GITHUB_SECRET, SECRET_ENV
 from helpers.payloads import load_payload, sign_github
 from helpers.process import ROOT, BridgeProcess, children, wait_for
-
-RULES = """\
-settings:
-  durability: normal
-sources:
-  github:
-    provider: github
-    secrets: ["${env:GH_SECRET}"]
-targets:
-  mem:
-    kind: memory
-rules:
-  - name: build
-    on: {repo: "**", branches: ["**"]}
-    run: {target: mem, parameters: {SHA: "${sha}"}}
-"""
 
 
 def run_bridge(*args, timeout=60) -> tuple[subprocess.CompletedProcess, float]:

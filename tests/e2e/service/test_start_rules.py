@@ -13,25 +13,11 @@ import sys
 import pytest
 import requests
 
+from helpers.rules import BUILD_EVERY_PUSH as RULES
 from helpers.rules import SECRET_ENV
 from helpers.ports import free_port
 from helpers.process import ROOT, BridgeProcess, wait_for
 
-RULES = """\
-settings:
-  durability: normal
-sources:
-  github:
-    provider: github
-    secrets: ["${env:GH_SECRET}"]
-targets:
-  mem:
-    kind: memory
-rules:
-  - name: build
-    on: {repo: "**", branches: ["**"]}
-    run: {target: mem, parameters: {SHA: "${sha}"}}
-"""
 BROKEN = RULES.replace("target: mem,", "target: no-such-target,")
 
 
