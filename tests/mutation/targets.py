@@ -39,7 +39,8 @@ TARGETS = {
         "functions": ["Inbox.ingest", "Inbox._ingest_params", "Inbox._ingest_one",
                       "Inbox._id_taken", "Inbox._content_duplicate", "Inbox._job_rows",
                       "Inbox._insert_jobs", "reused_delivery_id", "claim_key"],
-        "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_reused_delivery_id.py", "tests/integration/store/test_ingest_batches.py"],
+        "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_reused_delivery_id.py", "tests/integration/store/test_ingest_batches.py",
+                  "tests/unit/test_claim_key.py"],
     },
     "store/queue": {
         "path": "bridge/store/queue.py",
