@@ -14,12 +14,14 @@ TARGETS = {
     "providers/github": {
         "path": "bridge/providers/github.py",
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/providers/test_github_push_fields.py",
-                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py"],
+                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py",
+                  "tests/unit/providers/test_status_answers.py"],
     },
     "providers/gitlab": {
         "path": "bridge/providers/gitlab.py",
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/integration/web/test_gitlab_system_hook.py", "tests/unit/providers/test_gitlab_refs.py",
-                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py"],
+                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py",
+                  "tests/unit/providers/test_status_answers.py"],
     },
     "providers/body": {
         "path": "bridge/providers/body.py",

@@ -1,0 +1,57 @@
+"""The commit-status clients at their edges, against the real HTTP stand-ins: which answer codes
+count as sent (every 2xx, nothing else) and the API path a repo name with a slash too many makes."""
+from __future__ import annotations
+
+import pytest
+
+from bridge.providers.github import Statuses as GitHubStatuses
+from bridge.providers.gitlab import Statuses as GitLabStatuses
+from helpers.statuses import GH_TOKEN, GL_TOKEN, SHA, github, gitlab, status  # noqa: F401  (fixtures)
+
+
+@pytest.mark.parametrize("code, outcome", [(200, "sent"), (201, "sent"), (299, "sent"), (300, "failed")])
+def test_github_every_2xx_and_nothing_else_is_sent(github, code, outcome):
+    github.answer_next(code, {"message": "m"})
+    answer = GitHubStatuses(github.url, GH_TOKEN).post(status())
+    assert (answer.outcome, answer.code) == (outcome, code)
+
+
+@pytest.mark.parametrize("code, outcome", [(200, "sent"), (201, "sent"), (299, "sent"), (300, "failed")])
+def test_gitlab_every_2xx_and_nothing_else_is_sent(gitlab, code, outcome):
+    gitlab.answer_next(code, {"message": "m"})
+    answer = GitLabStatuses(gitlab.api_url, GL_TOKEN).post(status(provider="gitlab"))
+    assert (answer.outcome, answer.code) == (outcome, code)
+
+
+def test_github_a_slash_in_the_repo_name_stays_inside_the_repos_path(github):
+    # GitHub repos are owner/name: a further '/' is part of the name, encoded, never a new path segment.
+    GitHubStatuses(github.url, GH_TOKEN).post(status(repo="acme/api/../../user"))
+    assert github.requests[0].path == f"/repos/acme/api%2F..%2F..%2Fuser/statuses/{SHA}"
+
+
+@pytest.mark.parametrize("code, hinted", [(401, True), (403, True), (404, True), (400, False), (402, False),
+                                          (405, False)])
+def test_github_only_auth_and_not_found_answers_blame_the_token(github, code, hinted):
+    github.answer_next(code, {"message": "no"})
+    answer = GitHubStatuses(github.url, GH_TOKEN).post(status())
+    assert answer.outcome == "failed"
+    assert answer.message == f"{code} no" + (" (the token may not post statuses to this repository)" if hinted else "")
+
+
+@pytest.mark.parametrize("code, hinted", [(401, True), (403, True), (404, True), (400, False), (402, False),
+                                          (405, False)])
+def test_gitlab_only_auth_and_not_found_answers_blame_the_token(gitlab, code, hinted):
+    gitlab.answer_next(code, {"message": "no"})
+    answer = GitLabStatuses(gitlab.api_url, GL_TOKEN).post(status(provider="gitlab"))
+    assert answer.outcome == "failed"
+    assert answer.message == f"{code} no" + (" (the token may not post statuses to this project)" if hinted else "")
+
+
+def test_github_reads_rate_limit_words_in_the_first_2000_characters_only(github):
+    # A 403 is a rate limit when its text says so early; what lies further is not read.
+    within = "x" * 1990 + "rate limit"            # ends at character 2,000
+    beyond = "x" * 1991 + "rate limit"            # its last letter is character 2,001
+    github.answer_next(403, within)
+    assert GitHubStatuses(github.url, GH_TOKEN).post(status()).outcome == "retry"
+    github.answer_next(403, beyond)
+    assert GitHubStatuses(github.url, GH_TOKEN).post(status()).outcome == "failed"
