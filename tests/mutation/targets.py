@@ -28,6 +28,11 @@ TARGETS = {
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/test_helpers_payloads.py",
                   "tests/unit/providers/test_body.py"],
     },
+    "providers/clone": {
+        "path": "bridge/providers/clone.py",
+        "tests": ["tests/integration/providers/test_clone_hosts.py", "tests/unit/providers/test_registry_and_signatures.py",
+                  "tests/integration/config/test_clone_url_settings.py", "tests/integration/dispatch/test_payload_urls.py"],
+    },
     "ingress": {
         "path": "bridge/web/ingress.py",
         "tests": ["tests/integration/web/test_ingress.py", "tests/integration/web/test_body_cap.py", "tests/integration/web/test_stored_record.py",

@@ -55,3 +55,12 @@ def test_github_reads_rate_limit_words_in_the_first_2000_characters_only(github)
     assert GitHubStatuses(github.url, GH_TOKEN).post(status()).outcome == "retry"
     github.answer_next(403, beyond)
     assert GitHubStatuses(github.url, GH_TOKEN).post(status()).outcome == "failed"
+
+
+@pytest.mark.parametrize("code, headers, outcome, retry_after", [
+    (429, {"Retry-After": "7"}, "retry", 7.0), (409, {}, "retry", None), (500, {}, "retry", None),
+    (410, {}, "failed", None), (430, {}, "failed", None)])
+def test_gitlab_throttling_conflicts_and_server_errors_are_retried(gitlab, code, headers, outcome, retry_after):
+    gitlab.answer_next(code, {"message": "m"}, headers=headers)
+    answer = GitLabStatuses(gitlab.api_url, GL_TOKEN, now=lambda: 1000.0).post(status(provider="gitlab"))
+    assert (answer.outcome, answer.code, answer.retry_after) == (outcome, code, retry_after)
