@@ -30,7 +30,8 @@ TARGETS = {
     },
     "providers/clone": {
         "path": "bridge/providers/clone.py",
-        "tests": ["tests/integration/providers/test_clone_hosts.py", "tests/unit/providers/test_registry_and_signatures.py",
+        "tests": ["tests/unit/providers/test_clone_rules.py", "tests/unit/providers/test_registry_and_signatures.py",
+                  "tests/integration/providers/test_clone_hosts.py",
                   "tests/integration/config/test_clone_url_settings.py", "tests/integration/dispatch/test_payload_urls.py"],
     },
     "ingress": {
