@@ -36,6 +36,9 @@ def test_one_at_in_the_authority_is_userinfo_two_are_refused():
     assert url_host("https://user@github.com/x.git") == ("https", "github.com", 443)
     assert url_host("https://a@b@github.com/x.git") is None
     assert url_host("git://github.com/x.git") == ("git", "github.com", 9418)
+    assert url_host("http://github.com/x.git") == ("http", "github.com", 80)
+    assert url_host("git+ssh://github.com/x.git") == ("git+ssh", "github.com", 22)
+    assert url_host("ssh+git://github.com/x.git") == ("ssh+git", "github.com", 22)
     assert url_host("foo://github.com/x.git") == ("foo", "github.com", None)
 
 
