@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.providers.clone import (CONFIG_SCHEMES, PAYLOAD_SCHEMES, allows, clone_url_problem, default_hosts,
+from bridge.providers.clone import (CONFIG_SCHEMES, _without_credentials, PAYLOAD_SCHEMES, allows, clone_url_problem, default_hosts,
                                     describe, entry_problem, expand_clone_url, host_refusal, normalize,
                                     parse_host, redact, url_host, url_refusal)
 
@@ -79,6 +79,13 @@ def test_host_refusal_names_the_host_and_a_port_other_than_the_default():
 def test_redact_hides_everything_up_to_the_last_at():
     assert redact("fetch https://bot:p/ss@host/x and ssh://git@h/y") == "fetch https://***@host/x and ssh://***@h/y"
     assert redact("no url here") == "no url here"
+
+
+def test_the_mirror_key_drops_credentials_and_never_raises():
+    # dispatch/changes keys its mirrors by the URL without credentials.
+    assert _without_credentials("https://bot:tok@github.com/a/b.git") == "https://github.com/a/b.git"
+    assert _without_credentials("git@github.com:a/b.git") == "git@github.com:a/b.git"
+    assert _without_credentials("https://bot:tok@[::1/x") == "https://***@[::1/x"
 
 
 @pytest.mark.parametrize("url, why", [
