@@ -154,3 +154,9 @@ def test_expand_clone_url(repo, ok):
         assert url == "git@h:${repo}.git"
         assert why == f"refused clone URL 'git@h:${{repo}}.git': repository name {repo[:200]!r} cannot go into ${{repo}}"
     assert expand_clone_url("git@h:fixed.git", "../x") == ("git@h:fixed.git", None)
+
+
+def test_expand_clone_url_clips_a_long_template_in_its_refusal():
+    template = "git@h:" + "x" * 300 + "/${repo}"
+    assert expand_clone_url(template, "..")[1] == (f"refused clone URL {template[:200]!r}: repository name '..' "
+                                                   "cannot go into ${repo}")
