@@ -29,14 +29,14 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from bridge.events import Event
+from bridge.payload_files import FileResolution, files_from_payload, is_zero, not_applicable
 from bridge.policies import MirrorPolicy
-from bridge.providers import clone_user, commit_cap, get_provider
+from bridge.providers import clone_user
 from bridge.providers.clone import (CONFIG_SCHEMES, PAYLOAD_SCHEMES, _userinfo, _without_credentials,
                                    expand_clone_url, host_refusal, redact, url_refusal)
 from bridge.providers.clone import describe as describe_hosts
@@ -57,14 +57,6 @@ _GONE = re.compile(r"not our ref (?P<sha>[0-9a-f]{40,64})")
 # uploadpack.allowAnySHA1InWant): fetch the branch instead.
 _BY_ID_REFUSED = re.compile(r"unadvertised object|allow-tip-sha1-in-want|allowReachableSHA1InWant")
 _META = "bridge-mirror.json"
-
-
-@dataclass(frozen=True)
-class FileResolution:
-    """The files a push changed and who decided. `files` is None when it could not be determined."""
-    files: frozenset[str] | None
-    source: str                 # "payload" | "mirror" | "none" (deleted ref / tag) | "unknown"
-    reason: str                 # why this source decided, or why the files are unknown
 
 
 class _Unknown(Exception):
@@ -104,55 +96,8 @@ def mirror_key(url: str) -> str:
 
 # --- the chain ----------------------------------------------------------------------------------
 
-def _not_applicable(event: Event) -> FileResolution | None:
-    if event.is_tag:
-        return FileResolution(None, "none", "path filters do not apply to tags")
-    if event.deleted or event.kind == "delete" or _is_zero(event.after):
-        return FileResolution(frozenset(), "none", "the ref was deleted: no files changed")
-    return None
-
-
 def _is_local(url: str) -> bool:
     return url.startswith("/") or url[:7].lower() == "file://"
-
-
-def _is_zero(sha: str) -> bool:
-    return bool(sha) and set(sha) == {"0"}
-
-
-def payload_incomplete(event: Event) -> str | None:
-    """Why the payload's per-commit file lists cannot be trusted, or None when they can."""
-    if not event.commits_complete:
-        return "the payload's commit list is capped by the host"
-    if (limit := commit_cap(event.provider)) is not None and len(event.commits) >= limit:
-        return (f"{get_provider(event.provider).TITLE} lists at most {limit} commits and this "
-                f"payload has {len(event.commits)}")
-    if any(not c.has_files for c in event.commits):
-        return "the payload's commits carry no file lists"
-    if not event.commits:
-        if event.created or _is_zero(event.before):
-            return "a new branch whose payload lists no commits"
-        return "the payload lists no commits (the branch may have moved backwards)"
-    if event.forced:
-        # The new commits' lists say nothing about what the dropped commits had changed.
-        return "a forced push: the payload lists only the new commits"
-    if event.changed_files() is None:
-        return "the payload's file lists are incomplete"
-    return None
-
-
-def files_from_payload(event: Event) -> FileResolution:
-    """The chain's answer without a mirror, and the ONE wording of it (the dispatcher's chain
-    and `cibridge explain` both give it): no files for a tag or a deleted ref, the payload's files
-    when its lists are provably complete, else source "unknown" with why they are not."""
-    if (fixed := _not_applicable(event)) is not None:
-        return fixed
-    why = payload_incomplete(event)
-    if why is None:
-        return FileResolution(
-            event.changed_files(), "payload",
-            f"the payload lists all {len(event.commits)} pushed commits with their files")
-    return FileResolution(None, "unknown", why)
 
 
 def resolve_changed_files(event: Event, mirrors: Mirrors | None, *, url: str | None = None,
@@ -295,7 +240,7 @@ class Mirrors:
         answered (and why the ones before it did not), or "unknown" with every URL's reason
         (refused URL, fetch failed or timed out), or at once with the push's own problem (not
         a commit id, `before` gone after a force push)."""
-        if (fixed := _not_applicable(event)) is not None:
+        if (fixed := not_applicable(event)) is not None:
             return fixed
         extra = {"delivery": event.delivery_id}
         candidates = self.candidates(event, url, hosts, where)
@@ -357,7 +302,7 @@ class Mirrors:
         after, before = event.after.lower(), event.before.lower()
         if not _SHA.fullmatch(after):
             raise _Final(f"after {event.after[:80]!r} is not a commit id")
-        new_branch = event.created or _is_zero(before)
+        new_branch = event.created or is_zero(before)
         if not new_branch and not _SHA.fullmatch(before):
             raise _Final(f"before {event.before[:80]!r} is not a commit id")
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
