@@ -1,8 +1,9 @@
 """The list's chart: deliveries per minute by outcome over the last 24 hours, as SVG shapes.
 
-Input: (minute start, outcome, count) rows from `Store.outcome_counts`. Output: a `Chart` of
-stacked bars (x, y, height, outcome) and axis labels in a 1440 x 100 box, which the template
-draws as inline SVG (no script, CSS colours by outcome).
+Input: (minute start, outcome, count) rows from `Store.outcome_counts`. Output: a `Chart`: one
+SVG path per outcome (its stacked bars, numbers only) and axis labels in a 1440 x 100 box, which
+the template draws as inline SVG (no script, CSS colours by outcome). One path per outcome, not
+one element per bar: a busy day's 5,000 bars cost the page 80 ms as elements.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ WIDTH, HEIGHT, SPAN, BUCKET = 1440, 100, 24 * 3600, 60
 
 @dataclass
 class Chart:
-    bars: list = field(default_factory=list)      # (x, y, height, outcome)
+    paths: dict = field(default_factory=dict)     # outcome -> SVG path data of its bars
     ticks: list = field(default_factory=list)     # (x, label): every 3 hours
     peak: int = 0
     totals: dict = field(default_factory=dict)    # outcome -> deliveries in the 24 hours
@@ -33,6 +34,7 @@ def build(rows, now: float) -> Chart:
             chart.totals[outcome] = chart.totals.get(outcome, 0) + count
     chart.peak = max((sum(c.values()) for c in per_slot.values()), default=0)
     scale = HEIGHT / chart.peak if chart.peak else 0
+    parts: dict[str, list[str]] = {o: [] for o in OUTCOMES}
     for slot, counts in sorted(per_slot.items()):
         y = HEIGHT
         for outcome in OUTCOMES:
@@ -40,7 +42,8 @@ def build(rows, now: float) -> Chart:
             if n:
                 h = max(n * scale, 0.5)
                 y -= h
-                chart.bars.append((slot, round(y, 2), round(h, 2), outcome))
+                parts.setdefault(outcome, []).append(f"M{slot} {y:.2f}h1v{h:.2f}h-1z")
+    chart.paths = {o: "".join(p) for o, p in parts.items() if p}
     for hours in range(0, 25, 3):
         x = hours * 60
         chart.ticks.append((x, time.strftime("%H:%M", time.localtime(start + x * BUCKET))))

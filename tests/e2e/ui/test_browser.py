@@ -79,7 +79,7 @@ def rows(browser):
 def test_list_filter_and_open_a_delivery_with_its_trace(bridge, browser, shot):
     browser.get(f"{bridge.url}/ui/")
     assert len(rows(browser)) == 50
-    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg rect")      # the last 24 hours
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg path")      # the last 24 hours
     badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#deliveries .badge")}
     assert {"accepted", "no match", "ignored", "duplicate", "build: dead", "build: succeeded"} <= badges
     shot("1-deliveries")
