@@ -42,7 +42,7 @@ def build(rows, now: float) -> Chart:
             if n:
                 h = max(n * scale, 0.5)
                 y -= h
-                parts.setdefault(outcome, []).append(f"M{slot} {y:.2f}h1v{h:.2f}h-1z")
+                parts.setdefault(outcome, []).append(f"M{slot} {max(y, 0.0):.2f}h1v{h:.2f}h-1z")
     chart.paths = {o: "".join(p) for o, p in parts.items() if p}
     for hours in range(0, 25, 3):
         x = hours * 60
