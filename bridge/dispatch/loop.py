@@ -50,10 +50,8 @@ class Dispatcher:
     `decide_paths(claimed_job) -> (run?, reason)` decides jobs whose rule has path filters the
     event's own file lists could not settle (None: run them all).
 
-    Started builds of targets that can follow them (`Target.follow`) are looked at again and
-    again, backing off from `follow.interval` to `follow.max_interval`, at most
-    `follow.concurrency` at a time, until they end or `follow.give_up_after` passes; the follow
-    state is in the store, so a restarted dispatcher (or another one) carries on. With
+    One claimed job is run by a `JobRunner` (run_job.py); started builds of targets that can
+    follow them are followed by a `Follower` (follow.py, with the `follow` policy). With
     `feedback`, each step of a job also stores its commit status, posted by a `StatusPoster`
     beside the jobs (never in their way).
     """
@@ -264,15 +262,12 @@ class Dispatcher:
         try:
             yield
         finally:
-            self._start_ended(cj)
-
-    def _start_ended(self, cj: ClaimedJob) -> None:
-        with self._lock:
-            began = self._starting.pop(cj.id, None)
-            if began is not None:
-                took = time.monotonic() - began
-                before = self._start_seconds.get(cj.target)
-                self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
+            with self._lock:
+                began = self._starting.pop(cj.id, None)
+                if began is not None:
+                    took = time.monotonic() - began
+                    before = self._start_seconds.get(cj.target)
+                    self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
 
     def _done(self, cj: ClaimedJob, fut: Future) -> None:
         with self._lock:
