@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from bridge.dispatch.changes import Mirrors, resolve_for_source
+
+from bridge.dispatch.changes import resolve_for_source
+from bridge.dispatch.mirror import Mirrors
 from bridge.explain import explain_payload as explain_trace
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
