@@ -13,7 +13,7 @@ from sqlalchemy import Integer, and_, cast, exists, func, or_, select
 
 from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY
 from bridge.store.inbox import NewJob
-from bridge.store.operators import is_glob, repo_matcher
+from bridge.store.operators import _GLOB_CHARS, is_glob, repo_matcher
 from bridge.store.schema import deliveries, jobs
 
 #: Rows read per round while a repository glob is matched in Python, and the most read for one
@@ -78,6 +78,14 @@ def _after(q, cursor):
     return q.where(or_(d.received_at < ts, and_(d.received_at == ts, d.id < did)))
 
 
+def _literal_prefix(pattern: str) -> str:
+    """The part of a glob before its first special character (`acme/` of `acme/*`)."""
+    for i, c in enumerate(pattern):
+        if c in _GLOB_CHARS:
+            return pattern[:i]
+    return pattern
+
+
 class Reads:
     """Mixed into `Store`."""
 
@@ -102,6 +110,10 @@ class Reads:
         d = deliveries.c
         matches = repo_matcher(f.repo)
         base = _where(select(d.id, d.received_at, d.repo), f).order_by(d.received_at.desc(), d.id.desc())
+        prefix = _literal_prefix(f.repo.lower())
+        if prefix:      # the glob's literal start, in SQL: fewer rows come back to be matched
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            base = base.where(func.lower(d.repo).like(escaped + "%", escape="\\"))
         found, cursor, scanned = [], after, 0
         while True:
             batch = conn.execute(_after(base, cursor).limit(_GLOB_BATCH)).all()

@@ -84,8 +84,8 @@ def deliveries():
     except (ValueError, GlobError) as exc:
         return refused(400, f"bad filter: {exc}")
     now = time.time()
-    graph = chart.build(state.store.outcome_counts(since=now - chart.SPAN - chart.BUCKET, until=now + 1),
-                        now) if cursor is None else None
+    counts = current_app.extensions.setdefault("bridge_ui", {}).setdefault("counts", chart.Counts())
+    graph = counts.chart(state.store, now) if cursor is None else None
     args = {k: v for k, v in request.args.items() if k != "after" and v}
     nxt = dict(args, after=f"{page.next[0]!r}:{page.next[1]}") if page.next else None
     return render_template("deliveries.html", page=page, args=args, next_args=nxt, chart=graph,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import insert, text
-from helpers.store import db_url, open_store  # noqa: F401  (fixtures)
+from helpers.store import db_url, new_delivery, open_store  # noqa: F401  (fixtures)
 from helpers.ui import SCRIPT_BRANCH, fill
 
 from bridge.store import Store
 from bridge.store import migrations
 from bridge.store.reads import DeliveryFilter, stored_jobs
 from bridge.store.schema import schema_version
+from bridge.web.ui import chart
 
 
 def all_pages(store, f=DeliveryFilter(), limit=7):
@@ -100,3 +101,28 @@ def test_version_3_gets_the_page_indexes(db_url):
         assert [v for v, _ in st.applied] == [1, 2, 3, 4] and st.drift == [] and st.current
     finally:
         store.close()
+
+
+def test_the_charts_counts_read_each_minute_once_and_stay_exact(open_store):
+    store = open_store()
+    now = 2_000_000_000.0 + 30                      # half a minute into a minute
+    fill(store, 30, start=now - 3000, step=100.0)  # the last at now - 100
+    counts = chart.Counts()
+    first = counts.chart(store, now)
+    assert sum(first.totals.values()) == 30
+    store.ingest(new_delivery("late", received_at=now + 5), [])      # this minute
+    second = counts.chart(store, now + 10)
+    assert sum(second.totals.values()) == 31 and second.totals["matched"] == first.totals["matched"] + 1
+    store.ingest(new_delivery("next", received_at=now + 40), [])     # the next minute
+    third = counts.chart(store, now + 45)
+    assert sum(third.totals.values()) == 32
+    assert chart.build(store.outcome_counts(since=now - 86400, until=now + 46), now + 45).paths == third.paths
+
+
+def test_a_globs_literal_start_is_matched_in_sql_with_like_characters_escaped(open_store):
+    store = open_store()
+    for i, repo in enumerate(["a_b/x", "aXb/x", "A_B/Y", "a%b/z", "other/x"]):
+        store.ingest(new_delivery(f"g-{i}", received_at=100.0 + i, repo=repo), [])
+    assert [r["repo"] for r in store.delivery_page(DeliveryFilter(repo="a_b/*")).rows] == ["A_B/Y", "a_b/x"]
+    assert [r["repo"] for r in store.delivery_page(DeliveryFilter(repo="a%b/*")).rows] == ["a%b/z"]
+    assert len(store.delivery_page(DeliveryFilter(repo="**/x")).rows) == 3
