@@ -153,3 +153,13 @@ def test_try_a_payload(bridge, browser, shot):
     trace = browser.find_element(By.ID, "trace").text
     assert "build" in trace and "match" in trace
     shot("7-try-a-payload")
+
+
+def test_behind_the_proxys_prefix_links_carry_it(bridge):
+    """As the shipped nginx site asks (X-Forwarded-Prefix: /bridge), through real gunicorn."""
+    resp = requests.get(f"{bridge.url}/ui/", headers={"X-Forwarded-Prefix": "/bridge"}, timeout=10)
+    assert resp.status_code == 200
+    assert 'href="/bridge/ui/static/ui.css"' in resp.text and 'action="/bridge/ui/"' in resp.text
+    forwarded = requests.get(f"{bridge.url}/ui/", headers={"X-Forwarded-Prefix": "/bridge",
+                                                            "X-Forwarded-For": "203.0.113.7"}, timeout=10)
+    assert forwarded.status_code == 403          # from outside: no token configured, no way in
