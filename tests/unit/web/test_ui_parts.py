@@ -2,9 +2,13 @@
 hidden in a job's request, the proxy-prefix middleware."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from werkzeug.datastructures import MultiDict
 
+from bridge.globs import compile_pattern
+from bridge.store.reads import like_filter
 from bridge.web.ui import chart
 from bridge.web.ui.auth import ProxyPrefix, in_networks
 from bridge.web.ui.pages import hide_secrets, parse_cursor, parse_filter, pretty_body
@@ -69,3 +73,20 @@ def test_the_prefix_is_believed_only_from_a_trusted_proxy():
     mw({**base, "REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_PREFIX": "/a b"}, None)
     assert seen["script"] == ""                          # not a path: ignored
     assert in_networks("::1", ["::1"]) and not in_networks("nonsense", ["0.0.0.0/0"])
+
+
+@pytest.mark.parametrize("glob, like", [
+    ("acme/*", "acme/%"), ("**/api", "%/api"), ("a*b", "a%b"), ("ab?c/*", "a%"), ("ab+c", "ab%c"),
+    ("x[ab]", "x%"), ("[ab]x", "%x"), ("a_b%/*", "a\\_b\\%/%"), ("!acme/*", None), ("**", None),
+])
+def test_a_globs_literal_start_and_end_as_like(glob, like):
+    assert like_filter(glob) == like
+
+
+@pytest.mark.parametrize("glob", ["acme/*", "**/api", "a*b", "ab?c/*", "ab+c", "x[ab]", "[ab]x"])
+def test_every_repository_a_glob_matches_passes_its_like(glob):
+    compiled = compile_pattern(glob)
+    like = re.compile("^" + re.escape(like_filter(glob)).replace("%", ".*") + "$", re.S)
+    for repo in ("acme/api", "x/api", "ab", "ac/x", "abc", "abbbc", "xa", "ax", "bx", "aXb", "acme/"):
+        if compiled.match(repo):
+            assert like.match(repo), (glob, repo)
