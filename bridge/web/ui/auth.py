@@ -54,7 +54,7 @@ def ui_key() -> bytes:
     cache = current_app.extensions.setdefault("bridge_ui", {})
     token = state.config.settings.admin_token or ""
     cached = cache.get("key")
-    if cached is None or cached[0] != token:
+    if cached is None or not hmac.compare_digest(cached[0].encode("utf-8"), token.encode("utf-8")):
         base = _key_file(state.state_dir)
         cached = (token, hmac.new(base, b"ui|" + token.encode("utf-8"), hashlib.sha256).digest())
         cache["key"] = cached
