@@ -18,7 +18,7 @@ from bridge.cli.common import (DEFAULT_BIND, default_state_dir, glob_option, loa
                                load_or_exit, log_options, open_operator_store, open_store, rules_option,
                                state_dir_callback, state_option)
 from bridge.events import Ignored
-from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY
+from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY, Job
 from bridge.logs import setup
 from bridge.policies import parse_duration
 from bridge.providers import get_provider, host_view, sign_headers
@@ -26,7 +26,6 @@ from bridge.service.dispatcher import run_dispatcher
 from bridge.service.listener import BindError, Listener
 from bridge.service.supervisor import Supervisor
 from bridge.service.web import run_web
-from bridge.store import NewJob
 
 
 def _state(state_dir):
@@ -263,9 +262,9 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
 
 
 def _stored_jobs(d: dict) -> list:
-    return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
-                   request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
-                   needs_files=j["needs_files"], path_filter=j.get("path_filter"))
+    return [Job(rule=j["rule"], target=j["target"], kind=j["kind"],
+                request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
+                needs_files=j["needs_files"], path_filter=j.get("path_filter"))
             for j in d.get("jobs", [])]
 
 
@@ -283,8 +282,8 @@ def _rematched_jobs(rules_path, d: dict) -> list:
     verdicts = config.ruleset.match(result)
     for v in verdicts:
         click.echo(f"{'MATCH' if v.matched else 'no   '} {v.rule}: {v.reason}")
-    return [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
-                   needs_files=j.needs_files, path_filter=j.path_filter)
+    return [Job(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
+                needs_files=j.needs_files, path_filter=j.path_filter)
             for v in verdicts if v.matched for j in v.jobs]
 
 

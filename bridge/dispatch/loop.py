@@ -15,12 +15,11 @@ from dataclasses import replace
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from bridge.dispatch.statuses import Feedback, JobRef, StatusPoster
+from bridge.dispatch.statuses import Feedback, StatusPoster
 from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
-from bridge.events import Event
 from bridge.jobs import Job
 from bridge.policies import FollowPolicy, RetryPolicy, backoff
-from bridge.store import ClaimedFollow, ClaimedJob, Store
+from bridge.store import ClaimedFollow, Store
 from bridge.targets.base import Target
 
 logger = logging.getLogger("bridge.dispatcher")
@@ -63,7 +62,7 @@ class Dispatcher:
                  lease_seconds: float = 60.0, poll_interval: float = 0.05,
                  now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  rand: Callable[[], float] = random.random,
-                 decide_paths: Callable[[ClaimedJob], tuple[bool, str]] | None = None,
+                 decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
                  log: logging.Logger = logger, metrics=None, feedback: Feedback | None = None,
                  follow: FollowPolicy = FollowPolicy()):
         if concurrency < 1:
@@ -82,7 +81,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._targets: dict[str, Target] = dict(targets)
         self._policies: dict[str, RetryPolicy] = dict(retry_policies)
-        self._inflight: dict[int, tuple[ClaimedJob, Future]] = {}
+        self._inflight: dict[int, tuple[Job, Future]] = {}
         self._starting: dict[int, float] = {}         # job id -> monotonic time its start() began
         self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
@@ -199,7 +198,7 @@ class Dispatcher:
 
     # -- claiming and leases --------------------------------------------------------------
 
-    def _claim_and_submit(self, limit: int, *, free: int | None = None) -> list[tuple[ClaimedJob, Future]]:
+    def _claim_and_submit(self, limit: int, *, free: int | None = None) -> list[tuple[Job, Future]]:
         """Claim up to `limit` jobs and queue them for the pool; the first `free` start at once,
         the rest wait for a slot (claimed ahead). A build-is-the-start job (exec) of a target not
         known to be quick is never kept waiting: it is released again at once."""
@@ -248,11 +247,11 @@ class Dispatcher:
                 return False
         return True
 
-    def _started(self, cj: ClaimedJob) -> None:
+    def _started(self, cj: Job) -> None:
         with self._lock:
             self._starting[cj.id] = time.monotonic()
 
-    def _start_ended(self, cj: ClaimedJob) -> None:
+    def _start_ended(self, cj: Job) -> None:
         """Fold this start's duration into its target's moving average."""
         with self._lock:
             began = self._starting.pop(cj.id, None)
@@ -261,7 +260,7 @@ class Dispatcher:
                 before = self._start_seconds.get(cj.target)
                 self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
 
-    def _done(self, cj: ClaimedJob, fut: Future) -> None:
+    def _done(self, cj: Job, fut: Future) -> None:
         with self._lock:
             self._inflight.pop(cj.id, None)
             self._ahead_blocked = False
@@ -309,7 +308,7 @@ class Dispatcher:
             self._log(inflight[job_id], logging.DEBUG, "lease not renewed")
         return True
 
-    def _release(self, cj: ClaimedJob, why: str = "released unstarted at shutdown") -> None:
+    def _release(self, cj: Job, why: str = "released unstarted at shutdown") -> None:
         try:
             self.store.release(cj.id, self.owner)
             self._log(cj, logging.INFO, "%s", why)
@@ -318,7 +317,7 @@ class Dispatcher:
 
     # -- one job --------------------------------------------------------------------------
 
-    def _handle(self, cj: ClaimedJob) -> None:
+    def _handle(self, cj: Job) -> None:
         with self._lock:
             targets, policies = self._targets, self._policies
         paths_reason = None
@@ -337,12 +336,10 @@ class Dispatcher:
             target = targets.get(cj.target)
             if target is None:
                 raise TargetRejected(f"target '{cj.target}' is not configured")
-            job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
-                      request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
-            self._log(cj, logging.DEBUG, "starting (attempt %d)", cj.attempts)
+            self._log(cj, logging.DEBUG, "starting (attempt %d)", cj.attempt)
             self._started(cj)
             try:
-                run = target.start(job)
+                run = target.start(cj)
             finally:
                 self._start_ended(cj)
         except TargetUnavailable as exc:
@@ -370,7 +367,7 @@ class Dispatcher:
                                f": {run.detail['reason']}" if run.detail.get("reason") else ""))
             self._count(cj, run.state, queued_for=queued_for)
 
-    def _retry(self, cj: ClaimedJob, policies, error: str, retry_after: float | None) -> None:
+    def _retry(self, cj: Job, policies, error: str, retry_after: float | None) -> None:
         policy = policies.get(cj.target) or RetryPolicy()
         now = self.now()
         if now - cj.first_queued_at > policy.give_up_after:
@@ -380,24 +377,24 @@ class Dispatcher:
                          said=(logging.ERROR, "%s", message))
             self._count(cj, "dead")
             return
-        delay = backoff(policy, cj.attempts, self.rand)
+        delay = backoff(policy, cj.attempt, self.rand)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         self._record(cj, self.store.record_retry, error, now + delay,
                      said=(logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error))
         self._count(cj, "retry")
 
-    def _statuses(self, step: str, cj: ClaimedJob, *args) -> list:
+    def _statuses(self, step: str, cj: Job, *args) -> list:
         """The commit status of one step of a job (feedback.Feedback's builder named `step`)."""
         if self.feedback is None:
             return []
         try:
-            return getattr(self.feedback, step)(JobRef.from_job(cj), *args)
+            return getattr(self.feedback, step)(cj, *args)
         except Exception:   # noqa: BLE001 - a status is never worth losing a job's result
             self._log(cj, logging.ERROR, "cannot build its %s status", step, exc_info=True)
             return []
 
-    def _record(self, cj: ClaimedJob, method, *args, said: tuple = (), **kw) -> bool:
+    def _record(self, cj: Job, method, *args, said: tuple = (), **kw) -> bool:
         """Record a result, retrying (backing off) through a store outage for as long as it
         lasts: the lease may expire meanwhile, but the write still lands unless another
         dispatcher took the job over (`Store._finish` checks), and giving up would run a
@@ -461,33 +458,33 @@ class Dispatcher:
         futures = []
         for cf in claimed:
             with self._lock:
-                if cf.job_id in self._following:
+                if cf.job.id in self._following:
                     continue
-                fut = self._follow_pool.submit(self._follow, cf, targets[cf.target])
-                self._following[cf.job_id] = fut
+                fut = self._follow_pool.submit(self._follow, cf, targets[cf.job.target])
+                self._following[cf.job.id] = fut
             fut.add_done_callback(lambda f, cf=cf: self._followed(cf, f))
             futures.append(fut)
         return futures
 
     def _followed(self, cf: ClaimedFollow, fut: Future) -> None:
         with self._lock:
-            self._following.pop(cf.job_id, None)
+            self._following.pop(cf.job.id, None)
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:   # a bug: never lose it with the future
-            self.log.error("job %d (%s -> %s): following failed in the dispatcher: %s", cf.job_id,
-                           cf.rule, cf.target, _message(exc), exc_info=exc,
-                           extra={"delivery": cf.delivery_id, "job": cf.job_id, "rule": cf.rule,
-                                  "target": cf.target})
+            self.log.error("job %d (%s -> %s): following failed in the dispatcher: %s", cf.job.id,
+                           cf.job.rule, cf.job.target, _message(exc), exc_info=exc,
+                           extra={"delivery": cf.job.delivery, "job": cf.job.id, "rule": cf.job.rule,
+                                  "target": cf.job.target})
 
     def _follow(self, cf: ClaimedFollow, target: Target) -> None:
         policy = self.follow_policy
-        job = JobRef.from_follow(cf)
+        job = cf.job
         now = self.now()
         try:
             if now - cf.since > policy.give_up_after:
                 reason = f"stopped following the build after {_duration(policy.give_up_after)}"
                 self._flog(cf, logging.WARNING, "%s", reason)
-                self.store.give_up_follow(cf.job_id, self.owner, reason, now=now,
+                self.store.give_up_follow(cf.job.id, self.owner, reason, now=now,
                                           statuses=self._follow_statuses("gave_up", job, cf.run, reason))
                 return
             # Back off from the interval to the maximum, with jitter so builds started together
@@ -499,51 +496,51 @@ class Dispatcher:
             except Exception as exc:   # noqa: BLE001 - TargetError or a bug: look again later
                 self._flog(cf, logging.WARNING, "cannot follow (look again in %.1fs): %s", delay,
                            _message(exc))
-                self.store.follow_checked(cf.job_id, self.owner, cf.run, next_check_at=now + delay,
+                self.store.follow_checked(cf.job.id, self.owner, cf.run, next_check_at=now + delay,
                                           now=self.now(), error=_message(exc))
                 return
             if run.state in ("succeeded", "failed"):
                 # Logged once the store has it (a failed write is logged below instead).
-                if self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
+                if self.store.finish_follow(cf.job.id, self.owner, run, now=self.now(),
                                             statuses=self._follow_statuses("finished", job, run)):
                     self._flog(cf, _result_level(run.state), "build %s%s", run.state,
                                f" {run.url}" if run.url else "")
                     if self.metrics is not None:
-                        self.metrics.job(cf.target, run.state)
+                        self.metrics.job(cf.job.target, run.state)
                 else:
                     self._flog(cf, logging.WARNING, "build %s, but the follow was taken over: "
                                "not recorded here", run.state)
                 return
             moved = (run.state, run.url) != (cf.run.state, cf.run.url)
             recorded = self.store.follow_checked(
-                cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
-                statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
+                cf.job.id, self.owner, run, next_check_at=now + delay, now=self.now(),
+                statuses=self._follow_statuses("building", job, run, cf.job.target) if moved else [])
             if moved and recorded:
                 self._flog(cf, logging.DEBUG, "%s %s", run.state, run.url)
         except StoreUnavailable as exc:
             self._flog(cf, logging.ERROR, "cannot record the follow (%s); its lease expires and "
                        "it is looked at again", exc)
 
-    def _follow_statuses(self, step: str, job: JobRef, *args) -> list:
+    def _follow_statuses(self, step: str, job: Job, *args) -> list:
         if self.feedback is None:
             return []
         try:
             return getattr(self.feedback, step)(job, *args)
         except Exception:   # noqa: BLE001 - a status is never worth losing a build's result
-            self.log.error("job %d: cannot build its %s status", job.job_id, step, exc_info=True,
-                           extra={"delivery": job.delivery_id, "job": job.job_id})
+            self.log.error("job %d: cannot build its %s status", job.id, step, exc_info=True,
+                           extra={"delivery": job.delivery, "job": job.id})
             return []
 
     def _flog(self, cf: ClaimedFollow, level: int, msg: str, *args) -> None:
-        self.log.log(level, "job %d (%s -> %s): " + msg, cf.job_id, cf.rule, cf.target, *args,
-                     extra={"delivery": cf.delivery_id, "job": cf.job_id, "rule": cf.rule,
-                            "target": cf.target})
+        self.log.log(level, "job %d (%s -> %s): " + msg, cf.job.id, cf.job.rule, cf.job.target, *args,
+                     extra={"delivery": cf.job.delivery, "job": cf.job.id, "rule": cf.job.rule,
+                            "target": cf.job.target})
 
-    def _count(self, cj: ClaimedJob, state: str, **kw) -> None:
+    def _count(self, cj: Job, state: str, **kw) -> None:
         if self.metrics is not None:
             self.metrics.job(cj.target, state, **kw)
 
-    def _log(self, cj: ClaimedJob, level: int, msg: str, *args,
+    def _log(self, cj: Job, level: int, msg: str, *args,
              exc_info: bool | BaseException = False) -> None:
         self.log.log(level, "job %d (%s -> %s): " + msg, cj.id, cj.rule, cj.target, *args,
                      extra=_extra(cj), exc_info=exc_info)
@@ -554,8 +551,8 @@ def _result_level(state: str) -> int:
     return logging.INFO if state == "failed" else logging.DEBUG
 
 
-def _extra(cj: ClaimedJob) -> dict:
-    return {"delivery": cj.delivery_id, "job": cj.id, "rule": cj.rule, "target": cj.target}
+def _extra(cj: Job) -> dict:
+    return {"delivery": cj.delivery, "job": cj.id, "rule": cj.rule, "target": cj.target}
 
 
 def _can_follow(target: Target) -> bool:
