@@ -17,6 +17,7 @@ from concurrent.futures import wait as futures_wait
 from typing import Callable
 
 from bridge.config.model import Config
+from bridge.dispatch.outage import Outage
 from bridge.errors import StoreUnavailable
 from bridge.events import ZERO_SHA
 from bridge.jobs import Job, Run
@@ -205,7 +206,7 @@ class StatusPoster:
         self._lock = threading.Lock()
         self._inflight: set[Future] = set()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="status")
-        self._store_down = False
+        self.outage = Outage(log)
 
     def tick(self) -> None:
         """One round of the dispatcher's background loop: scan, then fill the free post slots."""
@@ -235,7 +236,7 @@ class StatusPoster:
             if rows:
                 self.store.add_statuses(rows, now=self.now())
         except StoreUnavailable as exc:
-            self._store_unavailable(exc)
+            self.outage.down("statuses", exc)
             return 0
         self._seen.update((d["delivery"], d["received_at"]) for d in new)
         if last is not None:
@@ -268,9 +269,9 @@ class StatusPoster:
             claimed = self.store.claim_statuses(self.owner, limit, lease_seconds=self.lease_seconds,
                                                 now=self.now())
         except StoreUnavailable as exc:
-            self._store_unavailable(exc)
+            self.outage.down("statuses", exc)
             return []
-        self._store_down = False
+        self.outage.up()
         return claimed
 
     def _post(self, cs: ClaimedStatus) -> None:
@@ -324,11 +325,6 @@ class StatusPoster:
             self.log.error("cannot build statuses: %s", type(exc).__name__, exc_info=True,
                            extra={"delivery": None})
             return []
-
-    def _store_unavailable(self, exc) -> None:
-        if not self._store_down:
-            self.log.error("statuses: %s", exc, extra={"delivery": None})
-        self._store_down = True
 
     @staticmethod
     def _extra(cs: ClaimedStatus) -> dict:
