@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 from bridge.config import secrets as secret_refs
 from bridge.config.load import load_config, read_rules_text
 from bridge.config.snapshot import LAST_GOOD, load_accepted
-from bridge.config.yamlload import YamlError, load
-from bridge.errors import ConfigError, SecretError, StoreUnavailable
+from bridge.config.yamlload import load
+from bridge.errors import BridgeError, ConfigError, SecretError, StoreUnavailable
 from bridge.globs import validate_patterns
 from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 from bridge.policies import parse_duration
@@ -111,7 +111,7 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
             continue
         try:
             doc = load(read_rules_text(str(path)))
-        except (ConfigError, YamlError):
+        except BridgeError:    # ConfigError (unreadable), YamlError (not YAML)
             continue        # unreadable here: the next place, then the defaults
         settings = doc.get("settings") if isinstance(doc, dict) else None
         url = settings.get("database_url") if isinstance(settings, dict) else None
@@ -179,7 +179,7 @@ def duration_option(ctx, param, value):
         return None
     try:
         return parse_duration(value)
-    except ValueError as exc:
+    except BridgeError as exc:
         raise click.BadParameter(str(exc)) from None
 
 

@@ -15,7 +15,7 @@ import click
 from bridge.cli.common import absolute_state_dir, default_state_dir
 from bridge.config.load import load_config
 from bridge.dispatch.changes import Mirrors
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 from bridge.policies import parse_duration, parse_size
 
 __all__ = ["mirrors", "default_state_dir"]
@@ -36,7 +36,7 @@ def _callback(parse):
             return None
         try:
             return parse(value)
-        except ValueError as exc:
+        except BridgeError as exc:
             raise click.BadParameter(str(exc)) from None
     return convert
 
