@@ -26,10 +26,8 @@ rules:
     run: {target: mem, parameters: {TAG: "${tag}"}}
 """
 
-#: Every push of every GitHub repository builds on the memory target (durability normal).
-BUILD_EVERY_PUSH = """\
-settings:
-  durability: normal
+#: One GitHub source (secret $GH_SECRET) and one memory target: a test adds its `rules:` after it.
+GITHUB_TO_MEMORY = """\
 sources:
   github:
     provider: github
@@ -37,6 +35,10 @@ sources:
 targets:
   mem:
     kind: memory
+"""
+
+#: Every push of every GitHub repository builds on the memory target (durability normal).
+BUILD_EVERY_PUSH = "settings:\n  durability: normal\n" + GITHUB_TO_MEMORY + """\
 rules:
   - name: build
     on: {repo: "**", branches: ["**"]}
