@@ -173,14 +173,20 @@ def glob_option(ctx, param, value):
     return value
 
 
-def duration_option(ctx, param, value):
-    """click callback: a duration (30m, 1h, 2d) in seconds, or a usage error."""
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except BridgeError as exc:
-        raise click.BadParameter(str(exc)) from None
+def parsed_option(parse):
+    """A click callback: the value through `parse` (parse_duration, parse_size), or a usage error."""
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except BridgeError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return convert
+
+
+#: click callback: a duration (30m, 1h, 2d) in seconds, or a usage error.
+duration_option = parsed_option(parse_duration)
 
 
 def _log_env(name):
