@@ -228,8 +228,8 @@ class Statuses(StatusClient):
             body["refname"] = status.ref
         workspace_slug = "/".join(quote(p, safe="") for p in status.repo.split("/", 1))
         headers = {"Accept": "application/json", "User-Agent": "bridge"}
-        if ":" in self._token:
-            user, _, password = self._token.partition(":")
+        user, basic, password = self._token.partition(":")      # user:app-password
+        if basic:
             headers["Authorization"] = "Basic " + _basic(user, password)
         else:
             headers["Authorization"] = f"Bearer {self._token}"
