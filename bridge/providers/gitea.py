@@ -67,7 +67,7 @@ class GiteaHost:
     GitHub's copies), so each host reads its own first, then the other's."""
 
     DEFAULT_EVENT = "push"
-    CLONE_USER = "oauth2"           # any user name goes with a token; Gitea documents oauth2
+    CLONE_USER = "oauth2"           # any user name: Gitea's basic auth takes the password as a token
     COMMIT_CAP = None               # the payload says how many commits there were (total_commits)
     PUBLIC_HOST = None              # no public default host: the content key always names it
 
@@ -78,8 +78,9 @@ class GiteaHost:
         self._event_headers = (self.EVENT_HEADER, f"{other_prefix}-Event")
         self._delivery_headers = (self.DELIVERY_HEADER, f"{other_prefix}-Delivery")
         self._signature_headers = (self.SIGNATURE_HEADER, f"{other_prefix}-Signature", HUB_HEADER)
+        # Gogs' name too: older Gitea signed under it, and x-gogs- headers are kept.
         self.SECRET_HEADERS = (self.SIGNATURE_HEADER, f"{other_prefix}-Signature", HUB_HEADER,
-                               "X-Hub-Signature")
+                               "X-Hub-Signature", "X-Gogs-Signature")
         self.KEEP_PREFIXES = (prefix.lower() + "-", other_prefix.lower() + "-", "x-gogs-")
         self.API_URL = ""           # no public default: report.api_url is required
         self.Statuses = statuses

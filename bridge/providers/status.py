@@ -2,7 +2,8 @@
 
 Input: a stored status (repo, sha, ref, state, context, description, target_url) and one token.
 Output: an `Answer` classifying the host's reply as sent / done / retry / failed; the token never
-appears in it. Each host module (github.py, gitlab.py) subclasses `StatusClient` as `Statuses`.
+appears in it. Each host module (github.py, gitlab.py, gitea.py, bitbucket.py) subclasses `StatusClient`
+as its `Statuses`.
 """
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def test_registry_answers_what_callers_ask_of_a_host():
         "x-gogs-", "x-event-key", "x-request-uuid", "x-hook-uuid", "x-attempt-number"}
     assert set(providers.secret_headers()) == {
         "x-hub-signature", "x-hub-signature-256", "x-gitlab-token", "webhook-signature",
-        "x-gitea-signature", "x-forgejo-signature"}
+        "x-gitea-signature", "x-forgejo-signature", "x-gogs-signature"}
     assert providers.host_view({"provider": "github", "state": "running", "post_state": "sent"}) == {
         "host_state": "pending", "received": True}
     assert providers.host_view({"provider": "gitlab", "state": "failure", "post_state": "retry"}) == {
