@@ -13,6 +13,7 @@ from werkzeug.datastructures import Headers
 from bridge.errors import VerificationFailed
 from bridge.providers import bitbucket, gitlab, sign_headers
 from bridge.providers.gitea import FORGEJO, GITEA
+from bridge.web.ingress import kept_headers
 
 SECRET, OTHER = "s3cret-for-tests", "not-the-secret"
 BODY, _ = load_payload("gitea/push__docs.json")
@@ -175,3 +176,13 @@ def test_signing_for_cibridge_send():
     assert "X-Gitlab-Token" not in headers and headers["webhook-id"] == "d4"
     gitlab.verify(Headers(headers), body, [SIGNING.encode()], accept=("signature",))
     assert sign_headers("gitlab", body, b"plain", delivery="d5")["X-Gitlab-Token"] == "plain"
+
+
+def test_signature_headers_are_never_kept_identification_headers_are():
+    sent = {"X-Gitea-Signature": GOOD, "X-Gogs-Signature": GOOD, "X-Forgejo-Signature": GOOD,
+            "X-Hub-Signature-256": f"sha256={GOOD}", "X-Hub-Signature": "sha256=" + GOOD,
+            "webhook-signature": "v1,AAAA", "X-Gogs-Delivery": "g", "X-Forgejo-Event": "push",
+            "X-Event-Key": "repo:push", "X-Request-UUID": "u", "X-Hook-UUID": "h", "webhook-id": "m"}
+    assert kept_headers(sent) == {"X-Gogs-Delivery": "g", "X-Forgejo-Event": "push",
+                                  "X-Event-Key": "repo:push", "X-Request-UUID": "u", "X-Hook-UUID": "h",
+                                  "webhook-id": "m"}
