@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from bridge.errors import BadPayload, VerificationFailed
+from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Commit, Event, Ignored
 from bridge.providers import body as b
 from bridge.providers.status import Answer, StatusClient, cap
@@ -244,10 +244,10 @@ class Statuses(StatusClient):
         if code == 400:                 # a value Bitbucket refuses: posting it again cannot help
             return Answer("done", code, message)
         if code == 429 or code >= 500:
-            return Answer("retry", code, message, self._retry_after(resp))
+            raise StatusUnavailable(message, code, self._retry_after(resp))
         hint = " (the token may not write build statuses to this repository)" \
             if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
+        raise StatusRejected(message + hint, code)
 
 
 def _basic(user: str, password: str) -> str:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from bridge.errors import BadPayload, VerificationFailed
+from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
 from bridge.providers.status import Answer, StatusClient, cap
@@ -53,9 +53,9 @@ class GiteaStatuses(StatusClient):
         if code in (400, 422):          # a value Gitea refuses (unknown state, bad SHA): for good
             return Answer("done", code, message)
         if code in (408, 429) or code >= 500:
-            return Answer("retry", code, message, self._retry_after(resp))
+            raise StatusUnavailable(message, code, self._retry_after(resp))
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
+        raise StatusRejected(message + hint, code)
 
 
 class ForgejoStatuses(GiteaStatuses):

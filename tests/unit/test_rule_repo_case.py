@@ -3,17 +3,12 @@ rule's `repo:` matches however the host spells the name. The provider says so on
 (`repo_case_insensitive`); an event that does not say so is compared exactly."""
 import textwrap
 
-from bridge.config.load import load_config
 from bridge.events import Event
+from helpers.rules import GITHUB_TO_MEMORY_FLOW, load_ruleset
 
 
 def ruleset(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(textwrap.dedent("""\
-    sources:
-      github: {provider: github, secrets: ["${env:S}"]}
-    targets:
-      mem: {kind: memory}
+    return load_ruleset(tmp_path, GITHUB_TO_MEMORY_FLOW + textwrap.dedent("""\
     rules:
       - name: api
         on: {repo: acme/api}
@@ -22,7 +17,6 @@ def ruleset(tmp_path):
         on: {repo: "acme/a*"}
         run: {target: mem}
     """))
-    return load_config(path, environ={"S": "x"}).ruleset
 
 
 def event(provider, repo):
