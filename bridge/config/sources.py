@@ -163,7 +163,11 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
             problems.add(raw.line_of("token"), f"{where}: {exc}")
             ok = False
     api_url = raw.get("api_url", providers.default_api_url(provider))
-    if not isinstance(api_url, str) or not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
+    if api_url == "" and "api_url" not in raw:
+        problems.add(raw.line, f"{where}: api_url is required: provider '{provider}' has no public "
+                               "API address (e.g. https://gitea.example.com/api/v1)")
+        ok = False
+    elif not isinstance(api_url, str) or not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
         problems.add(raw.line_of("api_url"), f"{where}: api_url must be an http:// or https:// URL "
                                              f"without query string, not {api_url!r}")
         ok = False

@@ -1,6 +1,6 @@
 """A GitLab source's `accept:` (token, signature, or both while rotating) is checked with its line,
 reaches the provider's `verify` as an option, and is refused where it means nothing (a host with
-one way to sign); the editor schema knows the same words."""
+one way to sign); the editor schema knows the same words. A Gitea report names its api_url."""
 from __future__ import annotations
 
 import textwrap
@@ -87,3 +87,22 @@ def test_the_schema_knows_the_same_words():
     for accept, ok in (("signature", True), (["token", "signature"], True), ("hmac", False), ([], False)):
         doc = {"sources": {"gl": {**base["sources"]["gl"], "accept": accept}}}
         assert (not list(validator.iter_errors(doc))) is ok, accept
+
+
+def test_a_gitea_report_needs_its_api_url(tmp_path):
+    text = textwrap.dedent("""\
+    sources:
+      gitea:
+        provider: gitea
+        secrets: ["${env:TOK}"]
+        report: {token: "${env:TOK}"}
+    targets:
+      mem: {kind: memory}
+    rules:
+      - name: r
+        on: {repo: "**"}
+        run: {target: mem}
+    """)
+    assert problems(tmp_path, text) == [
+        "rules.yaml:5: source 'gitea' report: api_url is required: provider 'gitea' has no public API "
+        "address (e.g. https://gitea.example.com/api/v1)"]
