@@ -127,6 +127,13 @@ def events_of(provider: Provider, headers: Mapping[str, str], body: bytes, *, so
     return result if isinstance(result, Ignored) else (result,)
 
 
+def stored_body(provider: Provider, body: bytes) -> bytes:
+    """The verified body as the store keeps it: byte for byte, unless the host puts a secret in
+    it (old Gitea's `secret` field), which its provider takes out (`stored_body`)."""
+    strip = getattr(provider, "stored_body", None)
+    return body if strip is None else strip(body)
+
+
 def content_key(event: Event) -> str | None:
     """What makes two deliveries the same push: provider, host, repo, ref, before, after. The
     host is the one the payload's first clone URL names, so the same repo name on two hosts
@@ -204,4 +211,5 @@ def secret_headers() -> tuple[str, ...]:
 __all__ = ["PROVIDERS", "Provider", "clone_host", "clone_user", "commit_cap", "content_key",
            "default_api_url", "events_of",
            "get_provider", "host_view", "kept_header_prefixes", "names", "secret_headers",
-           "sign_headers", "signature_headers", "status_client", "unknown_provider_message"]
+           "sign_headers", "signature_headers", "status_client", "stored_body",
+           "unknown_provider_message"]

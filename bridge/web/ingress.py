@@ -17,7 +17,8 @@ from flask import Blueprint, Response, current_app, request
 
 from bridge.errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
 from bridge.events import Ignored
-from bridge.providers import content_key, events_of, get_provider, kept_header_prefixes, secret_headers
+from bridge.providers import (content_key, events_of, get_provider, kept_header_prefixes, secret_headers,
+                              stored_body)
 from bridge.store import NewDelivery, NewJob
 
 log = logging.getLogger("bridge.ingress")
@@ -103,6 +104,7 @@ def receive(source: str):
         provider.verify(headers, body, src.secrets, **src.verify_options)
         delivery = delivery or f"bridge-{uuid.uuid4()}"
         result = events_of(provider, headers, body, source=source, delivery_id=delivery)
+        body = stored_body(provider, body)      # never a secret the host put in it
     except DeliveryError as exc:
         state.observe(source, exc.status, started, outcome="refused")
         log.warning("refused: %s", exc.message,
