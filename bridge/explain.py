@@ -4,7 +4,9 @@ by `cibridge explain` and the delivery page (web/ui), which stores nothing.
 Input: a Config, a source name, raw body bytes, headers and an event name, and optionally a
 `resolve(event, source)` that asks a mirror for the changed files (the CLI's --resolve-files; the
 web never does). Output: the JSON-able dict `{"rules_version", "source", "provider", "event" |
-null, "ignored" | null, "files", "rules": [...]}` (its shape is in the README: scripts read it).
+null, "events", "ignored" | null, "files", "rules": [...], "matches": [...]}` (its shape is in
+the README: scripts read it); a delivery meaning several events (Bitbucket) has each matched on
+its own in `matches`, and `event`, `files` and `rules` are the first one's.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from werkzeug.datastructures import Headers
 from bridge.errors import BadPayload, UnknownSource
 from bridge.events import Ignored
 from bridge.payload_files import files_from_payload
-from bridge.providers import get_provider
+from bridge.providers import events_of, get_provider
 from bridge.rules import decide_paths
 
 
@@ -34,14 +36,22 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
         raise BadPayload(f"no event name: pass --event or a --headers file with "
                          f"{provider.EVENT_HEADER}")
     delivery = provider.delivery_id(hdrs) or "explain"
-    result = provider.normalize(hdrs, body, source=source_name, delivery_id=delivery)
+    result = events_of(provider, hdrs, body, source=source_name, delivery_id=delivery)
     out = {"rules_version": config.version, "source": source_name, "provider": src.provider,
-           "event": None, "ignored": None, "files": None, "rules": []}
+           "event": None, "events": [], "ignored": None, "files": None, "rules": [], "matches": []}
     if isinstance(result, Ignored):
         out["ignored"] = result.reason
         return out
-    event = result
-    out["event"] = event.to_dict()
+    out["event"] = result[0].to_dict()
+    out["events"] = [event.to_dict() for event in result]
+    # Each event is matched on its own; `files` and `rules` repeat the first one's.
+    out["matches"] = [_explain_event(config, src, event, resolve) for event in result]
+    out.update(out["matches"][0])
+    return out
+
+
+def _explain_event(config, src, event, resolve) -> dict:
+    """One event's `files` (where its changed files come from) and every rule's verdict."""
     verdicts = config.ruleset.explain(event)
     # The dispatcher's own chain: the same reason it would record, offline up to the mirror.
     resolution = files_from_payload(event)
@@ -52,8 +62,9 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
         else:
             resolution = replace(resolution, reason=f"{resolution.reason}; the dispatcher "
                                  "fetches them into its git mirror (--resolve-files does too)")
-    out["files"] = {"source": resolution.source, "reason": resolution.reason,
-                    "files": sorted(resolution.files) if resolution.files is not None else None}
+    out = {"files": {"source": resolution.source, "reason": resolution.reason,
+                     "files": sorted(resolution.files) if resolution.files is not None else None},
+           "rules": []}
     for v in verdicts:
         entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
                  "needs_files": v.needs_files,

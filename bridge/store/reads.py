@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Integer, and_, cast, exists, func, or_, select
 
-from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY
-from bridge.store.inbox import NewJob
+from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY, Job
 from bridge.store.operators import _GLOB_CHARS, is_glob, repo_matcher
 from bridge.store.schema import deliveries, jobs
 
@@ -188,10 +187,10 @@ class Reads:
         return [(int(r[0]) * bucket, r[1], r[2]) for r in rows]
 
 
-def stored_jobs(delivery: dict) -> list[NewJob]:
+def stored_jobs(delivery: dict) -> list[Job]:
     """A stored delivery's jobs as they were (a replay "as stored"), without an operator's rerun
     count: the replay is a new job of its own."""
-    return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
-                   request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
-                   needs_files=j["needs_files"], path_filter=j.get("path_filter"))
+    return [Job(rule=j["rule"], target=j["target"], kind=j["kind"],
+                request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
+                needs_files=j["needs_files"], path_filter=j.get("path_filter"))
             for j in delivery.get("jobs", [])]

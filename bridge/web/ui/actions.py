@@ -18,7 +18,7 @@ from bridge.errors import DeliveryError
 from bridge.events import Ignored
 from bridge.globs import GlobError
 from bridge.policies import parse_duration
-from bridge.providers import get_provider
+from bridge.providers import events_of, get_provider
 from bridge.store.operators import RETRYABLE_STATES
 from bridge.store.reads import stored_jobs
 from bridge.web.ingress import kept_headers
@@ -136,17 +136,19 @@ def replay(delivery_id: str):
 
 def rematched_jobs(config, d: dict) -> list:
     """The jobs today's rules call for, from the stored body and headers, as ingress matches
-    them (no secret is needed: the delivery was verified when it arrived)."""
+    them (no secret is needed: the delivery was verified when it arrived). A delivery that
+    means several events (Bitbucket) was stored as one row each: this row's event is matched."""
     src = config.sources.get(d["source"])
     if src is None:
         return []
     provider = get_provider(src.provider)
-    result = provider.normalize(Headers(d["headers"]), bytes(d["body"]), source=d["source"],
-                                delivery_id=d["delivery"])
+    result = events_of(provider, Headers(d["headers"]), bytes(d["body"]), source=d["source"],
+                       delivery_id=d["delivery"])
     if isinstance(result, Ignored):
         return []
+    event = next((e for e in result if e.delivery_id == d["delivery"]), result[0])
     _, _, jobs, _ = match_record(config, src, d["source"], d["delivery"], bytes(d["body"]),
-                                 kept_headers(Headers(d["headers"])), result)
+                                 kept_headers(Headers(d["headers"])), event)
     return jobs
 
 
