@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -16,8 +17,8 @@ from sqlalchemy.engine import make_url
 from bridge.config import secrets as secret_refs
 from bridge.config.load import load_config, read_rules_text
 from bridge.config.snapshot import LAST_GOOD, load_accepted
-from bridge.config.yamlload import YamlError, load
-from bridge.errors import ConfigError, SecretError, StoreUnavailable
+from bridge.config.yamlload import load
+from bridge.errors import BridgeError, ConfigError, SecretError, StoreUnavailable
 from bridge.globs import validate_patterns
 from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 from bridge.policies import parse_duration
@@ -111,7 +112,7 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
             continue
         try:
             doc = load(read_rules_text(str(path)))
-        except (ConfigError, YamlError):
+        except BridgeError:    # ConfigError (unreadable), YamlError (not YAML)
             continue        # unreadable here: the next place, then the defaults
         settings = doc.get("settings") if isinstance(doc, dict) else None
         url = settings.get("database_url") if isinstance(settings, dict) else None
@@ -136,7 +137,8 @@ def _resolve_url(value, where: str, rules_path, environ) -> str | None:
 
 def open_operator_store(rules_path, state_dir):
     """The store for the operator commands (see operator_database_url), or exit 1 with one
-    line saying why; nothing is created."""
+    line saying why; nothing is created. No `state_dir`: the default one."""
+    state_dir = state_dir or default_state_dir()
     try:
         url = operator_database_url(rules_path, state_dir)
     except ConfigError as exc:
@@ -161,6 +163,27 @@ def open_operator_store(rules_path, state_dir):
         sys.exit(1)
 
 
+def resolve_delivery_id(store, prefix: str, *, lead: str = "", where: str = "") -> str:
+    """The one stored delivery id that is `prefix` or starts with it, or exit 1 naming the
+    candidates (`deliveries show`, `replay`, `explain --delivery`). `lead` starts each message
+    and `where` ends the one for no match (explain's "error: " and " in the store (DIR)")."""
+    found = store.delivery_ids(prefix)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        click.echo(f"{lead}no delivery '{prefix}'{where}", err=True)
+        sys.exit(1)
+    more = " ..." if len(found) > 10 else ""
+    click.echo(f"{lead}'{prefix}' is ambiguous: it starts {'more than 10' if more else len(found)} "
+               f"delivery ids: {', '.join(found[:10])}{more}; give more of the id", err=True)
+    sys.exit(1)
+
+
+def ago(ts) -> str:
+    """An epoch time as local `YYYY-MM-DD HH:MM:SS` for the operator tables; "-" for none."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
 # --- option callbacks of the operator commands ---------------------------------------------------
 
 def glob_option(ctx, param, value):
@@ -173,14 +196,20 @@ def glob_option(ctx, param, value):
     return value
 
 
-def duration_option(ctx, param, value):
-    """click callback: a duration (30m, 1h, 2d) in seconds, or a usage error."""
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+def parsed_option(parse):
+    """A click callback: the value through `parse` (parse_duration, parse_size), or a usage error."""
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except BridgeError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return convert
+
+
+#: click callback: a duration (30m, 1h, 2d) in seconds, or a usage error.
+duration_option = parsed_option(parse_duration)
 
 
 def _log_env(name):

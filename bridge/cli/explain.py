@@ -1,23 +1,22 @@
 """`cibridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
 
 Input: a Config, a source name, raw body bytes and headers (`read_headers` takes them from a
-file). Output: a JSON-able dict
-`{"rules_version", "source", "event" | null, "ignored" | null, "files", "rules": [...]}` (its
-shape is documented in the README: scripts read it) and a text rendering of it.
+file). Output: bridge.explain's JSON-able dict
+`{"rules_version", "source", "provider", "event" | null, "events", "ignored" | null, "files",
+"rules": [...], "matches": [...]}` (its shape is documented in the README: scripts read it; the
+delivery page's /api/explain answers the same), with the mirror asked on --resolve-files, and
+a text rendering of it. A delivery meaning several events (Bitbucket) lists them all in
+`events`, each matched on its own in `matches`; `event`, `files` and `rules` are the first one's.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
 
-from werkzeug.datastructures import Headers
-
-from bridge.dispatch.changes import Mirrors, files_from_payload, resolve_for_source
-from bridge.errors import BadPayload, UnknownSource
-from bridge.events import Ignored
-from bridge.providers import get_provider
-from bridge.rules import decide_paths
+from bridge.dispatch.changes import resolve_for_source
+from bridge.dispatch.mirror import Mirrors
+from bridge.errors import InvalidValue
+from bridge.explain import explain_payload as explain_trace
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
 #: Lines GitHub's "Recent Deliveries" shows next to the headers; copied along, they are skipped.
@@ -28,13 +27,13 @@ MAX_HEADERS_FILE = 1 << 20
 def read_headers(data: bytes) -> dict[str, str]:
     """Request headers from a file: a JSON object `{"X-GitHub-Event": "push", ...}` or
     `Name: value` lines (as GitHub's Recent Deliveries and GitLab's Recent events show them).
-    Raises ValueError with a message for the user on anything else."""
+    Raises InvalidValue with a message for the user on anything else."""
     if len(data) > MAX_HEADERS_FILE:
-        raise ValueError(f"the headers file is larger than {MAX_HEADERS_FILE} bytes")
+        raise InvalidValue(f"the headers file is larger than {MAX_HEADERS_FILE} bytes")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ValueError("the headers file is not UTF-8 text") from None
+        raise InvalidValue("the headers file is not UTF-8 text") from None
     if text.lstrip().startswith(("{", "[")):
         return _json_headers(text)
     headers: dict[str, str] = {}
@@ -46,7 +45,7 @@ def read_headers(data: bytes) -> dict[str, str]:
         if name.lower() in _NOT_HEADERS:
             continue
         if not colon or not _HEADER_NAME.match(name):
-            raise ValueError(f"line {number}: expected 'Name: value' (a header name, a colon, its "
+            raise InvalidValue(f"line {number}: expected 'Name: value' (a header name, a colon, its "
                              f"value), not {line.strip()[:60]!r}; or give a JSON object of headers")
         headers[name] = value.strip()
     return headers
@@ -56,24 +55,24 @@ def _json_headers(text: str) -> dict[str, str]:
     try:
         data = json.loads(text)
     except RecursionError:
-        raise ValueError("the headers file is not valid JSON: nested too deeply") from None
+        raise InvalidValue("the headers file is not valid JSON: nested too deeply") from None
     except ValueError as exc:
-        raise ValueError(f"the headers file is not valid JSON: {exc}") from None
+        raise InvalidValue(f"the headers file is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError("the headers file holds a JSON list: give a JSON object "
+        raise InvalidValue("the headers file holds a JSON list: give a JSON object "
                          "of headers, {\"X-GitHub-Event\": \"push\", ...}, or 'Name: value' lines")
     if data and all(isinstance(v, dict) for v in data.values()):
-        raise ValueError("the headers file maps names to sets of headers (as shared/payloads/"
+        raise InvalidValue("the headers file maps names to sets of headers (as shared/payloads/"
                          "headers.json does): give one set, {\"X-GitHub-Event\": \"push\", ...}")
     headers = {}
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError(f"header {name!r}: the value must be a string, not {json.dumps(value)[:60]}")
+            raise InvalidValue(f"header {name!r}: the value must be a string, not {json.dumps(value)[:60]}")
         if not _HEADER_NAME.match(name):
-            raise ValueError(f"{name!r} is not a header name")
+            raise InvalidValue(f"{name!r} is not a header name")
         value = str(value)
         if any(c in value for c in "\r\n\0") or not _encodes(value):
-            raise ValueError(f"header {name!r}: the value holds a line break, a NUL or a lone surrogate")
+            raise InvalidValue(f"header {name!r}: the value holds a line break, a NUL or a lone surrogate")
         headers[name] = value
     return headers
 
@@ -88,49 +87,14 @@ def _encodes(value: str) -> bool:
 
 def explain_payload(config, source_name: str, body: bytes, *, headers=None, event_name=None,
                     resolve_files=False, state_dir="var") -> dict:
-    src = config.sources.get(source_name)
-    if src is None:
-        raise UnknownSource(f"unknown source '{source_name}'; sources: {', '.join(config.sources)}")
-    provider = get_provider(src.provider)
-    hdrs = Headers(headers or {})
-    if event_name:
-        hdrs[provider.EVENT_HEADER] = event_name
-    if provider.EVENT_HEADER not in hdrs:
-        raise BadPayload(f"no event name: pass --event or a --headers file with "
-                         f"{provider.EVENT_HEADER}")
-    delivery = provider.delivery_id(hdrs) or "explain"
-    result = provider.normalize(hdrs, body, source=source_name, delivery_id=delivery)
-    out = {"rules_version": config.version, "source": source_name, "provider": src.provider,
-           "event": None, "ignored": None, "files": None, "rules": []}
-    if isinstance(result, Ignored):
-        out["ignored"] = result.reason
-        return out
-    event = result
-    out["event"] = event.to_dict()
-    verdicts = config.ruleset.explain(event)
-    # The dispatcher's own chain: the same reason it would record, offline up to the mirror.
-    resolution = files_from_payload(event)
-    resolved = None         # the mirror's answer (--resolve-files), for the rules waiting on it
-    if resolution.source == "unknown":
-        if resolve_files and any(v.needs_files for v in verdicts):
-            resolution = resolved = resolve_for_source(
-                event, Mirrors.for_settings(state_dir, config.settings), src)
-        else:
-            resolution = replace(resolution, reason=f"{resolution.reason}; the dispatcher "
-                                 "fetches them into its git mirror (--resolve-files does too)")
-    out["files"] = {"source": resolution.source, "reason": resolution.reason,
-                    "files": sorted(resolution.files) if resolution.files is not None else None}
-    for v in verdicts:
-        entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
-                 "needs_files": v.needs_files,
-                 "jobs": [{"target": j.target, "kind": j.kind, "request": j.request} for j in v.jobs]}
-        if v.needs_files and resolved is not None:
-            run, why = decide_paths(v.jobs[0].path_filter, resolved)
-            entry.update(matched=run, reason=why, needs_files=False)
-            if not run:
-                entry["jobs"] = []
-        out["rules"].append(entry)
-    return out
+    """bridge.explain's trace; with `resolve_files` a mirror in `state_dir` is asked for the
+    changed files the payload does not prove."""
+    resolve = None
+    if resolve_files:
+        def resolve(event, src):
+            return resolve_for_source(event, Mirrors.for_settings(state_dir, config.settings), src)
+    return explain_trace(config, source_name, body, headers=headers, event_name=event_name,
+                         resolve=resolve)
 
 
 def render_text(result: dict) -> str:
@@ -142,24 +106,30 @@ def render_text(result: dict) -> str:
                      + f" under rules {stored['rules_version']}")
     if result["ignored"]:
         return "\n".join(lines + [f"ignored: {result['ignored']}"])
-    e = result["event"]
-    lines.append(f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
-                 + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
-                 + f" by {e['pusher'] or '?'}")
+    matches = result.get("matches") or [{"files": result["files"], "rules": result["rules"]}]
+    for e, match in zip(result.get("events") or [result["event"]], matches):
+        lines += _event_lines(e, match, result["rules_version"])
+    return "\n".join(lines)
+
+
+def _event_lines(e: dict, match: dict, version: str) -> list[str]:
+    lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
+             + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
+             + f" by {e['pusher'] or '?'}"]
     flags = [f for f in ("created", "deleted", "forced") if e[f]]
     if flags:
         lines.append(f"       {', '.join(flags)}")
     lines.append(f"       {len(e['commits'])} commit(s) in the payload"
-                 + ("" if e["commits_complete"] else " (list capped by the host)"))
-    files = result["files"]
+                 + ("" if e["commits_complete"] else " (the list may be incomplete)"))
+    files = match["files"]
     if files:
         shown = files["files"]
         lines.append(f"files: {files['source']}: {files['reason']}"
                      + (f" ({len(shown)} file(s))" if shown is not None else ""))
-    lines.append(f"rules (version {result['rules_version']}):")
-    for r in result["rules"]:
+    lines.append(f"rules (version {version}):")
+    for r in match["rules"]:
         mark = "MATCH " if r["matched"] else "no    "
         lines.append(f"  {mark} {r['name']}: {r['reason']}")
         for j in r["jobs"]:
             lines.append(f"           -> {j['target']} ({j['kind']}): {j['request']}")
-    return "\n".join(lines)
+    return lines

@@ -92,8 +92,13 @@ def _sources() -> dict:
     report = _object(config.REPORT_KEYS, {"token": SECRET_REF, "api_url": {"type": "string"},
                                           "timeout": DURATION, "retry": _retry()},
                      required=["token"], description="commit statuses back to the git host")
+    forms = list(dict.fromkeys(f for p in providers.PROVIDERS.values() for f in getattr(p, "ACCEPT", ())))
     hints = {"provider": {"enum": list(providers.names())},
              "secrets": {"anyOf": [SECRET_REF, {"type": "array", "items": SECRET_REF, "minItems": 1}]},
+             "accept": {"anyOf": [{"enum": forms}, {"type": "array", "items": {"enum": forms},
+                                                    "minItems": 1}],
+                        "description": "GitLab: how deliveries authenticate: token (X-Gitlab-Token), "
+                                       "signature (a whsec_ signing token), or both while rotating"},
              "clone_url": {"type": "string"}, "clone_token": SECRET_REF, "report": report}
     source = _object(config.SOURCE_KEYS, hints, required=["provider", "secrets"])
     return {"type": "object", "minProperties": 1, "additionalProperties": source,
@@ -118,11 +123,16 @@ def _settings() -> dict:
                                           "concurrency": POSITIVE})
     mirrors = _object(config.MIRRORS_KEYS, {**{k: DURATION for k in config.MIRRORS_KEYS},
                                             "max_size": SIZE})
+    ui = _object(config.UI_KEYS, {
+        "trusted_user_header": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]*$"},
+        "trusted_proxies": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                            "minItems": 1}]}},
+        description="the delivery page (/ui/): a user header set by the proxies named here")
     hints = {"durability": {"enum": ["full", "normal"]}, "max_body_bytes": POSITIVE,
              "workers": POSITIVE, "dispatcher_concurrency": POSITIVE, "lease_seconds": DURATION,
              "poll_interval": DURATION, "database_url": {"type": "string"},
              "admin_token": SECRET_REF, "follow": follow, "mirrors": mirrors,
-             "log_level": {"enum": list(LOG_LEVELS)}}
+             "log_level": {"enum": list(LOG_LEVELS)}, "ui": ui}
     return _object(config.SETTINGS_KEYS, hints)
 
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from bridge.errors import BadPayload, VerificationFailed
+from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
@@ -36,6 +36,8 @@ CLONE_USER = "x-access-token"
 
 #: GitHub stops listing commits in a push payload at 2,048 (FACTS.md).
 COMMIT_CAP = 2048
+#: Pushes from github.com keep the content key they always had (no host in it).
+PUBLIC_HOST = "github.com"
 
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
@@ -126,6 +128,7 @@ def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
                         or b.field(payload, "repository.master_branch", str, default="")),  # older hooks
         clone_urls=tuple(url for url in clone_urls if url),   # repository.clone_url, ssh_url
         head_message=b.field(payload, "head_commit.message", str, default=""),  # head_commit.message
+        repo_case_insensitive=True,                       # GitHub's Acme/API is acme/api
     )
 
 
@@ -186,13 +189,13 @@ class Statuses(StatusClient):
             # same again cannot succeed.
             return Answer("done", code, message)
         if code >= 500:
-            return Answer("retry", code, message, self._retry_after(resp))
+            raise StatusUnavailable(message, code, self._retry_after(resp))
         if code == 429 or (code == 403 and self._rate_limited(resp)):
             # GitHub's order: Retry-After if given, else the reset time when nothing remains.
             wait = self._retry_after(resp)
-            return Answer("retry", code, message, self._reset(resp) if wait is None else wait)
+            raise StatusUnavailable(message, code, self._reset(resp) if wait is None else wait)
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
+        raise StatusRejected(message + hint, code)
 
     def _rate_limited(self, resp) -> bool:
         return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers

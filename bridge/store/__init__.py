@@ -1,7 +1,7 @@
 """The durable inbox and job queue: deliveries, their jobs and every attempt, in SQLite or PostgreSQL.
 
-Input: `NewDelivery` + `NewJob`s from ingress, claims and results from the dispatcher. Output:
-committed rows (a 2xx is sent only after `Store.ingest` returns), `ClaimedJob`s, operator views.
+Input: `NewDelivery` + `Job`s from ingress, claims and results from the dispatcher. Output:
+committed rows (a 2xx is sent only after `Store.ingest` returns), claimed `Job`s, operator views.
 
 Job states:
 
@@ -32,25 +32,27 @@ synchronous_commit=off).
 from pathlib import Path
 
 from bridge.store.follows import ClaimedFollow, Follows
-from bridge.store.inbox import Inbox, Ingested, NewDelivery, NewJob, reused_delivery_id
+from bridge.store.inbox import Inbox, Ingested, NewDelivery, reused_delivery_id
 from bridge.store.operators import OperatorQueries
 from bridge.store.outbox import ClaimedStatus, NewStatus, Outbox
-from bridge.store.queue import ClaimedJob, Queue
+from bridge.store.queue import Queue
+from bridge.store.reads import Reads
 
 
-class Store(Inbox, Queue, Follows, Outbox, OperatorQueries):
+class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, Reads):
     """Deliveries, jobs and their attempts, follows and statuses in one database (see above).
 
     One class over the store's nouns: `Inbox` (store/inbox.py), `Queue` (store/queue.py),
-    `Follows` (store/follows.py), `Outbox` (store/outbox.py) and `OperatorQueries`
-    (store/operators.py), all on `Tx` (store/tx.py: engine, transactions, group commit).
+    `Follows` (store/follows.py), `Outbox` (store/outbox.py), `OperatorQueries`
+    (store/operators.py) and `Reads` (store/reads.py: the delivery page), all on `Tx`
+    (store/tx.py: engine, transactions, group commit).
     `Store.open(url, ...)` connects; every method is one short transaction (prune: a few), and
     any database failure raises `StoreUnavailable` with nothing half-written.
     """
 
 
-__all__ = ["ClaimedFollow", "ClaimedJob", "ClaimedStatus", "Ingested", "NewDelivery", "NewJob",
-           "NewStatus", "Store", "reused_delivery_id"]
+__all__ = ["ClaimedFollow", "ClaimedStatus", "Ingested", "NewDelivery", "NewStatus", "Store",
+           "reused_delivery_id"]
 
 
 def open_for(config, state_dir, **kw) -> Store:

@@ -14,8 +14,10 @@ from helpers.git import ISOLATED, Upstream, private_repo, push, ssh_host  # noqa
 from helpers.ports import free_port
 
 from bridge.config.load import load_config
-from bridge.dispatch.changes import (FileResolution, Mirrors, expand_clone_url, mirror_key,
-                                     resolve_changed_files, source_clone_url)
+from bridge.dispatch.changes import resolve_changed_files, source_clone_url
+from bridge.dispatch.mirror import Mirrors, mirror_key
+from bridge.payload_files import FileResolution
+from bridge.providers.clone import expand_clone_url
 from bridge.events import Commit
 from bridge.logs import JsonFormatter
 from bridge.providers.clone import url_host
@@ -128,7 +130,7 @@ def test_a_malformed_payload_url_leaves_the_decision_to_on_unknown_files(tmp_pat
     event = push(bad, "1" * 40, "2" * 40, provider="github")
     event = replace(event, source="gh", clone_urls=(bad,), commits=(Commit(id="2" * 40, added=("a",)),))
     for policy, run in (("skip", False), ("run", True)):
-        job = SimpleNamespace(event=event.to_dict(), path_filter={"paths": ["src/**"],
+        job = SimpleNamespace(event=event, path_filter={"paths": ["src/**"],
                                                                   "on_unknown_files": policy})
 
         got = make_path_decider(tmp_path / "state", config)(job)
