@@ -10,7 +10,7 @@ import re
 TOP_KEYS = ("sources", "targets", "rules", "settings")
 SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "clone_hosts", "report")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
-             "report_skipped", "allow_empty_sha")
+             "report_skipped", "allow_empty_sha", "policy")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
@@ -20,5 +20,10 @@ RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
 MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
+#: A target's `policy:` (bridge.policies.TargetPolicy); a rule's may hold all but the breaker.
+POLICY_KEYS = ("max_running", "rate", "group", "max_running_per_group", "on_newer", "debounce",
+               "breaker")
+RULE_POLICY_KEYS = tuple(k for k in POLICY_KEYS if k != "breaker")
+BREAKER_KEYS = ("failures", "open_for")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_RULES_FILE = 4 * 2**20
