@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from bridge.errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
 from bridge.events import Ignored
 from bridge.providers import get_provider, kept_header_prefixes, secret_headers
-from bridge.store import NewDelivery, NewJob
+from bridge.store import NewDelivery
 
 log = logging.getLogger("bridge.ingress")
 bp = Blueprint("ingress", __name__)
@@ -136,9 +136,7 @@ def _record(config, src, source: str, delivery: str, body: bytes, kept: dict, re
     else:
         event = result
         verdicts = config.ruleset.match(event)
-        jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
-                       needs_files=j.needs_files, path_filter=j.path_filter)
-                for v in verdicts if v.matched for j in v.jobs]
+        jobs = [j for v in verdicts if v.matched for j in v.jobs]
         matched = [v.rule for v in verdicts if v.matched]
         near, others = [], 0
         if not matched:
@@ -148,7 +146,7 @@ def _record(config, src, source: str, delivery: str, body: bytes, kept: dict, re
         verdicts = verdicts + near
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
                              received_at=time.time(), headers=kept, body=body,
-                             event=event.to_dict(), outcome="matched" if matched else "no_match",
+                             event=event, outcome="matched" if matched else "no_match",
                              reason=reason, verdicts=[v.to_dict() for v in verdicts],
                              rules_version=config.version,
                              content_key="|".join((src.provider, event.repo, event.ref, event.before,

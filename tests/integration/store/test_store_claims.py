@@ -18,12 +18,12 @@ def test_claim_respects_limit_with_expired_leases_and_queued_jobs(open_store):
     ids = _jobs(store, 6)
     assert store.claim("a", 0, lease_seconds=10, now=1000.0) == []
     first = store.claim("a", 3, lease_seconds=10, now=1000.0)
-    assert len(first) == 3 and all(j.attempts == 1 for j in first)
+    assert len(first) == 3 and all(j.attempt == 1 for j in first)
     # Three leases expired, three jobs queued: each claim takes exactly `limit`, expired first.
     second = store.claim("b", 2, lease_seconds=10, now=1020.0)
     assert len(second) == 2
     assert {j.id for j in second} <= {j.id for j in first}
-    assert all(j.attempts == 2 for j in second)
+    assert all(j.attempt == 2 for j in second)
     third = store.claim("b", 3, lease_seconds=10, now=1020.0)
     assert len(third) == 3
     got = {j.id for j in second} | {j.id for j in third}
@@ -40,7 +40,7 @@ def test_a_taken_over_lease_is_recorded_as_lost(open_store):
     [mine] = store.claim("a", 1, lease_seconds=10, now=1000.0)
     assert store.claim("b", 1, lease_seconds=10, now=1005.0) == []       # lease still a's
     [theirs] = store.claim("b", 1, lease_seconds=10, now=1011.0)
-    assert (mine.id, theirs.id, theirs.attempts, theirs.lease_expires_at) == (job_id, job_id, 2, 1021.0)
+    assert (mine.id, theirs.id, theirs.attempt, theirs.lease_expires_at) == (job_id, job_id, 2, 1021.0)
     [job] = store.get_delivery("d-0")["jobs"]
     assert [(h["outcome"], h["owner"], h["attempt"]) for h in job["history"]] == [("lost", "a", 1)]
     assert store.record_run(job_id, "a", Run("r-1", state="succeeded"), now=1012.0) is False
