@@ -14,6 +14,7 @@ from bridge.events import CASE_INSENSITIVE_REPOS, Event
 from bridge.globs import GlobError, PatternList
 from bridge.jobs import Job
 from bridge.nearest import NearIndex
+from bridge.policies import DEFAULT_GROUP
 from bridge.templates import compile_template, copy_plain
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
@@ -101,9 +102,18 @@ class Rule:
     literal_folded: frozenset | None = field(default=None)   # the same, case-folded
     repos_folded: PatternList | None = field(default=None, repr=False)   # glob patterns, case-folded
     renderer: object = field(default=None, repr=False, compare=False)
+    group: str = DEFAULT_GROUP           # the policy's group template (bridge.policies)
+    group_renderer: object = field(default=None, repr=False, compare=False)
 
     def render(self, fields: dict) -> dict:
         return self.renderer(fields) if self.renderer is not None else copy_plain(self.run)
+
+    def render_group(self, fields: dict) -> str:
+        """The group a job of this rule for these event fields belongs to (`${rule}` is the
+        rule's name)."""
+        if self.group_renderer is None:
+            return self.group
+        return self.group_renderer({**fields, "rule": self.name})
 
 
 def _patterns(on, key) -> PatternList | None:
@@ -113,7 +123,7 @@ def _patterns(on, key) -> PatternList | None:
     return PatternList([value] if isinstance(value, str) else list(value))
 
 
-def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
+def compile_rule(name, line, on, run, *, kind, on_unknown_files="run", group=DEFAULT_GROUP) -> Rule:
     """Compile a validated `on:`/`run:` pair (config/load.py has already reported every problem)."""
     repos = _patterns(on, "repo")
     literal = folded = None
@@ -136,6 +146,7 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         tags=_patterns(on, "tags"), tags_ignore=_patterns(on, "tags-ignore"),
         paths=_patterns(on, "paths"), paths_ignore=_patterns(on, "paths-ignore"),
         events=events, on_unknown_files=on_unknown_files, literal_repos=literal,
+        group=group, group_renderer=compile_template(group),
         literal_folded=frozenset(r.lower() for r in literal) if literal is not None else None,
         repos_folded=folded)
 
@@ -285,7 +296,8 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
             if not ok:
                 return Verdict(rule.name, False, why, stopped_by=_paths_stop(rule, files))
     job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
-              event=event, needs_files=needs_files, path_filter=path_filter)
+              event=event, needs_files=needs_files, path_filter=path_filter,
+              group=rule.render_group(facts.fields))
     return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
 
 

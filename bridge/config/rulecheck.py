@@ -91,7 +91,9 @@ def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_tar
         ok = False
     if not ok:
         return None
-    return compile_rule(name, spec.line_of("name"), on, run, kind=target.kind, on_unknown_files=policy)
+    group = rule_policies.get(name, {}).get("group") or target.policy.group
+    return compile_rule(name, spec.line_of("name"), on, run, kind=target.kind, on_unknown_files=policy,
+                        group=group)
 
 
 def _check_run(run: LineDict, target, problems, name) -> bool:

@@ -19,8 +19,9 @@ from bridge.dispatch.joblog import JobLog, message
 from bridge.dispatch.outage import Outage
 from bridge.dispatch.run_job import JobRunner
 from bridge.dispatch.statuses import Feedback, StatusPoster
+from bridge.dispatch.supersede import Superseder
 from bridge.errors import StoreUnavailable
-from bridge.policies import FollowPolicy, RetryPolicy
+from bridge.policies import FollowPolicy, Policies, RetryPolicy
 from bridge.jobs import Job
 from bridge.store import Store
 from bridge.targets.base import Target
@@ -64,7 +65,7 @@ class Dispatcher:
                  rand: Callable[[], float] = random.random,
                  decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
                  log: logging.Logger = logger, metrics=None, feedback: Feedback | None = None,
-                 follow: FollowPolicy = FollowPolicy()):
+                 follow: FollowPolicy = FollowPolicy(), policies: Policies | None = None):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store = store
@@ -89,9 +90,12 @@ class Dispatcher:
         self.outage = Outage(log, recovered="store available again", interval=poll_interval)
         self.feedback = feedback
         self.follow_policy = follow
+        self.policies = policies or Policies()
+        self.superseder = Superseder(store, now=now, log=log, metrics=metrics)
         self.runner = JobRunner(store, owner=owner, now=now, sleep=sleep, rand=rand, log=log,
                                 metrics=metrics, feedback=feedback, decide_paths=decide_paths,
-                                follow_interval=follow.interval, timing=self._timing)
+                                follow_interval=follow.interval, timing=self._timing,
+                                policies=self.policies, superseder=self.superseder)
         self.follower = Follower(store, follow, owner=owner, lease_seconds=lease_seconds, now=now,
                                  rand=rand, log=log, metrics=metrics, feedback=feedback)
         self.poster = StatusPoster(store, feedback, owner=owner, lease_seconds=lease_seconds, now=now,
@@ -113,11 +117,15 @@ class Dispatcher:
     def decide_paths(self, decide: Callable[[Job], tuple[bool, str]] | None) -> None:
         self.runner.decide_paths = decide
 
-    def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy]) -> None:
-        """Rules reload: jobs claimed from now on use these; running ones finish on the old."""
+    def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy],
+                    policies: Policies | None = None) -> None:
+        """Rules reload: jobs claimed from now on use these; running ones finish on the old.
+        `policies`: the targets' and rules' `policy:` (None keeps the current ones)."""
         with self._lock:
             self._targets = dict(targets)
             self._policies = dict(retry_policies)
+            if policies is not None:
+                self.policies = self.runner.policies = policies
 
     # -- loops ----------------------------------------------------------------------------
 
@@ -213,12 +221,18 @@ class Dispatcher:
         if limit <= 0:
             return []
         try:
+            superseded: list = []
             claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
-                                       now=self.now())
+                                       now=self.now(), policies=self.policies, superseded=superseded,
+                                       cancel_kinds=_START_IS_THE_BUILD)
         except StoreUnavailable as exc:
             self.outage.down("cannot claim jobs", exc)
             return []
         self.outage.up()
+        if superseded:
+            with self._lock:
+                targets = dict(self._targets)
+            self.superseder.handle(superseded, targets, self.feedback)
         if free is not None and len(claimed) > free:
             with self._lock:
                 slow = [cj for cj in claimed[free:] if cj.kind in _START_IS_THE_BUILD

@@ -22,7 +22,8 @@ from typing import Callable
 from sqlalchemy import String, func, insert, inspect, select, text
 
 from bridge.errors import StoreUnavailable
-from bridge.store.schema import SCHEMA_VERSION, deliveries, follows, metadata, schema_version, statuses
+from bridge.store.schema import (SCHEMA_VERSION, deliveries, follows, jobs, metadata, policy_state,
+                                 schema_version, statuses)
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,26 @@ def _no_length_limits(conn) -> None:
     next(i for i in deliveries.indexes if i.name == "deliveries_repo").create(conn)
 
 
+def _policies(conn) -> None:
+    """Per-target policy: jobs.policy_group and superseded_by, the jobs_group index and the
+    policy_state table; each only if missing (a database made from a newer schema.py)."""
+    have = {c["name"] for c in inspect(conn).get_columns(jobs.name)}
+    for name in ("policy_group", "superseded_by"):
+        if name not in have:
+            kind = jobs.c[name].type.compile(conn.dialect)
+            conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {kind}"))
+    if "jobs_group" not in {i["name"] for i in inspect(conn).get_indexes(jobs.name)}:
+        next(i for i in jobs.indexes if i.name == "jobs_group").create(conn)
+    policy_state.create(conn, checkfirst=True)
+
+
 #: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
 STEPS: tuple[Step, ...] = (
     Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
          _feedback_tables),
     Step(3, "no length limits: TEXT columns, deliveries_repo hashed on PostgreSQL",
          _no_length_limits),
+    Step(4, "per-target policy: jobs' group and superseded_by, the policy state", _policies),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.
