@@ -55,7 +55,7 @@ def group_of(row) -> str:
     return row.policy_group or f"#{row.id}"
 
 
-def _clock(t: float) -> str:
+def clock(t: float) -> str:
     return datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S")
 
 
@@ -100,11 +100,11 @@ class Admission:
         if per_group is not None and self.by_group[(target, group)] - freed >= per_group:
             return f"max_running_per_group {per_group} reached"
         if policy.debounce and row.first_queued_at + policy.debounce > self.now:
-            return f"debounce until {_clock(row.first_queued_at + policy.debounce)}"
+            return f"debounce until {clock(row.first_queued_at + policy.debounce)}"
         for key, rate in ((f"target:{target}", policy.rate), (f"rule:{rule}", rule_rate)):
             if rate is not None and self._tokens(key, rate) < 1:
                 wait = (1 - self._tokens(key, rate)) / rate.per_second
-                return f"rate {rate} reached, next start at {_clock(self.now + wait)}"
+                return f"rate {rate} reached, next start at {clock(self.now + wait)}"
         return None
 
     def take(self, row, policy: TargetPolicy, freed: int = 0) -> None:
@@ -135,7 +135,7 @@ class Admission:
             return None
         until = st["opened_at"] + policy.breaker.open_for
         if self.now < until:
-            return f"breaker open until {_clock(until)}"
+            return f"breaker open until {clock(until)}"
         probe = st["probe_job"]
         if probe is not None and probe != job_id and self._probe_alive(probe):
             return "breaker half open: one probe is running"
@@ -180,7 +180,7 @@ class Admission:
         """Every queued job of the group older than `newest` ends superseded by it."""
         older = and_(jobs.c.target == row.target, jobs.c.policy_group == row.policy_group,
                      jobs.c.state == "queued", jobs.c.id < newest)
-        rows = self.conn.execute(_superseded_rows().where(older)).all()
+        rows = self.conn.execute(_superseded_rows().where(older).order_by(jobs.c.id)).all()
         if rows:
             self.conn.execute(update(jobs).where(jobs.c.id.in_([r.id for r in rows]), older)
                               .values(state="superseded", superseded_by=newest, updated_at=self.now))
@@ -199,7 +199,7 @@ class Admission:
                                              follows.c.url.label("run_url"), follows.c.detail.label("run_detail"))
              .outerjoin(follows, follows.c.job_id == jobs.c.id)
              .where(jobs.c.target == row.target, jobs.c.policy_group == row.policy_group,
-                    jobs.c.id < row.id, or_(followed, mine)))
+                    jobs.c.id < row.id, or_(followed, mine)).order_by(jobs.c.id))
         return self.conn.execute(q).all()
 
     def cancel(self, row, builds: list) -> list[Superseded]:

@@ -148,6 +148,46 @@ class Queue(Tx):
         adm.take(row, policy, freed=len(builds))
         taken.append(row)
 
+    def waiting_reasons(self, job_ids, policies: Policies | None, *, now: float) -> dict[int, str]:
+        """Why each queued job of `job_ids` has not started (operators: `cibridge deliveries`):
+        "retry at 12:00:10", "waiting: max_running 8 reached", "waiting: debounce until
+        12:00:10", "waiting: breaker open until ...", "superseded by job N at the next claim",
+        or "waiting for a free dispatcher". The claim's own checks, on a read transaction."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        policies = policies or Policies()
+        cols = (jobs.c.id, jobs.c.target, jobs.c.rule, jobs.c.policy_group, jobs.c.first_queued_at,
+                jobs.c.next_attempt_at, jobs.c.attempts, jobs.c.state)
+        out = {}
+        with self._tx(read=True) as conn:
+            rows = conn.execute(select(*cols).where(jobs.c.id.in_(ids), jobs.c.state == "queued")).all()
+            adm = admission.Admission(conn, policies, now) if rows and policies.active else None
+            for row in rows:
+                out[row.id] = self._why_waiting(adm, row, policies, now)
+        return out
+
+    @staticmethod
+    def _why_waiting(adm, row, policies: Policies, now: float) -> str:
+        if row.next_attempt_at > now:
+            return f"{'retry' if row.attempts else 'due'} at {admission.clock(row.next_attempt_at)}"
+        if adm is None:
+            return "waiting for a free dispatcher"
+        policy = policies.of(row.target, row.rule)
+        if row.policy_group and policy.on_newer in ("coalesce", "cancel"):
+            newest = adm.newest_waiting(row)
+            if newest is not None:
+                return f"superseded by job {newest} at the next claim"
+        why = adm.reason(row, policy)
+        return f"waiting: {why}" if why else "waiting for a free dispatcher"
+
+    def breaker_states(self, policies: Policies, *, now: float) -> dict[str, str]:
+        """target -> "closed" | "open" | "half_open" for each target with a breaker."""
+        if not any(p.breaker is not None for p in policies.targets.values()):
+            return {}
+        with self._tx(read=True) as conn:
+            return admission.breaker_states(conn, policies, now)
+
     def renew_leases(self, owner: str, job_ids: list[int], *, lease_seconds: float,
                      now: float) -> list[int]:
         """Extend the leases `owner` still holds; returns those ids (a missing id was taken over)."""
