@@ -76,6 +76,7 @@ class Admission:
         self.state: dict[str, dict] = {}
         self.dirty: set[str] = set()
         self._newest: dict[tuple, int] = {}     # group -> its newest queued job, once coalesced
+        self._probing: set[str] = set()         # targets whose half-open probe this claim took
         keys = [f"target:{t}" for t in policies.targets] + [f"rule:{r}" for r in policies.rules]
         if keys:
             for row in conn.execute(select(policy_state).where(policy_state.c.key.in_(keys))):
@@ -123,6 +124,7 @@ class Admission:
         st = self.state.get(f"target:{target}")
         if policy.breaker is not None and st is not None and st["opened_at"] is not None:
             st["probe_job"] = row.id
+            self._probing.add(target)
             self.dirty.add(f"target:{target}")
 
     @staticmethod
@@ -136,6 +138,8 @@ class Admission:
         until = st["opened_at"] + policy.breaker.open_for
         if self.now < until:
             return f"breaker open until {clock(until)}"
+        if target in self._probing:
+            return "breaker half open: one probe is running"
         probe = st["probe_job"]
         if probe is not None and probe != job_id and self._probe_alive(probe):
             return "breaker half open: one probe is running"

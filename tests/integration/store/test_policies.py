@@ -203,7 +203,7 @@ def test_the_breaker_opens_lets_one_probe_through_and_closes_on_its_success(open
     assert b.breaker_states(pol, now=2001) == {"ci": "open"}
     assert b.claim("B", 5, lease_seconds=LEASE, now=2010, policies=pol) == []
     assert b.waiting_reasons(jobs[:1], pol, now=2010) == {jobs[0]: f"waiting: breaker open until {clock(2031)}"}
-    (probe,) = b.claim("B", 1, lease_seconds=LEASE, now=2032, policies=pol)
+    (probe,) = b.claim("B", 5, lease_seconds=LEASE, now=2032, policies=pol)     # one, of four due
     assert b.breaker_states(pol, now=2032) == {"ci": "half_open"}
     assert a.claim("A", 5, lease_seconds=LEASE, now=2033, policies=pol) == []      # one probe only
     assert b.record_run(probe.id, "B", Run("m", state="succeeded"), now=2034, breaker=breaker)
