@@ -135,7 +135,7 @@ follows = Table(
     Column("remote_id", Text, nullable=False),
     Column("url", Text),
     Column("detail", _Json),
-    Column("state", Text, nullable=False),                # following | done | gave_up
+    Column("state", Text, nullable=False),                # following | done | gave_up | cancelled
     Column("since", Double, nullable=False),              # the give-up clock starts here
     Column("checks", Integer, nullable=False),
     Column("next_check_at", Double, nullable=False),
