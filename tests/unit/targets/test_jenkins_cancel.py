@@ -7,6 +7,8 @@ from bridge.targets.base import Target
 from bridge.jobs import Run
 from helpers.jenkins_target import API, job, standin, target  # noqa: F401  (fixture)
 
+NOW = {**API, "delay": 0}                            # no quiet period: the build starts at once
+
 
 def test_a_queued_item_is_cancelled_on_jenkins(standin):
     t = target(standin, queue_wait=0)
@@ -23,7 +25,7 @@ def test_a_queued_item_is_cancelled_on_jenkins(standin):
 def test_a_running_build_is_stopped_and_ends_aborted(standin):
     standin.build_duration = 60
     t = target(standin)
-    run = t.start(job(API))                          # the stand-in's clock passes the quiet period
+    run = t.start(job(NOW))
     assert run.state == "started"
     assert t.cancel(run) is True
     stop = [r for r in standin.posts() if r.path.endswith("/stop")]
@@ -47,7 +49,8 @@ def test_an_item_that_became_a_build_is_stopped_as_a_build(standin):
 
 def test_a_finished_build_is_left_as_it_ended(standin):
     t = target(standin)
-    run = t.start(job(API))
+    run = t.start(job(NOW))
+    assert run.state == "started"
     standin.advance(1)
     assert t.cancel(run) is True
     assert standin.builds()[0].result == "SUCCESS"
