@@ -35,6 +35,8 @@ logger = logging.getLogger("bridge.dispatcher")
 # and one claim per job would halve the rate of quick commands.
 _START_IS_THE_BUILD = frozenset({"exec"})
 _QUICK_START = 0.25
+# The longest pause between claims while policies hold every due job back.
+_POLICED_IDLE_MAX = 0.2
 
 
 class Dispatcher:
@@ -85,6 +87,7 @@ class Dispatcher:
         self._starting: dict[int, float] = {}         # job id -> monotonic time its start() began
         self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
+        self._idle_claims = 0         # claims in a row that got nothing (see _idle_delay)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self.outage = Outage(log, recovered="store available again", interval=poll_interval)
@@ -173,7 +176,7 @@ class Dispatcher:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
                 else:
                     # While the store is down, back off (doubling, capped) instead of polling hard.
-                    self.sleep(self.outage.delay if self.outage.is_down else self.poll_interval)
+                    self.sleep(self.outage.delay if self.outage.is_down else self._idle_delay())
         finally:
             # Results the store still refuses are given up on within the grace (logged as such).
             self.runner.record_until = self.now() + grace * 0.9
@@ -229,6 +232,8 @@ class Dispatcher:
             self.outage.down("cannot claim jobs", exc)
             return []
         self.outage.up()
+        if claimed or superseded:
+            self._idle_claims = 0
         if superseded:
             with self._lock:
                 targets = dict(self._targets)
@@ -255,6 +260,15 @@ class Dispatcher:
             fut.add_done_callback(lambda f, cj=cj: self._done(cj, f))
             submitted.append((cj, fut))
         return submitted
+
+    def _idle_delay(self) -> float:
+        """The pause after a claim that got nothing: the poll interval; under policies, doubling
+        up to _POLICED_IDLE_MAX while claims keep getting nothing (jobs held back by a limit
+        would otherwise cost a write transaction every poll, and ingest waits on those)."""
+        if not self.policies.active:
+            return self.poll_interval
+        self._idle_claims = min(self._idle_claims + 1, 16)
+        return min(self.poll_interval * 2 ** (self._idle_claims - 1), max(_POLICED_IDLE_MAX, self.poll_interval))
 
     def _starts_are_quick(self) -> bool:
         """Whether every job in flight is quick to start (so claiming ahead costs nobody a
@@ -288,6 +302,7 @@ class Dispatcher:
         with self._lock:
             self._inflight.pop(cj.id, None)
             self._ahead_blocked = False
+            self._idle_claims = 0         # a slot is free here: claim again soon
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:   # a bug: never lose it with the future
             JobLog.of_job(self.log, cj)(logging.ERROR, "failed in the dispatcher: %s",

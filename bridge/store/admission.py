@@ -77,6 +77,7 @@ class Admission:
         self.dirty: set[str] = set()
         self._newest: dict[tuple, int] = {}     # group -> its newest queued job, once coalesced
         self._probing: set[str] = set()         # targets whose half-open probe this claim took
+        self.waiting_superseded: list[tuple[list[int], int]] = []   # (job ids, by) coalesced
         keys = [f"target:{t}" for t in policies.targets] + [f"rule:{r}" for r in policies.rules]
         if keys:
             for row in conn.execute(select(policy_state).where(policy_state.c.key.in_(keys))):
@@ -180,17 +181,17 @@ class Admission:
             jobs.c.state == "queued")).scalar()
         return newest if newest is not None and newest > row.id else None
 
-    def supersede_waiting(self, row, newest: int) -> list[Superseded]:
-        """Every queued job of the group older than `newest` ends superseded by it."""
+    def supersede_waiting(self, row, newest: int) -> None:
+        """Every queued job of the group older than `newest` ends superseded by it; their ids go
+        to `waiting_superseded` (read whole by `superseded_jobs` after the commit: a flood's
+        thousands of events are never parsed while the claim holds the writer lock)."""
         older = and_(jobs.c.target == row.target, jobs.c.policy_group == row.policy_group,
                      jobs.c.state == "queued", jobs.c.id < newest)
-        rows = self.conn.execute(_superseded_rows().where(older).order_by(jobs.c.id)).all()
-        if rows:
-            self.conn.execute(update(jobs).where(jobs.c.id.in_([r.id for r in rows]), older)
-                              .values(state="superseded", superseded_by=newest, updated_at=self.now))
+        ids = self.conn.execute(update(jobs).where(older).values(
+            state="superseded", superseded_by=newest, updated_at=self.now).returning(jobs.c.id)).scalars().all()
         self._newest[(row.target, row.policy_group)] = newest
-        sha = self._sha_of(newest)
-        return [Superseded(job=_job(r), by=newest, by_sha=sha) for r in rows]
+        if ids:
+            self.waiting_superseded.append((sorted(ids), newest))
 
     def cancellable(self, row, owner: str, kinds) -> list:
         """Older builds of the group the newer `row` cancels when it starts: started ones still
@@ -217,7 +218,7 @@ class Admission:
         self.conn.execute(update(follows).where(follows.c.job_id.in_(ids), follows.c.state == "following")
                           .values(state="cancelled", lease_owner=None, lease_expires_at=None,
                                   updated_at=self.now))
-        sha = (row.event or {}).get("sha") or ""
+        sha = sha_of(self.conn, row.id)
         out = []
         for b in builds:
             run = (Run(remote_id=b.remote_id, url=b.run_url or "", state=b.run_state,
@@ -227,10 +228,23 @@ class Admission:
                                   running_here=b.state == "running"))
         return out
 
-    def _sha_of(self, job_id: int) -> str:
-        return self.conn.execute(
-            select(deliveries.c.event["sha"].as_string()).select_from(jobs)
-            .join(deliveries, deliveries.c.id == jobs.c.delivery_id).where(jobs.c.id == job_id)).scalar() or ""
+def sha_of(conn, job_id: int) -> str:
+    """The commit a job builds (its event's sha)."""
+    return conn.execute(select(deliveries.c.event["sha"].as_string()).select_from(jobs)
+                        .join(deliveries, deliveries.c.id == jobs.c.delivery_id)
+                        .where(jobs.c.id == job_id)).scalar() or ""
+
+
+def superseded_jobs(conn, waiting: list[tuple[list[int], int]]) -> list[Superseded]:
+    """`Admission.waiting_superseded`, read whole (events, the successors' commits)."""
+    out = []
+    for ids, by in waiting:
+        sha = sha_of(conn, by)
+        for i in range(0, len(ids), 500):
+            rows = conn.execute(_superseded_rows().where(jobs.c.id.in_(ids[i:i + 500]))
+                                .order_by(jobs.c.id)).all()
+            out += [Superseded(job=_job(r), by=by, by_sha=sha) for r in rows]
+    return out
 
 
 def _superseded_rows():

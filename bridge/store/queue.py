@@ -60,27 +60,40 @@ class Queue(Tx):
         if limit <= 0 or not self._any_due(now):
             return []
         expires = now + lease_seconds
+        waiting: list = []              # coalesced jobs' ids, read whole after the commit
+        events = None
         with self._tx() as conn:
             if policies is not None and policies.active:
                 rows = self._pick_policed(conn, limit, now, owner, policies,
-                                          superseded if superseded is not None else [], cancel_kinds)
+                                          superseded if superseded is not None else [], cancel_kinds,
+                                          waiting)
             else:
                 rows = self._pick(conn, limit, now)
-            if not rows:
-                return []
-            lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
-                     "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
-                     "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
-                    for r in rows if r.state == "running"]
-            if lost:
-                conn.execute(self._q.insert_attempt, lost)
-            conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
-                                         "expires": expires})
+            if rows:
+                self._lease(conn, rows, owner, now, expires)
+                # A policed pick reads no event (most rows it reads do not start): now theirs.
+                events = (dict(conn.execute(self._q.events, {"ids": [r.id for r in rows]}).all())
+                          if policies is not None and policies.active else None)
+        if waiting and superseded is not None:
+            with self._tx(read=True) as conn:
+                superseded += admission.superseded_jobs(conn, waiting)
         return [Job(id=r.id, delivery=r.delivery_id, rule=r.rule, target=r.target, kind=r.kind,
-                    request=r.request, event=_event(r.event), attempt=r.attempts + 1,
-                    first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
-                    path_filter=r.path_filter, lease_expires_at=expires, group=r.policy_group or "")
+                    request=r.request, event=_event(events[r.id] if events else r.event),
+                    attempt=r.attempts + 1, first_queued_at=r.first_queued_at,
+                    needs_files=bool(r.needs_files), path_filter=r.path_filter,
+                    lease_expires_at=expires, group=r.policy_group or "")
                 for r in rows]
+
+    def _lease(self, conn, rows, owner: str, now: float, expires: float) -> None:
+        """Lease the picked rows to `owner`; a taken-over one's lost attempt is recorded."""
+        lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
+                 "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
+                 "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
+                for r in rows if r.state == "running"]
+        if lost:
+            conn.execute(self._q.insert_attempt, lost)
+        conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
+                                     "expires": expires})
 
     def _any_due(self, now: float) -> bool:
         """A lock-free look: is any job queued and due, or running on an expired lease?"""
@@ -99,7 +112,7 @@ class Queue(Tx):
         return rows
 
     def _pick_policed(self, conn, limit: int, now: float, owner: str, policies: Policies,
-                      superseded: list, cancel_kinds) -> list:
+                      superseded: list, cancel_kinds, waiting: list) -> list:
         """Due rows their policies let start, in the order `_pick` takes them, read page by
         page past the jobs that must wait (a target that is full is left out of the next page)."""
         admission.lock(conn)
@@ -107,8 +120,8 @@ class Queue(Tx):
         taken: list = []
         full: set[str] = set()
         page = max(4 * limit, 64)
-        for pick, order in ((self._q.pick_expired, jobs.c.lease_expires_at),
-                            (self._q.pick_queued, jobs.c.next_attempt_at)):
+        for pick, order in ((self._q.light_expired, jobs.c.lease_expires_at),
+                            (self._q.light_queued, jobs.c.next_attempt_at)):
             after = None
             for _ in range(50):       # bounded: a claim never reads the whole queue
                 q = pick.where(jobs.c.target.not_in(sorted(full))) if full else pick
@@ -127,6 +140,7 @@ class Queue(Tx):
             if len(taken) >= limit:
                 break
         adm.save(self._dialect_insert)
+        waiting += adm.waiting_superseded
         return taken
 
     @staticmethod
@@ -135,7 +149,7 @@ class Queue(Tx):
         if row.state == "queued" and row.policy_group and policy.on_newer in ("coalesce", "cancel"):
             newest = adm.newest_waiting(row)
             if newest is not None:
-                superseded += adm.supersede_waiting(row, newest)
+                adm.supersede_waiting(row, newest)
                 return
         builds = (adm.cancellable(row, owner, cancel_kinds)
                   if policy.on_newer == "cancel" and row.policy_group else [])
@@ -312,6 +326,13 @@ class _Statements:
                 .with_for_update(of=jobs, skip_locked=True))
         self.pick_queued = pick.where(queued).order_by(jobs.c.next_attempt_at, jobs.c.id)
         self.pick_expired = pick.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
+        # The policed claim's: the same rows without their events (read for those it takes).
+        light = (select(*[c for c in pick.selected_columns if c.table is jobs])
+                 .limit(bindparam("limit", type_=Integer)).with_for_update(of=jobs, skip_locked=True))
+        self.light_queued = light.where(queued).order_by(jobs.c.next_attempt_at, jobs.c.id)
+        self.light_expired = light.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
+        self.events = (select(jobs.c.id, deliveries.c.event)
+                       .join(deliveries, deliveries.c.id == jobs.c.delivery_id).where(jobs.c.id.in_(ids)))
         self.lease = update(jobs).where(jobs.c.id.in_(ids)).values(
             state="running", lease_owner=bindparam("owner"), leased_at=now,
             lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,
