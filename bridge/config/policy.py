@@ -11,7 +11,7 @@ from typing import Any
 
 from bridge.config.keys import BREAKER_KEYS, POLICY_KEYS, RULE_POLICY_KEYS
 from bridge.config.problems import as_mapping
-from bridge.errors import did_you_mean
+from bridge.errors import InvalidValue, did_you_mean
 from bridge.events import TEMPLATE_FIELDS
 from bridge.policies import (NO_POLICY, ON_NEWER, Breaker, TargetPolicy, parse_duration,
                              parse_rate)
@@ -44,7 +44,7 @@ def _policy(spec, problems, where: str, allowed, rule) -> dict[str, Any]:
             continue
         try:
             values[key] = _value(key, raw[key], raw, problems, label, rule)
-        except ValueError as exc:
+        except InvalidValue as exc:
             problems.add(raw.line_of(key), f"policy.{key}: {exc}", rule)
             values.pop(key, None)
     if values.get("breaker", True) is None:
@@ -55,7 +55,7 @@ def _policy(spec, problems, where: str, allowed, rule) -> dict[str, Any]:
 def _value(key: str, value, raw, problems, label: str, rule):
     if key in ("max_running", "max_running_per_group"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"must be a positive integer, not {value!r}")
+            raise InvalidValue(f"must be a positive integer, not {value!r}")
         return value
     if key == "rate":
         return parse_rate(value)
@@ -63,7 +63,7 @@ def _value(key: str, value, raw, problems, label: str, rule):
         return parse_duration(value)
     if key == "on_newer":
         if value not in ON_NEWER:
-            raise ValueError(f"must be one of {', '.join(ON_NEWER)}, not {value!r}"
+            raise InvalidValue(f"must be one of {', '.join(ON_NEWER)}, not {value!r}"
                              + did_you_mean(str(value), ON_NEWER))
         return value
     if key == "group":
@@ -73,13 +73,13 @@ def _value(key: str, value, raw, problems, label: str, rule):
 
 def _group(value) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a template such as '${repo}/${ref}'")
+        raise InvalidValue("must be a template such as '${repo}/${ref}'")
     for _, template in templates_in(value):
         name = template[2:-1] if template.startswith("${") and template.endswith("}") else None
         if name is None:
-            raise ValueError(f"template {template!r} has no closing '}}'")
+            raise InvalidValue(f"template {template!r} has no closing '}}'")
         if name not in GROUP_FIELDS:
-            raise ValueError(f"template '${{{name}}}' names an unknown field"
+            raise InvalidValue(f"template '${{{name}}}' names an unknown field"
                              + did_you_mean(name, sorted(GROUP_FIELDS), "'${{{}}}'")
                              + f"; fields: {', '.join(sorted(GROUP_FIELDS))}")
     return value
@@ -101,6 +101,6 @@ def _breaker(raw, problems, label: str, rule) -> Breaker | None:
     if "open_for" in spec:
         try:
             values["open_for"] = parse_duration(spec["open_for"])
-        except ValueError as exc:
+        except InvalidValue as exc:
             problems.add(spec.line_of("open_for"), f"policy.breaker.open_for: {exc}", rule)
     return Breaker(**values)

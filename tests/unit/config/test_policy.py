@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.policies import (NO_POLICY, Breaker, Policies, Rate, TargetPolicy, parse_rate)
+from bridge.errors import InvalidValue
+from bridge.policies import NO_POLICY, Breaker, Policies, Rate, TargetPolicy, parse_rate
 from unit.config.test_load import load, problems
 
 HEAD = """\
@@ -102,7 +103,7 @@ def test_rates(text, rate):
 
 @pytest.mark.parametrize("text", ["30", "0/min", "5/0s", "x/min", "5/fortnight", 30, None])
 def test_not_rates(text):
-    with pytest.raises(ValueError, match="is not a rate"):
+    with pytest.raises(InvalidValue, match="is not a rate"):
         parse_rate(text)
 
 
