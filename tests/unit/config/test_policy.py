@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import InvalidValue
+from bridge.events import Event
 from bridge.policies import NO_POLICY, Breaker, Policies, Rate, TargetPolicy, parse_rate
 from unit.config.test_load import load, problems
 
@@ -115,3 +116,23 @@ def test_rates_print_as_written():
 
 def test_policies_without_rules_fall_back_to_no_policy():
     assert Policies().of("ci", "api") == NO_POLICY
+
+
+def test_the_group_template_is_the_rules_else_the_targets_else_the_rule_and_the_ref(tmp_path):
+    config = load(tmp_path, HEAD + """\
+    policy: {group: "${repo}"}
+rules:
+  - name: own
+    on: {repo: acme/api}
+    run: {target: ci}
+    policy: {group: "${rule}:${branch}"}
+  - name: targets
+    on: {repo: acme/api}
+    run: {target: ci}
+""")
+    event = Event(provider="github", source="github", delivery_id="d-1", kind="push", repo="acme/api",
+                  ref="refs/heads/main", ref_name="main", before="1" * 40, after="2" * 40, sha="2" * 40)
+    groups = {v.rule: v.jobs[0].group for v in config.ruleset.match(event)}
+    assert groups == {"own": "own:main", "targets": "acme/api"}
+    plain = load(tmp_path, HEAD + "rules:\n  - name: r\n    on: {repo: acme/api}\n    run: {target: ci}\n")
+    assert [v.jobs[0].group for v in plain.ruleset.match(event)] == ["r/refs/heads/main"]
