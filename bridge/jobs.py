@@ -27,11 +27,15 @@ def rerun_suffix(job: "Job") -> str:
     return f"-rerun{int(n)}" if n else ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Job:
     """One unit of work for one target, the same value from the rule that asks for it to the
     dispatcher that runs it. What is not known yet keeps its default: `id` until the store has
-    inserted it, the lease (`lease_expires_at`) until a dispatcher claimed it."""
+    inserted it, the lease (`lease_expires_at`) until a dispatcher claimed it.
+
+    A value: never changed in place (`dataclasses.replace` makes a changed copy). Not frozen
+    only because matching makes one per matched rule, and a frozen dataclass takes three times
+    as long to build."""
     rule: str
     target: str                 # the target's name in rules.yaml
     kind: str = ""              # the target's kind ("jenkins", "exec", ...)

@@ -38,7 +38,7 @@ class NewDelivery:
     event: Event | None             # None for ignored deliveries
     outcome: str                    # "matched" | "no_match" | "ignored"
     reason: str
-    verdicts: list[dict]            # Verdict.to_dict(): {"rule", "matched", "reason", "needs_files", "stopped_by"}
+    verdicts: list[dict]            # Verdict.to_dict(): rule, matched, reason, needs_files, stopped_by
     rules_version: str
     content_key: str | None         # "provider|repo|ref|before|after" for pushes
 
@@ -122,8 +122,8 @@ class Inbox(Tx):
         # writer lock is held, and every ingest of every worker queues on that lock.
         event = d.event
         row = self._insert_delivery.params({
-            "id": d.delivery_id, "source": d.source, "provider": d.provider, "received_at": d.received_at,
-            "repo": event.repo if event is not None else None, "ref": event.ref if event is not None else None,
+            "id": d.delivery_id, "source": d.source, "provider": d.provider,
+            "received_at": d.received_at, "repo": event and event.repo, "ref": event and event.ref,
             "outcome": d.outcome, "reason": d.reason, "headers": _dumps(d.headers), "body": d.body,
             "event": _dumps(event.to_dict() if event is not None else None),
             "verdicts": _dumps(d.verdicts), "rules_version": d.rules_version,
