@@ -103,10 +103,11 @@ class Admission:
             return f"max_running_per_group {per_group} reached"
         if policy.debounce and row.first_queued_at + policy.debounce > self.now:
             return f"debounce until {clock(row.first_queued_at + policy.debounce)}"
-        for key, rate in ((f"target:{target}", policy.rate), (f"rule:{rule}", rule_rate)):
+        for key, rate, what in ((f"target:{target}", policy.rate, "rate"),
+                                (f"rule:{rule}", rule_rate, "rule rate")):
             if rate is not None and self._tokens(key, rate) < 1:
                 wait = (1 - self._tokens(key, rate)) / rate.per_second
-                return f"rate {rate} reached, next start at {clock(self.now + wait)}"
+                return f"{what} {rate} reached, next start at {clock(self.now + wait)}"
         return None
 
     def take(self, row, policy: TargetPolicy, freed: int = 0) -> None:

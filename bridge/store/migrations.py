@@ -56,15 +56,13 @@ def _no_length_limits(conn) -> None:
 
 
 def _policies(conn) -> None:
-    """Per-target policy: jobs.policy_group and superseded_by, the jobs_group index and the
-    policy_state table; each only if missing (a database made from a newer schema.py)."""
+    """Per-target policy: jobs.policy_group and superseded_by and the policy_state table; each
+    only if missing (a database made from a newer schema.py)."""
     have = {c["name"] for c in inspect(conn).get_columns(jobs.name)}
     for name in ("policy_group", "superseded_by"):
         if name not in have:
             kind = jobs.c[name].type.compile(conn.dialect)
             conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {kind}"))
-    if "jobs_group" not in {i["name"] for i in inspect(conn).get_indexes(jobs.name)}:
-        next(i for i in jobs.indexes if i.name == "jobs_group").create(conn)
     policy_state.create(conn, checkfirst=True)
 
 

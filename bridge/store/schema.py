@@ -88,9 +88,8 @@ Index("jobs_delivery", jobs.c.delivery_id)
 # Claims read these in order and stop at their limit: no sort, however long the queue.
 Index("jobs_due", jobs.c.state, jobs.c.next_attempt_at, jobs.c.id)
 Index("jobs_lease", jobs.c.state, jobs.c.lease_expires_at, jobs.c.id)
-# A group's jobs, for coalescing and cancelling (b-tree on a rendered template: see engine notes
-# above; hashed on PostgreSQL, where the b-tree would cap its length).
-Index("jobs_group", jobs.c.policy_group, postgresql_using="hash")
+# No index on policy_group: the claim looks a group up among its queued, running or started
+# jobs (few, through jobs_due and jobs_lease), never among its thousands of finished ones.
 
 job_attempts = Table(
     "job_attempts", metadata,

@@ -222,3 +222,13 @@ def test_a_failed_probe_opens_the_breaker_again(open_store):
     assert store.record_retry(probe.id, "A", "still down", 2031, now=2031, breaker=breaker)
     assert store.breaker_states(pol, now=2040) == {"ci": "open"}
     assert store.claim("A", 5, lease_seconds=LEASE, now=2040, policies=pol) == []
+
+
+def test_a_rules_own_rate_holds_back_that_rule_only(open_store):
+    store = open_store()
+    pol = Policies(targets={"ci": TargetPolicy()}, rules={"slow": {"rate": Rate(1, 60.0)}})
+    slow = queue(store, 2, group="s", rule="slow")
+    fast = queue(store, 2, group="f", rule="fast", at=1010, prefix="e")
+    assert ids(store.claim("A", 10, lease_seconds=LEASE, now=2000, policies=pol)) == [slow[0]] + fast
+    assert store.waiting_reasons(slow, pol, now=2000) == {
+        slow[1]: f"waiting: rule rate 1/min reached, next start at {clock(2060)}"}

@@ -17,7 +17,7 @@ V4_COLUMNS = ("policy_group", "superseded_by")
 
 
 def make_version_3(url: str) -> None:
-    """A database as version 3 created it (no policy columns, index or table), one job waiting."""
+    """A database as version 3 created it (no policy columns or table), one job waiting."""
     old = MetaData()
     for table in metadata.sorted_tables:
         if table.name == "policy_state":
@@ -26,7 +26,6 @@ def make_version_3(url: str) -> None:
         if table.name == "jobs":
             for name in V4_COLUMNS:
                 copy._columns.remove(copy.c[name])
-            copy.indexes.discard(next(i for i in copy.indexes if i.name == "jobs_group"))
     engine, _ = open_engine(url)
     try:
         with engine.begin() as conn:
