@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-from bridge.events import CASE_INSENSITIVE_REPOS, Event
+from bridge.events import Event
 from bridge.globs import GlobError, PatternList
 from bridge.jobs import Job
 from bridge.nearest import NearIndex
@@ -236,7 +236,7 @@ class _Facts:
 
     def __init__(self, event: Event):
         self.event = event
-        self.fold = event.provider in CASE_INSENSITIVE_REPOS
+        self.fold = event.repo_case_insensitive
         self.repo_key = event.repo.lower() if self.fold else event.repo
         self._fields = None
         self._files_done = False

@@ -40,7 +40,7 @@ class NewDelivery:
     reason: str
     verdicts: list[dict]            # Verdict.to_dict(): rule, matched, reason, needs_files, stopped_by
     rules_version: str
-    content_key: str | None         # "provider|repo|ref|before|after" for pushes
+    content_key: str | None         # providers.content_key(event): provider, host, repo, ref, before, after
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,19 @@ class Inbox(Tx):
         that transaction and its commit (`GroupCommit`); each returns only once it is committed.
         """
         return self._ingests.submit((d, new_jobs, *self._ingest_params(d, new_jobs)))
+
+    def ingest_all(self, items: list[tuple[NewDelivery, list[Job]]]) -> list[Ingested]:
+        """Several deliveries, the events of ONE host delivery (Bitbucket: one per change), each
+        with its jobs, in ONE transaction: all are stored or none. Each is deduplicated on its
+        own, as `ingest` does (a redelivery finds every one of them stored)."""
+        prepared = [(d, new_jobs, *self._ingest_params(d, new_jobs)) for d, new_jobs in items]
+        result = self._write_batch([(prepared,)], self._ingest_several, self._driver_tx)[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _ingest_several(self, cur, prepared: list) -> list[Ingested]:
+        return [self._ingest_one(cur, *item) for item in prepared]
 
     def _ingest_params(self, d: NewDelivery, new_jobs: list[Job]) -> tuple:
         # Everything is serialized before the transaction begins, and the three statements run
