@@ -121,10 +121,12 @@ class Feedback:
     def dead(self, job: Job, reason: str) -> list[NewStatus]:
         return self._job(job, "final", "error", f"could not start the build: {reason}")
 
-    def superseded(self, job: Job, by_sha: str, run: Run | None = None) -> list[NewStatus]:
-        """A newer job of its group replaced it (policy on_newer: coalesce / cancel): its
-        waiting or its cancelled build ends in error, naming the commit that replaced it."""
-        return self._job(job, "final", "error", f"superseded by {by_sha}", run.url if run else None)
+    def superseded(self, job: Job, newer_sha: str, run: Run | None = None) -> list[NewStatus]:
+        """A newer job of its group replaced it (policy on_newer: coalesce / cancel): a job that
+        waited is canceled; a build cancelled for the newer one (`run`) ends in error."""
+        if run is None:
+            return self._job(job, "final", "canceled", f"superseded by {newer_sha[:12]}")
+        return self._job(job, "final", "error", f"superseded by {newer_sha[:12]}", run.url or None)
 
     def skipped(self, job: Job, reason: str) -> list[NewStatus]:
         if not self.config.rule_report(job.rule).report_skipped:

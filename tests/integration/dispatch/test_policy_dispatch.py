@@ -107,7 +107,7 @@ def test_cancel_stops_the_superseded_build_on_jenkins_and_its_status_names_the_s
     assert [b.result for b in jenkins.builds()][:1] == ["ABORTED"]
     new_sha = setup.store.get_delivery(_delivery_of(setup, new))["event"]["sha"]
     final = [s for s in setup.store.statuses_of(_delivery_of(setup, old)) if s["rank"] % 10 == 3]
-    assert [(s["state"], s["description"]) for s in final] == [("error", f"superseded by {new_sha}")]
+    assert [(s["state"], s["description"]) for s in final] == [("error", f"superseded by {new_sha[:12]}")]
 
 
 def _delivery_of(setup, job_id: int) -> str:
@@ -148,3 +148,15 @@ def test_a_superseded_exec_command_gets_sigterm_in_its_own_dispatcher(tmp_path, 
         thread.join(30)
     old = store.get_delivery("d-1")["jobs"][0]
     assert (old["id"], old["state"], old["superseded_by"]) == (first, "superseded", second)
+
+
+def test_coalesce_reports_the_waiting_jobs_it_replaced_as_canceled(tmp_path, jenkins, github, open_store):
+    setup = Setup(tmp_path, jenkins, github, open_store())
+    d = setup.dispatcher(policies=Policies(targets={"ci": TargetPolicy(on_newer="coalesce")}))
+    old, new = push(setup, 2)
+    assert d.run_once() == 1
+    assert (state(setup, old)["state"], state(setup, new)["state"]) == ("superseded", "started")
+    new_sha = setup.store.get_delivery(_delivery_of(setup, new))["event"]["sha"]
+    final = [s for s in setup.store.statuses_of(_delivery_of(setup, old)) if s["rank"] % 10 == 3]
+    assert [(s["state"], s["description"]) for s in final] == [("canceled", f"superseded by {new_sha[:12]}")]
+    assert len([p for p in jenkins.posts() if p.status == 201]) == 1
