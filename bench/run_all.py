@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["match_bench.py", "load.py", "jenkins_dispatch.py", "changes_bench.py", "pg_bench.py",
-         "flood.py"]
+         "ui_bench.py", "flood.py"]
 
 
 def main() -> int:

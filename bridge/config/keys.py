@@ -15,11 +15,12 @@ ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore
            "paths-ignore", "events")
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
                  "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
-                 "mirrors", "header_timeout", "body_timeout", "log_level")
+                 "mirrors", "header_timeout", "body_timeout", "log_level", "ui")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
 MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
+UI_KEYS = ("trusted_user_header", "trusted_proxies")
 #: A target's `policy:` (bridge.policies.TargetPolicy); a rule's may hold all but the breaker.
 POLICY_KEYS = ("max_running", "rate", "group", "max_running_per_group", "on_newer", "debounce",
                "breaker")

@@ -1,4 +1,4 @@
-"""Schema version 4 (per-target policy) on SQLite and PostgreSQL: a version-3 database with a
+"""Schema version 5 (per-target policy) on SQLite and PostgreSQL: a version-4 database with a
 waiting job is upgraded to exactly schema.py's layout, and its job is claimed under a policy."""
 from __future__ import annotations
 
@@ -13,30 +13,30 @@ from bridge.store.engine import open_engine
 from bridge.store.schema import SCHEMA_VERSION, metadata, schema_version
 from helpers.store import db_url, new_delivery, new_job  # noqa: F401  (fixture)
 
-V4_COLUMNS = ("policy_group", "superseded_by")
+V5_COLUMNS = ("policy_group", "superseded_by")
 
 
-def make_version_3(url: str) -> None:
-    """A database as version 3 created it (no policy columns or table), one job waiting."""
+def make_version_4(url: str) -> None:
+    """A database as version 4 created it (no policy columns or table), one job waiting."""
     old = MetaData()
     for table in metadata.sorted_tables:
         if table.name == "policy_state":
             continue
         copy = table.to_metadata(old)
         if table.name == "jobs":
-            for name in V4_COLUMNS:
+            for name in V5_COLUMNS:
                 copy._columns.remove(copy.c[name])
     engine, _ = open_engine(url)
     try:
         with engine.begin() as conn:
             old.create_all(conn)
-            conn.execute(insert(schema_version), [{"version": v, "applied_at": float(v)} for v in (1, 2, 3)])
+            conn.execute(insert(schema_version), [{"version": v, "applied_at": float(v)} for v in (1, 2, 3, 4)])
     finally:
         engine.dispose()
     store = Store.open(url, check=False)
     try:
         jobs = old.tables["jobs"]
-        with store.engine.begin() as conn:        # the ingest of version 3: no policy_group column
+        with store.engine.begin() as conn:        # the ingest of version 4: no policy_group column
             from_v3 = new_delivery("before-upgrade", received_at=1000.0)
             conn.execute(insert(old.tables["deliveries"]).values(
                 id=from_v3.delivery_id, source="github", provider="github", received_at=1000.0,
@@ -50,13 +50,13 @@ def make_version_3(url: str) -> None:
         store.close()
 
 
-def test_version_3_is_upgraded_and_its_waiting_job_runs_under_a_policy(db_url):
-    assert SCHEMA_VERSION == 4
-    make_version_3(db_url)
+def test_version_4_is_upgraded_and_its_waiting_job_runs_under_a_policy(db_url):
+    assert SCHEMA_VERSION == 5
+    make_version_4(db_url)
     store = Store.open(db_url, upgrade=True)
     try:
         st = store.schema_status()
-        assert [v for v, _ in st.applied] == [1, 2, 3, 4]
+        assert [v for v, _ in st.applied] == [1, 2, 3, 4, 5]
         assert st.drift == [] and st.current
         policies = Policies(targets={"ci": TargetPolicy(max_running=1, on_newer="coalesce")})
         (new,) = store.ingest(new_delivery("after-upgrade", received_at=1001.0),
