@@ -13,7 +13,21 @@ ZERO_SHA = "0" * 40
 COMMIT_CAPS: dict[str, int] = {}
 
 #: Event kinds a rule's `on.events` may name.
-KINDS = ("push", "tag", "delete")
+KINDS = ("push", "tag", "delete", "pull_request", "comment")
+#: Kinds about a pull/merge request: their ref is the host's pull ref (`refs/pull/N/head`).
+PULL_KINDS = ("pull_request", "comment")
+
+#: GitHub Actions' `on: pull_request` without `types`: opened, synchronize, reopened.
+DEFAULT_PULL_TYPES = ("opened", "synchronize", "reopened")
+#: Every action word a pull-request event may carry (GitHub Actions' words; other hosts map to them).
+PULL_ACTIONS = (
+    "opened", "edited", "closed", "reopened", "synchronize", "assigned", "unassigned", "labeled",
+    "unlabeled", "converted_to_draft", "ready_for_review", "locked", "unlocked", "milestoned",
+    "demilestoned", "enqueued", "dequeued", "review_requested", "review_request_removed",
+    "auto_merge_enabled", "auto_merge_disabled", "approved", "unapproved")
+#: GitHub's author associations, most trusted first (GitLab and others send none: "").
+AUTHOR_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR",
+                       "FIRST_TIMER", "MANNEQUIN", "NONE")
 
 #: Providers whose repository paths are case-insensitive (GitHub's `Acme/API` is `acme/api`):
 #: rules' repo patterns are compared with the event's repo case-folded for them.
@@ -41,7 +55,7 @@ class Event:
     provider: str               # "github" | "gitlab"
     source: str                 # the rules.yaml source name (URL path /hooks/<source>)
     delivery_id: str            # the host's delivery id, or one we made up if it sent none
-    kind: str                   # "push" | "tag" | "delete"
+    kind: str                   # "push" | "tag" | "delete" | "pull_request" | "comment"
     repo: str                   # full path: "acme/api", "group/sub/proj"
     ref: str                    # full ref: "refs/heads/main", "refs/tags/v1.0"
     ref_name: str               # branch or tag name (may contain "/")
@@ -58,6 +72,26 @@ class Event:
     default_branch: str = ""
     clone_urls: tuple[str, ...] = ()
     head_message: str = ""      # the head commit's message (skip markers)
+    # Pull/merge requests (kind "pull_request") and their comments (kind "comment"); empty on pushes.
+    number: int | None = None   # GitHub's number, GitLab's iid
+    action: str = ""            # GitHub Actions' word: opened, synchronize, closed, ... / created
+    host_action: str = ""       # the host's own word (GitLab: open, update, merge, ...)
+    base_ref: str = ""          # the target branch's name
+    head_ref: str = ""          # the source branch's name
+    head_sha: str = ""          # the head commit (= sha; "" for a comment the host sent without it)
+    head_repo: str = ""         # the source repository's path
+    fork: bool = False          # the head repository is not the base repository (by id or path)
+    merged: bool = False
+    draft: bool = False
+    author: str = ""            # who opened the pull request, or who wrote the comment
+    author_association: str = ""    # OWNER, MEMBER, COLLABORATOR, ... ("" where the host has none)
+    comment: str = ""           # a comment's text (kind "comment")
+    comment_id: str = ""
+    updated_at: str = ""        # the host's timestamp of this change (tells resends from news)
+
+    @property
+    def is_pull(self) -> bool:
+        return self.kind in PULL_KINDS
 
     @property
     def is_tag(self) -> bool:
@@ -77,6 +111,8 @@ class Event:
 
     def changed_files(self) -> frozenset[str] | None:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
+        if self.is_pull:
+            return None         # no host sends a pull request's files: the mirror's three-dot diff
         if not self.commits_complete or any(not c.has_files for c in self.commits):
             return None
         cap = COMMIT_CAPS.get(self.provider)
@@ -114,11 +150,29 @@ class Event:
             "source": self.source,
             "provider": self.provider,
             "kind": self.kind,
+            "number": "" if self.number is None else str(self.number),
+            "action": self.action,
+            "base_ref": self.base_ref,
+            "head_ref": self.head_ref,
+            "head_sha": self.head_sha,
+            "head_repo": self.head_repo,
         }
+
+    def content_key(self) -> str:
+        """What makes two deliveries the same news, whatever their ids: the same push (repo,
+        ref, before, after), or the same change of one pull request or comment."""
+        if self.kind == "pull_request":
+            return "|".join((self.provider, self.repo, "pull", str(self.number), self.host_action,
+                             self.head_sha, self.updated_at))
+        if self.kind == "comment":
+            return "|".join((self.provider, self.repo, "comment", str(self.number), self.comment_id,
+                             self.host_action, self.updated_at))
+        return "|".join((self.provider, self.repo, self.ref, self.before, self.after))
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every value and costs ~100 us per delivery.
-        d = {name: getattr(self, name) for name in _EVENT_FIELDS}
+        # A push leaves out the pull-request fields (all empty): stored events stay as they were.
+        d = {name: getattr(self, name) for name in (_EVENT_FIELDS if self.is_pull else _PUSH_FIELDS)}
         d["commits"] = [{name: getattr(c, name) for name in _COMMIT_FIELDS} for c in self.commits]
         for c in d["commits"]:
             c["added"], c["modified"], c["removed"] = list(c["added"]), list(c["modified"]), list(c["removed"])
@@ -139,12 +193,16 @@ class Event:
 
 
 _EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_PULL_FIELDS = ("number", "action", "host_action", "base_ref", "head_ref", "head_sha", "head_repo", "fork",
+                "merged", "draft", "author", "author_association", "comment", "comment_id", "updated_at")
+_PUSH_FIELDS = tuple(name for name in _EVENT_FIELDS if name not in _PULL_FIELDS)
 _COMMIT_FIELDS = tuple(f.name for f in fields(Commit))
 
 #: Template fields, for validating `${...}` references in rules.yaml.
 TEMPLATE_FIELDS = frozenset(
     ("sha", "short_sha", "branch", "tag", "ref", "ref_name", "repo", "before", "after", "pusher",
-     "delivery", "source", "provider", "kind"))
+     "delivery", "source", "provider", "kind", "number", "action", "base_ref", "head_ref", "head_sha",
+     "head_repo"))
 
 
 @dataclass(frozen=True)
