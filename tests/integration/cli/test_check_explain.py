@@ -17,6 +17,8 @@ from bridge.cli.main import cli
 EVENT_KEYS = {"provider", "source", "delivery_id", "kind", "repo", "ref", "ref_name", "before", "after",
               "sha", "created", "deleted", "forced", "commits", "commits_complete", "pusher",
               "default_branch", "clone_urls", "head_message"}
+PULL_KEYS = {"number", "action", "host_action", "base_ref", "head_ref", "head_sha", "head_repo", "fork",
+             "merged", "draft", "author", "author_association", "comment", "comment_id", "updated_at"}
 
 RULES = BASE_RULES + """\
   - name: api-src
@@ -49,7 +51,8 @@ def test_explain_json_on_every_shared_payload(rules, tmp_path, rel):
     if data["event"] is None:
         assert data["ignored"] and data["rules"] == []
         return
-    assert set(data["event"]) == EVENT_KEYS
+    pull = data["event"]["kind"] == "pull_request"
+    assert set(data["event"]) == (EVENT_KEYS | PULL_KEYS if pull else EVENT_KEYS)
     assert [r["name"] for r in data["rules"]] == ["every-branch", "tags", "api-src"]
     for r in data["rules"]:
         assert set(r) == {"name", "matched", "reason", "needs_files", "jobs"}
