@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.events import DEFAULT_PULL_TYPES, Event
+from bridge.events import AUTHOR_ASSOCIATIONS, DEFAULT_PULL_TYPES, Event
 from bridge.globs import PatternList
 
 #: Who may start a build from a fork's pull request or by a comment, when a rule names nobody.
@@ -85,6 +85,13 @@ def _who(event: Event) -> str:
     return f"'{event.author}'{assoc}" if event.author else f"an unknown author{assoc}"
 
 
+def _names_hint(event: Event, authors: tuple) -> str:
+    """GitLab (and any host without author associations) is matched by user names only."""
+    if event.author_association or not any(a in AUTHOR_ASSOCIATIONS for a in authors):
+        return ""
+    return f" ({event.provider} sends no author association: list user names)"
+
+
 def pull_problem(pull: PullFilter, forks, event: Event) -> str | None:
     """None when a pull request event passes the rule's `pull_request:` and `forks:`."""
     n = f"pull request #{event.number}"
@@ -110,7 +117,7 @@ def fork_problem(forks, event: Event) -> str | None:
     if author_allowed(event, forks):
         return None
     return (f"pull request #{event.number} comes from the fork{head} by {_who(event)}, who is not "
-            f"in forks.authors [{', '.join(forks)}]")
+            f"in forks.authors [{', '.join(forks)}]{_names_hint(event, forks)}")
 
 
 def comment_problem(comment: CommentFilter, event: Event) -> str | None:
@@ -121,5 +128,6 @@ def comment_problem(comment: CommentFilter, event: Event) -> str | None:
     if not comment.pattern.search(event.comment[:COMMENT_SCAN]):
         return f"{n} does not match comment.pattern '{comment.pattern.pattern}'"
     if not author_allowed(event, comment.authors):
-        return f"{n} by {_who(event)}: not in comment.authors [{', '.join(comment.authors)}]"
+        return (f"{n} by {_who(event)}: not in comment.authors [{', '.join(comment.authors)}]"
+                f"{_names_hint(event, comment.authors)}")
     return None
