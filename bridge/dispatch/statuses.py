@@ -57,8 +57,9 @@ class JobRef:
     def from_job(cls, cj: ClaimedJob) -> "JobRef":
         ev = cj.event
         return cls(job_id=cj.id, delivery_id=cj.delivery_id, rule=cj.rule, source=ev.get("source", ""),
-                   provider=ev.get("provider", ""), repo=ev.get("repo", ""), sha=ev.get("sha", ""),
-                   ref=ev.get("ref_name", ""), kind=ev.get("kind", "push"), needs_files=cj.needs_files,
+                   provider=ev.get("provider", ""), repo=ev.get("repo", ""), sha=ev.get("sha") or "",
+                   ref=ev.get("head_ref") or ev.get("ref_name", ""), kind=ev.get("kind", "push"),
+                   needs_files=cj.needs_files,
                    attempt=cj.attempts)
 
     @classmethod
@@ -151,6 +152,10 @@ class Feedback:
         why = "changed files unknown" if "changed files unknown" in reason else "no matching paths"
         return self._job(job, "final", "success", f"skipped: {why}")
 
+    def superseded(self, job: JobRef, newer_sha: str) -> list[NewStatus]:
+        """A pull request's queued job a newer one replaced: its pending status ends canceled."""
+        return self._job(job, "final", "canceled", f"superseded by {newer_sha[:12]}")
+
     def gave_up(self, job: JobRef, run: Run, reason: str) -> list[NewStatus]:
         return self._job(job, "final", "error", reason, run.url)
 
@@ -166,7 +171,8 @@ class Feedback:
             if j["state"] in ("queued", "running"):
                 out += self.queued(JobRef(job_id=j["id"], delivery_id=d["delivery"], rule=j["rule"],
                                           source=d["source"], provider=d["provider"], repo=event.repo,
-                                          sha=event.sha, ref=event.ref_name, kind=event.kind,
+                                          sha=event.sha or "", ref=event.head_ref or event.ref_name,
+                                          kind=event.kind,
                                           needs_files=j["needs_files"]))
         for v in d.get("verdicts") or []:
             report = self.config.rule_report(v["rule"])
@@ -180,7 +186,8 @@ class Feedback:
                 out.append(NewStatus(key=f"skip:{d['delivery']}:{rule.name}", delivery_id=d["delivery"],
                                      job_id=None, rule=rule.name, source=d["source"],
                                      provider=d["provider"], repo=event.repo, sha=event.sha,
-                                     ref=event.ref_name, context=report.context, rank=PHASES["final"],
+                                     ref=event.head_ref or event.ref_name, context=report.context,
+                                     rank=PHASES["final"],
                                      state="success", description=cap(description)))
         return out
 

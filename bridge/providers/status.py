@@ -53,19 +53,22 @@ class StatusClient:
 
     def post(self, status) -> Answer:
         url, headers, body = self.request(status)
+        resp = self.send("POST", url, headers=headers, json=body)
+        return resp if isinstance(resp, Answer) else self.classify(resp)
+
+    def send(self, method: str, url: str, **kw) -> requests.Response | Answer:
+        """One request on this thread's session; an Answer "retry" when the host did not answer."""
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
         try:
-            resp = session.post(url, json=body, headers=headers, timeout=self.timeout,
-                                allow_redirects=False)
+            return session.request(method, url, timeout=self.timeout, allow_redirects=False, **kw)
         except requests.Timeout:
             return Answer("retry", None, f"no answer from {self._host()} within {self.timeout:g}s")
         except requests.ConnectionError:
             return Answer("retry", None, f"cannot connect to {self._host()}")
         except requests.RequestException as exc:
             return Answer("retry", None, f"{type(exc).__name__} talking to {self._host()}")
-        return self.classify(resp)
 
     def request(self, status) -> tuple[str, dict, dict]:  # pragma: no cover - interface
         raise NotImplementedError

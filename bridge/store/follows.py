@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from bridge.jobs import Run
 from bridge.store.outbox import NewStatus
@@ -63,7 +63,10 @@ class Follows(Tx):
         q = (select(follows, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.attempts,
                     deliveries.c.source,
                     deliveries.c.provider, ev["repo"].as_string().label("repo"),
-                    ev["sha"].as_string().label("sha"), ev["ref_name"].as_string().label("ref_name"))
+                    ev["sha"].as_string().label("sha"),
+                    # a pull request's statuses name its head branch (GitLab's `ref`)
+                    func.coalesce(func.nullif(ev["head_ref"].as_string(), ""),
+                                  ev["ref_name"].as_string()).label("ref_name"))
              .join(jobs, jobs.c.id == f.job_id).join(deliveries, deliveries.c.id == jobs.c.delivery_id)
              .where(due, jobs.c.target.in_(targets)).order_by(f.next_check_at, f.job_id).limit(limit)
              .with_for_update(of=follows, skip_locked=True))

@@ -1,0 +1,77 @@
+"""Dispatcher stage, pull requests: before a `pull_request` or `comment` job starts, a newer job
+of the same rule for the same pull request supersedes it, and a comment that names no commit
+(GitHub's `issue_comment`) gets its pull request's head from the host's API, its request rendered.
+
+Input: a claimed job, the store, and the `Feedback` (whose `report:` clients hold the tokens).
+Output: `Prepared`: the job ready to start (event completed, request rendered), or skipped, dead
+or to retry, with the reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from bridge.events import PULL_KINDS, Event
+from bridge.providers.status import Answer
+from bridge.store import ClaimedJob, Store
+from bridge.templates import compile_template, copy_plain
+
+
+@dataclass(frozen=True)
+class Prepared:
+    job: ClaimedJob
+    outcome: str = ""                   # "": start it; "skipped", "dead" or "retry"
+    reason: str = ""
+    retry_after: float | None = None
+    superseded_by: str = ""             # the newer job's head sha ("" while a comment's is unknown)
+
+
+def render(request: dict, event: dict) -> dict:
+    """A comment job's request, stored with its templates, rendered on the completed event."""
+    compiled = compile_template(request)
+    return compiled(Event.from_dict(event).template_fields()) if compiled else copy_plain(request)
+
+
+class PullSteps:
+    """`prepare(claimed_job)`, the runner's first step; other jobs pass through untouched."""
+
+    def __init__(self, store: Store, feedback: Callable[[], object]):
+        self.store = store
+        self.feedback = feedback            # the dispatcher's current Feedback (rules reload)
+
+    def prepare(self, cj: ClaimedJob) -> Prepared:
+        ev = cj.event or {}
+        if ev.get("kind") not in PULL_KINDS:
+            return Prepared(cj)
+        n = f"pull request #{ev.get('number')}"
+        newer = self.store.newer_pull_job(cj.id, rule=cj.rule, source=ev.get("source", ""),
+                                          repo=ev.get("repo", ""), ref=ev.get("ref", ""))
+        if newer is not None:
+            job_id, sha = newer
+            by = sha[:12] if sha else "a newer comment"
+            return Prepared(cj, "skipped", f"superseded by {by} (job {job_id}, newer for {n})",
+                            superseded_by=sha or "")
+        if ev.get("sha"):
+            return Prepared(cj)
+        return self._ask_head(cj, ev, n)
+
+    def _ask_head(self, cj: ClaimedJob, ev: dict, n: str) -> Prepared:
+        """The comment named no commit: GET the pull request with the source's report: token."""
+        feedback = self.feedback()
+        client = feedback.client(ev.get("source", "")) if feedback is not None else None
+        ask = getattr(client, "pull_head", None)
+        if ask is None:
+            return Prepared(cj, "dead", f"the comment names no commit and source '{ev.get('source')}' "
+                                        f"has no report: token to ask {ev.get('provider')} for the "
+                                        f"head of {n}")
+        got = ask(ev.get("repo", ""), ev.get("number"))
+        if isinstance(got, Answer):
+            if got.outcome == "retry":
+                return Prepared(cj, "retry", f"cannot ask for the head of {n} yet: {got.message}",
+                                retry_after=got.retry_after)
+            return Prepared(cj, "dead", f"cannot ask for the head of {n}: {got.message}")
+        state = got.pop("state", "open")
+        if state != "open":
+            return Prepared(cj, "skipped", f"{n} is {state}: nothing to rebuild")
+        event = self.store.complete_event(cj.delivery_id, {**ev, **got}, render)
+        return Prepared(replace(cj, event=event, request=render(cj.request, event)))
