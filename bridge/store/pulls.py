@@ -13,6 +13,9 @@ from sqlalchemy import select, update
 
 from bridge.store.schema import deliveries, jobs
 
+#: Newer jobs read at a time while looking for one of the same pull request.
+_PAGE = 500
+
 
 class PullQueries:
     """Mixed into `Store`."""
@@ -21,17 +24,27 @@ class PullQueries:
                        ref: str) -> tuple[int, str | None] | None:
         """The newest job after `job_id` of `rule` whose delivery is about the same pull request
         (same source, repo and pull ref: `refs/pull/N/head`), as (job id, its head sha or None
-        while a comment's head is unknown); None when there is none."""
+        while a comment's head is unknown); None when there is none.
+
+        It reads only the jobs queued after this one (newest first, a page at a time), never
+        the repository's whole history: a busy repository's old deliveries cost nothing."""
         j, d = jobs.c, deliveries.c
-        q = (select(j.id, d.event).join(deliveries, d.id == j.delivery_id)
-             .where(j.id > job_id, j.rule == rule, d.source == source, d.repo == repo, d.ref == ref)
-             .order_by(j.id.desc()).limit(1))
+        below = None
         with self._tx(read=True) as conn:
-            row = conn.execute(q).first()
-        if row is None:
-            return None
-        event = row.event or {}
-        return row.id, event.get("sha") or None
+            while True:
+                q = select(j.id, j.delivery_id).where(j.id > job_id, j.rule == rule)
+                if below is not None:
+                    q = q.where(j.id < below)
+                page = conn.execute(q.order_by(j.id.desc()).limit(_PAGE)).all()
+                if not page:
+                    return None
+                found = dict(conn.execute(
+                    select(d.id, d.event).where(d.id.in_({r.delivery_id for r in page}),
+                                                d.source == source, d.repo == repo, d.ref == ref)).all())
+                for row in page:                   # newest first
+                    if row.delivery_id in found:
+                        return row.id, (found[row.delivery_id] or {}).get("sha") or None
+                below = page[-1].id
 
     def complete_event(self, delivery_id: str, event: dict, render: Callable[[dict, dict], dict]) -> dict:
         """Store `event` (a comment's, completed with its pull request's head) as the delivery's
