@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from bridge.store.schema import deliveries, jobs
-
-#: Newer jobs read at a time while looking for one of the same pull request.
-_PAGE = 500
 
 
 class PullQueries:
@@ -26,25 +23,18 @@ class PullQueries:
         (same source, repo and pull ref: `refs/pull/N/head`), as (job id, its head sha or None
         while a comment's head is unknown); None when there is none.
 
-        It reads only the jobs queued after this one (newest first, a page at a time), never
-        the repository's whole history: a busy repository's old deliveries cost nothing."""
+        It walks the jobs queued after this one (newest first, each delivery looked up by its
+        key), never the repository's whole history: a busy repository's old deliveries cost
+        nothing, a backlog of newer jobs a primary-key lookup each."""
         j, d = jobs.c, deliveries.c
-        below = None
+        same = exists().where(d.id == j.delivery_id, d.source == source, d.repo == repo, d.ref == ref)
         with self._tx(read=True) as conn:
-            while True:
-                q = select(j.id, j.delivery_id).where(j.id > job_id, j.rule == rule)
-                if below is not None:
-                    q = q.where(j.id < below)
-                page = conn.execute(q.order_by(j.id.desc()).limit(_PAGE)).all()
-                if not page:
-                    return None
-                found = dict(conn.execute(
-                    select(d.id, d.event).where(d.id.in_({r.delivery_id for r in page}),
-                                                d.source == source, d.repo == repo, d.ref == ref)).all())
-                for row in page:                   # newest first
-                    if row.delivery_id in found:
-                        return row.id, (found[row.delivery_id] or {}).get("sha") or None
-                below = page[-1].id
+            row = conn.execute(select(j.id, j.delivery_id).where(j.id > job_id, j.rule == rule, same)
+                               .order_by(j.id.desc()).limit(1)).first()
+            if row is None:
+                return None
+            event = conn.execute(select(d.event).where(d.id == row.delivery_id)).scalar_one_or_none()
+        return row.id, (event or {}).get("sha") or None
 
     def complete_event(self, delivery_id: str, event: dict, render: Callable[[dict, dict], dict]) -> dict:
         """Store `event` (a comment's, completed with its pull request's head) as the delivery's
