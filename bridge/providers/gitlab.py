@@ -153,11 +153,18 @@ MR_ACTIONS = {"open": "opened", "reopen": "reopened", "close": "closed", "merge"
 MR_STATES = {"opened": "opened", "closed": "closed", "merged": "closed", "locked": "locked"}
 
 
-def _mr_action(attrs: dict, what: str) -> str:
+def _mr_action(payload: dict, attrs: dict, what: str) -> str:
     host = b.field(attrs, "action", str, default="", what=what)
     if host == "update":
         # oldrev is there only when the code changed: new commits, not a title or label edit
-        return "synchronize" if attrs.get("oldrev") else "edited"
+        if attrs.get("oldrev"):
+            return "synchronize"
+        # `changes.draft` {previous, current} when the draft state was toggled: GitHub's words
+        changes = payload.get("changes")
+        draft = changes.get("draft") if isinstance(changes, dict) else None
+        if isinstance(draft, dict) and isinstance(draft.get("current"), bool):
+            return "converted_to_draft" if draft["current"] else "ready_for_review"
+        return "edited"
     if host:
         return MR_ACTIONS.get(host, host)
     return MR_STATES.get(b.field(attrs, "state", str, default="", what=what), "")
@@ -167,7 +174,7 @@ def _merge_request(payload: dict, name: str, *, source: str, delivery_id: str) -
     """`Merge Request Hook` (project hook or System Hook): repo is the target project."""
     what = "merge request payload"
     attrs = b.field(payload, "object_attributes", dict, required=True, what=what)
-    action = _mr_action(attrs, what)
+    action = _mr_action(payload, attrs, what)
     host_action = b.field(attrs, "action", str, default="", what=what)
     merged = host_action == "merge" or attrs.get("state") == "merged"
     return pulls.event(

@@ -98,3 +98,16 @@ def test_gitlab_push_shape_errors(changes, message):
     with pytest.raises(BadPayload) as exc:
         gitlab.normalize(Headers(headers), json.dumps(payload).encode(), source="s", delivery_id="d")
     assert exc.value.message == message
+
+
+def test_gitlab_merge_request_update_without_new_commits_is_edited_or_a_draft_toggle():
+    body, headers = load_payload("gitlab/merge_request_hook__woodpecker-update-oldrev.json")
+    payload = json.loads(body)
+    del payload["object_attributes"]["oldrev"]
+    normalize_mr = lambda p: gitlab.normalize(Headers(headers), json.dumps(p).encode(), source="s",  # noqa: E731
+                                              delivery_id="d")
+    assert (normalize_mr(payload).action, normalize_mr(payload).host_action) == ("edited", "update")
+    payload["changes"] = {"draft": {"previous": False, "current": True}}
+    assert normalize_mr(payload).action == "converted_to_draft"
+    payload["changes"] = {"draft": {"previous": True, "current": False}}
+    assert normalize_mr(payload).action == "ready_for_review"
