@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.events import PULL_KINDS, Event
-from bridge.providers.status import Answer
 from bridge.store import ClaimedJob, Store
 from bridge.templates import compile_template, copy_plain
 
@@ -64,12 +64,13 @@ class PullSteps:
             return Prepared(cj, "dead", f"the comment names no commit and source '{ev.get('source')}' "
                                         f"has no report: token to ask {ev.get('provider')} for the "
                                         f"head of {n}")
-        got = ask(ev.get("repo", ""), ev.get("number"))
-        if isinstance(got, Answer):
-            if got.outcome == "retry":
-                return Prepared(cj, "retry", f"cannot ask for the head of {n} yet: {got.message}",
-                                retry_after=got.retry_after)
-            return Prepared(cj, "dead", f"cannot ask for the head of {n}: {got.message}")
+        try:
+            got = ask(ev.get("repo", ""), ev.get("number"))
+        except StatusUnavailable as exc:
+            return Prepared(cj, "retry", f"cannot ask for the head of {n} yet: {exc}",
+                            retry_after=exc.retry_after)
+        except StatusRejected as exc:
+            return Prepared(cj, "dead", f"cannot ask for the head of {n}: {exc}")
         state = got.pop("state", "open")
         if state != "open":
             return Prepared(cj, "skipped", f"{n} is {state}: nothing to rebuild")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from bridge.errors import BadPayload, VerificationFailed
+from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
@@ -267,47 +267,47 @@ class Statuses(StatusClient):
             # same again cannot succeed.
             return Answer("done", code, message)
         if code >= 500:
-            return Answer("retry", code, message, self._retry_after(resp))
+            raise StatusUnavailable(message, code, self._retry_after(resp))
         if code == 429 or (code == 403 and self._rate_limited(resp)):
             # GitHub's order: Retry-After if given, else the reset time when nothing remains.
             wait = self._retry_after(resp)
-            return Answer("retry", code, message, self._reset(resp) if wait is None else wait)
+            raise StatusUnavailable(message, code, self._reset(resp) if wait is None else wait)
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
+        raise StatusRejected(message + hint, code)
 
-    def pull_head(self, repo: str, number: int) -> dict | Answer:
+    def pull_head(self, repo: str, number: int) -> dict:
         """GET {api_url}/repos/{owner}/{repo}/pulls/{number}, with the `report:` token: the
         pull request's head as the Event fields an `issue_comment` lacks (head_sha, sha, after,
-        head_ref, base_ref, head_repo, fork), plus `state` (open, closed); or an Answer: retry
-        (no answer, 5xx, rate limit) or failed (401/403/404, a body that is no pull request)."""
+        head_ref, base_ref, head_repo, fork), plus `state` (open, closed). Raises
+        StatusUnavailable (no answer, 5xx, rate limit) or StatusRejected (401/403/404, a body
+        that is no pull request)."""
         owner_repo = "/".join(quote(p, safe="") for p in repo.split("/", 1))
-        url = f"{self.api_url}/repos/{owner_repo}/pulls/{int(number)}"
-        resp = self.send("GET", url, headers={
+        resp = self.send("GET", f"{self.api_url}/repos/{owner_repo}/pulls/{int(number)}", headers={
             "Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "bridge"})
-        if isinstance(resp, Answer):
-            return resp
         code = resp.status_code
         if code != 200:
-            answer = self.classify(resp)
-            if answer.outcome != "retry":
-                hint = " (the report: token may not read this repository)" if code in (401, 403, 404) else ""
-                return Answer("failed", code, self._message(resp) + hint)
-            return answer
+            try:
+                self.classify(resp)             # raises for a retry (5xx, rate limit)
+            except StatusUnavailable:
+                raise
+            except StatusRejected:
+                pass
+            hint = " (the report: token may not read this repository)" if code in (401, 403, 404) else ""
+            raise StatusRejected(self._message(resp) + hint, code)
         what = f"GET /repos/{repo}/pulls/{number}"
         try:
             doc = {"pull_request": resp.json()}
             head_sha = b.sha(doc, "pull_request.head.sha", required=True, what=what)
-            fields = {"head_sha": head_sha, "sha": head_sha, "after": head_sha,
-                      "head_ref": pulls.branch(doc, "pull_request.head.ref", what=what),
-                      "base_ref": pulls.branch(doc, "pull_request.base.ref", what=what),
-                      "head_repo": b.field(doc, "pull_request.head.repo.full_name", str, default="",
-                                           what=what),
-                      "fork": _fork(doc, what)}
-            state = b.field(doc, "pull_request.state", str, default="open", what=what)
+            return {"head_sha": head_sha, "sha": head_sha, "after": head_sha,
+                    "head_ref": pulls.branch(doc, "pull_request.head.ref", what=what),
+                    "base_ref": pulls.branch(doc, "pull_request.base.ref", what=what),
+                    "head_repo": b.field(doc, "pull_request.head.repo.full_name", str, default="",
+                                         what=what),
+                    "fork": _fork(doc, what),
+                    "state": b.field(doc, "pull_request.state", str, default="open", what=what)}
         except (ValueError, BadPayload) as exc:
-            return Answer("failed", code, f"{what}: {str(exc)[:200]}")
-        return {**fields, "state": state}
+            raise StatusRejected(f"{what}: {str(exc)[:200]}", code) from None
 
     def _rate_limited(self, resp) -> bool:
         return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers
