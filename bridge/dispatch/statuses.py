@@ -153,7 +153,10 @@ class Feedback:
         return self._job(job, "final", "success", f"skipped: {why}")
 
     def superseded(self, job: JobRef, newer_sha: str) -> list[NewStatus]:
-        """A pull request's queued job a newer one replaced: its pending status ends canceled."""
+        """A pull request's queued job a newer one replaced: its pending status ends canceled
+        (none when it showed none: a job that may still be skipped for its paths)."""
+        if job.needs_files and not self.config.rule_report(job.rule).report_skipped:
+            return []
         return self._job(job, "final", "canceled", f"superseded by {newer_sha[:12]}")
 
     def gave_up(self, job: JobRef, run: Run, reason: str) -> list[NewStatus]:
