@@ -12,8 +12,9 @@ import pytest
 from helpers.dispatch import Recorder, make
 from helpers.payloads import load_payload, sign_github
 from helpers.pulls import HEAD, issue_comment
-from helpers.rules import GITHUB_SECRET
+from helpers.rules import GITHUB_SECRET, GITLAB_TOKEN
 from helpers.standins.github import GitHubAPIStandin
+from helpers.standins.gitlab import GitLabAPIStandin
 from helpers.store import Clock
 
 from bridge.config.load import load_config
@@ -148,3 +149,28 @@ def load_rules(tmp_path, api, monkeypatch):
                                  if report else ""))
         return load_config(path)
     return load
+
+
+def test_a_gitlab_merge_request_status_names_its_source_branch(make_app, tmp_path, monkeypatch):
+    with GitLabAPIStandin("glpat-pulltest0000000001") as gl:
+        monkeypatch.setenv("GL_STATUS_TOKEN", "glpat-pulltest0000000001")
+        text = ("sources:\n  gitlab:\n    provider: gitlab\n    secrets: [\"${env:GL_TOKEN}\"]\n"
+                f"    report: {{token: \"${{env:GL_STATUS_TOKEN}}\", api_url: \"{gl.api_url}\"}}\n"
+                "targets:\n  ci: {kind: memory}\nrules:\n  - name: mr\n"
+                "    on: {repo: \"**\", pull_request: {}}\n    run: {target: ci}\n")
+        app, store = make_app(text)
+        body, headers = load_payload("gitlab/merge_request_hook__woodpecker-opened.json")
+        headers["X-Gitlab-Token"] = GITLAB_TOKEN
+        assert app.test_client().post("/hooks/gitlab", data=body, headers=headers).status_code == 202
+        (tmp_path / "mr.yaml").write_text(text)
+        config = load_config(tmp_path / "mr.yaml")
+        app.store = store
+        assert dispatcher(app, config, Recorder()).run_once() == 1
+        poster = StatusPoster(store, Feedback(config), owner="p", lookback=3600, now=lambda: time.time() + 5)
+        poster.scan_once()
+        while poster.post_once():
+            pass
+        [status] = gl.statuses
+        assert (status.repo, status.sha, status.ref, status.state) == (
+            "demoaccount2-commits-group/test_ci_tmp", "2f7670508b771e7e77839402be8b34b13787aba8",
+            "real6543-main-patch-42541", "running")
