@@ -8,9 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 ZERO_SHA = "0" * 40
-#: Provider name -> how many commits at most its push payloads list (a list that long may be
-#: cut). Filled by `bridge.providers` from each host module's COMMIT_CAP (it imports this module).
-COMMIT_CAPS: dict[str, int] = {}
 
 #: Event kinds a rule's `on.events` may name.
 KINDS = ("push", "tag", "delete", "pull_request", "comment")
@@ -28,10 +25,6 @@ PULL_ACTIONS = (
 #: GitHub's author associations, most trusted first (GitLab and others send none: "").
 AUTHOR_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR",
                        "FIRST_TIMER", "MANNEQUIN", "NONE")
-
-#: Providers whose repository paths are case-insensitive (GitHub's `Acme/API` is `acme/api`):
-#: rules' repo patterns are compared with the event's repo case-folded for them.
-CASE_INSENSITIVE_REPOS = frozenset(("github", "gitlab"))
 
 #: Template fields that are empty when a branch or tag is deleted (there is no commit).
 COMMIT_FIELDS = ("sha", "short_sha")
@@ -52,7 +45,7 @@ class Commit:
 
 @dataclass(frozen=True)
 class Event:
-    provider: str               # "github" | "gitlab"
+    provider: str               # the registered provider name (bridge.providers)
     source: str                 # the rules.yaml source name (URL path /hooks/<source>)
     delivery_id: str            # the host's delivery id, or one we made up if it sent none
     kind: str                   # "push" | "tag" | "delete" | "pull_request" | "comment"
@@ -67,11 +60,14 @@ class Event:
     deleted: bool = False
     forced: bool = False
     commits: tuple[Commit, ...] = ()
-    commits_complete: bool = True
+    commits_complete: bool = True   # the provider's answer: does `commits` hold every new commit?
     pusher: str = ""
     default_branch: str = ""
     clone_urls: tuple[str, ...] = ()
     head_message: str = ""      # the head commit's message (skip markers)
+    #: The host treats repository paths case-insensitively (GitHub's `Acme/API` is `acme/api`):
+    #: rules' repo patterns are compared with the repo case-folded. Set by the provider.
+    repo_case_insensitive: bool = False
     # Pull/merge requests (kind "pull_request") and their comments (kind "comment"); empty on pushes.
     number: int | None = None   # GitHub's number, GitLab's iid
     action: str = ""            # GitHub Actions' word: opened, synchronize, closed, ... / created
@@ -114,10 +110,7 @@ class Event:
         if self.is_pull:
             return None         # no host sends a pull request's files: the mirror's three-dot diff
         if not self.commits_complete or any(not c.has_files for c in self.commits):
-            return None
-        cap = COMMIT_CAPS.get(self.provider)
-        if cap is not None and len(self.commits) >= cap:
-            return None         # the host lists no more commits than this: the list may be cut
+            return None         # the provider said the list may be cut, or it has no file lists
         if self.forced:
             # The new commits' lists miss what the dropped commits changed: only a diff knows.
             return None
@@ -157,17 +150,6 @@ class Event:
             "head_sha": self.head_sha,
             "head_repo": self.head_repo,
         }
-
-    def content_key(self) -> str:
-        """What makes two deliveries the same news, whatever their ids: the same push (repo,
-        ref, before, after), or the same change of one pull request or comment."""
-        if self.kind == "pull_request":
-            return "|".join((self.provider, self.repo, "pull", str(self.number), self.host_action,
-                             self.head_sha, self.updated_at))
-        if self.kind == "comment":
-            return "|".join((self.provider, self.repo, "comment", str(self.number), self.comment_id,
-                             self.host_action, self.updated_at))
-        return "|".join((self.provider, self.repo, self.ref, self.before, self.after))
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every value and costs ~100 us per delivery.

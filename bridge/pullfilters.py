@@ -4,7 +4,8 @@ pull_request` semantics: `branches` filter the base branch, `types` default to o
 synchronize and reopened, `paths` are the three-dot diff the dispatcher computes).
 
 Input: a validated `on:` mapping; an Event. Output: `PullFilter`/`CommentFilter`, and None when
-the event passes or the reason (naming the clause and the value) when it does not.
+the event passes or a `Refusal` (the reason naming the clause and the value, and them as data)
+when it does not.
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from bridge.globs import PatternList
 DEFAULT_AUTHORS = ("OWNER", "MEMBER", "COLLABORATOR")
 #: A comment is searched for a rule's pattern in its first this many characters.
 COMMENT_SCAN = 8192
+
+#: Why an event does not pass: (reason, clause, the event's value, the clause's patterns), the
+#: makings of the verdict's reason and its `rules.StoppedBy`.
+Refusal = tuple[str, str, str, tuple]
 
 
 @dataclass(frozen=True)
@@ -92,42 +97,47 @@ def _names_hint(event: Event, authors: tuple) -> str:
     return f" ({event.provider} sends no author association: list user names)"
 
 
-def pull_problem(pull: PullFilter, forks, event: Event) -> str | None:
+def pull_problem(pull: PullFilter, forks, event: Event) -> Refusal | None:
     """None when a pull request event passes the rule's `pull_request:` and `forks:`."""
     n = f"pull request #{event.number}"
     if event.action not in pull.types:
-        return f"{n} action '{event.action}' is not in pull_request.types [{', '.join(pull.types)}]"
+        return (f"{n} action '{event.action}' is not in pull_request.types [{', '.join(pull.types)}]",
+                "pull_request.types", event.action, pull.types)
     base = event.base_ref
     if pull.branches is not None and not pull.branches.matches(base):
-        return f"{n} base branch '{base}' is not in pull_request.branches {pull.branches.shown}"
+        return (f"{n} base branch '{base}' is not in pull_request.branches {pull.branches.shown}",
+                "pull_request.branches", base, tuple(pull.branches.sources))
     if pull.branches_ignore is not None and pull.branches_ignore.matches(base):
+        first = pull.branches_ignore.first_match(base)
         return (f"{n} base branch '{base}' is in pull_request.branches-ignore "
-                f"{pull.branches_ignore.shown} ('{pull.branches_ignore.first_match(base)}')")
+                f"{pull.branches_ignore.shown} ('{first}')", "pull_request.branches-ignore", base, (first,))
     return fork_problem(forks, event)
 
 
-def fork_problem(forks, event: Event) -> str | None:
+def fork_problem(forks, event: Event) -> Refusal | None:
     if not event.fork or forks == "run":
         return None
     head = f" '{event.head_repo}'" if event.head_repo else ""
     if forks == "skip":
         return (f"pull request #{event.number} comes from the fork{head}; forks: skip (the "
                 "default: a fork's author gets no build with this target's credentials; "
-                "forks: run or forks: {authors: [...]} opts in)")
+                "forks: run or forks: {authors: [...]} opts in)", "forks", event.head_repo, ("skip",))
     if author_allowed(event, forks):
         return None
     return (f"pull request #{event.number} comes from the fork{head} by {_who(event)}, who is not "
-            f"in forks.authors [{', '.join(forks)}]{_names_hint(event, forks)}")
+            f"in forks.authors [{', '.join(forks)}]{_names_hint(event, forks)}", "forks",
+            event.author, tuple(forks))
 
 
-def comment_problem(comment: CommentFilter, event: Event) -> str | None:
+def comment_problem(comment: CommentFilter, event: Event) -> Refusal | None:
     """None when a comment event asks for a build the rule gives."""
     n = f"comment on pull request #{event.number}"
     if event.action != "created":
-        return f"{n} was {event.action or 'changed'}; only new comments start builds"
+        return f"{n} was {event.action or 'changed'}; only new comments start builds", "comment", event.action, ()
     if not comment.pattern.search(event.comment[:COMMENT_SCAN]):
-        return f"{n} does not match comment.pattern '{comment.pattern.pattern}'"
+        return (f"{n} does not match comment.pattern '{comment.pattern.pattern}'", "comment.pattern", "",
+                (comment.pattern.pattern,))
     if not author_allowed(event, comment.authors):
         return (f"{n} by {_who(event)}: not in comment.authors [{', '.join(comment.authors)}]"
-                f"{_names_hint(event, comment.authors)}")
+                f"{_names_hint(event, comment.authors)}", "comment.authors", event.author, comment.authors)
     return None

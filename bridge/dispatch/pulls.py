@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 
 from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.events import PULL_KINDS, Event
-from bridge.store import ClaimedJob, Store
+from bridge.jobs import Job
+from bridge.store import Store
 from bridge.templates import compile_template, copy_plain
 
 
 @dataclass(frozen=True)
 class Prepared:
-    job: ClaimedJob
+    job: Job
     outcome: str = ""                   # "": start it; "skipped", "dead" or "retry"
     reason: str = ""
     retry_after: float | None = None
@@ -33,46 +34,44 @@ def render(request: dict, event: dict) -> dict:
 
 
 class PullSteps:
-    """`prepare(claimed_job)`, the runner's first step; other jobs pass through untouched."""
+    """`prepare(job)`, the runner's first step for a claimed job; jobs of pushes pass untouched."""
 
     def __init__(self, store: Store, feedback: Callable[[], object]):
         self.store = store
         self.feedback = feedback            # the dispatcher's current Feedback (rules reload)
 
-    def prepare(self, cj: ClaimedJob) -> Prepared:
-        ev = cj.event or {}
-        if ev.get("kind") not in PULL_KINDS:
-            return Prepared(cj)
-        n = f"pull request #{ev.get('number')}"
-        newer = self.store.newer_pull_job(cj.id, rule=cj.rule, source=ev.get("source", ""),
-                                          repo=ev.get("repo", ""), ref=ev.get("ref", ""))
+    def prepare(self, job: Job) -> Prepared:
+        ev = job.event
+        if ev is None or ev.kind not in PULL_KINDS:
+            return Prepared(job)
+        n = f"pull request #{ev.number}"
+        newer = self.store.newer_pull_job(job.id, rule=job.rule, source=ev.source, repo=ev.repo, ref=ev.ref)
         if newer is not None:
             job_id, sha = newer
             by = sha[:12] if sha else "a newer comment"
-            return Prepared(cj, "skipped", f"superseded by {by} (job {job_id}, newer for {n})",
+            return Prepared(job, "skipped", f"superseded by {by} (job {job_id}, newer for {n})",
                             superseded_by=sha or "")
-        if ev.get("sha"):
-            return Prepared(cj)
-        return self._ask_head(cj, ev, n)
+        if ev.sha:
+            return Prepared(job)
+        return self._ask_head(job, ev, n)
 
-    def _ask_head(self, cj: ClaimedJob, ev: dict, n: str) -> Prepared:
+    def _ask_head(self, job: Job, ev: Event, n: str) -> Prepared:
         """The comment named no commit: GET the pull request with the source's report: token."""
         feedback = self.feedback()
-        client = feedback.client(ev.get("source", "")) if feedback is not None else None
+        client = feedback.client(ev.source) if feedback is not None else None
         ask = getattr(client, "pull_head", None)
         if ask is None:
-            return Prepared(cj, "dead", f"the comment names no commit and source '{ev.get('source')}' "
-                                        f"has no report: token to ask {ev.get('provider')} for the "
-                                        f"head of {n}")
+            return Prepared(job, "dead", f"the comment names no commit and source '{ev.source}' has no "
+                                         f"report: token to ask {ev.provider} for the head of {n}")
         try:
-            got = ask(ev.get("repo", ""), ev.get("number"))
+            got = ask(ev.repo, ev.number)
         except StatusUnavailable as exc:
-            return Prepared(cj, "retry", f"cannot ask for the head of {n} yet: {exc}",
+            return Prepared(job, "retry", f"cannot ask for the head of {n} yet: {exc}",
                             retry_after=exc.retry_after)
         except StatusRejected as exc:
-            return Prepared(cj, "dead", f"cannot ask for the head of {n}: {exc}")
+            return Prepared(job, "dead", f"cannot ask for the head of {n}: {exc}")
         state = got.pop("state", "open")
         if state != "open":
-            return Prepared(cj, "skipped", f"{n} is {state}: nothing to rebuild")
-        event = self.store.complete_event(cj.delivery_id, {**ev, **got}, render)
-        return Prepared(replace(cj, event=event, request=render(cj.request, event)))
+            return Prepared(job, "skipped", f"{n} is {state}: nothing to rebuild")
+        event = self.store.complete_event(job.delivery, {**ev.to_dict(), **got}, render)
+        return Prepared(replace(job, event=Event.from_dict(event), request=render(job.request, event)))

@@ -37,6 +37,8 @@ CLONE_USER = "x-access-token"
 
 #: GitHub stops listing commits in a push payload at 2,048 (FACTS.md).
 COMMIT_CAP = 2048
+#: Pushes from github.com keep the content key they always had (no host in it).
+PUBLIC_HOST = "github.com"
 
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
@@ -127,6 +129,7 @@ def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
                         or b.field(payload, "repository.master_branch", str, default="")),  # older hooks
         clone_urls=tuple(url for url in clone_urls if url),   # repository.clone_url, ssh_url
         head_message=b.field(payload, "head_commit.message", str, default=""),  # head_commit.message
+        repo_case_insensitive=True,                       # GitHub's Acme/API is acme/api
     )
 
 
@@ -139,6 +142,7 @@ def _pull_request(headers, body, *, source, delivery_id) -> Event:
     head_sha = b.sha(payload, "pull_request.head.sha", required=True, what=what)
     return pulls.event(
         provider=NAME, source=source, delivery_id=delivery_id, kind="pull_request",
+        repo_case_insensitive=True,                               # GitHub's Acme/API is acme/api
         repo=_full_name(payload, what),                           # repository.full_name (the base)
         number=n,                                                 # pull_request.number
         action=action, host_action=action,                        # action
@@ -186,6 +190,7 @@ def _issue_comment(headers, body, *, source, delivery_id) -> Event | Ignored:
     comment_id = b.field(payload, "comment.id", int, required=True, what=what)
     return pulls.event(
         provider=NAME, source=source, delivery_id=delivery_id, kind="comment",
+        repo_case_insensitive=True,                               # GitHub's Acme/API is acme/api
         repo=_full_name(payload, what), number=pulls.number(payload, "issue.number", what=what),
         action=action, host_action=action, head_sha="",
         comment=b.field(payload, "comment.body", str, default="", what=what),

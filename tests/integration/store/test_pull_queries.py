@@ -32,13 +32,13 @@ def test_the_newest_job_of_the_same_rule_and_pull_request(store):
 
 def test_a_comment_is_completed_once_with_its_requests_rendered(store):
     d = new_delivery("d-comment", ref=PR)
-    event = {**d.event, "sha": None}
-    store.ingest(replace(d, event=event),
+    store.ingest(replace(d, event=replace(d.event, sha=None)),
                  [new_job("retest", parameters={"SHA": "${sha}"}), new_job("other", parameters={"X": "1"})])
 
     def render(request, ev):
         return {**request, "parameters": {k: v.replace("${sha}", ev["sha"])
                                           for k, v in request["parameters"].items()}}
+    event = replace(d.event, sha=None).to_dict()
     stored = store.complete_event("d-comment", {**event, "sha": "c" * 40}, render)
     assert stored["sha"] == "c" * 40
     assert store.complete_event("d-comment", {**event, "sha": "d" * 40}, render)["sha"] == "c" * 40
