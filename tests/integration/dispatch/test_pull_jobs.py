@@ -174,3 +174,29 @@ def test_a_gitlab_merge_request_status_names_its_source_branch(make_app, tmp_pat
         assert (status.repo, status.sha, status.ref, status.state) == (
             "demoaccount2-commits-group/test_ci_tmp", "2f7670508b771e7e77839402be8b34b13787aba8",
             "real6543-main-patch-42541", "running")
+
+
+def test_a_merge_request_skipped_by_its_commit_message_reports_it(make_app, tmp_path, monkeypatch):
+    with GitLabAPIStandin("glpat-pulltest0000000002") as gl:
+        monkeypatch.setenv("GL_STATUS_TOKEN", "glpat-pulltest0000000002")
+        text = ("sources:\n  gitlab:\n    provider: gitlab\n    secrets: [\"${env:GL_TOKEN}\"]\n"
+                f"    report: {{token: \"${{env:GL_STATUS_TOKEN}}\", api_url: \"{gl.api_url}\"}}\n"
+                "targets:\n  ci: {kind: memory}\nrules:\n  - name: mr\n    report_skipped: true\n"
+                "    on: {repo: \"**\", pull_request: {}}\n    run: {target: ci}\n")
+        app, store = make_app(text)
+        body, headers = load_payload("gitlab/merge_request_hook__woodpecker-opened.json")
+        doc = json.loads(body)
+        doc["object_attributes"]["last_commit"]["message"] = "Edit README.md [skip ci]"
+        headers["X-Gitlab-Token"] = GITLAB_TOKEN
+        reply = app.test_client().post("/hooks/gitlab", data=json.dumps(doc).encode(), headers=headers)
+        assert reply.status_code == 200 and reply.get_json()["matched"] == []
+        (tmp_path / "mr.yaml").write_text(text)
+        poster = StatusPoster(store, Feedback(load_config(tmp_path / "mr.yaml")), owner="p", lookback=3600,
+                              now=lambda: time.time() + 5)
+        poster.scan_once()
+        while poster.post_once():
+            pass
+        [status] = gl.statuses
+        assert (status.sha, status.ref, status.state, status.description) == (
+            "2f7670508b771e7e77839402be8b34b13787aba8", "real6543-main-patch-42541", "success",
+            "skipped: [skip ci] in the commit message")
