@@ -184,3 +184,18 @@ def test_a_merge_request_from_a_fork_is_skipped_by_default(make_app):
     [verdict] = store.get_delivery(data["delivery"])["verdicts"]
     assert verdict["reason"].startswith("pull request #7 comes from the fork 'build/awesome_project'; "
                                         "forks: skip (the default")
+
+
+def test_explain_text_names_the_pull_request(rules, tmp_path):
+    rel = "gitlab/merge_request_hook__buildbot-open-forked.json"
+    _, headers = load_payload(rel)
+    (tmp_path / "headers.json").write_text(json.dumps(headers))
+    result = CliRunner().invoke(cli, ["explain", "--rules", str(rules), "--source", "gitlab", "--headers",
+                                      str(tmp_path / "headers.json"), str(payloads_dir() / rel)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:2] == ["event: pull_request mmusterman/awesome_project #7 opened (open): ms-viewport -> "
+                         "master (build e46ee239f3d6) by mmusterman",
+                         "       fork (head repository build/awesome_project)"]
+    assert "  MATCH  prs: pull request #7 opened" in lines
