@@ -20,10 +20,11 @@ COMMENT_KEYS = ("pattern", "authors")
 FORKS_KEYS = ("authors",)
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
                  "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
-                 "mirrors", "header_timeout", "body_timeout", "log_level")
+                 "mirrors", "header_timeout", "body_timeout", "log_level", "ui")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
 MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
+UI_KEYS = ("trusted_user_header", "trusted_proxies")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_RULES_FILE = 4 * 2**20

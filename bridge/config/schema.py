@@ -136,11 +136,16 @@ def _settings() -> dict:
                                           "concurrency": POSITIVE})
     mirrors = _object(config.MIRRORS_KEYS, {**{k: DURATION for k in config.MIRRORS_KEYS},
                                             "max_size": SIZE})
+    ui = _object(config.UI_KEYS, {
+        "trusted_user_header": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]*$"},
+        "trusted_proxies": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                            "minItems": 1}]}},
+        description="the delivery page (/ui/): a user header set by the proxies named here")
     hints = {"durability": {"enum": ["full", "normal"]}, "max_body_bytes": POSITIVE,
              "workers": POSITIVE, "dispatcher_concurrency": POSITIVE, "lease_seconds": DURATION,
              "poll_interval": DURATION, "database_url": {"type": "string"},
              "admin_token": SECRET_REF, "follow": follow, "mirrors": mirrors,
-             "log_level": {"enum": list(LOG_LEVELS)}}
+             "log_level": {"enum": list(LOG_LEVELS)}, "ui": ui}
     return _object(config.SETTINGS_KEYS, hints)
 
 

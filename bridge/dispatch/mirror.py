@@ -18,10 +18,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from bridge.dispatch.files import FileResolution, is_zero, not_applicable
 from bridge.dispatch.mirror_git import (GIT_MISSING, SHA, FinalUnknown, Session, Unknown,
                                         gitpython)
 from bridge.events import Event
+from bridge.payload_files import FileResolution, is_zero, not_applicable
 from bridge.policies import MirrorPolicy
 from bridge.providers.clone import (CONFIG_SCHEMES, PAYLOAD_SCHEMES, _without_credentials,
                                    expand_clone_url, host_refusal, redact, url_refusal)

@@ -1,4 +1,5 @@
-"""Changed files from the payload alone: the first link of the chain, and the one wording of it.
+"""Changed files from the payload alone: the first link of the dispatcher's file chain, and the one
+wording of it, below both sides of the queue (the web's explain trace gives it too).
 
 Input: an `Event`. Output: a `FileResolution`: no files for a tag or a deleted ref, the payload's
 files when its per-commit lists are provably complete, else source "unknown" with why not.
