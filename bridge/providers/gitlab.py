@@ -230,6 +230,8 @@ def _repo(payload: dict) -> str:
     return path
 
 
+#: Where GitLab serves a merge request's head, in the target project.
+PULL_REF = "refs/merge-requests/{n}/head"
 #: GitLab's merge request actions -> GitHub Actions' words (`update` depends on `oldrev`).
 MR_ACTIONS = {"open": "opened", "reopen": "reopened", "close": "closed", "merge": "closed",
               "approved": "approved", "approval": "approved", "unapproved": "unapproved",
@@ -263,7 +265,7 @@ def _merge_request(payload: dict, name: str, *, source: str, delivery_id: str) -
     host_action = b.field(attrs, "action", str, default="", what=what)
     merged = host_action == "merge" or attrs.get("state") == "merged"
     return pulls.event(
-        provider=NAME, source=source, delivery_id=delivery_id, kind="pull_request",
+        provider=NAME, source=source, delivery_id=delivery_id, kind="pull_request", pull_ref=PULL_REF,
         repo_case_insensitive=True,                               # GitLab paths ignore case
         # object_attributes.target.path_with_namespace; project (the hook's project) otherwise
         repo=(b.field(attrs, "target.path_with_namespace", str, what=what) or _repo(payload)),
@@ -312,7 +314,7 @@ def _note(payload: dict, name: str, *, source: str, delivery_id: str) -> Event |
     mr = b.field(payload, "merge_request", dict, required=True, what=what)
     host_action = b.field(attrs, "action", str, default="", what=what)   # create/update (16.11+)
     return pulls.event(
-        provider=NAME, source=source, delivery_id=delivery_id, kind="comment",
+        provider=NAME, source=source, delivery_id=delivery_id, kind="comment", pull_ref=PULL_REF,
         repo_case_insensitive=True,                               # GitLab paths ignore case
         repo=_repo(payload), number=pulls.number(mr, "iid", what=what),
         action="edited" if host_action == "update" else "created", host_action=host_action,

@@ -11,9 +11,9 @@ from bridge.events import Event
 from bridge.providers import body as b
 from bridge.refnames import branch_or_tag_problem
 
-#: The ref a host serves a pull request's head commit under, in the base repository.
-PULL_REFS = {"github": "refs/pull/{n}/head", "gitlab": "refs/merge-requests/{n}/head",
-             "gitea": "refs/pull/{n}/head", "forgejo": "refs/pull/{n}/head"}
+#: The ref most hosts serve a pull request's head commit under, in the base repository; a host
+#: module names its own (GitLab: refs/merge-requests/{n}/head) through `event(pull_ref=...)`.
+PULL_REF = "refs/pull/{n}/head"
 
 
 def branch(obj: dict, path: str, *, what: str, required: bool = True) -> str:
@@ -35,16 +35,16 @@ def number(obj: dict, path: str, *, what: str) -> int:
     return value
 
 
-def pull_ref(provider: str, n: int) -> str:
-    return PULL_REFS.get(provider, "refs/pull/{n}/head").format(n=n)
+def ref_of(n: int, template: str | None = None) -> str:
+    return (template or PULL_REF).format(n=n)
 
 
 def event(*, provider: str, source: str, delivery_id: str, kind: str, repo: str, number: int,
           head_sha: str, before: str = "", clone_urls=(), default_branch: str = "", pusher: str = "",
-          head_message: str = "", **pull) -> Event:
+          head_message: str = "", pull_ref: str | None = None, **pull) -> Event:
     """A `pull_request` or `comment` Event: ref is the host's pull ref, sha the head commit
     (None while unknown: a GitHub comment names no commit; the dispatcher asks the host)."""
-    ref = pull_ref(provider, number)
+    ref = ref_of(number, pull_ref)
     return Event(
         provider=provider, source=source, delivery_id=delivery_id, kind=kind, repo=repo,
         ref=ref, ref_name=ref[len("refs/"):], before=before, after=head_sha, sha=head_sha or None,
