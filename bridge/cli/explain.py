@@ -112,15 +112,30 @@ def render_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _event_lines(e: dict, match: dict, version: str) -> list[str]:
-    lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
-             + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
-             + f" by {e['pusher'] or '?'}"]
-    flags = [f for f in ("created", "deleted", "forced") if e[f]]
+def _pull_lines(e: dict) -> list[str]:
+    """A pull request or a comment on one: number, action, branches, head, who."""
+    who = e["author"] + (f" ({e['author_association']})" if e["author_association"] else "")
+    head = f"build {e['sha'][:12]}" if e["sha"] else "head asked of the host by the dispatcher"
+    lines = [f"event: {e['kind']} {e['repo']} #{e['number']} {e['action']} ({e['host_action'] or '-'}): "
+             f"{e['head_ref'] or '?'} -> {e['base_ref'] or '?'} ({head}) by {who or '?'}"]
+    flags = [f for f in ("fork", "draft", "merged") if e[f]]
     if flags:
-        lines.append(f"       {', '.join(flags)}")
-    lines.append(f"       {len(e['commits'])} commit(s) in the payload"
-                 + ("" if e["commits_complete"] else " (the list may be incomplete)"))
+        lines.append(f"       {', '.join(flags)}" + (f" (head repository {e['head_repo']})" if e["fork"] else ""))
+    return lines
+
+
+def _event_lines(e: dict, match: dict, version: str) -> list[str]:
+    if e.get("number") is not None:
+        lines = _pull_lines(e)
+    else:
+        lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
+                 + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
+                 + f" by {e['pusher'] or '?'}"]
+        flags = [f for f in ("created", "deleted", "forced") if e[f]]
+        if flags:
+            lines.append(f"       {', '.join(flags)}")
+        lines.append(f"       {len(e['commits'])} commit(s) in the payload"
+                     + ("" if e["commits_complete"] else " (the list may be incomplete)"))
     files = match["files"]
     if files:
         shown = files["files"]
