@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.config.policy import GROUP_FIELDS
 from bridge.errors import InvalidValue
 from bridge.events import Event
 from bridge.policies import NO_POLICY, Breaker, Policies, Rate, TargetPolicy, parse_rate
@@ -62,6 +63,7 @@ def test_no_policy_is_no_limit(tmp_path):
 
 
 def test_every_policy_problem_with_its_line(tmp_path):
+    assert {"repo", "ref", "branch", "sha", "rule"} <= GROUP_FIELDS
     found = problems(tmp_path, HEAD + """\
     policy:
       max_running: 0
@@ -81,8 +83,7 @@ rules:
         "rules.yaml:9: policy.max_running: must be a positive integer, not 0",
         "rules.yaml:10: policy.rate: 'lots' is not a rate (use e.g. 30/min, 5/s, 100/h)",
         "rules.yaml:11: policy.group: template '${branh}' names an unknown field (did you "
-        "mean '${branch}'?); fields: after, before, branch, delivery, kind, provider, pusher, ref, "
-        "ref_name, repo, rule, sha, short_sha, source, tag",
+        f"mean '${{branch}}'?); fields: {', '.join(sorted(GROUP_FIELDS))}",
         "rules.yaml:12: policy.on_newer: must be one of queue, coalesce, cancel, not 'replace'",
         "rules.yaml:13: policy.debounce: 'soon' is not a duration (use e.g. 5s, 10m, 24h, 30d)",
         "rules.yaml:14: unknown key 'half_open' in target 'ci' policy.breaker",
