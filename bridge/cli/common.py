@@ -20,7 +20,6 @@ from bridge.config.snapshot import LAST_GOOD, load_accepted
 from bridge.config.yamlload import load
 from bridge.errors import BridgeError, ConfigError, SecretError, StoreUnavailable
 from bridge.globs import validate_patterns
-from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 from bridge.policies import parse_duration
 from bridge.store import Store, open_for
 
@@ -76,6 +75,17 @@ def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
         return load_config(rules_path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
         fail_with_problems(rules_path, exc.problems, hint(exc.problems) if hint else None)
+
+
+def load_rules_or_exit(rules_path, *, resolve_secrets: bool):
+    """load_or_exit for check and explain: optionally reading no secret (explain verifies none),
+    and pointing at --no-secrets when only unreadable secrets failed a check."""
+    def hint(problems):
+        if resolve_secrets and all(": secret ${" in p for p in problems):
+            return ("(only secrets are missing: `cibridge check --no-secrets` checks a rules file "
+                    "on a machine that holds none, such as a rules repository's CI)")
+        return None
+    return load_or_exit(rules_path, resolve_secrets=resolve_secrets, hint=hint)
 
 
 def load_accepted_or_exit(rules_path, state_dir):
@@ -210,26 +220,3 @@ def parsed_option(parse):
 
 #: click callback: a duration (30m, 1h, 2d) in seconds, or a usage error.
 duration_option = parsed_option(parse_duration)
-
-
-def _log_env(name):
-    """A click callback putting a log option into the environment, where bridge.logs and every
-    child process (`cibridge serve` starts `cibridge web` and `cibridge dispatch`) read it."""
-    def callback(ctx, param, value):
-        if value is not None:
-            os.environ[name] = value.lower()
-        return value
-    return callback
-
-
-def log_options(f):
-    """`--log-level` and `--log-format`, on the group and on the commands that run the service:
-    the flag wins over BRIDGE_LOG_LEVEL / BRIDGE_LOG_FORMAT, which win over settings.log_level."""
-    f = click.option("--log-format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                     envvar=FORMAT_ENV, expose_value=False, is_eager=True, callback=_log_env(FORMAT_ENV),
-                     help="log lines as JSON or text; auto (default): text on a terminal, "
-                          "else JSON (env BRIDGE_LOG_FORMAT)")(f)
-    return click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
-                        envvar=LEVEL_ENV, expose_value=False, is_eager=True, callback=_log_env(LEVEL_ENV),
-                        help="debug, info, warning or error (env BRIDGE_LOG_LEVEL, then "
-                             "settings.log_level; default info)")(f)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from bridge.cli.common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, log_options,
-                               open_store, rules_option, state_option)
+from bridge.cli.common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, open_store,
+                               rules_option, state_option)
+from bridge.cli.options import log_options
 from bridge.logs import setup
 from bridge.service.dispatcher import run_dispatcher
 from bridge.service.listener import BindError, Listener
