@@ -22,7 +22,7 @@ COMMANDS = {
            "The store's schema: `status` shows its version, `upgrade` applies the migrations."),
     "deliveries": ("bridge.cli.deliveries", "deliveries",
                    "List recent deliveries: id, time, repo, ref, rules matched, job states."),
-    "dispatch": ("bridge.cli.run", "dispatch",
+    "dispatch": ("bridge.cli.dispatch_cmd", "dispatch",
                  "Run a dispatcher alone: claims queued jobs and starts them on their targets."),
     "explain": ("bridge.cli.explain", "explain",
                 "Run normalize -> match offline on a payload and say, for every rule, why it "
@@ -44,7 +44,7 @@ COMMANDS = {
              "(GitLab: a whsec_ signing token signs in Standard Webhooks form, a plain token is "
              "sent as it is)."),
     "serve": ("bridge.cli.run", "serve", "Run the web workers (gunicorn) and the dispatcher together."),
-    "web": ("bridge.cli.run", "web",
+    "web": ("bridge.cli.web_cmd", "web",
             "Run only the web workers (gunicorn): for hosts that split web and dispatcher."),
 }
 

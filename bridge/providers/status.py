@@ -12,12 +12,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
-
-import requests
+from typing import TYPE_CHECKING, Callable
 
 from bridge.errors import StatusUnavailable
 from bridge.policies import retry_after
+
+if TYPE_CHECKING:
+    import requests
 
 #: GitHub answers 422 to a longer description.
 MAX_DESCRIPTION = 140
@@ -57,6 +58,8 @@ class StatusClient:
 
     def post(self, status) -> Answer:
         """Post one status: its Answer, or StatusUnavailable / StatusRejected."""
+        import requests   # here, not at the top: only a dispatcher posts (web workers stay light)
+
         url, headers, body = self.request(status)
         session = getattr(self._local, "session", None)
         if session is None:
