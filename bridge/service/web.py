@@ -6,6 +6,7 @@ rules.yaml and restarts the workers (a bad file keeps the running rules: config/
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -79,12 +80,16 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
         def load(self):
             return make_app(rules_path, state_dir)
 
+    # What the master holds now (libraries, rules) is never collected: the gc then leaves those
+    # objects' pages alone, and the forked workers keep sharing them (less memory per worker).
+    gc.freeze()
     BridgeWeb().run()
 
 
 def _on_web_reload(rules_path, state_dir):
     """gunicorn master, on SIGHUP, before it replaces its workers: they boot on the snapshot,
-    which only a valid file replaces."""
+    which only a valid file replaces, loaded here once (with its secrets read again) and
+    inherited by every new worker."""
     logs.setup()
     problems = validate_and_record(rules_path, state_dir)
     version = (read_status(state_dir) or {}).get("version")
@@ -93,11 +98,14 @@ def _on_web_reload(rules_path, state_dir):
                   rules_path, version, extra={"problems": problems[:5]})
     else:
         log.info("reload: web workers restarting with rules version %s", version)
+    gc.unfreeze()      # the old rules may be collected now (run_web froze them for the workers)
     _MASTER_RULES.pop("config", None)
+    gc.collect()
     try:
         _MASTER_RULES["config"] = load_with_fallback(rules_path, state_dir)[0]
     except ConfigError:
         pass     # each worker tries (make_app), and says why
+    gc.freeze()
 
 
 def make_app(rules_path, state_dir):
