@@ -20,8 +20,9 @@ from pathlib import Path
 import click
 from werkzeug.datastructures import Headers
 
-from bridge.cli.common import (default_state_dir, load_or_exit, load_rules_or_exit, open_store,
-                               resolve_delivery_id, rules_option, state_option)
+from bridge.cli.common import (default_state_dir, load_or_exit, load_rules_or_exit, rules_option,
+                               state_option)
+from bridge.cli.stores import open_store, resolve_delivery_id
 from bridge.config import secrets as secret_refs
 from bridge.config.load import read_rules_text
 from bridge.config.yamlload import load

@@ -9,9 +9,9 @@ import sys
 
 import click
 
-from bridge.cli.common import (DEFAULT_BIND, default_state_dir, load_accepted_or_exit, open_store,
-                               rules_option, state_option)
+from bridge.cli.common import DEFAULT_BIND, default_state_dir, load_accepted_or_exit, rules_option, state_option
 from bridge.cli.options import log_options
+from bridge.cli.stores import open_store
 from bridge.logs import setup
 from bridge.service.listener import BindError, Listener
 from bridge.service.web import run_web
