@@ -1,7 +1,7 @@
 """Benchmark: how long `cibridge --version`, `--help` and `check` of the shipped rules.yaml take.
 
-Input: flags (runs, another checkout to compare with). Output: the median of N wall-clock runs of
-each command, beside the floor of the same run: `python -c pass` (the interpreter's own start) and
+Input: flags (runs, another checkout to compare with). Output: the median of N runs of each
+command, wall clock and the child's CPU time (user + system: steadier on a busy machine), beside the floor of the same run: `python -c pass` (the interpreter's own start) and
 `python -c "import click"`. Alternates between this checkout and `--before` in the same run.
 
 Run: .venv/bin/python bench/cli_bench.py
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,13 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(argv, env, cwd) -> float:
+def timed(argv, env, cwd) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the child) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(argv, env=env, cwd=cwd, capture_output=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise RuntimeError(f"{argv}: exit {out.returncode}: {out.stderr.decode()[-500:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv=None) -> int:
@@ -57,8 +61,9 @@ def main(argv=None) -> int:
                     env = {**os.environ, "PYTHONPATH": str(root)}
                     times[(name, case)].append(timed(cmd, env, tmp))
     for case in cases:
-        cells = [f"{name} {statistics.median(times[(name, case)]):.3f} s" for name, _ in roots
-                 if times[(name, case)]]
+        cells = [f"{name} {statistics.median(t[0] for t in times[(name, case)]):.3f} s "
+                 f"(CPU {statistics.median(t[1] for t in times[(name, case)]):.3f} s)"
+                 for name, _ in roots if times[(name, case)]]
         print(f"{case:40} {'; '.join(cells)}  (median of {args.runs})")
     return 0
 
