@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["cli_bench.py", "match_bench.py", "start_bench.py", "load.py", "jenkins_dispatch.py",
-         "changes_bench.py", "pg_bench.py"]
+         "changes_bench.py", "pulls_bench.py", "pg_bench.py", "ui_bench.py"]
 
 
 def main() -> int:

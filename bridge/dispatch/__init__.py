@@ -1,3 +1,3 @@
 """The dispatch side, after the queue: the claim loop (loop) running one job at a time (run_job) and
-following builds (follow), commit statuses (statuses), and changed files (changes: the payload in
-files, git mirrors in mirror and mirror_git). Imports come from the modules themselves."""
+following builds (follow), commit statuses (statuses), and changed files (changes: the payload's
+own lists in bridge/payload_files.py, git mirrors in mirror and mirror_git). Imports come from the modules themselves."""
