@@ -12,8 +12,8 @@ import time
 
 import click
 
-from bridge.cli.common import (ago, glob_option, open_operator_store, operator_policies,
-                               resolve_delivery_id, rules_option, state_dir_callback, state_option)
+from bridge.cli.common import ago, glob_option, rules_option, state_dir_callback, state_option
+from bridge.cli.stores import open_operator_store, operator_policies, resolve_delivery_id
 from bridge.jobs import JOB_STATES, OUTCOMES
 from bridge.providers import host_view
 

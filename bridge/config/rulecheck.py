@@ -16,7 +16,7 @@ from bridge.errors import did_you_mean
 from bridge.events import KINDS
 from bridge.globs import validate_patterns
 from bridge.rules import DEFAULT_EVENTS, Rule, compile_rule
-from bridge.targets import target_class
+from bridge.targets import target_spec
 from bridge.templates import commit_templates, template_problems, templates_in
 
 
@@ -79,7 +79,7 @@ def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_tar
         ok = False
     elif not _check_run(run, target, problems, name):
         ok = False
-    literal = target_class(target.kind).literal_keys if target is not None else ()
+    literal = target_spec(target.kind).literal_keys if target is not None else ()
     for tline, msg in template_problems(_without(run, literal)):
         problems.add(tline, msg, name)
         ok = False
@@ -101,7 +101,7 @@ def _check_run(run: LineDict, target, problems, name) -> bool:
     """A rule's `run:` against its target's kind: its keys, the kind's own checks, and no
     template where the kind takes a value literally. False if any problem was added."""
     ok = True
-    cls = target_class(target.kind)
+    cls = target_spec(target.kind)
     allowed = dict(cls.run_keys)
     allowed.setdefault("target", True)
     problems.unknown_keys(run, allowed, f"'run' (target kind {target.kind})", name)

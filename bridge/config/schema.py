@@ -11,7 +11,7 @@ from bridge import providers
 from bridge.config import keys as config
 from bridge.events import AUTHOR_ASSOCIATIONS, KINDS, PULL_ACTIONS
 from bridge.logs import LEVELS as LOG_LEVELS
-from bridge.targets import TARGET_KINDS, target_class
+from bridge.targets import TARGET_KINDS, target_spec
 
 SECRET_REF = {"type": "string", "pattern": r"^\$\{(env|file|credential):[^}]+\}$",
               "description": "a secret reference: ${env:NAME}, ${file:PATH} or ${credential:NAME}"}
@@ -76,7 +76,7 @@ RUN_HINTS = {
 
 
 def _target(kind: str) -> dict:
-    cls = target_class(kind)
+    cls = target_spec(kind)
     keys = dict(cls.config_keys)
     keys.setdefault("kind", True)
     keys.setdefault("retry", False)
@@ -88,7 +88,7 @@ def _target(kind: str) -> dict:
 
 
 def _run(kind: str) -> dict:
-    keys = dict(target_class(kind).run_keys)
+    keys = dict(target_spec(kind).run_keys)
     keys.setdefault("target", True)
     return _object(keys, RUN_HINTS, required=[k for k, req in keys.items() if req],
                    description=f"run: for a target of kind {kind}")

@@ -22,7 +22,7 @@ from bridge.policies import NO_POLICY, REPORT_RETRY, RetryPolicy, parse_duration
 from bridge import providers
 from bridge.providers import clone as clone_hosts
 from bridge.providers.clone import clone_url_problem
-from bridge.targets import TARGET_KINDS, target_class, unknown_kind_message
+from bridge.targets import TARGET_KINDS, target_spec, unknown_kind_message
 
 
 def parse_sources(doc, problems, environ) -> dict:
@@ -220,7 +220,7 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
             problems.add(spec.line_of("kind"), f"target '{name}': {unknown_kind_message(kind)}")
             broken.add(name)
             continue
-        cls = target_class(kind)
+        cls = target_spec(kind)
         allowed = dict(cls.config_keys)
         allowed.setdefault("kind", True)
         allowed.setdefault("retry", False)

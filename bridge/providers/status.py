@@ -12,12 +12,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
-
-import requests
+from typing import TYPE_CHECKING, Callable
 
 from bridge.errors import StatusUnavailable
 from bridge.policies import retry_after
+
+if TYPE_CHECKING:
+    import requests
 
 #: GitHub answers 422 to a longer description.
 MAX_DESCRIPTION = 140
@@ -62,6 +63,8 @@ class StatusClient:
 
     def send(self, method: str, url: str, **kw) -> requests.Response:
         """One request on this thread's session; StatusUnavailable when the host did not answer."""
+        import requests   # here, not at the top: only a dispatcher sends (web workers stay light)
+
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()

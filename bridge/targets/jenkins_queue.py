@@ -19,9 +19,8 @@ import requests
 from bridge.errors import TargetError, TargetUnavailable
 from bridge.jobs import Run
 from bridge.targets.jenkins_http import JenkinsConnection, http_error, http_status, jenkins_message
+from bridge.targets.jenkins_spec import UNIQUE_PARAMETER
 
-#: The parameter that keeps Jenkins from merging two pushes into one queued build.
-UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
 #: How many of the job's newest builds are searched for a request of ours (one API call).
 LOOKBACK_BUILDS = 50
 #: Looks for the build of a queue item that vanished before we saw its build: then "unknown".
