@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bridge import __version__
-from bridge.cli import db, mirrors, ops, retry
+from bridge.cli import db, mirrors, ops, reconcile, retry
 from bridge.cli.common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, open_store,
                                rules_option, state_option)
 from bridge.cli.explain import MAX_HEADERS_FILE, explain_payload, read_headers, render_text
@@ -207,7 +207,7 @@ def schema():
 def _add_commands():
     """Commands that live in their own modules (one module per area)."""
     for cmd in (ops.serve, ops.web, ops.dispatch, ops.deliveries, ops.replay,
-                retry.retry, ops.send, ops.prune, mirrors.mirrors, db.db):
+                retry.retry, ops.send, ops.prune, mirrors.mirrors, db.db, reconcile.reconcile):
         cli.add_command(cmd)
 
 

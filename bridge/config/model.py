@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.config.reconcile import ReconcileConfig, ReconcilePolicy
 from bridge.policies import REPORT_RETRY, FollowPolicy, MirrorPolicy, RetryPolicy
 from bridge.rules import RuleSet
 from bridge.targets import target_class
@@ -46,6 +47,7 @@ class Settings:
     header_timeout: float = 10.0     # a request's whole headers, from connect or the last reply
     body_timeout: float = 30.0       # its whole body, from the end of the headers
     log_level: str | None = None     # None: info, unless --log-level / BRIDGE_LOG_LEVEL say
+    reconcile: ReconcilePolicy = ReconcilePolicy()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class SourceConfig:
     #: host of the provider's API); `clone_url` is always allowed.
     clone_hosts: tuple[str, ...] = ()
     clone_hosts_default: bool = True
+    #: API access for reconcile (`reconcile:`, else the `report:` token), or None.
+    reconcile: ReconcileConfig | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Config:
     settings: Settings
     rule_reports: dict = field(default_factory=dict)     # rule name -> RuleReport
     secrets_resolved: bool = True    # False: loaded for explain/check without reading secrets
+    watches: tuple = ()              # WatchSpec: sources' watch: and rules' watch: true
 
     def rule_report(self, rule: str) -> RuleReport:
         return self.rule_reports.get(rule) or RuleReport(context=f"bridge/{rule}")

@@ -36,14 +36,15 @@ from bridge.store.inbox import Inbox, Ingested, NewDelivery, NewJob, reused_deli
 from bridge.store.operators import OperatorQueries
 from bridge.store.outbox import ClaimedStatus, NewStatus, Outbox
 from bridge.store.queue import ClaimedJob, Queue
+from bridge.store.reconcile import ReconcileStore
 
 
-class Store(Inbox, Queue, Follows, Outbox, OperatorQueries):
+class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, ReconcileStore):
     """Deliveries, jobs and their attempts, follows and statuses in one database (see above).
 
     One class over the store's nouns: `Inbox` (store/inbox.py), `Queue` (store/queue.py),
     `Follows` (store/follows.py), `Outbox` (store/outbox.py) and `OperatorQueries`
-    (store/operators.py), all on `Tx` (store/tx.py: engine, transactions, group commit).
+    (store/operators.py) and `ReconcileStore` (store/reconcile.py), all on `Tx` (store/tx.py: engine, transactions, group commit).
     `Store.open(url, ...)` connects; every method is one short transaction (prune: a few), and
     any database failure raises `StoreUnavailable` with nothing half-written.
     """

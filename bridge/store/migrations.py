@@ -22,7 +22,8 @@ from typing import Callable
 from sqlalchemy import String, func, insert, inspect, select, text
 
 from bridge.errors import StoreUnavailable
-from bridge.store.schema import SCHEMA_VERSION, deliveries, follows, metadata, schema_version, statuses
+from bridge.store.schema import (SCHEMA_VERSION, deliveries, follows, leases, metadata, reconcile_marks,
+                                 schema_version, statuses)
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,22 @@ def _no_length_limits(conn) -> None:
     next(i for i in deliveries.indexes if i.name == "deliveries_repo").create(conn)
 
 
+def _reconcile(conn) -> None:
+    """Reconcile's lease and marks tables, and deliveries.via. Written to find any of them
+    already there (a database made from a newer metadata than its stamp)."""
+    leases.create(conn, checkfirst=True)
+    reconcile_marks.create(conn, checkfirst=True)
+    if "via" not in {c["name"] for c in inspect(conn).get_columns(deliveries.name)}:
+        conn.execute(text("ALTER TABLE deliveries ADD COLUMN via TEXT"))
+
+
 #: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
 STEPS: tuple[Step, ...] = (
     Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
          _feedback_tables),
     Step(3, "no length limits: TEXT columns, deliveries_repo hashed on PostgreSQL",
          _no_length_limits),
+    Step(4, "reconcile: leases, reconcile_marks, deliveries.via", _reconcile),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.

@@ -119,7 +119,7 @@ class ApiStandin(ServesHTTP):
             with self._lock:
                 status, doc, headers = self.handle(h, rec)
         rec.status = status
-        payload = doc if isinstance(doc, (bytes, str)) else json.dumps(doc or {})
+        payload = doc if isinstance(doc, (bytes, str)) else json.dumps({} if doc is None else doc)
         payload = payload.encode() if isinstance(payload, str) else payload
         try:
             h.send_response(status)
@@ -160,9 +160,14 @@ class GitHubAPIStandin(ApiStandin):
         super().__init__(token, prefix)
         self.known_shas = known_shas     # None: every commit exists
         self._next_id = 1
+        self.hooks = None                # github_hooks.GitHubHooks: hooks, delivery logs, refs
 
     def handle(self, h, rec):
         path = rec.path[len(self.prefix):] if rec.path.startswith(self.prefix + "/") else None
+        if self.hooks is not None and path is not None:
+            answer = self.hooks.handle(rec, path)
+            if answer is not None:
+                return answer
         m = self._PATH.match(path or "")
         if rec.method != "POST" or m is None:
             self._problem(f"{rec.method} {rec.path}: not the statuses endpoint")
