@@ -158,6 +158,7 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
     click.echo(f"{'DELIVERY':38} {'RECEIVED':19} {'REPO':24} {'REF':24} {'OUTCOME':9} JOBS")
     for r in rows:
         jobs = ", ".join(f"{j['rule']}:{j['state']}" for j in r.get("jobs", [])) or r.get("reason", "")
+        jobs += f"  (via {r['via']})" if r.get("via") else ""
         click.echo(f"{r['delivery'][:38]:38} {_ago(r['received_at']):19} {str(r.get('repo') or '-')[:24]:24} "
                    f"{str(r.get('ref') or '-')[:24]:24} {r['outcome'][:9]:9} {jobs}")
 
