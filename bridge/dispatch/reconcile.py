@@ -79,15 +79,16 @@ class Run:
             return "would_ingest"
         digest = hashlib.sha256(f"{self.source.name}|{repo}|{ref}|{before}|{after}".encode()).hexdigest()
         delivery = f"reconcile-{digest[:32]}"
-        clone = self.source.options.get("clone_url") or self.provider.clone_url(
-            self.source.reconcile.api_url, repo)
+        # The mirror tries the source's clone_url first, then this (on the source's clone_hosts).
+        clone = self.provider.clone_url(self.source.reconcile.api_url, repo)
         headers, body = self.provider.synthesize_push(repo=repo, ref=ref, before=before, after=after,
                                                       sha=sha, clone=clone, delivery=delivery)
         return self._ingest(delivery, headers, body, reason)
 
     def ingest_logged(self, guid: str, d) -> str:
         """A logged delivery's payload through normalize and ingest (no resend on this host)."""
-        return self._ingest(guid, dict(d.headers or {}), redeliver.logged_body(d), "failed_delivery")
+        return self._ingest(guid, safe_headers(self.provider, d.headers or {}), redeliver.logged_body(d),
+                            "failed_delivery")
 
     def _ingest(self, delivery: str, headers: dict, body: bytes, reason: str) -> str:
         result = self.provider.normalize(headers, body, source=self.source.name, delivery_id=delivery)
@@ -100,6 +101,15 @@ class Run:
                  getattr(result, "ref", "-"), reason, len(jobs),
                  extra={"delivery": ingested.delivery, "source": self.source.name})
         return "ingested" if jobs else record.outcome
+
+
+def safe_headers(provider, headers: dict) -> dict:
+    """A logged request's headers as a stored delivery keeps them: the host's identification
+    headers only (a hook's custom headers may carry credentials), never a token or signature."""
+    secret = {h.lower() for h in provider.SECRET_HEADERS}
+    return {k: str(v)[:512] for k, v in headers.items()
+            if k.lower() not in secret and (k.lower() in ("content-type", "user-agent", "idempotency-key")
+                                            or k.lower().startswith(provider.KEEP_PREFIXES))}
 
 
 def record_for(config, src, delivery: str, headers: dict, body: bytes, result, now: float):

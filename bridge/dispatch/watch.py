@@ -43,8 +43,9 @@ def watch_repo(run, repo: str, specs: list, *, waiting: bool) -> None:
             continue
         behind += 1
         reason = _reason(ref, known)
+        commit = r.commit or (r.sha if run.dry_run else run.client.peel(repo, r.sha))
         outcome = run.synthesize(stored_repo or repo, ref, before=known or ZERO_SHA, after=r.sha,
-                                 sha=r.commit, reason=reason)
+                                 sha=commit, reason=reason)
         run.found(repo, ref, reason, outcome,
                   f"{(known or ZERO_SHA)[:12]}..{r.sha[:12]}" + (" (new)" if known is None else ""))
     run.progress(f"{src.name} {repo}: {len(host)} watched refs, {behind} ahead of the deliveries")

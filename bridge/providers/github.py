@@ -261,7 +261,8 @@ class Reconcile(HostAPI):
         self.post(f"{self._hook_path(hook)}/deliveries/{quote(delivery.host_id, safe='')}/attempts")
 
     def refs(self, repo: str, kind: str) -> list[HostRef]:
-        """Branches (kind "heads") or tags ("tags") of `repo`; annotated tags peeled."""
+        """Branches (kind "heads") or tags ("tags") of `repo`; an annotated tag's commit is left
+        None (`peel` finds it, only for the tags a run acts on: one call each)."""
         path = f"/repos/{_repo_path(repo)}/git/matching-refs/{kind}/"
         doc, headers = self.get(path, {"per_page": 100})
         items = list(doc or ())
@@ -272,12 +273,14 @@ class Reconcile(HostAPI):
         for item in items:
             obj = item.get("object") or {}
             sha = str(obj.get("sha") or "")
-            commit = sha
-            if obj.get("type") == "tag":
-                tag, _ = self.get(f"/repos/{_repo_path(repo)}/git/tags/{quote(sha, safe='')}")
-                commit = str(((tag or {}).get("object") or {}).get("sha") or sha)
-            out.append(HostRef(ref=str(item.get("ref") or ""), sha=sha, commit=commit))
+            out.append(HostRef(ref=str(item.get("ref") or ""), sha=sha,
+                               commit=None if obj.get("type") == "tag" else sha))
         return out
+
+    def peel(self, repo: str, sha: str) -> str:
+        """The commit an annotated tag object points at."""
+        tag, _ = self.get(f"/repos/{_repo_path(repo)}/git/tags/{quote(sha, safe='')}")
+        return str(((tag or {}).get("object") or {}).get("sha") or sha)
 
 
 def _repo_path(repo: str) -> str:

@@ -267,6 +267,10 @@ class Reconcile(HostAPI):
                                sha=str(item.get("target") or commit), commit=commit))
         return out
 
+    def peel(self, repo: str, sha: str) -> str:
+        """GitLab lists each tag's commit with it: nothing to ask."""
+        return sha
+
 
 def _epoch(stamp) -> float:
     try:

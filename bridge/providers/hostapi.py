@@ -149,10 +149,10 @@ class HostDelivery:
 @dataclass(frozen=True)
 class HostRef:
     """A branch or tag on the host: `sha` is what the ref points at (an annotated tag's object),
-    `commit` the commit to build."""
+    `commit` the commit to build (None: not listed with it; the host's `peel` finds it)."""
     ref: str
     sha: str
-    commit: str
+    commit: str | None
 
 
 def next_link(headers) -> str | None:

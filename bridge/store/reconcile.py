@@ -72,12 +72,15 @@ class ReconcileStore(Tx):
         "provider|repo|ref|before|after": the sha is its last part). `fold`: the host's
         repository names ignore case."""
         d = deliveries.c
-        where = func.lower(d.repo) == repo.lower() if fold else d.repo == repo
         with self._tx(read=True) as conn:
-            rows = conn.execute(select(d.repo, d.ref, d.content_key)
-                                .where(where, d.content_key.is_not(None))
-                                .order_by(d.received_at.desc(), d.id.desc())
-                                .limit(HEADS_WINDOW)).all()
+            # The name as written first (the repo index); of any case only when that finds none.
+            for where in (d.repo == repo, func.lower(d.repo) == repo.lower())[:2 if fold else 1]:
+                rows = conn.execute(select(d.repo, d.ref, d.content_key)
+                                    .where(where, d.content_key.is_not(None))
+                                    .order_by(d.received_at.desc(), d.id.desc())
+                                    .limit(HEADS_WINDOW)).all()
+                if rows:
+                    break
         heads: dict[str, list[str]] = {}
         for r in rows:
             heads.setdefault(r.ref, []).append(r.content_key.rsplit("|", 1)[-1])

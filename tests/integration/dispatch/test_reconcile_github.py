@@ -109,10 +109,13 @@ def test_five_tags_pushed_at_once_without_a_webhook_each_build_once(setup):
     assert shown["event"]["sha"] == "b" * 40 and shown["event"]["before"] == "0" * 40
     assert Reconciler(config, store).run().found == []
     assert len(jobs_by_rule(store)["tag"]) == 5
+    # Each annotated tag was peeled once, when it was acted on; not at every run.
+    assert len([r for r in api.requests if "/git/tags/" in r.path]) == 5
 
 
 def test_a_branch_ahead_of_the_deliveries_gets_one_synthesized_push_from_the_last_known_sha(setup):
-    api, bridge, hook, store, config = setup(watch=f"watch: [{{repo: {REPO}, branches: [main]}}]")
+    paths = '  - name: src\n    on: {repo: "**", branches: [main], paths: ["src/**"]}\n    run: {target: mem}\n'
+    api, bridge, hook, store, config = setup(watch=f"watch: [{{repo: {REPO}, branches: [main]}}]", extra=paths)
     (a1, body1), (a2, body2), (a3, _) = chain(3)
     api.hooks.push(REPO, body1, hook_id=hook, branch="main", after=a1)    # delivered: known
     Reconciler(config, store).run()                                        # baseline
@@ -124,6 +127,9 @@ def test_a_branch_ahead_of_the_deliveries_gets_one_synthesized_push_from_the_las
     event = store.get_delivery(synthesized["delivery"])["event"]
     assert (event["before"], event["after"], event["commits"]) == (a1, a3, [])
     assert len(jobs_by_rule(store)["build"]) == 2
+    # The commits are unknown: the path filter is left to the mirror, before the build.
+    jobs = store.get_delivery(synthesized["delivery"])["jobs"]
+    assert {j["rule"]: j["needs_files"] for j in jobs} == {"build": False, "src": True}
 
 
 def test_a_real_delivery_racing_a_synthesized_push_builds_once(setup):

@@ -111,6 +111,9 @@ def test_before_17_4_the_logged_payload_is_ingested_and_a_later_retry_is_a_dupli
     assert [(f.action, f.detail.split()[0]) for f in report.found] == \
         [("ingested", failed.headers["Idempotency-Key"])]
     assert builds(store) == 1 and store.list_deliveries()[0]["via"] == "reconcile"
+    stored = store.get_delivery(failed.headers["Idempotency-Key"])["headers"]
+    assert set(stored) == {"Content-Type", "X-Gitlab-Event", "Idempotency-Key", "X-Gitlab-Event-UUID",
+                           "User-Agent"}                     # never the (redacted) token
     hook_ = api.hooks.hooks[(PROJECT, hook)]
     retry = api.hooks._deliver(hook_, {k: v for k, v in failed.headers.items() if k != "X-Gitlab-Token"},
                                failed.data)                     # GitLab's own retry, same key
