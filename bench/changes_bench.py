@@ -16,7 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.dispatch.changes import CONFIG_SCHEMES, Mirrors, resolve_changed_files  # noqa: E402
+from bridge.dispatch.changes import resolve_changed_files  # noqa: E402
+from bridge.dispatch.mirror import Mirrors  # noqa: E402
+from bridge.providers.clone import CONFIG_SCHEMES  # noqa: E402
 from bridge.events import ZERO_SHA, Commit, Event  # noqa: E402
 
 ISOLATED = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -136,7 +137,8 @@ def _resolve_url(value, where: str, rules_path, environ) -> str | None:
 
 def open_operator_store(rules_path, state_dir):
     """The store for the operator commands (see operator_database_url), or exit 1 with one
-    line saying why; nothing is created."""
+    line saying why; nothing is created. No `state_dir`: the default one."""
+    state_dir = state_dir or default_state_dir()
     try:
         url = operator_database_url(rules_path, state_dir)
     except ConfigError as exc:
@@ -159,6 +161,27 @@ def open_operator_store(rules_path, state_dir):
     except StoreUnavailable as exc:
         click.echo(f"bridge: {exc}", err=True)
         sys.exit(1)
+
+
+def resolve_delivery_id(store, prefix: str, *, lead: str = "", where: str = "") -> str:
+    """The one stored delivery id that is `prefix` or starts with it, or exit 1 naming the
+    candidates (`deliveries show`, `replay`, `explain --delivery`). `lead` starts each message
+    and `where` ends the one for no match (explain's "error: " and " in the store (DIR)")."""
+    found = store.delivery_ids(prefix)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        click.echo(f"{lead}no delivery '{prefix}'{where}", err=True)
+        sys.exit(1)
+    more = " ..." if len(found) > 10 else ""
+    click.echo(f"{lead}'{prefix}' is ambiguous: it starts {'more than 10' if more else len(found)} "
+               f"delivery ids: {', '.join(found[:10])}{more}; give more of the id", err=True)
+    sys.exit(1)
+
+
+def ago(ts) -> str:
+    """An epoch time as local `YYYY-MM-DD HH:MM:SS` for the operator tables; "-" for none."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 # --- option callbacks of the operator commands ---------------------------------------------------

@@ -13,7 +13,9 @@ from dataclasses import replace
 
 from werkzeug.datastructures import Headers
 
-from bridge.dispatch.changes import Mirrors, files_from_payload, resolve_for_source
+from bridge.dispatch.changes import resolve_for_source
+from bridge.dispatch.files import files_from_payload
+from bridge.dispatch.mirror import Mirrors
 from bridge.errors import BadPayload, UnknownSource
 from bridge.events import Ignored
 from bridge.providers import get_provider

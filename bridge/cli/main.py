@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 
 from bridge import __version__
-from bridge.cli import db, mirrors, ops, reconcile, retry
+from bridge.cli import db, deliveries, mirrors, prune, reconcile, replay, retry, run, send
 from bridge.cli.common import (DEFAULT_RULES, default_state_dir, load_or_exit, log_options, open_store,
-                               rules_option, state_option)
+                               resolve_delivery_id, rules_option, state_option)
 from bridge.cli.explain import MAX_HEADERS_FILE, explain_payload, read_headers, render_text
 from bridge.config import secrets as secret_refs
 from bridge.config.load import read_rules_text
@@ -103,7 +103,8 @@ def online_problems(config) -> list[str]:
                    "shows them) or a JSON object {\"X-GitHub-Event\": \"push\", ...}")
 @click.option("--delivery", "delivery_id", default=None,
               help="explain a delivery the bridge stored (its raw body and headers, from the "
-                   "state directory's database) instead of a PAYLOAD file")
+                   "state directory's database) instead of a PAYLOAD file; ID may be any unique "
+                   "beginning of the id")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text for people; json for scripts (shape in the README)")
 @click.option("--resolve-files", is_flag=True,
@@ -115,8 +116,8 @@ def explain(rules_path, source_name, event_name, headers_file, delivery_id, fmt,
     """Run normalize -> match offline on a payload and say, for every rule, why it matches or not.
 
     PAYLOAD is a webhook body saved to a file (with --source); or --delivery ID explains one
-    the bridge received, under the current rules. Reads no webhook secret (nothing is
-    verified); --resolve-files reads them, for clone_token."""
+    the bridge received (ID may be any unique beginning of the id), under the current rules.
+    Reads no webhook secret (nothing is verified); --resolve-files reads them, for clone_token."""
     if delivery_id is not None and (payload is not None or headers_file or event_name or source_name):
         raise click.UsageError("--delivery explains a stored delivery: it takes no PAYLOAD, "
                                "--source, --headers or --event")
@@ -154,7 +155,8 @@ def explain(rules_path, source_name, event_name, headers_file, delivery_id, fmt,
 
 
 def _stored_delivery(config, state_dir, delivery_id) -> dict:
-    """The stored delivery (raw body, kept headers), or exit 1 saying why not."""
+    """The stored delivery `delivery_id` names (any unique beginning of its id; as `deliveries
+    show`), with its raw body and kept headers, or exit 1 saying why not."""
     url = _database_url(config, state_dir)
     db = Path(state_dir).resolve() / "bridge.db"
     if url == f"sqlite:///{db}" and not db.exists():
@@ -163,6 +165,8 @@ def _stored_delivery(config, state_dir, delivery_id) -> dict:
         sys.exit(1)
     store = open_store(_with_database_url(config, url), state_dir, create=False)
     try:
+        delivery_id = resolve_delivery_id(store, delivery_id, lead="error: ",
+                                          where=f" in the store ({state_dir})")
         found = store.get_delivery(delivery_id)
     finally:
         store.close()
@@ -206,8 +210,8 @@ def schema():
 
 def _add_commands():
     """Commands that live in their own modules (one module per area)."""
-    for cmd in (ops.serve, ops.web, ops.dispatch, ops.deliveries, ops.replay,
-                retry.retry, ops.send, ops.prune, mirrors.mirrors, db.db, reconcile.reconcile):
+    for cmd in (run.serve, run.web, run.dispatch, deliveries.deliveries, replay.replay,
+                retry.retry, send.send, prune.prune, mirrors.mirrors, db.db, reconcile.reconcile):
         cli.add_command(cmd)
 
 

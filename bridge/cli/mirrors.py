@@ -14,7 +14,7 @@ import click
 
 from bridge.cli.common import absolute_state_dir, default_state_dir
 from bridge.config.load import load_config
-from bridge.dispatch.changes import Mirrors
+from bridge.dispatch.mirror import Mirrors
 from bridge.errors import ConfigError
 from bridge.policies import parse_duration, parse_size
 

@@ -11,13 +11,9 @@ import time
 
 import click
 
-from bridge.cli.common import (default_state_dir, duration_option, glob_option, open_operator_store,
+from bridge.cli.common import (ago, default_state_dir, duration_option, glob_option, open_operator_store,
                                rules_option, state_option)
 from bridge.store.operators import RETRYABLE_STATES
-
-
-def _ago(ts) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 @click.command()
@@ -58,7 +54,7 @@ def retry(rules_path, state_dir, job_ids, states, since, target, rule, repo, yes
         click.echo(f"no {which} job matches; nothing queued")
         return
     for j in found[:20]:
-        click.echo(f"job {j['id']}  {j['rule']} -> {j['target']}  {j['state']}  {_ago(j['updated_at'])}  "
+        click.echo(f"job {j['id']}  {j['rule']} -> {j['target']}  {j['state']}  {ago(j['updated_at'])}  "
                    f"{j.get('repo') or '-'} {j.get('ref') or '-'}"
                    + (f"  error: {j['last_error'][:80]}" if j.get("last_error") else ""))
     if len(found) > 20:

@@ -1,2 +1,3 @@
-"""The dispatch side, after the queue: the claim loop (loop), commit statuses (statuses) and changed
-files from git mirrors (changes). Imports come from the modules themselves."""
+"""The dispatch side, after the queue: the claim loop (loop) running one job at a time (run_job) and
+following builds (follow), commit statuses (statuses), and changed files (changes: the payload in
+files, git mirrors in mirror and mirror_git). Imports come from the modules themselves."""

@@ -1,31 +1,31 @@
-"""Dispatcher stage: claims stored jobs with a lease, starts them on their targets, records results.
+"""Dispatcher stage: claims stored jobs with a lease and runs them, `concurrency` at a time.
 
-Input: the `Store` queue, the configured targets and their retry policies. Output: every job
-moved on to started / succeeded / failed / skipped, back to queued with a backoff (transient
-failure), or dead (permanent failure, or transient for longer than the target's give-up time);
-started builds followed to their end; commit statuses (statuses.py) stored with each step.
+Input: the `Store` queue, the configured targets and their retry policies. Output: claimed jobs
+handed to run_job.py (start, retry, record), leases renewed while they run, started builds handed
+to follow.py, statuses to statuses.py's poster; at shutdown, what still runs interrupted.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
-from dataclasses import replace
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from bridge.dispatch.statuses import Feedback, JobRef, StatusPoster
-from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
-from bridge.events import Event
-from bridge.jobs import Job
-from bridge.policies import FollowPolicy, RetryPolicy, backoff
-from bridge.store import ClaimedFollow, ClaimedJob, Store
+from bridge.dispatch.follow import Follower
+from bridge.dispatch.joblog import JobLog, message
+from bridge.dispatch.outage import Outage
+from bridge.dispatch.run_job import JobRunner
+from bridge.dispatch.statuses import Feedback, StatusPoster
+from bridge.errors import StoreUnavailable
+from bridge.policies import FollowPolicy, RetryPolicy
+from bridge.store import ClaimedJob, Store
 from bridge.targets.base import Target
 
 logger = logging.getLogger("bridge.dispatcher")
 
-_STORE_BACKOFF_MAX = 5.0   # seconds between claims (and between tries to record) while the store is down
 # Target kinds whose start() is the whole build (exec runs the command to its end). Their jobs are
 # claimed ahead of a free slot only while that target's builds are known to be quick (a moving
 # average of their last durations, and every one in flight so far, under _QUICK_START seconds):
@@ -50,10 +50,8 @@ class Dispatcher:
     `decide_paths(claimed_job) -> (run?, reason)` decides jobs whose rule has path filters the
     event's own file lists could not settle (None: run them all).
 
-    Started builds of targets that can follow them (`Target.follow`) are looked at again and
-    again, backing off from `follow.interval` to `follow.max_interval`, at most
-    `follow.concurrency` at a time, until they end or `follow.give_up_after` passes; the follow
-    state is in the store, so a restarted dispatcher (or another one) carries on. With
+    One claimed job is run by a `JobRunner` (run_job.py); started builds of targets that can
+    follow them are followed by a `Follower` (follow.py, with the `follow` policy). With
     `feedback`, each step of a job also stores its commit status, posted by a `StatusPoster`
     beside the jobs (never in their way).
     """
@@ -76,7 +74,6 @@ class Dispatcher:
         self.now = now
         self.sleep = sleep
         self.rand = rand
-        self.decide_paths = decide_paths
         self.log = log
         self.metrics = metrics
         self._lock = threading.Lock()
@@ -88,20 +85,32 @@ class Dispatcher:
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
-        self._store_down = False
-        self._down_delay = poll_interval
-        self._record_until: float | None = None   # set at shutdown: stop retrying to record then
+        self.outage = Outage(log, recovered="store available again", interval=poll_interval)
         self.feedback = feedback
         self.follow_policy = follow
-        self._following: dict[int, Future] = {}
-        self._follow_pool = ThreadPoolExecutor(max_workers=follow.concurrency, thread_name_prefix="follow")
+        self.runner = JobRunner(store, owner=owner, now=now, sleep=sleep, rand=rand, log=log,
+                                metrics=metrics, feedback=feedback, decide_paths=decide_paths,
+                                follow_interval=follow.interval, timing=self._timing)
+        self.follower = Follower(store, follow, owner=owner, lease_seconds=lease_seconds, now=now,
+                                 rand=rand, log=log, metrics=metrics, feedback=feedback)
         self.poster = StatusPoster(store, feedback, owner=owner, lease_seconds=lease_seconds, now=now,
                                    rand=rand, log=logging.getLogger("bridge.feedback"))
 
     def set_feedback(self, feedback: Feedback | None) -> None:
         """Rules reload: statuses from now on use this (sources' report:, rules' context)."""
         self.feedback = feedback
+        self.runner.feedback = feedback
+        self.follower.feedback = feedback
         self.poster.feedback = feedback
+
+    @property
+    def decide_paths(self) -> Callable[[ClaimedJob], tuple[bool, str]] | None:
+        """Path decisions for jobs claimed from now on (a rules reload replaces it)."""
+        return self.runner.decide_paths
+
+    @decide_paths.setter
+    def decide_paths(self, decide: Callable[[ClaimedJob], tuple[bool, str]] | None) -> None:
+        self.runner.decide_paths = decide
 
     def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy]) -> None:
         """Rules reload: jobs claimed from now on use these; running ones finish on the old."""
@@ -140,7 +149,7 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 if not self._renew_if_due():
-                    self.sleep(self._down_delay)   # the store is down: claim nothing, back off
+                    self.sleep(self.outage.delay)   # the store is down: claim nothing, back off
                     continue
                 with self._lock:
                     busy = [f for _, f in self._inflight.values()]
@@ -155,10 +164,10 @@ class Dispatcher:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
                 else:
                     # While the store is down, back off (doubling, capped) instead of polling hard.
-                    self.sleep(self._down_delay if self._store_down else self.poll_interval)
+                    self.sleep(self.outage.delay if self.outage.is_down else self.poll_interval)
         finally:
             # Results the store still refuses are given up on within the grace (logged as such).
-            self._record_until = self.now() + grace * 0.9
+            self.runner.record_until = self.now() + grace * 0.9
             background.join(timeout=grace)
             self._shutdown(grace)
 
@@ -183,18 +192,15 @@ class Dispatcher:
                 targets = dict(self._targets)
             for cj, fut in running:
                 if fut in still:
-                    self._log(cj, logging.WARNING, "still running after the %gs shutdown grace; "
-                              "interrupting it", grace)
+                    JobLog.of_job(self.log, cj)(logging.WARNING, "still running after the %gs "
+                                                "shutdown grace; interrupting it", grace)
             for name in {cj.target for cj, fut in running if fut in still}:
                 if name in targets:
                     targets[name].close()
             wait(still, timeout=5.0)
         self._pool.shutdown(wait=False, cancel_futures=True)
         # Follows and posts are short and leased: an unfinished one is taken up again later.
-        with self._lock:
-            following = list(self._following.values())
-        wait(following, timeout=min(grace, 10.0))
-        self._follow_pool.shutdown(wait=False, cancel_futures=True)
+        self.follower.shutdown(grace)
         self.poster.shutdown(wait=min(grace, 10.0))
 
     # -- claiming and leases --------------------------------------------------------------
@@ -209,9 +215,9 @@ class Dispatcher:
             claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
                                        now=self.now())
         except StoreUnavailable as exc:
-            self._store_unavailable("cannot claim jobs", exc)
+            self.outage.down("cannot claim jobs", exc)
             return []
-        self._store_available()
+        self.outage.up()
         if free is not None and len(claimed) > free:
             with self._lock:
                 slow = [cj for cj in claimed[free:] if cj.kind in _START_IS_THE_BUILD
@@ -248,18 +254,20 @@ class Dispatcher:
                 return False
         return True
 
-    def _started(self, cj: ClaimedJob) -> None:
+    @contextlib.contextmanager
+    def _timing(self, cj: ClaimedJob) -> Iterator[None]:
+        """Around a target's start(): fold its duration into the target's moving average."""
         with self._lock:
             self._starting[cj.id] = time.monotonic()
-
-    def _start_ended(self, cj: ClaimedJob) -> None:
-        """Fold this start's duration into its target's moving average."""
-        with self._lock:
-            began = self._starting.pop(cj.id, None)
-            if began is not None:
-                took = time.monotonic() - began
-                before = self._start_seconds.get(cj.target)
-                self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
+        try:
+            yield
+        finally:
+            with self._lock:
+                began = self._starting.pop(cj.id, None)
+                if began is not None:
+                    took = time.monotonic() - began
+                    before = self._start_seconds.get(cj.target)
+                    self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
 
     def _done(self, cj: ClaimedJob, fut: Future) -> None:
         with self._lock:
@@ -267,20 +275,8 @@ class Dispatcher:
             self._ahead_blocked = False
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:   # a bug: never lose it with the future
-            self._log(cj, logging.ERROR, "failed in the dispatcher: %s", _message(exc), exc_info=exc)
-
-    def _store_unavailable(self, what: str, exc: BaseException) -> None:
-        """Log the start of an outage once; back off (doubling, capped) while it lasts."""
-        if not self._store_down:
-            self.log.error("%s: %s", what, exc, extra={"delivery": None})
-            self._down_delay = self.poll_interval
-        self._down_delay = min(_STORE_BACKOFF_MAX, max(self.poll_interval, 0.05, self._down_delay * 2))
-        self._store_down = True
-
-    def _store_available(self) -> None:
-        if self._store_down:
-            self.log.info("store available again", extra={"delivery": None})
-            self._store_down = False
+            JobLog.of_job(self.log, cj)(logging.ERROR, "failed in the dispatcher: %s",
+                                        message(exc), exc_info=exc)
 
     def _renewal_interval(self) -> float:
         return max(self.lease_seconds / 3, 0.01)
@@ -290,7 +286,7 @@ class Dispatcher:
         down: the first write after an outage renews them, before any claim could take our own
         expired leases over. False while the store is down and we hold leases: claim nothing."""
         now = self.now()
-        if not self._store_down and now - self._last_renewal < self._renewal_interval():
+        if not self.outage.is_down and now - self._last_renewal < self._renewal_interval():
             return True
         self._last_renewal = now
         with self._lock:
@@ -301,141 +297,25 @@ class Dispatcher:
             kept = set(self.store.renew_leases(self.owner, list(inflight),
                                                lease_seconds=self.lease_seconds, now=now))
         except StoreUnavailable as exc:
-            self._store_unavailable("cannot renew leases", exc)
+            self.outage.down("cannot renew leases", exc)
             return False
-        self._store_available()
+        self.outage.up()
         for job_id in set(inflight) - kept:
             # Finished meanwhile, or taken over: the record_* that follows tells which.
-            self._log(inflight[job_id], logging.DEBUG, "lease not renewed")
+            JobLog.of_job(self.log, inflight[job_id])(logging.DEBUG, "lease not renewed")
         return True
 
     def _release(self, cj: ClaimedJob, why: str = "released unstarted at shutdown") -> None:
         try:
             self.store.release(cj.id, self.owner)
-            self._log(cj, logging.INFO, "%s", why)
+            JobLog.of_job(self.log, cj)(logging.INFO, "%s", why)
         except StoreUnavailable as exc:
-            self._log(cj, logging.WARNING, "cannot release (%s); its lease will expire", exc)
-
-    # -- one job --------------------------------------------------------------------------
+            JobLog.of_job(self.log, cj)(logging.WARNING, "cannot release (%s); its lease will expire", exc)
 
     def _handle(self, cj: ClaimedJob) -> None:
         with self._lock:
             targets, policies = self._targets, self._policies
-        paths_reason = None
-        try:
-            if cj.needs_files and self.decide_paths is not None:
-                run_it, reason = self.decide_paths(cj)
-                paths_reason = reason
-                if run_it:
-                    self._log(cj, logging.DEBUG, "paths: %s", reason)
-                else:
-                    self._record(cj, self.store.record_skipped, reason,
-                                 statuses=self._statuses("skipped", cj, reason),
-                                 said=(logging.INFO, "skipped: %s", reason))
-                    self._count(cj, "skipped")
-                    return
-            target = targets.get(cj.target)
-            if target is None:
-                raise TargetRejected(f"target '{cj.target}' is not configured")
-            job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
-                      request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
-            self._log(cj, logging.DEBUG, "starting (attempt %d)", cj.attempts)
-            self._started(cj)
-            try:
-                run = target.start(job)
-            finally:
-                self._start_ended(cj)
-        except TargetUnavailable as exc:
-            self._retry(cj, policies, _message(exc), exc.retry_after)
-        except TargetRejected as exc:
-            self._record(cj, self.store.record_dead, _message(exc),
-                         statuses=self._statuses("dead", cj, _message(exc)),
-                         said=(logging.ERROR, "rejected, dead letter: %s", _message(exc)))
-            self._count(cj, "dead")
-        except Exception as exc:
-            self._log(cj, logging.ERROR, "unexpected error (treated as transient): %s",
-                      _message(exc), exc_info=True)
-            self._retry(cj, policies, _message(exc), None)
-        else:
-            if paths_reason:   # which source of changed files decided, for `deliveries show`
-                run = replace(run, detail={**run.detail, "paths": paths_reason})
-            queued_for = self.now() - cj.first_queued_at
-            # Recorded first, then logged and counted: an incident's log never shows a result
-            # the store does not have (and a count is never worth a result).
-            self._record(cj, self.store.record_run, run,
-                         statuses=self._statuses("accepted", cj, run, cj.target),
-                         follow_at=self.now() + self.follow_policy.interval,
-                         # At info only what an operator acts on: the delivery's "accepted" line said the rest.
-                         said=(_result_level(run.state), "%s%s%s", run.state, f" {run.url}" if run.url else "",
-                               f": {run.detail['reason']}" if run.detail.get("reason") else ""))
-            self._count(cj, run.state, queued_for=queued_for)
-
-    def _retry(self, cj: ClaimedJob, policies, error: str, retry_after: float | None) -> None:
-        policy = policies.get(cj.target) or RetryPolicy()
-        now = self.now()
-        if now - cj.first_queued_at > policy.give_up_after:
-            message = f"gave up after {_duration(policy.give_up_after)}: {error}"
-            self._record(cj, self.store.record_dead, message,
-                         statuses=self._statuses("dead", cj, message),
-                         said=(logging.ERROR, "%s", message))
-            self._count(cj, "dead")
-            return
-        delay = backoff(policy, cj.attempts, self.rand)
-        if retry_after is not None and retry_after > delay:
-            delay = retry_after
-        self._record(cj, self.store.record_retry, error, now + delay,
-                     said=(logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error))
-        self._count(cj, "retry")
-
-    def _statuses(self, step: str, cj: ClaimedJob, *args) -> list:
-        """The commit status of one step of a job (feedback.Feedback's builder named `step`)."""
-        if self.feedback is None:
-            return []
-        try:
-            return getattr(self.feedback, step)(JobRef.from_job(cj), *args)
-        except Exception:   # noqa: BLE001 - a status is never worth losing a job's result
-            self._log(cj, logging.ERROR, "cannot build its %s status", step, exc_info=True)
-            return []
-
-    def _record(self, cj: ClaimedJob, method, *args, said: tuple = (), **kw) -> bool:
-        """Record a result, retrying (backing off) through a store outage for as long as it
-        lasts: the lease may expire meanwhile, but the write still lands unless another
-        dispatcher took the job over (`Store._finish` checks), and giving up would run a
-        finished job again. Only a shutdown ends the retrying, within its grace.
-
-        `said` (level, message, *args) is the outcome's log line: written once the store has
-        the result, so the log never shows an outcome as recorded when it was not. True if
-        recorded."""
-        level, msg, *margs = said or (logging.DEBUG, "result")
-        what = msg % tuple(margs)
-        delay = 0.5
-        waited = False
-        while True:
-            try:
-                applied = method(cj.id, self.owner, *args, now=self.now(), **kw)
-                break
-            except StoreUnavailable as exc:
-                until = self._record_until
-                if until is not None and self.now() >= until:
-                    self._log(cj, logging.ERROR, "shutting down with the store still unavailable "
-                              "(%s): this result (%s) is not recorded, and the job runs again "
-                              "when its lease expires", exc, what)
-                    return False
-                if not waited:
-                    self._log(cj, logging.WARNING, "cannot record the result yet (%s); retrying "
-                              "until the store is back", exc)
-                    waited = True
-                self.sleep(delay if until is None else max(0.0, min(delay, until - self.now())))
-                delay = min(delay * 2, _STORE_BACKOFF_MAX)
-        if waited:
-            self._log(cj, logging.INFO, "result recorded, the store is back")
-        if not applied:
-            self._log(cj, logging.WARNING, "lease was taken over by another dispatcher; "
-                      "this result (%s) is not recorded", what)
-            return False
-        if said:
-            self._log(cj, level, msg, *margs)
-        return True
+        self.runner.handle(cj, targets, policies)
 
     # -- following started builds ---------------------------------------------------------
 
@@ -448,128 +328,5 @@ class Dispatcher:
 
     def _follow_due(self) -> list[Future]:
         with self._lock:
-            free = self.follow_policy.concurrency - len(self._following)
-            targets = {name: t for name, t in self._targets.items() if _can_follow(t)}
-        if free <= 0 or not targets:
-            return []
-        try:
-            claimed = self.store.claim_follows(self.owner, list(targets), free,
-                                               lease_seconds=self.lease_seconds, now=self.now())
-        except StoreUnavailable as exc:
-            self.log.error("cannot claim builds to follow: %s", exc, extra={"delivery": None})
-            return []
-        futures = []
-        for cf in claimed:
-            with self._lock:
-                if cf.job_id in self._following:
-                    continue
-                fut = self._follow_pool.submit(self._follow, cf, targets[cf.target])
-                self._following[cf.job_id] = fut
-            fut.add_done_callback(lambda f, cf=cf: self._followed(cf, f))
-            futures.append(fut)
-        return futures
-
-    def _followed(self, cf: ClaimedFollow, fut: Future) -> None:
-        with self._lock:
-            self._following.pop(cf.job_id, None)
-        exc = None if fut.cancelled() else fut.exception()
-        if exc is not None:   # a bug: never lose it with the future
-            self.log.error("job %d (%s -> %s): following failed in the dispatcher: %s", cf.job_id,
-                           cf.rule, cf.target, _message(exc), exc_info=exc,
-                           extra={"delivery": cf.delivery_id, "job": cf.job_id, "rule": cf.rule,
-                                  "target": cf.target})
-
-    def _follow(self, cf: ClaimedFollow, target: Target) -> None:
-        policy = self.follow_policy
-        job = JobRef.from_follow(cf)
-        now = self.now()
-        try:
-            if now - cf.since > policy.give_up_after:
-                reason = f"stopped following the build after {_duration(policy.give_up_after)}"
-                self._flog(cf, logging.WARNING, "%s", reason)
-                self.store.give_up_follow(cf.job_id, self.owner, reason, now=now,
-                                          statuses=self._follow_statuses("gave_up", job, cf.run, reason))
-                return
-            # Back off from the interval to the maximum, with jitter so builds started together
-            # are not asked about together.
-            delay = min(policy.max_interval, policy.interval * 1.5 ** min(cf.checks - 1, 60))
-            delay *= 0.75 + 0.5 * self.rand()
-            try:
-                run = target.follow(cf.run)
-            except Exception as exc:   # noqa: BLE001 - TargetError or a bug: look again later
-                self._flog(cf, logging.WARNING, "cannot follow (look again in %.1fs): %s", delay,
-                           _message(exc))
-                self.store.follow_checked(cf.job_id, self.owner, cf.run, next_check_at=now + delay,
-                                          now=self.now(), error=_message(exc))
-                return
-            if run.state in ("succeeded", "failed"):
-                # Logged once the store has it (a failed write is logged below instead).
-                if self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
-                                            statuses=self._follow_statuses("finished", job, run)):
-                    self._flog(cf, _result_level(run.state), "build %s%s", run.state,
-                               f" {run.url}" if run.url else "")
-                    if self.metrics is not None:
-                        self.metrics.job(cf.target, run.state)
-                else:
-                    self._flog(cf, logging.WARNING, "build %s, but the follow was taken over: "
-                               "not recorded here", run.state)
-                return
-            moved = (run.state, run.url) != (cf.run.state, cf.run.url)
-            recorded = self.store.follow_checked(
-                cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
-                statuses=self._follow_statuses("building", job, run, cf.target) if moved else [])
-            if moved and recorded:
-                self._flog(cf, logging.DEBUG, "%s %s", run.state, run.url)
-        except StoreUnavailable as exc:
-            self._flog(cf, logging.ERROR, "cannot record the follow (%s); its lease expires and "
-                       "it is looked at again", exc)
-
-    def _follow_statuses(self, step: str, job: JobRef, *args) -> list:
-        if self.feedback is None:
-            return []
-        try:
-            return getattr(self.feedback, step)(job, *args)
-        except Exception:   # noqa: BLE001 - a status is never worth losing a build's result
-            self.log.error("job %d: cannot build its %s status", job.job_id, step, exc_info=True,
-                           extra={"delivery": job.delivery_id, "job": job.job_id})
-            return []
-
-    def _flog(self, cf: ClaimedFollow, level: int, msg: str, *args) -> None:
-        self.log.log(level, "job %d (%s -> %s): " + msg, cf.job_id, cf.rule, cf.target, *args,
-                     extra={"delivery": cf.delivery_id, "job": cf.job_id, "rule": cf.rule,
-                            "target": cf.target})
-
-    def _count(self, cj: ClaimedJob, state: str, **kw) -> None:
-        if self.metrics is not None:
-            self.metrics.job(cj.target, state, **kw)
-
-    def _log(self, cj: ClaimedJob, level: int, msg: str, *args,
-             exc_info: bool | BaseException = False) -> None:
-        self.log.log(level, "job %d (%s -> %s): " + msg, cj.id, cj.rule, cj.target, *args,
-                     extra=_extra(cj), exc_info=exc_info)
-
-
-def _result_level(state: str) -> int:
-    """A failed build is news at info; a started or succeeded one is detail (debug)."""
-    return logging.INFO if state == "failed" else logging.DEBUG
-
-
-def _extra(cj: ClaimedJob) -> dict:
-    return {"delivery": cj.delivery_id, "job": cj.id, "rule": cj.rule, "target": cj.target}
-
-
-def _can_follow(target: Target) -> bool:
-    # The base class's follow() knows nothing: such targets' builds stay "started".
-    return type(target).follow is not Target.follow
-
-
-def _message(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
+            targets = dict(self._targets)
+        return self.follower.due(targets)

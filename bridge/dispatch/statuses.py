@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from bridge.config.model import Config
+from bridge.dispatch.outage import Outage
 from bridge.errors import StoreUnavailable
 from bridge.events import ZERO_SHA, Event
 from bridge.jobs import Run
@@ -232,7 +233,7 @@ class StatusPoster:
         self._lock = threading.Lock()
         self._inflight: set[Future] = set()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="status")
-        self._store_down = False
+        self.outage = Outage(log)
 
     def tick(self) -> None:
         """One round of the dispatcher's background loop: scan, then fill the free post slots."""
@@ -262,7 +263,7 @@ class StatusPoster:
             if rows:
                 self.store.add_statuses(rows, now=self.now())
         except StoreUnavailable as exc:
-            self._store_unavailable(exc)
+            self.outage.down("statuses", exc)
             return 0
         self._seen.update((d["delivery"], d["received_at"]) for d in new)
         if last is not None:
@@ -295,9 +296,9 @@ class StatusPoster:
             claimed = self.store.claim_statuses(self.owner, limit, lease_seconds=self.lease_seconds,
                                                 now=self.now())
         except StoreUnavailable as exc:
-            self._store_unavailable(exc)
+            self.outage.down("statuses", exc)
             return []
-        self._store_down = False
+        self.outage.up()
         return claimed
 
     def _post(self, cs: ClaimedStatus) -> None:
@@ -351,11 +352,6 @@ class StatusPoster:
             self.log.error("cannot build statuses: %s", type(exc).__name__, exc_info=True,
                            extra={"delivery": None})
             return []
-
-    def _store_unavailable(self, exc) -> None:
-        if not self._store_down:
-            self.log.error("statuses: %s", exc, extra={"delivery": None})
-        self._store_down = True
 
     @staticmethod
     def _extra(cs: ClaimedStatus) -> dict:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bridge.dispatch.changes import Mirrors
+from bridge.dispatch.mirror import Mirrors
 from helpers.git import GIT_ENV, ISOLATED, Upstream
 from helpers.ports import free_port
 

@@ -32,7 +32,7 @@ def rule(name, repo, extra=""):
 UNRELATED = "".join(rule(f"unrelated-{i}", f"other{i}/repo{i}") for i in range(30))
 
 
-def github_push(client, repo, branch="master"):
+def github_push(client, repo, branch="master", delivery=None):
     """A real GitHub push (goscm-branch), its repository renamed to `repo`, signed."""
     body, headers = load_payload("github/push__goscm-branch.json")
     data = json.loads(body)
@@ -40,7 +40,7 @@ def github_push(client, repo, branch="master"):
     data["ref"] = f"refs/heads/{branch}"
     body = json.dumps(data).encode()
     headers.update(sign_github(body, GITHUB_SECRET))
-    headers["X-GitHub-Delivery"] = str(uuid.uuid4())
+    headers["X-GitHub-Delivery"] = delivery or str(uuid.uuid4())
     return client.post("/hooks/github", data=body, headers=headers)
 
 
@@ -150,6 +150,22 @@ def test_explain_delivery_reruns_a_stored_delivery_without_webhook_secrets(make_
     assert code == 0, text
     assert text.startswith(f"delivery: {delivery} (source github): no_match")
     assert "MATCH  api-fixed: matched" in text
+
+
+def test_explain_delivery_takes_a_unique_prefix_and_names_the_candidates_of_an_ambiguous_one(make_app, tmp_path):
+    app, _ = make_app(NEAR_RULES)
+    client = app.test_client()
+    for delivery, repo in (("abcd-1111", "Acme/API"), ("abcd-2222", "acme/web")):
+        assert github_push(client, repo, delivery=delivery).get_json()["delivery"] == delivery
+    rules = tmp_path / "rules.yaml"
+    code, out = run("explain", "--rules", rules, "--state-dir", tmp_path, "--delivery", "abcd-2")
+    assert code == 0, out
+    assert out.startswith("delivery: abcd-2222 (source github): ")
+    code, out = run("explain", "--rules", rules, "--state-dir", tmp_path, "--delivery", "abcd")
+    assert (code, out) == (1, "error: 'abcd' is ambiguous: it starts 2 delivery ids: abcd-1111, "
+                              "abcd-2222; give more of the id\n")
+    code, out = run("explain", "--rules", rules, "--state-dir", tmp_path, "--delivery", "abc%")
+    assert (code, out) == (1, f"error: no delivery 'abc%' in the store ({tmp_path})\n")
 
 
 def test_explain_delivery_errors_are_one_line(make_app, tmp_path):

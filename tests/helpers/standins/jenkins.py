@@ -5,82 +5,34 @@ requests, the queue, builds, 303 merges, 400/401/403/404/409/503, slow answers).
 Input: jobs, users and modes set by the test. Output: HTTP answers, plus `requests`, a record of
 every request (method, path, query, headers, body) for assertions. Time inside the stand-in is
 `now()`, which tests move with `advance(seconds)`, so queue and build progress is deterministic.
+Here: the test controls, the queue and the routes; its model and JSON in jenkins_model.py, the
+HTTP server and handler in jenkins_wire.py.
 """
 from __future__ import annotations
 
 import base64
 import hmac
-import html
-import json
 import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from helpers.standins.http import ServesHTTP
+from helpers.standins.jenkins_model import (JenkinsDocuments, QueueItem, Recorded, StandinBuild,
+                                            StandinJob, apply_tree)
+from helpers.standins.jenkins_wire import VERSION, Handler, Server, page
 
-VERSION = "2.578"
+__all__ = ["CRUMB_FIELD", "VERSION", "JenkinsStandin", "QueueItem", "Recorded", "StandinBuild",
+           "StandinJob"]
+
 CRUMB_FIELD = "Jenkins-Crumb"
 _DELAY = re.compile(r"^(\d+)(sec)?$")
 #: Query parameters Jenkins reads itself; they never become build parameters.
 _CONTROL = ("token", "delay", "cause", "json", "Submit")
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str                       # raw path, without the query string
-    query: dict[str, list[str]]
-    headers: dict[str, str]         # lower-cased names
-    body: bytes
-    received: float = field(default_factory=time.monotonic)   # real time, for benchmarks
-    status: int = 0                 # what the stand-in answered
-
-
-@dataclass
-class StandinJob:
-    full_name: str
-    parameters: dict[str, str] | None   # name -> default; None: the job is not parameterized
-    result: str = "SUCCESS"
-    build_token: str | None = None
-    disabled: bool = False
-    next_build: int = 1
-    builds: dict[int, "StandinBuild"] = field(default_factory=dict)
-
-    @property
-    def short_name(self) -> str:
-        return self.full_name.rsplit("/", 1)[-1]
-
-
-@dataclass
-class StandinBuild:
-    number: int
-    job: StandinJob
-    queue_id: int
-    params: dict[str, str]
-    started: float
-    finish_at: float
-    result: str
-
-
-@dataclass
-class QueueItem:
-    id: int
-    job: StandinJob
-    params: dict[str, str]
-    dropped: list[str]              # parameters the job does not define (SECURITY-170)
-    user: str
-    created: float
-    ready_at: float
-    left_at: float | None = None
-    build: StandinBuild | None = None
-    cancelled: bool = False
-
-
-class JenkinsStandin(ServesHTTP):
+class JenkinsStandin(JenkinsDocuments, ServesHTTP):
     """Start with `start()`, stop with `stop()`; `start()` after `stop()` binds the same port again."""
 
     def __init__(self, *, users: dict[str, str] | None = None, readers: dict[str, str] | None = None,
@@ -197,92 +149,7 @@ class JenkinsStandin(ServesHTTP):
             parts = parts[2:]
         return node, "/".join(names), parts
 
-    def _job_url(self, full_name: str) -> str:
-        return self.url + "".join(f"job/{quote(p)}/" for p in full_name.split("/"))
-
-    def _build_json(self, build: StandinBuild) -> dict:
-        done = self.now() >= build.finish_at
-        return {
-            "_class": "hudson.model.FreeStyleBuild",
-            "actions": [_parameters_action(build.params)],
-            "building": not done,
-            "displayName": f"#{build.number}",
-            "duration": 0,
-            "fullDisplayName": " » ".join(build.job.full_name.split("/")) + f" #{build.number}",
-            "id": str(build.number),
-            "number": build.number,
-            "queueId": build.queue_id,
-            "result": build.result if done else None,
-            "timestamp": int(build.started * 1000),
-            "url": f"{self._job_url(build.job.full_name)}{build.number}/",
-        }
-
-    def _queue_json(self, item: QueueItem) -> dict:
-        out = {
-            "actions": [_parameters_action(item.params),
-                        {"_class": "hudson.model.CauseAction",
-                         "causes": [{"_class": "hudson.model.Cause$UserIdCause",
-                                     "shortDescription": f"Started by user {item.user}",
-                                     "userId": item.user, "userName": item.user}]}],
-            "blocked": False,
-            "buildable": False,
-            "id": item.id,
-            "inQueueSince": int(item.created * 1000),
-            "params": "".join(f"\n{k}={v}" for k, v in item.params.items()),
-            "stuck": False,
-            "task": {"_class": "hudson.model.FreeStyleProject", "name": item.job.short_name,
-                     "url": self._job_url(item.job.full_name), "color": "notbuilt"},
-            "url": f"queue/item/{item.id}/",
-        }
-        if item.left_at is None:
-            left = max(0.0, item.ready_at - self.now())
-            out.update({"_class": "hudson.model.Queue$WaitingItem",
-                        "why": f"In the quiet period. Expires in {left:.1f} sec",
-                        "timestamp": int(item.ready_at * 1000)})
-        else:
-            exe = None
-            if item.build is not None:
-                exe = {"_class": "hudson.model.FreeStyleBuild", "number": item.build.number,
-                       "url": f"{self._job_url(item.job.full_name)}{item.build.number}/"}
-            out.update({"_class": "hudson.model.Queue$LeftItem", "cancelled": item.cancelled,
-                        "executable": exe})
-        return out
-
-    def _job_json(self, node, full_name: str) -> dict:
-        if isinstance(node, dict):
-            return {"_class": "com.cloudbees.hudson.plugins.folder.Folder",
-                    "name": full_name.rsplit("/", 1)[-1], "fullName": full_name,
-                    "url": self._job_url(full_name), "jobs": self._children(node, full_name)}
-        builds = [{"_class": "hudson.model.FreeStyleBuild", "number": n,
-                   "url": f"{self._job_url(full_name)}{n}/"} for n in sorted(node.builds, reverse=True)]
-        prop = []
-        if node.parameters is not None:
-            prop.append({"_class": "hudson.model.ParametersDefinitionProperty",
-                         "parameterDefinitions": [
-                             {"_class": "hudson.model.StringParameterDefinition",
-                              "defaultParameterValue": {"_class": "hudson.model.StringParameterValue",
-                                                        "name": k, "value": v},
-                              "description": "", "name": k, "type": "StringParameterDefinition"}
-                             for k, v in node.parameters.items()]})
-        in_queue = any(i.job is node and i.left_at is None for i in self.queue.values())
-        return {"_class": "hudson.model.FreeStyleProject", "name": node.short_name,
-                "fullName": full_name, "displayName": node.short_name,
-                "url": self._job_url(full_name), "buildable": not node.disabled,
-                "color": "disabled" if node.disabled else "blue", "inQueue": in_queue,
-                "nextBuildNumber": node.next_build, "builds": builds,
-                "firstBuild": builds[-1] if builds else None, "lastBuild": builds[0] if builds else None,
-                "property": prop, "queueItem": None}
-
-    def _children(self, folder: dict, prefix: str) -> list[dict]:
-        out = []
-        for name, child in folder.items():
-            full = f"{prefix}/{name}" if prefix else name
-            cls = ("com.cloudbees.hudson.plugins.folder.Folder" if isinstance(child, dict)
-                   else "hudson.model.FreeStyleProject")
-            out.append({"_class": cls, "name": name, "url": self._job_url(full), "color": "blue"})
-        return out
-
-    def _build(self, h: "_Handler", job: StandinJob, full_name: str, action: str, query, user) -> None:
+    def _build(self, h: Handler, job: StandinJob, full_name: str, action: str, query, user) -> None:
         """POST /job/.../build or /buildWithParameters: queue a build, merge, or refuse."""
         token = (query.get("token") or [None])[0]
         if job.build_token is not None and token is not None:
@@ -320,7 +187,7 @@ class JenkinsStandin(ServesHTTP):
         self._next_queue_id += 1
         h.answer(201, b"", {"Location": f"{self.url}queue/item/{item.id}/"})
 
-    def handle(self, h: "_Handler") -> None:
+    def handle(self, h: Handler) -> None:
         split = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
@@ -335,7 +202,7 @@ class JenkinsStandin(ServesHTTP):
         if self.slow and self._stopping.wait(self.slow):
             return
         if self.restarting:
-            return h.answer(503, _page("Jenkins", "<h1>Please wait while Jenkins is restarting</h1>"
+            return h.answer(503, page("Jenkins", "<h1>Please wait while Jenkins is restarting</h1>"
                                                   "<p>Your browser will reload automatically when Jenkins is ready.</p>"))
         user, failure = self._authenticate(h)
         if failure:
@@ -363,7 +230,7 @@ class JenkinsStandin(ServesHTTP):
                                               {"WWW-Authenticate": 'Basic realm="Jenkins"'})
         return user, None
 
-    def _route(self, h: "_Handler", path: str, query, user: str) -> None:
+    def _route(self, h: Handler, path: str, query, user: str) -> None:
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         if h.command == "GET" and parts == ["api", "json"]:
             return h.json({"_class": "hudson.model.Hudson", "mode": "NORMAL", "nodeName": "",
@@ -390,7 +257,7 @@ class JenkinsStandin(ServesHTTP):
             if tree is not None and isinstance(node, StandinJob):
                 # `tree` reaches as deep as it names: builds come whole, then are cut to the tree.
                 doc["builds"] = [self._build_json(node.builds[n]) for n in sorted(node.builds, reverse=True)]
-            return h.json(_tree(doc, tree) if tree is not None else doc)
+            return h.json(apply_tree(doc, tree) if tree is not None else doc)
         if isinstance(node, StandinJob):
             if h.command == "POST" and rest in (["build"], ["buildWithParameters"]):
                 return self._build(h, node, full_name, rest[0], query, user)
@@ -400,131 +267,5 @@ class JenkinsStandin(ServesHTTP):
         h.error_page(404, "Not Found")
 
 
-def _tree(doc, spec: str):
-    """Jenkins' `?tree=` filter: `a,b[c,d]{0,10}` keeps the named fields (and `_class`), cuts
-    lists to the range (from M inclusive to N exclusive), and an object named without a sub-tree
-    shrinks to its `_class`."""
-    fields, _ = _parse_tree(spec, 0)
-    return _pick(doc, fields)
-
-
-def _parse_tree(spec: str, i: int):
-    fields = {}
-    while i < len(spec):
-        m = re.compile(r"[A-Za-z_$][\w$]*").match(spec, i)
-        if m is None:
-            raise ValueError(f"bad tree at {i}: {spec!r}")
-        name, i, sub, rng = m.group(), m.end(), None, None
-        if spec[i:i + 1] == "[":
-            sub, i = _parse_tree(spec, i + 1)
-        if spec[i:i + 1] == "{":
-            end = spec.index("}", i)
-            lo, comma, hi = spec[i + 1:end].partition(",")
-            lo_i = int(lo) if lo else 0
-            rng = slice(lo_i, (int(hi) if hi else None) if comma else lo_i + 1)
-            i = end + 1
-        fields[name] = (sub, rng)
-        if spec[i:i + 1] == ",":
-            i += 1
-        elif spec[i:i + 1] == "]":
-            return fields, i + 1
-    return fields, i
-
-
-def _pick(value, fields):
-    if isinstance(value, list):
-        return [_pick(v, fields) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {"_class": value["_class"]} if "_class" in value else {}
-    for name, (sub, rng) in fields.items():
-        if name not in value:
-            continue
-        v = value[name]
-        if rng is not None and isinstance(v, list):
-            v = v[rng]
-        out[name] = _pick(v, sub or {}) if isinstance(v, (dict, list)) else v
-    return out
-
-
-def _parameters_action(params: dict) -> dict:
-    return {"_class": "hudson.model.ParametersAction",
-            "parameters": [{"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
-                           for k, v in params.items()]}
-
-
-def _page(title: str, main: str) -> bytes:
-    return (f"<!DOCTYPE html><html><head><title>{title} [Jenkins]</title></head><body>"
-            f"<div id=\"page-header\"><a href=\"/\">Jenkins</a></div>"
-            f"<div id=\"main-panel\">{main}</div></body></html>").encode()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    standin: JenkinsStandin
-
-    def handle_error(self, request, client_address):
-        pass  # clients that time out leave broken pipes behind; that is expected here
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True   # headers and body go out in two writes: avoid 40 ms stalls
-    server: _Server
-    record: Recorded | None = None
-
-    def setup(self):
-        super().setup()
-        self.server.standin.connected(self.connection)
-
-    def finish(self):
-        self.server.standin.disconnected(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def log_message(self, format, *args):
-        pass
-
-    def do_GET(self):
-        self.server.standin.handle(self)
-
-    do_POST = do_HEAD = do_GET
-
-    def answer(self, status: int, body: bytes, headers: dict | None = None,
-               content_type: str = "text/html;charset=utf-8") -> None:
-        if self.record is not None:
-            self.record.status = status
-        self.send_response(status)
-        self.send_header("X-Jenkins", VERSION)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if body or status not in (201, 303):
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def json(self, doc: dict) -> None:
-        self.answer(200, json.dumps(doc).encode(), content_type="application/json;charset=utf-8")
-
-    def jetty_error(self, status: int, message: str) -> None:
-        """The page Jetty renders for a servlet's sendError(status, message)."""
-        esc, path = html.escape(message), html.escape(urlsplit(self.path).path)
-        self.answer(status, (
-            f"<html><head><meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>"
-            f"<title>Error {status} {esc}</title></head><body><h2>HTTP ERROR {status} {esc}</h2>"
-            f"<table><tr><th>URI:</th><td>{path}</td></tr><tr><th>STATUS:</th><td>{status}</td></tr>"
-            f"<tr><th>MESSAGE:</th><td>{esc}</td></tr><tr><th>SERVLET:</th><td>Stapler</td></tr>"
-            f"</table></body></html>").encode())
-
-    def error_page(self, status: int, message: str, headers: dict | None = None) -> None:
-        """Jenkins renders refusals (hudson.model.Failure, AccessDenied) as an HTML error page."""
-        self.answer(status, _page("Error", f"<h1>Error</h1><p>{html.escape(message)}</p>"), headers)
-
-
-JenkinsStandin.server_class = _Server     # both defined below the stand-in
-JenkinsStandin.handler_class = _Handler
+JenkinsStandin.server_class = Server
+JenkinsStandin.handler_class = Handler

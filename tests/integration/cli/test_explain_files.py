@@ -11,7 +11,8 @@ from helpers.rules import BASE_RULES
 from helpers.payloads import load_payload, payload_files, payloads_dir
 
 from bridge.cli.main import cli
-from bridge.dispatch.changes import Mirrors, resolve_changed_files
+from bridge.dispatch.changes import resolve_changed_files
+from bridge.dispatch.mirror import Mirrors
 from bridge.events import Event
 
 RULES = BASE_RULES + """\

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli.mirrors import mirrors as mirrors_cli
-from bridge.dispatch.changes import Mirrors, mirror_key
+from bridge.dispatch.mirror import Mirrors, mirror_key
 from bridge.policies import parse_duration, parse_size
 from helpers.git import ISOLATED, push
 from helpers.mirrors import make_upstream, mirrors  # noqa: F401  (fixtures)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from bridge.cli.common import default_state_dir
 from bridge.cli.main import cli
-from bridge.dispatch.changes import Mirrors
+from bridge.dispatch.mirror import Mirrors
 
 
 def test_every_form_of_the_state_dir_is_absolute(tmp_path, monkeypatch):

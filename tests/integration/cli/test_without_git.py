@@ -14,7 +14,7 @@ import pytest
 from helpers.rules import SECRET_ENV
 from helpers.payloads import load_payload
 
-from bridge.dispatch.changes import GIT_MISSING
+from bridge.dispatch.mirror_git import GIT_MISSING
 
 RULES = textwrap.dedent("""\
     sources:

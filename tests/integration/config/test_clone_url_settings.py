@@ -14,8 +14,8 @@ from helpers.git import ISOLATED, Upstream, push
 
 from bridge.cli.main import cli
 from bridge.config.load import load_config
-from bridge.dispatch.changes import Mirrors, redact
-from bridge.providers.clone import clone_url_problem
+from bridge.dispatch.mirror import Mirrors
+from bridge.providers.clone import clone_url_problem, redact
 from bridge.errors import ConfigError
 from bridge.events import Commit
 from bridge.policies import MirrorPolicy

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from bridge.dispatch.changes import FileResolution, Mirrors, mirror_key, redact, url_refusal
+from bridge.dispatch.files import FileResolution
+from bridge.dispatch.mirror import Mirrors, mirror_key
+from bridge.providers.clone import redact, url_refusal
 from helpers.git import GIT_ENV, ISOLATED, push
 from helpers.ports import free_port
 from helpers.mirrors import mirrors  # noqa: F401  (fixtures)

@@ -14,8 +14,10 @@ from helpers.git import ISOLATED, Upstream, private_repo, push, ssh_host  # noqa
 from helpers.ports import free_port
 
 from bridge.config.load import load_config
-from bridge.dispatch.changes import (FileResolution, Mirrors, expand_clone_url, mirror_key,
-                                     resolve_changed_files, source_clone_url)
+from bridge.dispatch.changes import resolve_changed_files, source_clone_url
+from bridge.dispatch.files import FileResolution
+from bridge.dispatch.mirror import Mirrors, mirror_key
+from bridge.providers.clone import expand_clone_url
 from bridge.events import Commit
 from bridge.logs import JsonFormatter
 from bridge.providers.clone import url_host

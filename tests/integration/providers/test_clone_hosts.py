@@ -19,7 +19,8 @@ from helpers.git import private_repo, ssh_host  # noqa: F401 (fixture)
 
 from bridge.cli.main import cli
 from bridge.config.load import load_config
-from bridge.dispatch.changes import Mirrors, resolve_for_source
+from bridge.dispatch.changes import resolve_for_source
+from bridge.dispatch.mirror import Mirrors
 from bridge.errors import ConfigError
 from bridge.events import Commit
 from bridge.providers.clone import url_host
