@@ -72,6 +72,8 @@ class GitHubHooks:
         self.tags: dict[str, dict[str, tuple[str, str]]] = {}   # repo -> tag -> (object sha, commit)
         self.rate_remaining = 5000
         self.redeliveries: list[str] = []                 # GUIDs redelivered, in order
+        self.release = threading.Event()                  # cleared: redeliveries wait for it
+        self.release.set()
         self._lock = threading.Lock()
         self._sent = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
@@ -203,8 +205,10 @@ class GitHubHooks:
         found = hook and next((a for a in hook.attempts if a.id == int(attempt_id)), None)
         if not found:
             return 404, NOT_FOUND, {}
-        t = threading.Thread(target=self._deliver, args=(hook, found.guid, found.event, found.body, True),
-                             daemon=True)
+        def later():
+            self.release.wait(30)
+            self._deliver(hook, found.guid, found.event, found.body, True)
+        t = threading.Thread(target=later, daemon=True)
         self._threads.append(t)
         t.start()
         return 202, {}, {}

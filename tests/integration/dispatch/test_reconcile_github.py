@@ -194,3 +194,32 @@ def test_one_instance_at_a_time_runs_it(setup):
     assert store.lease_holder("reconcile", now=12.0) == "host-a"
     later = Periodic(lambda: config, store, "host-b", now=lambda: 10.0 + config.settings.reconcile.interval + 1)
     assert later.tick() is not None                  # expired: host-b takes it over
+
+
+def test_an_organization_hooks_log_is_read_and_its_repositories_wait_for_redeliveries(make_app, monkeypatch):
+    monkeypatch.setenv("GH_API_TOKEN", API_TOKEN)
+    with github_host() as api:
+        port = free_bridge_port()
+        hook = api.hooks.add_hook(f"http://127.0.0.1:{port}/hooks/github", GITHUB_SECRET, org="f110")
+        text = rules_text(api.url, hook, watch=f"watch: [{REPO}]").replace(
+            f"{{repo: {REPO}, id: {hook}}}", f"{{org: f110, id: {hook}}}")
+        app, store = make_app(text)
+        config = app.extensions["bridge"].config
+        after, body = chain(1)[0]
+        api.hooks.push(REPO, body, hook_id=hook, branch="main", after=after)     # nobody listening
+        bridge = ServedBridge(app, port).start()
+        api.hooks.release.clear()                  # the redelivery takes its time
+        try:
+            report = Reconciler(config, store).run()
+            assert [(f.repo, f.action) for f in report.found] == [("-", "redelivered")]
+            assert any(f"/orgs/f110/hooks/{hook}/deliveries" in r.path for r in api.requests)
+            # An org hook's redelivery may be for any repository: the watch waits a run.
+            assert store.get_mark(f"watch:github:{REPO}") is None
+            api.hooks.release.set()
+            api.hooks.wait_sent(1)
+            wait_for(lambda: len(jobs_by_rule(store).get("build", [])) == 1, what="the build")
+            assert Reconciler(config, store).run().found == []
+            assert store.get_mark(f"watch:github:{REPO}") == {"refs/heads/main": after}
+        finally:
+            bridge.stop()
+            api.hooks.join()
