@@ -45,6 +45,11 @@ class ApiRateLimited(ApiError):
         self.wait = wait
 
 
+#: Requests of the host's rate limit reconcile leaves to others (the same token may post the
+#: commit statuses): below this, it stops until the limit resets.
+RATE_RESERVE = 100
+
+
 class HostAPI:
     """GET and POST on one host's REST API with one token, one session. `auth_headers(token)` is
     the host's; `calls` counts requests (the run's report)."""
@@ -90,6 +95,7 @@ class HostAPI:
             except ValueError:
                 raise ApiUnavailable(f"{self._host()} answered {resp.status_code} with no JSON",
                                      resp.status_code) from None
+            self._check_reserve(resp)
             return doc, resp.headers
         raise self.classify(resp)
 
@@ -102,6 +108,13 @@ class HostAPI:
         if code in (401, 403, 404):
             return ApiDenied(message, code)
         return ApiUnavailable(message, code)
+
+    def _check_reserve(self, resp) -> None:
+        """Stop before the rate limit runs out: the rest is for commit statuses."""
+        left = resp.headers.get("x-ratelimit-remaining") or resp.headers.get("ratelimit-remaining")
+        if left is not None and left.isdigit() and int(left) < RATE_RESERVE:
+            raise ApiRateLimited(f"{left} requests of the rate limit left: the last {RATE_RESERVE} "
+                                 "are left to commit statuses", resp.status_code, self._wait(resp))
 
     def _rate_limited(self, resp) -> bool:
         return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers

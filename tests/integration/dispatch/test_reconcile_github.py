@@ -185,6 +185,15 @@ def test_the_rate_limit_stops_the_run_and_says_how_long(setup):
     assert len(report.warnings) == 1 and "rate limited" in report.warnings[0]
 
 
+def test_the_last_hundred_requests_of_the_rate_limit_are_left_to_commit_statuses(setup):
+    api, bridge, hook, store, config = setup()
+    api.hooks.rate_remaining = 100                  # the answer says 99 left
+    report = Reconciler(config, store).run()
+    assert len(report.warnings) == 1 and "99 requests of the rate limit left" in report.warnings[0]
+    assert report.wait is not None and report.wait > 3000
+    assert api.hooks.rate_remaining == 99           # one request, then it stopped
+
+
 def test_one_instance_at_a_time_runs_it(setup):
     api, bridge, hook, store, config = setup()
     first = Periodic(lambda: config, store, "host-a", now=lambda: 10.0)
