@@ -207,7 +207,8 @@ class Reconciler:
         except ApiDenied as exc:
             self.denied[key] = self.now() + DENIED_FOR
             scopes = getattr(run.provider, "RECONCILE_SCOPES", "")
-            hint = " (the hook id is wrong, or the token cannot see it)" if exc.status == 404 else ""
+            hint = (" (the hook id is wrong, or the token's user cannot see it: GitHub answers 404 "
+                    "without admin access)") if exc.status == 404 else ""
             self._warn(run.report, run.source.name,
                        f"source '{run.source.name}' {what}: the host refused: {exc.message}{hint}; "
                        f"the token needs {scopes}. Not asked again for {DENIED_FOR / 3600:.0f}h "

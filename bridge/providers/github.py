@@ -213,14 +213,16 @@ class Statuses(StatusClient):
 # --- what GitHub offers to recover missed deliveries (dispatch/reconcile.py) ---------------------
 # Hook delivery logs: GET /repos/{owner}/{repo}/hooks/{id}/deliveries (org hooks: /orgs/{org}/...),
 # newest first, `per_page` up to 100, cursor pages in the Link header, kept 3 days (GHES 7); a
-# repo hook needs a token with `repo` (fine-grained: "Webhooks" read, write to redeliver), an org
-# hook an owner's `admin:org_hook`. Redeliver: POST .../deliveries/{id}/attempts (202); the
+# repo hook needs a repository admin's token with `admin:repo_hook` or `repo` (fine-grained:
+# "Webhooks" read, write to redeliver; without admin access GitHub answers 404), an org hook an
+# owner's `admin:org_hook`. Redeliver: POST .../deliveries/{id}/attempts (202); the
 # redelivery keeps the X-GitHub-Delivery GUID. Refs: GET /repos/{o}/{r}/git/matching-refs/heads/
 # and .../tags/ ("Contents" read); an annotated tag's object is peeled with GET .../git/tags/{sha}.
 
 #: What a token needs, for the warning when the host refuses it.
-RECONCILE_SCOPES = ("repository hooks: classic `repo` scope or fine-grained \"Webhooks\" (read, "
-                    "write to redeliver); organization hooks: `admin:org_hook`; refs: \"Contents\" read")
+RECONCILE_SCOPES = ("repository hooks: a repository admin's token with `admin:repo_hook` or `repo` "
+                    "(fine-grained: \"Webhooks\" read, write to redeliver); organization hooks: an "
+                    "owner's `admin:org_hook`; refs: \"Contents\" read")
 #: The events whose lost deliveries are worth recovering.
 RECOVER_EVENTS = ("push",)
 
