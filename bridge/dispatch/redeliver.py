@@ -38,6 +38,10 @@ def recover_hook(run, hook) -> None:
         if d.guid and d.event in recover:
             by_guid.setdefault(d.guid, []).append(d)
     failed = {g: tries for g, tries in by_guid.items() if not any(t.ok for t in tries)}
+    # A 4xx is the bridge's own answer (bad signature, unknown source, too big, not a push): the
+    # same body would be refused again, and GitLab counts each refusal towards disabling the hook.
+    refused = {g for g, tries in failed.items() if any(_refused(t) for t in tries)}
+    failed = {g: tries for g, tries in failed.items() if g not in refused}
     stored = store.stored_ids(failed)
     asks = run.asks
     unsettled: list[float] = []
@@ -62,7 +66,8 @@ def recover_hook(run, hook) -> None:
         run.marks[mark_key] = {"watermark": watermark}
     run.progress(f"{src.name} {hook.name}: {len(attempts)} attempts since "
                  f"{_ago(run.now() - since)}, {len(failed)} never answered 2xx, "
-                 f"{len(failed) - len(stored)} not stored")
+                 f"{len(failed) - len(stored)} not stored"
+                 + (f", {len(refused)} refused by the bridge (4xx: not asked again)" if refused else ""))
 
 
 def _recover_one(run, hook, guid: str, newest: HostDelivery, asked: dict) -> None:
@@ -86,6 +91,10 @@ def _recover_one(run, hook, guid: str, newest: HostDelivery, asked: dict) -> Non
     run.redeliveries_left -= 1
     run.count("failed_delivery")
     run.found(repo, None, "failed_delivery", "redelivered", f"{guid} (host saw {code})")
+
+
+def _refused(d: HostDelivery) -> bool:
+    return d.status_code is not None and 400 <= d.status_code < 500
 
 
 def pending_repos(asks: dict, stored: set, now: float) -> tuple[set, bool]:

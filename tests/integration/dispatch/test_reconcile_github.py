@@ -77,6 +77,19 @@ def test_a_dry_run_asks_nothing_and_stores_nothing(setup):
     assert store.get_mark(f"log:github:{REPO} hook {hook}") is None
 
 
+def test_a_delivery_the_bridge_refused_with_a_4xx_is_not_asked_for_again(setup):
+    api, bridge, hook, store, config = setup()
+    hook_ = next(h for h in api.hooks.hooks.values() if h.id == hook)
+    hook_.secret = "a-wrong-secret"
+    after, body = chain(1)[0]
+    refused = api.hooks.push(REPO, body, hook_id=hook, branch="main", after=after)
+    assert refused.status_code == 401
+    progress = []
+    report = Reconciler(config, store, progress=progress.append).run()
+    assert report.found == [] and api.hooks.redeliveries == []
+    assert "1 refused by the bridge (4xx: not asked again)" in progress[0]
+
+
 def test_the_delivery_log_is_read_page_by_page_with_the_cursor(setup):
     api, bridge, hook, store, config = setup()
     for after, body in chain(130):
