@@ -1,6 +1,7 @@
 """Reconcile tests' parts: a bridge app served over real HTTP in this process (so a host stand-in
 can deliver and redeliver to it), the GitHub API stand-in with hooks and refs, rules naming both,
-and a chain of real pushes (each `before` the previous `after`)."""
+a chain of real pushes (each `before` the previous `after`), and the `setup` fixture that makes
+them all for one test."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ import textwrap
 import threading
 from contextlib import contextmanager
 
+import pytest
 from werkzeug.serving import make_server
 
 from helpers.push import push
+from helpers.rules import GITHUB_SECRET
 from helpers.ports import free_port
 from helpers.standins.github import GitHubAPIStandin
 from helpers.standins.github_hooks import GitHubHooks
@@ -99,3 +102,33 @@ def chain(count: int, *, branch: str = "main", start: str | None = None):
 
 def free_bridge_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def setup(make_app, monkeypatch):
+    """setup(token=..., watch=...) -> (api, bridge (started), hook id, store, config)."""
+    monkeypatch.setenv("GH_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("GH_LIMITED", LIMITED_TOKEN)
+    bridges = []
+    with github_host(limited=[LIMITED_TOKEN]) as api:
+        def make(*, token_env="GH_API_TOKEN", watch="", start=True, **kw):
+            port = free_bridge_port()
+            hook = api.hooks.add_hook(f"http://127.0.0.1:{port}/hooks/github", GITHUB_SECRET, repo=REPO)
+            app, store = make_app(rules_text(api.url, hook, token_env=token_env, watch=watch, **kw))
+            bridge = ServedBridge(app, port)
+            bridges.append(bridge)
+            if start:
+                bridge.start()
+            return api, bridge, hook, store, app.extensions["bridge"].config
+        yield make
+        for b in bridges:
+            b.stop()
+        api.hooks.join()
+
+
+def jobs_by_rule(store) -> dict:
+    out: dict = {}
+    for d in store.list_deliveries(limit=1000):
+        for j in d["jobs"]:
+            out.setdefault(j["rule"], []).append(d["delivery"])
+    return out

@@ -3,44 +3,12 @@ real port: failed deliveries redelivered and built once, tags pushed with no web
 races with real deliveries deduplicated, a token without the scope warned about once."""
 from __future__ import annotations
 
-import pytest
-
 from bridge.dispatch.reconcile import Periodic, Reconciler
 from bridge.metrics import Metrics
 from helpers.process import wait_for
-from helpers.reconcile import (API_TOKEN, LIMITED_TOKEN, REPO, ServedBridge, chain, free_bridge_port,
-                               github_host, rules_text)
+from helpers.reconcile import (API_TOKEN, REPO, ServedBridge, chain, free_bridge_port, github_host,
+                               jobs_by_rule, rules_text, setup)  # noqa: F401  (fixture)
 from helpers.rules import GITHUB_SECRET
-
-
-@pytest.fixture
-def setup(make_app, monkeypatch):
-    """setup(token=..., watch=...) -> (api, bridge (started), hook id, store, config)."""
-    monkeypatch.setenv("GH_API_TOKEN", API_TOKEN)
-    monkeypatch.setenv("GH_LIMITED", LIMITED_TOKEN)
-    bridges = []
-    with github_host(limited=[LIMITED_TOKEN]) as api:
-        def make(*, token_env="GH_API_TOKEN", watch="", start=True, **kw):
-            port = free_bridge_port()
-            hook = api.hooks.add_hook(f"http://127.0.0.1:{port}/hooks/github", GITHUB_SECRET, repo=REPO)
-            app, store = make_app(rules_text(api.url, hook, token_env=token_env, watch=watch, **kw))
-            bridge = ServedBridge(app, port)
-            bridges.append(bridge)
-            if start:
-                bridge.start()
-            return api, bridge, hook, store, app.extensions["bridge"].config
-        yield make
-        for b in bridges:
-            b.stop()
-        api.hooks.join()
-
-
-def jobs_by_rule(store) -> dict:
-    out: dict = {}
-    for d in store.list_deliveries(limit=1000):
-        for j in d["jobs"]:
-            out.setdefault(j["rule"], []).append(d["delivery"])
-    return out
 
 
 def test_twenty_pushes_that_failed_at_the_host_are_redelivered_and_build_once(setup):
