@@ -105,6 +105,10 @@ class GitHubHooks:
         if tag:
             self.tags.setdefault(repo, {})[tag] = (sha, commit or sha)
 
+    def redeliver_by_hand(self, repo: str, hook_id: int, attempt: Attempt) -> None:
+        """Someone clicks "Redeliver" on the hook's page (as the API does it)."""
+        self._redeliver({}, f"repos/{repo}", str(hook_id), str(attempt.id))
+
     def wait_sent(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         with self._sent:

@@ -79,6 +79,11 @@ class GitLabHooks:
                    "User-Agent": "GitLab/17.4.0"}
         return self._deliver(self.hooks[(project, hook_id)], headers, payload)
 
+    def retry(self, project: str, hook_id: int, event: Event) -> Event:
+        """GitLab retries a delivery by itself (after a timeout): the same Idempotency-Key."""
+        headers = {k: v for k, v in event.headers.items() if k != "X-Gitlab-Token"}
+        return self._deliver(self.hooks[(project, hook_id)], headers, event.data)
+
     def wait_resent(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         with self._sent:

@@ -131,7 +131,7 @@ def test_a_reconcile_racing_a_manual_redelivery_builds_once(setup):
     failed = api.hooks.push(REPO, body, hook_id=hook, branch="main", after=after)
     bridge.start()
     Reconciler(config, store).run()
-    api.hooks._redeliver({}, f"repos/{REPO}", str(hook), str(failed.id))   # someone clicks it too
+    api.hooks.redeliver_by_hand(REPO, hook, failed)                         # someone clicks it too
     api.hooks.wait_sent(2)
     assert len(jobs_by_rule(store)["build"]) == 1
     assert Reconciler(config, store).run().found == []
