@@ -36,6 +36,14 @@ def test_dry_run_then_run_then_deliveries_show_the_recovered_push(tmp_path, secr
         listed = CliRunner().invoke(cli, ["deliveries", "--state-dir", str(tmp_path / "var"),
                                           "--rules", str(tmp_path / "rules.yaml")])
         assert "tag:queued  (via reconcile)" in listed.output
+        # The stored body is the push as the host would have sent it: explain reads it again.
+        rows = json.loads(CliRunner().invoke(cli, ["deliveries", "--format", "json", "--state-dir",
+                                                   str(tmp_path / "var")]).output)
+        explained = CliRunner().invoke(cli, ["explain", "--delivery", rows[0]["delivery"], "--rules",
+                                             str(tmp_path / "rules.yaml"), "--state-dir",
+                                             str(tmp_path / "var"), "--format", "json"])
+        assert explained.exit_code == 0, explained.output
+        assert json.loads(explained.output)["event"]["pusher"] == "bridge-reconcile"
         assert invoke(tmp_path, "--dry-run").output.rstrip().endswith("0 found, nothing done (--dry-run); 3 API calls")
 
 
