@@ -9,9 +9,19 @@
     │   ├── PayloadTooLarge      413
     │   └── BadPayload           400: verified, but not JSON or not a known shape
     ├── StoreUnavailable         503: the database could not take the write; nothing was accepted
-    └── TargetError              a target could not start a job
-        ├── TargetUnavailable    transient: retry with backoff (connection, 5xx, throttling)
-        └── TargetRejected       permanent: dead letter at once (404 job, 403, bad parameters)
+    ├── TargetError              a target could not start a job
+    │   ├── TargetUnavailable    transient: retry with backoff (connection, 5xx, throttling)
+    │   └── TargetRejected       permanent: dead letter at once (404 job, 403, bad parameters)
+    ├── StatusError              a git host did not take a commit status (carries the HTTP code)
+    │   ├── StatusUnavailable    transient: post again with backoff (connection, 5xx, rate limit)
+    │   └── StatusRejected       permanent: recorded as failed at once (bad token, no access)
+    ├── InvalidValue             a duration, size or headers file a user gave is not valid (also a ValueError)
+    ├── GlobError                a branch/path pattern is invalid (bridge/globs.py; also a ValueError)
+    ├── YamlError                rules.yaml is not safe, well-formed YAML (bridge/config/yamlload.py)
+    └── BindError                an address cannot be listened on (bridge/service/listener.py)
+
+Builtin exceptions are left to programming errors (an interface not implemented, a lookup of a
+name validation let through): they end in a traceback, never in a message.
 
 Messages name the thing and the value (`job 'api/biuld' not found on target 'ci'`), never a
 secret.
@@ -67,6 +77,11 @@ class BadPayload(DeliveryError):
     status = 400
 
 
+class InvalidValue(BridgeError, ValueError):
+    """A value a user gave (a duration, a size, a headers file) is not valid; the message says how.
+    Also a ValueError, so the parsers' callers (settings validation) may treat it as one."""
+
+
 class StoreUnavailable(BridgeError):
     """The store could not commit; the delivery gets a 503 and nothing of it is kept."""
 
@@ -85,3 +100,23 @@ class TargetUnavailable(TargetError):
 
 class TargetRejected(TargetError):
     """Permanent: the job goes to the dead letter at once."""
+
+
+class StatusError(BridgeError):
+    """A git host did not take a commit status. `code`: its HTTP status, None if it never answered."""
+
+    def __init__(self, message: str, code: int | None = None):
+        self.code = code
+        super().__init__(message)
+
+
+class StatusUnavailable(StatusError):
+    """Transient: the poster posts again with backoff. `retry_after` (seconds) if the host said."""
+
+    def __init__(self, message: str, code: int | None = None, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message, code)
+
+
+class StatusRejected(StatusError):
+    """Permanent (bad token, no access to the repository): recorded as failed, never posted again."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 from typing import Iterable, Sequence
 
+from bridge.errors import BridgeError
+
 __all__ = ["GlobError", "Pattern", "PatternList", "compile_pattern", "validate_patterns"]
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -22,8 +24,9 @@ MAX_STATES = 2000
 MAX_MOVES = 10_000
 
 
-class GlobError(ValueError):
-    """A pattern (or a list of them) is invalid; the message names the pattern and the fault."""
+class GlobError(BridgeError, ValueError):
+    """A pattern (or a list of them) is invalid; the message names the pattern and the fault.
+    Also a ValueError, as it always was (a bad --repo/--rule glob is a bad value)."""
 
 
 def _bad(pattern, why: str) -> GlobError:

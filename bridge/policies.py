@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bridge.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -53,16 +55,16 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, N
 def parse_duration(value) -> float:
     """'5s', '10m', '24h', '30d', '2w' or a number of seconds -> seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"'{value}' is not a duration")
+        raise InvalidValue(f"'{value}' is not a duration")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
-            raise ValueError(f"'{value}' is not a finite duration")
+            raise InvalidValue(f"'{value}' is not a finite duration")
         if value < 0:
-            raise ValueError(f"'{value}' is negative")
+            raise InvalidValue(f"'{value}' is negative")
         return float(value)
     m = _DURATION.match(str(value))
     if not m:
-        raise ValueError(f"'{value}' is not a duration (use e.g. 5s, 10m, 24h, 30d)")
+        raise InvalidValue(f"'{value}' is not a duration (use e.g. 5s, 10m, 24h, 30d)")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -73,12 +75,12 @@ def parse_size(text) -> int:
     """'5G', '500M', '1.5GiB', '100K', plain bytes (binary multiples), or an int of bytes."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
-            raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
+            raise InvalidValue(f"not a size: {text!r} (use e.g. 5G, 500M)")
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text if isinstance(text, str) else "",
                      re.I)
     if not m:
-        raise ValueError(f"not a size: {text!r} (use e.g. 5G, 500M)")
+        raise InvalidValue(f"not a size: {text!r} (use e.g. 5G, 500M)")
     return int(float(m[1]) * _SIZE_UNITS[m[2].upper()])
 
 

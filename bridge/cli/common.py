@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from bridge.config import secrets as secret_refs
 from bridge.config.load import load_config, read_rules_text
 from bridge.config.snapshot import LAST_GOOD, load_accepted
-from bridge.config.yamlload import YamlError, load
-from bridge.errors import ConfigError, SecretError, StoreUnavailable
+from bridge.config.yamlload import load
+from bridge.errors import BridgeError, ConfigError, SecretError, StoreUnavailable
 from bridge.globs import validate_patterns
 from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 from bridge.policies import parse_duration
@@ -112,7 +112,7 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
             continue
         try:
             doc = load(read_rules_text(str(path)))
-        except (ConfigError, YamlError):
+        except BridgeError:    # ConfigError (unreadable), YamlError (not YAML)
             continue        # unreadable here: the next place, then the defaults
         settings = doc.get("settings") if isinstance(doc, dict) else None
         url = settings.get("database_url") if isinstance(settings, dict) else None
@@ -196,14 +196,20 @@ def glob_option(ctx, param, value):
     return value
 
 
-def duration_option(ctx, param, value):
-    """click callback: a duration (30m, 1h, 2d) in seconds, or a usage error."""
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+def parsed_option(parse):
+    """A click callback: the value through `parse` (parse_duration, parse_size), or a usage error."""
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except BridgeError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return convert
+
+
+#: click callback: a duration (30m, 1h, 2d) in seconds, or a usage error.
+duration_option = parsed_option(parse_duration)
 
 
 def _log_env(name):

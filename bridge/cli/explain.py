@@ -16,7 +16,7 @@ from werkzeug.datastructures import Headers
 from bridge.dispatch.changes import resolve_for_source
 from bridge.dispatch.files import files_from_payload
 from bridge.dispatch.mirror import Mirrors
-from bridge.errors import BadPayload, UnknownSource
+from bridge.errors import BadPayload, InvalidValue, UnknownSource
 from bridge.events import Ignored
 from bridge.providers import get_provider
 from bridge.rules import decide_paths
@@ -30,13 +30,13 @@ MAX_HEADERS_FILE = 1 << 20
 def read_headers(data: bytes) -> dict[str, str]:
     """Request headers from a file: a JSON object `{"X-GitHub-Event": "push", ...}` or
     `Name: value` lines (as GitHub's Recent Deliveries and GitLab's Recent events show them).
-    Raises ValueError with a message for the user on anything else."""
+    Raises InvalidValue with a message for the user on anything else."""
     if len(data) > MAX_HEADERS_FILE:
-        raise ValueError(f"the headers file is larger than {MAX_HEADERS_FILE} bytes")
+        raise InvalidValue(f"the headers file is larger than {MAX_HEADERS_FILE} bytes")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ValueError("the headers file is not UTF-8 text") from None
+        raise InvalidValue("the headers file is not UTF-8 text") from None
     if text.lstrip().startswith(("{", "[")):
         return _json_headers(text)
     headers: dict[str, str] = {}
@@ -48,7 +48,7 @@ def read_headers(data: bytes) -> dict[str, str]:
         if name.lower() in _NOT_HEADERS:
             continue
         if not colon or not _HEADER_NAME.match(name):
-            raise ValueError(f"line {number}: expected 'Name: value' (a header name, a colon, its "
+            raise InvalidValue(f"line {number}: expected 'Name: value' (a header name, a colon, its "
                              f"value), not {line.strip()[:60]!r}; or give a JSON object of headers")
         headers[name] = value.strip()
     return headers
@@ -58,24 +58,24 @@ def _json_headers(text: str) -> dict[str, str]:
     try:
         data = json.loads(text)
     except RecursionError:
-        raise ValueError("the headers file is not valid JSON: nested too deeply") from None
+        raise InvalidValue("the headers file is not valid JSON: nested too deeply") from None
     except ValueError as exc:
-        raise ValueError(f"the headers file is not valid JSON: {exc}") from None
+        raise InvalidValue(f"the headers file is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError("the headers file holds a JSON list: give a JSON object "
+        raise InvalidValue("the headers file holds a JSON list: give a JSON object "
                          "of headers, {\"X-GitHub-Event\": \"push\", ...}, or 'Name: value' lines")
     if data and all(isinstance(v, dict) for v in data.values()):
-        raise ValueError("the headers file maps names to sets of headers (as shared/payloads/"
+        raise InvalidValue("the headers file maps names to sets of headers (as shared/payloads/"
                          "headers.json does): give one set, {\"X-GitHub-Event\": \"push\", ...}")
     headers = {}
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError(f"header {name!r}: the value must be a string, not {json.dumps(value)[:60]}")
+            raise InvalidValue(f"header {name!r}: the value must be a string, not {json.dumps(value)[:60]}")
         if not _HEADER_NAME.match(name):
-            raise ValueError(f"{name!r} is not a header name")
+            raise InvalidValue(f"{name!r} is not a header name")
         value = str(value)
         if any(c in value for c in "\r\n\0") or not _encodes(value):
-            raise ValueError(f"header {name!r}: the value holds a line break, a NUL or a lone surrogate")
+            raise InvalidValue(f"header {name!r}: the value holds a line break, a NUL or a lone surrogate")
         headers[name] = value
     return headers
 

@@ -20,8 +20,8 @@ from bridge.cli.explain import MAX_HEADERS_FILE, explain_payload, read_headers, 
 from bridge.config import secrets as secret_refs
 from bridge.config.load import read_rules_text
 from bridge.config.schema import rules_schema
-from bridge.config.yamlload import YamlError, load
-from bridge.errors import BridgeError, DeliveryError, TargetError
+from bridge.config.yamlload import load
+from bridge.errors import BridgeError, TargetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,14 +134,14 @@ def explain(rules_path, source_name, event_name, headers_file, delivery_id, fmt,
         if headers_file:
             try:
                 headers = read_headers(headers_file.read(MAX_HEADERS_FILE + 1))
-            except ValueError as exc:
+            except BridgeError as exc:
                 click.echo(f"error: --headers {headers_file.name}: {exc}", err=True)
                 sys.exit(1)
         body = payload.read()
     try:
         result = explain_payload(config, source_name, body, headers=headers,
                                  event_name=event_name, resolve_files=resolve_files, state_dir=state_dir)
-    except (DeliveryError, BridgeError, KeyError) as exc:
+    except BridgeError as exc:
         click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
         sys.exit(1)
     if stored is not None:
@@ -187,10 +187,11 @@ def _database_url(config, state_dir) -> str:
         return config.database_url(state_dir)
     try:
         doc = load(read_rules_text(config.path))
-        ref = doc.get("settings", {}).get("database_url")
+        settings = doc.get("settings") if isinstance(doc, dict) else None
+        ref = settings.get("database_url") if isinstance(settings, dict) else None
         if secret_refs.is_reference(ref):
             return secret_refs.resolve(ref, os.environ, os.path.dirname(os.path.abspath(config.path)))
-    except (BridgeError, YamlError, AttributeError) as exc:
+    except BridgeError as exc:
         click.echo(f"error: settings.database_url: {exc}", err=True)
         sys.exit(1)
     return config.database_url(state_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from bridge.cli.common import absolute_state_dir, default_state_dir
+from bridge.cli.common import absolute_state_dir, default_state_dir, parsed_option
 from bridge.config.load import load_config
 from bridge.dispatch.mirror import Mirrors
 from bridge.errors import ConfigError
@@ -28,17 +28,6 @@ def _human(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return str(size)
-
-
-def _callback(parse):
-    def convert(ctx, param, value):
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
-    return convert
 
 
 state_dir_option = click.option(
@@ -71,10 +60,10 @@ def list_mirrors(state_dir: Path) -> None:
 @click.option("--rules", "rules_path", envvar="BRIDGE_RULES", default=None,
               type=click.Path(dir_okay=False),
               help="Take the default limits from this rules.yaml's settings.mirrors (env BRIDGE_RULES).")
-@click.option("--max-age", default=None, callback=_callback(parse_duration),
+@click.option("--max-age", default=None, callback=parsed_option(parse_duration),
               help="Evict mirrors unused for longer than this (30d, 12h, 90m). "
                    "Default: settings.mirrors.max_age, else 30d.")
-@click.option("--max-size", default=None, callback=_callback(parse_size),
+@click.option("--max-size", default=None, callback=parsed_option(parse_size),
               help="Then evict the least recently used until all mirrors fit (5G, 500M). "
                    "Default: settings.mirrors.max_size, else 5G.")
 def prune_mirrors(state_dir: Path, rules_path: str | None, max_age: float | None,

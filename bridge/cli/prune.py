@@ -10,6 +10,7 @@ import time
 import click
 
 from bridge.cli.common import open_operator_store, rules_option, state_option
+from bridge.errors import BridgeError
 from bridge.policies import parse_duration
 
 
@@ -22,7 +23,7 @@ def prune(rules_path, state_dir, older_than):
     """Delete finished deliveries (and their jobs) older than the given age."""
     try:
         age = parse_duration(older_than)
-    except ValueError as exc:
+    except BridgeError as exc:     # InvalidValue
         raise click.BadParameter(str(exc), param_hint="--older-than")
     store = open_operator_store(rules_path, state_dir)
     n = store.prune(time.time() - age)

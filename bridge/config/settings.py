@@ -15,7 +15,7 @@ from bridge.config.keys import FOLLOW_KEYS, MIRRORS_KEYS, RETRY_KEYS, SETTINGS_K
 from bridge.config.model import Settings
 from bridge.config.problems import as_mapping, maybe_secret
 from bridge.config.reconcile import parse_policy
-from bridge.errors import did_you_mean
+from bridge.errors import InvalidValue, did_you_mean
 from bridge.logs import LEVELS as LOG_LEVELS
 from bridge.policies import FollowPolicy, MirrorPolicy, RetryPolicy, parse_duration, parse_size
 
@@ -122,11 +122,11 @@ def _mirrors(raw, problems, line) -> MirrorPolicy:
             if key == "max_size":
                 values[key] = parse_size(value)
                 if values[key] < 1:
-                    raise ValueError(f"'{value}' is not positive")
+                    raise InvalidValue(f"'{value}' is not positive")
             elif key in MIRRORS_KEYS:
                 values[key] = parse_duration(value)    # refuses YAML .nan/.inf too
                 if values[key] <= 0:
-                    raise ValueError(f"'{value}' is not positive")
+                    raise InvalidValue(f"'{value}' is not positive")
         except ValueError as exc:
             values.pop(key, None)
             problems.add(spec.line_of(key), f"settings.mirrors.{key}: {exc}")

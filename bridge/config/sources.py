@@ -17,7 +17,7 @@ from bridge.config.problems import as_mapping, line_of_key, maybe_secret, resolv
 from bridge.config.rulecheck import literal_problems
 from bridge.config.settings import retry_policy
 from bridge.config.yamlload import LineList
-from bridge.errors import SecretError, did_you_mean
+from bridge.errors import InvalidValue, SecretError, did_you_mean
 from bridge.policies import REPORT_RETRY, RetryPolicy, parse_duration
 from bridge import providers
 from bridge.providers import clone as clone_hosts
@@ -167,7 +167,7 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
         try:
             values["timeout"] = parse_duration(raw["timeout"])
             if values["timeout"] <= 0:
-                raise ValueError(f"'{raw['timeout']}' is not positive")
+                raise InvalidValue(f"'{raw['timeout']}' is not positive")
         except ValueError as exc:
             problems.add(raw.line_of("timeout"), f"{where}.timeout: {exc}")
     if "retry" in raw:

@@ -12,6 +12,8 @@ from typing import NamedTuple
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from bridge.errors import BridgeError
+
 _CORE_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
@@ -19,7 +21,9 @@ _CORE_TAGS = {
 MAX_NODES = 1_000_000
 
 
-class YamlError(ValueError):
+class YamlError(BridgeError):
+    """YAML text that is malformed or unsafe; `line` (1-based) and `message` name the fault."""
+
     def __init__(self, line: int, message: str):
         self.line = line
         self.message = message

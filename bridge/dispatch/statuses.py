@@ -18,7 +18,7 @@ from typing import Callable
 
 from bridge.config.model import Config
 from bridge.dispatch.outage import Outage
-from bridge.errors import StoreUnavailable
+from bridge.errors import StatusRejected, StatusUnavailable, StoreUnavailable
 from bridge.events import ZERO_SHA, Event
 from bridge.jobs import Run
 from bridge.policies import REPORT_RETRY, RetryPolicy, backoff
@@ -309,6 +309,10 @@ class StatusPoster:
             return
         try:
             answer = client.post(cs)
+        except StatusUnavailable as exc:
+            answer = Answer("retry", exc.code, str(exc), exc.retry_after)
+        except StatusRejected as exc:
+            answer = Answer("failed", exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the status: retry it
             self.log.error("status %s on %s: unexpected error: %s", cs.context, cs.repo,
                            type(exc).__name__, exc_info=True, extra=self._extra(cs))

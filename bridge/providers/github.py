@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
-from bridge.errors import BadPayload, VerificationFailed
+from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
@@ -189,13 +189,13 @@ class Statuses(StatusClient):
             # same again cannot succeed.
             return Answer("done", code, message)
         if code >= 500:
-            return Answer("retry", code, message, self._retry_after(resp))
+            raise StatusUnavailable(message, code, self._retry_after(resp))
         if code == 429 or (code == 403 and self._rate_limited(resp)):
             # GitHub's order: Retry-After if given, else the reset time when nothing remains.
             wait = self._retry_after(resp)
-            return Answer("retry", code, message, self._reset(resp) if wait is None else wait)
+            raise StatusUnavailable(message, code, self._reset(resp) if wait is None else wait)
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
+        raise StatusRejected(message + hint, code)
 
     def _rate_limited(self, resp) -> bool:
         return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
-from bridge.errors import BadPayload, VerificationFailed
+from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
 from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
@@ -198,9 +198,9 @@ class Statuses(StatusClient):
         if code == 400 and "cannot transition status" in message.lower():
             return Answer("done", code, message)     # it already has this state
         if code in (409, 429) or code >= 500:         # 409: a concurrent update of the same status
-            return Answer("retry", code, message, self._retry_after(resp))
+            raise StatusUnavailable(message, code, self._retry_after(resp))
         hint = " (the token may not post statuses to this project)" if code in (401, 403, 404) else ""
-        return Answer("failed", code, message + hint)
+        raise StatusRejected(message + hint, code)
 
 
 # --- what GitLab offers to recover missed deliveries (dispatch/reconcile.py) ---------------------

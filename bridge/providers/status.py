@@ -1,8 +1,9 @@
 """Feedback stage, the wire: the HTTP client base every git host's commit-status API shares.
 
 Input: a stored status (repo, sha, ref, state, context, description, target_url) and one token.
-Output: an `Answer` classifying the host's reply as sent / done / retry / failed; the token never
-appears in it. Each host module (github.py, gitlab.py) subclasses `StatusClient` as `Statuses`.
+Output: an `Answer` (sent, or done: refused for good, e.g. an unknown commit), else it raises
+`StatusUnavailable` (retry) or `StatusRejected` (failed); the token never appears in either. Each
+host module (github.py, gitlab.py) subclasses `StatusClient` as `Statuses`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Callable
 
 import requests
 
+from bridge.errors import StatusUnavailable
 from bridge.policies import retry_after
 
 #: GitHub answers 422 to a longer description.
@@ -29,7 +31,8 @@ def cap(text: str, limit: int = MAX_DESCRIPTION) -> str:
 @dataclass(frozen=True)
 class Answer:
     """A post's result. outcome: sent | done (the host refuses it for good, e.g. unknown commit or
-    same state twice: not retried) | retry | failed (auth, permissions: not retried)."""
+    same state twice: not retried). The clients raise the other two, which the poster records as
+    retry (`StatusUnavailable`) | failed (`StatusRejected`: auth, permissions: not retried)."""
     outcome: str
     code: int | None
     message: str
@@ -52,6 +55,7 @@ class StatusClient:
         self._local = threading.local()
 
     def post(self, status) -> Answer:
+        """Post one status: its Answer, or StatusUnavailable / StatusRejected."""
         url, headers, body = self.request(status)
         session = getattr(self._local, "session", None)
         if session is None:
@@ -60,17 +64,18 @@ class StatusClient:
             resp = session.post(url, json=body, headers=headers, timeout=self.timeout,
                                 allow_redirects=False)
         except requests.Timeout:
-            return Answer("retry", None, f"no answer from {self._host()} within {self.timeout:g}s")
+            raise StatusUnavailable(f"no answer from {self._host()} within {self.timeout:g}s") from None
         except requests.ConnectionError:
-            return Answer("retry", None, f"cannot connect to {self._host()}")
+            raise StatusUnavailable(f"cannot connect to {self._host()}") from None
         except requests.RequestException as exc:
-            return Answer("retry", None, f"{type(exc).__name__} talking to {self._host()}")
+            raise StatusUnavailable(f"{type(exc).__name__} talking to {self._host()}") from None
         return self.classify(resp)
 
     def request(self, status) -> tuple[str, dict, dict]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def classify(self, resp: requests.Response) -> Answer:  # pragma: no cover - interface
+        """The host's reply as an Answer, or StatusUnavailable / StatusRejected raised."""
         raise NotImplementedError
 
     def _host(self) -> str:

@@ -12,10 +12,12 @@ import os
 import socket
 import stat
 
+from bridge.errors import BridgeError
+
 BACKLOG = 2048   # gunicorn's default: connections wait here while the web child restarts
 
 
-class BindError(Exception):
+class BindError(BridgeError):
     """The address cannot be listened on; str() is the one line to print."""
 
 

@@ -1,5 +1,5 @@
 """Parts of the provider tests: the test secrets, a real payload signed and normalized by its provider,
-and a GitHub push body with some fields changed or removed."""
+and a payload's body (a GitHub push by default) with some fields changed or removed."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,12 @@ def normalize(provider: str, rel_path: str):
 
 
 def _push_body(**changes) -> bytes:
-    body, _ = load_payload("github/push__goscm-branch.json")
+    return changed_payload("github/push__goscm-branch.json", changes)
+
+
+def changed_payload(rel_path: str, changes: dict) -> bytes:
+    """The shared payload's body with `changes` made: key -> new value, or `...` to remove it."""
+    body, _ = load_payload(rel_path)
     payload = json.loads(body)
     for key, value in changes.items():
         if value is ...:

@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from bridge.store.engine import open_engine
 from bridge.store.schema import metadata, schema_version
 from helpers.process import wait_for
-from helpers.store import PG_CONNINFO, PG_URL, pg_down_reason  # noqa: F401
+from helpers.store import PG_CONNINFO, PG_URL, pg_down_reason, pg_scratch  # noqa: F401
 
 
 SECRET = "pg-cluster-secret-51c2"
@@ -30,18 +30,10 @@ V2_TABLES = ("follows", "statuses")
 @pytest.fixture
 def pg_db():
     """A database of its own on the real server; yields its store URL, dropped afterwards."""
-    reason = pg_down_reason()
-    if reason:
-        pytest.skip(reason)
     name = f"bridge_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        _ensure_pg_running()
-        with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_scratch(f'CREATE DATABASE "{name}"', f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                    PG_URL.rsplit("/", 1)[0] + f"/{name}", before_drop=_ensure_pg_running) as url:
+        yield url
 
 
 def sql(url: str, statement: str, *params):

@@ -2,6 +2,8 @@
 they write (two sources, one memory target, a rule for every branch and one for tags)."""
 from __future__ import annotations
 
+from bridge.config.load import load_config
+
 GITHUB_SECRET = "gh-test-secret-0f3e"
 GITLAB_TOKEN = "gl-test-token-9a7c"
 SECRET_ENV = {"GH_SECRET": GITHUB_SECRET, "GH_SECRET_OLD": "gh-old-secret-77", "GL_TOKEN": GITLAB_TOKEN}
@@ -26,10 +28,8 @@ rules:
     run: {target: mem, parameters: {TAG: "${tag}"}}
 """
 
-#: Every push of every GitHub repository builds on the memory target (durability normal).
-BUILD_EVERY_PUSH = """\
-settings:
-  durability: normal
+#: One GitHub source (secret $GH_SECRET) and one memory target: a test adds its `rules:` after it.
+GITHUB_TO_MEMORY = """\
 sources:
   github:
     provider: github
@@ -37,8 +37,28 @@ sources:
 targets:
   mem:
     kind: memory
+"""
+
+#: Every push of every GitHub repository builds on the memory target (durability normal).
+BUILD_EVERY_PUSH = "settings:\n  durability: normal\n" + GITHUB_TO_MEMORY + """\
 rules:
   - name: build
     on: {repo: "**", branches: ["**"]}
     run: {target: mem, parameters: {SHA: "${sha}"}}
 """
+
+
+#: A GitHub source (secret $S) and a memory target, in flow style, for the rule tests' own `rules:`.
+GITHUB_TO_MEMORY_FLOW = """\
+sources:
+  github: {provider: github, secrets: ["${env:S}"]}
+targets:
+  mem: {kind: memory}
+"""
+
+
+def load_ruleset(tmp_path, text: str):
+    """The RuleSet of rules.yaml `text`, written in tmp_path and loaded with S=x in the environment."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return load_config(path, environ={"S": "x"}).ruleset

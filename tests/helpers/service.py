@@ -4,6 +4,7 @@ the `start_bridge` fixture and the operator CLI run as subprocesses."""
 from __future__ import annotations
 
 import collections
+import json
 import os
 import sqlite3
 import subprocess
@@ -24,7 +25,9 @@ PAYLOAD = "github/push__f110-single-commit.json"
 RECORD = 'echo "$BRIDGE_JOB_ID $BRIDGE_DELIVERY" >> "$BUILDS"'
 
 
-def rules(builds, run: str, *, settings: str = "", extra_rules: str = "") -> str:
+def rules(builds, run: str, *, settings: str = "", extra_rules: str = "", env: dict | None = None) -> str:
+    """Rules with one exec target `local` (its environment `env`, else BUILDS=`builds`) and one rule
+    `build` for pushes to f110/test's branch test, running `run`."""
     return textwrap.dedent("""\
         settings:
           durability: normal
@@ -37,12 +40,13 @@ def rules(builds, run: str, *, settings: str = "", extra_rules: str = "") -> str
         targets:
           local:
             kind: exec
-            env: {{BUILDS: "{builds}"}}
+            env: {env}
         rules:
           - name: build
             on: {{repo: f110/test, branches: [test]}}
             run: {run}
-        {extra_rules}""").format(builds=builds, run=run, settings=textwrap.indent(settings, "  "),
+        {extra_rules}""").format(env=json.dumps(env if env is not None else {"BUILDS": str(builds)}),
+                                 run=run, settings=textwrap.indent(settings, "  "),
                                  extra_rules=textwrap.indent(extra_rules, ""))
 
 

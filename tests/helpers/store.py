@@ -35,19 +35,27 @@ def pg_down_reason() -> str | None:
 
 
 @contextmanager
-def pg_schema():
-    """A schema of its own, dropped afterwards; yields the store URL that uses it."""
+def pg_scratch(create: str, drop: str, url: str, *, before_drop=lambda: None):
+    """Run `create` on the real server, yield `url`, then `before_drop()` and `drop`; skips the
+    test cleanly when PostgreSQL is down. One place for a schema or a database of a test's own."""
     reason = pg_down_reason()
     if reason:
         pytest.skip(reason)
-    schema = f"test_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(create)
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield url
     finally:
+        before_drop()
         with psycopg.connect(PG_CONNINFO, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.execute(drop)
+
+
+def pg_schema():
+    """A schema of its own, dropped afterwards; yields the store URL that uses it."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    return pg_scratch(f'CREATE SCHEMA "{schema}"', f'DROP SCHEMA "{schema}" CASCADE',
+                      f"{PG_URL}?options=-csearch_path%3D{schema}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

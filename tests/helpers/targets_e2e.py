@@ -8,16 +8,15 @@ import json
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-import boto3
 import pytest
-import requests
-from moto.server import ThreadedMotoServer
 
+from helpers.aws import AWS_UNSET, aws_env, moto_codebuild, send
 from helpers.standins.jenkins import JenkinsStandin
 from helpers.payloads import signed_request
 from helpers.process import BridgeProcess, wait_for
+from helpers.standins.http import ServesHTTP
 
 
 SECRET = "e2e-webhook-secret-41c7"
@@ -27,16 +26,10 @@ SHA = "002ab36d7679fb3f5b1502063ae06b273b9f897c"
 BRANCH = "test"
 # Not eu-west-1: moto's in-process backends (per region) are shared with test_codebuild.py.
 REGION = "eu-central-1"
-ACCOUNT = "123456789012"                                  # moto's default account
 PARAMS = ["GIT_SHA", "BRANCH", "BRIDGE_DELIVERY"]
 #: A job the target accepted: "started", or already "succeeded" once the dispatcher followed it.
 ACCEPTED = ("started", "succeeded")
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-AWS_UNSET = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CODEBUILD",
-             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+AWS_ENV = aws_env(REGION)
 # Short retries so "down for a while" takes a second, not minutes.
 RETRY = "retry: {initial: 0.1, maximum: 0.3, give_up_after: 60}"
 
@@ -89,30 +82,11 @@ def standin():
 
 @pytest.fixture(scope="module")
 def moto():
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in AWS_ENV.items():
-            mp.setenv(key, value)
-        for key in AWS_UNSET:
-            mp.delenv(key, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client("codebuild", region_name=REGION, endpoint_url=endpoint)
-        client.create_project(
-            name="api", source={"type": "GITHUB", "location": "https://github.com/f110/test"},
-            artifacts={"type": "NO_ARTIFACTS"},
-            environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
-                         "computeType": "BUILD_GENERAL1_SMALL"},
-            serviceRole=f"arn:aws:iam::{ACCOUNT}:role/codebuild")
-        try:
-            yield endpoint, client
-        finally:
-            requests.post(f"{endpoint}/moto-api/reset", timeout=10)
-            server.stop()
+    with moto_codebuild(REGION, {"api": "https://github.com/f110/test"}) as endpoint_and_client:
+        yield endpoint_and_client
 
 
-class RecordingProxy:
+class RecordingProxy(ServesHTTP):
     """Forwards every request to `upstream` and records (X-Amz-Target, JSON body). While `fail`
     is above zero, StartBuild is answered with a ThrottlingException instead (and counted down)."""
 
@@ -120,6 +94,7 @@ class RecordingProxy:
         self.upstream = upstream.removeprefix("http://")
         self.sent: list[tuple[str, dict]] = []
         self.fail = 0
+        self.port, self._lock = 0, threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,46 +104,33 @@ class RecordingProxy:
                 proxy.sent.append((action, json.loads(body or b"{}")))
                 if action == "StartBuild" and proxy.fail > 0:
                     proxy.fail -= 1
-                    return self.reply(400, json.dumps({"__type": "ThrottlingException",
-                                                       "message": "Rate exceeded"}).encode(),
-                                      "application/x-amz-json-1.1")
+                    return send(self, 400, json.dumps({"__type": "ThrottlingException",
+                                                       "message": "Rate exceeded"}).encode())
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=10)
                 try:
                     conn.request("POST", self.path, body, dict(self.headers))
                     resp = conn.getresponse()
-                    self.reply(resp.status, resp.read(), resp.getheader("Content-Type", ""))
+                    send(self, resp.status, resp.read(), resp.getheader("Content-Type", ""))
                 finally:
                     conn.close()
-
-            def reply(self, status, data, content_type):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.handler_class = Handler
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def calls(self, action: str) -> list[dict]:
         return [body for a, body in self.sent if a == action]
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def proxy(moto):
-    p = RecordingProxy(moto[0])
-    yield p
-    p.close()
+    with RecordingProxy(moto[0]) as p:
+        yield p
 
 
 # --- the bridge ---------------------------------------------------------------------------

@@ -2,17 +2,12 @@
 `cibridge explain` on a notes ref): it says so instead of matching by default."""
 import textwrap
 
-from bridge.config.load import load_config
 from bridge.events import Event
+from helpers.rules import GITHUB_TO_MEMORY_FLOW, load_ruleset
 
 
 def test_a_ref_neither_branch_nor_tag_matches_no_rule(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(textwrap.dedent("""\
-    sources:
-      github: {provider: github, secrets: ["${env:S}"]}
-    targets:
-      mem: {kind: memory}
+    ruleset = load_ruleset(tmp_path, GITHUB_TO_MEMORY_FLOW + textwrap.dedent("""\
     rules:
       - name: any-branch
         on: {repo: acme/api, branches: ["**"]}
@@ -21,7 +16,6 @@ def test_a_ref_neither_branch_nor_tag_matches_no_rule(tmp_path):
         on: {repo: acme/api}
         run: {target: mem}
     """))
-    ruleset = load_config(path, environ={"S": "x"}).ruleset
     event = Event(provider="github", source="github", delivery_id="d", kind="push", repo="acme/api",
                   ref="refs/notes/commits", ref_name="commits", before="a" * 40, after="b" * 40,
                   sha="b" * 40)

@@ -2,17 +2,12 @@
 the host spells the name; a provider outside that set compares exactly."""
 import textwrap
 
-from bridge.config.load import load_config
 from bridge.events import Event
+from helpers.rules import GITHUB_TO_MEMORY_FLOW, load_ruleset
 
 
 def ruleset(tmp_path):
-    path = tmp_path / "rules.yaml"
-    path.write_text(textwrap.dedent("""\
-    sources:
-      github: {provider: github, secrets: ["${env:S}"]}
-    targets:
-      mem: {kind: memory}
+    return load_ruleset(tmp_path, GITHUB_TO_MEMORY_FLOW + textwrap.dedent("""\
     rules:
       - name: api
         on: {repo: acme/api}
@@ -21,7 +16,6 @@ def ruleset(tmp_path):
         on: {repo: "acme/a*"}
         run: {target: mem}
     """))
-    return load_config(path, environ={"S": "x"}).ruleset
 
 
 def event(provider, repo):

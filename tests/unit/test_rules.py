@@ -3,10 +3,10 @@ import textwrap
 
 import pytest
 
-from bridge.config.load import load_config
 from bridge.events import ZERO_SHA, Commit, Event
 from bridge.rules import RuleSet, decide_paths, path_filter_allows, skip_marker
 from bridge.templates import render
+from helpers.rules import load_ruleset
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -36,9 +36,7 @@ def ruleset(tmp_path, on: str, extra: str = "") -> RuleSet:
         on: %s
         run: {target: mem, parameters: {SHA: "${sha}", B: "${branch}", T: "${tag}"}}
     """) % on + ("    allow_empty_sha: true\n" if "delete" in on else "") + textwrap.indent(textwrap.dedent(extra), "  ")
-    path = tmp_path / "rules.yaml"
-    path.write_text(text)
-    return load_config(path, environ={"S": "x"}).ruleset
+    return load_ruleset(tmp_path, text)
 
 
 CASES = [

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from bridge.config.load import load_config
 from bridge.events import Commit, Event
 from bridge.templates import compile_template, render
+from helpers.rules import GITHUB_TO_MEMORY_FLOW, load_ruleset
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 FIELDS = {"sha": SHA, "short_sha": SHA[:8], "tag": "v1.2", "branch": "", "repo": "acme/api",
@@ -47,19 +47,12 @@ WANT = {
 
 
 def _ruleset(tmp_path):
-    text = textwrap.dedent("""\
-    sources:
-      github: {provider: github, secrets: ["${env:S}"]}
-    targets:
-      mem: {kind: memory}
+    return load_ruleset(tmp_path, GITHUB_TO_MEMORY_FLOW + textwrap.dedent("""\
     rules:
       - name: r
         on: {repo: acme/api, tags: ["**"]}
         run:
-    """) + textwrap.indent(RUN, "      ")
-    path = tmp_path / "rules.yaml"
-    path.write_text(text)
-    return load_config(path, environ={"S": "x"}).ruleset
+    """) + textwrap.indent(RUN, "      "))
 
 
 def _tag_event():

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import sqlite3
-import textwrap
 import time
 import uuid
 
@@ -21,6 +20,7 @@ from bridge.metrics import metrics_dir
 from helpers.rules import GITHUB_SECRET, SECRET_ENV
 from helpers.payloads import load_payload, sign_github
 from helpers.process import BridgeProcess, wait_for
+from helpers.service import RECORD, rules as service_rules
 from helpers.store import unwritable
 
 
@@ -32,28 +32,9 @@ def _payload():
     body, headers = load_payload("github/push__f110-single-commit.json")
     return body, headers, json.loads(body)["after"].encode()
 
-# One line per run of a job: "<job id> <delivery id>".
-RECORD = 'echo "$BRIDGE_JOB_ID $BRIDGE_DELIVERY" >> "$BUILDS"'
-
-
 def rules(command: str, env: dict) -> str:
-    return textwrap.dedent("""\
-        settings:
-          durability: normal
-          lease_seconds: 2
-        sources:
-          github:
-            provider: github
-            secrets: ["${{env:GH_SECRET}}"]
-        targets:
-          local:
-            kind: exec
-            env: {env}
-        rules:
-          - name: build
-            on: {{repo: f110/test, branches: [test]}}
-            run: {{target: local, command: ['/bin/sh', '-c', '{command}']}}
-        """).format(env=json.dumps(env), command=command)
+    return service_rules(env["BUILDS"], f"{{target: local, command: ['/bin/sh', '-c', '{command}']}}",
+                         env=env)
 
 
 def push():

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers.cli import explain_shared, run
 from helpers.rules import BASE_RULES
-from helpers.payloads import load_payload, payload_files, payloads_dir
+from helpers.payloads import payload_files, payloads_dir
 
-from bridge.cli.main import cli
 
 EVENT_KEYS = {"provider", "source", "delivery_id", "kind", "repo", "ref", "ref_name", "before", "after",
               "sha", "created", "deleted", "forced", "commits", "commits_complete", "pusher",
@@ -30,19 +29,9 @@ def rules(write_rules):
     return write_rules(RULES)
 
 
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 @pytest.mark.parametrize("rel", payload_files("github") + payload_files("gitlab"))
 def test_explain_json_on_every_shared_payload(rules, tmp_path, rel):
-    _, headers = load_payload(rel)
-    hfile = tmp_path / "headers.json"
-    hfile.write_text(json.dumps(headers))
-    source = rel.split("/")[0]
-    code, out = run("explain", "--rules", rules, "--source", source, "--headers", hfile,
-                    "--format", "json", payloads_dir() / rel)
+    code, out = explain_shared(rules, rel, tmp_path)
     assert code == 0, out
     data = json.loads(out)
     assert set(data) == {"rules_version", "source", "provider", "event", "ignored", "files", "rules"}

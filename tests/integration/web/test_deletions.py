@@ -4,11 +4,10 @@ deletions unless the rule accepts an empty value. Real GitHub and GitLab deletio
 import json
 
 import pytest
-from click.testing import CliRunner
+from helpers.cli import explain_shared, run
 from helpers.rules import BASE_RULES, GITHUB_SECRET, GITLAB_TOKEN
-from helpers.payloads import load_payload, payload_files, payloads_dir, sign_github
+from helpers.payloads import load_payload, payload_files, sign_github
 
-from bridge.cli.main import cli
 from bridge.config.load import load_config
 from bridge.events import ZERO_SHA, Event
 from bridge.providers import get_provider
@@ -32,11 +31,6 @@ DELETE_RULES = BASE_RULES + """\
     allow_empty_sha: true
     run: {target: mem, parameters: {SHA: "${sha}", SHORT: "${short_sha}", LAST: "${before}", REF: "${ref}"}}
 """
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def normalize(rel):
@@ -71,12 +65,7 @@ def test_a_deletion_stored_before_this_change_reads_back_without_a_commit():
 @pytest.mark.parametrize("rel", DELETIONS)
 def test_explain_shows_null_sha_in_json_and_no_zeros_in_text(write_rules, tmp_path, rel):
     rules = write_rules(DELETE_RULES)
-    _, headers = load_payload(rel)
-    hfile = tmp_path / "headers.json"
-    hfile.write_text(json.dumps(headers))
-    source = rel.split("/")[0]
-    code, out = run("explain", "--rules", rules, "--source", source, "--headers", hfile,
-                    "--format", "json", payloads_dir() / rel)
+    code, out = explain_shared(rules, rel, tmp_path)
     assert code == 0, out
     data = json.loads(out)
     assert data["event"]["sha"] is None and data["event"]["after"] == ZERO_SHA
@@ -84,8 +73,7 @@ def test_explain_shows_null_sha_in_json_and_no_zeros_in_text(write_rules, tmp_pa
     assert cleanup["matched"]
     params = cleanup["jobs"][0]["request"]["parameters"]
     assert params["SHA"] == "" and params["SHORT"] == "" and params["LAST"] == data["event"]["before"]
-    code, text = run("explain", "--rules", rules, "--source", source, "--headers", hfile,
-                     payloads_dir() / rel)
+    code, text = explain_shared(rules, rel, tmp_path, fmt="text")
     assert code == 0, text
     assert "no commit to build" in text and "(build 000000" not in text
 

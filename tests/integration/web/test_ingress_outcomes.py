@@ -6,7 +6,7 @@ import logging
 import socket
 
 import pytest
-from helpers.rules import GITHUB_SECRET
+from helpers.rules import GITHUB_SECRET, GITHUB_TO_MEMORY
 from prometheus_client import CollectorRegistry
 from helpers.payloads import sign_github
 
@@ -15,14 +15,7 @@ from bridge.metrics import Metrics
 from bridge.rules import Verdict
 
 A, B = "a" * 40, "b" * 40
-RULES = """\
-sources:
-  github:
-    provider: github
-    secrets: ["${env:GH_SECRET}"]
-targets:
-  mem:
-    kind: memory
+RULES = GITHUB_TO_MEMORY + """\
 rules:
   - name: api-main
     on: {repo: acme/api, branches: [main]}

@@ -4,19 +4,12 @@ its column and kept printable."""
 import json
 
 import pytest
-from helpers.rules import GITHUB_SECRET
+from helpers.rules import GITHUB_SECRET, GITHUB_TO_MEMORY
 from helpers.payloads import sign_github
 
 A, B = "a" * 40, "b" * 40
 
-RULES = """\
-sources:
-  github:
-    provider: github
-    secrets: ["${env:GH_SECRET}"]
-targets:
-  mem:
-    kind: memory
+RULES = GITHUB_TO_MEMORY + """\
 rules:
   - name: main-src
     on: {repo: acme/api, branches: [main], paths: ["src/**"]}

@@ -11,7 +11,7 @@ from bridge.errors import BadPayload
 from bridge.events import Ignored
 from bridge.providers import gitlab
 from helpers.payloads import load_payload
-from helpers.normalize import normalize
+from helpers.normalize import changed_payload, normalize
 
 
 def test_gitlab_push_hook_capped_list():
@@ -90,13 +90,8 @@ def test_gitlab_repo_falls_back_to_repository_homepage():
     ({"project": ..., "repository": ...}, "push payload has no 'project.path_with_namespace'"),
 ])
 def test_gitlab_push_shape_errors(changes, message):
-    body, headers = load_payload("gitlab/push_hook__docs.json")
-    payload = json.loads(body)
-    for key, value in changes.items():
-        if value is ...:
-            del payload[key]
-        else:
-            payload[key] = value
+    _, headers = load_payload("gitlab/push_hook__docs.json")
+    body = changed_payload("gitlab/push_hook__docs.json", changes)
     with pytest.raises(BadPayload) as exc:
-        gitlab.normalize(Headers(headers), json.dumps(payload).encode(), source="s", delivery_id="d")
+        gitlab.normalize(Headers(headers), body, source="s", delivery_id="d")
     assert exc.value.message == message

@@ -1,5 +1,6 @@
 """The GitHub and GitLab commit-status API clients against real HTTP stand-ins: what each host is
-sent, how its answers are classified (done, retried, given up), and final states per target."""
+sent, how its answers are classified (sent or done; StatusUnavailable to retry, StatusRejected to
+give up), and final states per target."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,24 @@ import json
 import pytest
 
 from bridge.dispatch.statuses import final_state
+from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.providers.github import Statuses as GitHubStatuses
 from bridge.providers.gitlab import Statuses as GitLabStatuses
 from bridge.jobs import Run
 from helpers.standins.github import GitHubAPIStandin
 from helpers.statuses import GH_TOKEN, GL_TOKEN, SHA, github, gitlab, status  # noqa: F401  (fixtures)
+
+_OUTCOMES = {StatusUnavailable: "retry", StatusRejected: "failed"}
+
+
+def outcome(client, st):
+    """(outcome, code, message, retry_after) of one post: the Answer, or the status error raised
+    (retry: StatusUnavailable, failed: StatusRejected), as the poster records it."""
+    try:
+        answer = client.post(st)
+    except (StatusUnavailable, StatusRejected) as exc:
+        return _OUTCOMES[type(exc)], exc.code, str(exc), getattr(exc, "retry_after", None)
+    return answer.outcome, answer.code, answer.message, answer.retry_after
 
 
 # --- the clients ---------------------------------------------------------------------------------
@@ -39,7 +53,7 @@ def test_github_enterprise_api_prefix(tmp_path):
         assert ghes.requests[0].path == f"/api/v3/repos/acme/api/statuses/{SHA}"
 
 
-@pytest.mark.parametrize("code, body, headers, outcome, retry_after", [
+@pytest.mark.parametrize("code, body, headers, expected, retry_after", [
     (422, {"message": f"No commit found for SHA: {SHA}"}, {}, "done", None),
     (429, {"message": "slow down"}, {"Retry-After": "7"}, "retry", 7.0),
     (429, {"message": "API rate limit exceeded for installation"},
@@ -54,11 +68,12 @@ def test_github_enterprise_api_prefix(tmp_path):
     (500, {"message": "Server Error"}, {}, "retry", None),
     (502, "<html>bad gateway</html>", {}, "retry", None),
 ])
-def test_github_answers_are_classified(github, code, body, headers, outcome, retry_after):
+def test_github_answers_are_classified(github, code, body, headers, expected, retry_after):
     github.answer_next(code, body, headers=headers)
-    answer = GitHubStatuses(github.url, GH_TOKEN, now=lambda: 1000.0).post(status())
-    assert (answer.outcome, answer.code, answer.retry_after) == (outcome, code, retry_after)
-    assert answer.message.startswith(str(code))
+    got, got_code, message, wait = outcome(GitHubStatuses(github.url, GH_TOKEN, now=lambda: 1000.0),
+                                           status())
+    assert (got, got_code, wait) == (expected, code, retry_after)
+    assert message.startswith(str(code))
 
 
 def test_github_unknown_commit_and_bad_token_are_not_retried(tmp_path):
@@ -66,20 +81,23 @@ def test_github_unknown_commit_and_bad_token_are_not_retried(tmp_path):
         unknown = GitHubStatuses(gh.url, GH_TOKEN).post(status())
         assert (unknown.outcome, unknown.code) == ("done", 422)
         assert unknown.message == f"422 No commit found for SHA: {SHA}"
-        bad = GitHubStatuses(gh.url, "ghp_wrong").post(status(sha="a" * 40))
-        assert (bad.outcome, bad.code) == ("failed", 401)
-        assert "Bad credentials" in bad.message and "ghp_wrong" not in bad.message
+        with pytest.raises(StatusRejected) as bad:
+            GitHubStatuses(gh.url, "ghp_wrong").post(status(sha="a" * 40))
+        assert bad.value.code == 401
+        assert "Bad credentials" in str(bad.value) and "ghp_wrong" not in str(bad.value)
 
 
 def test_timeouts_and_refused_connections_are_retried(github):
     github.hang_next(1.0)
-    answer = GitHubStatuses(github.url, GH_TOKEN, timeout=0.2).post(status())
-    assert (answer.outcome, answer.code) == ("retry", None)
-    assert answer.message == "no answer from 127.0.0.1:%d within 0.2s" % github.port
+    with pytest.raises(StatusUnavailable) as timeout:
+        GitHubStatuses(github.url, GH_TOKEN, timeout=0.2).post(status())
+    assert (timeout.value.code, timeout.value.retry_after) == (None, None)
+    assert str(timeout.value) == "no answer from 127.0.0.1:%d within 0.2s" % github.port
     url = github.url
     github.stop()
-    refused = GitHubStatuses(url, GH_TOKEN).post(status())
-    assert refused.outcome == "retry" and refused.message.startswith("cannot connect to 127.0.0.1")
+    with pytest.raises(StatusUnavailable) as refused:
+        GitHubStatuses(url, GH_TOKEN).post(status())
+    assert str(refused.value).startswith("cannot connect to 127.0.0.1")
 
 
 def test_gitlab_post_encodes_the_project_path_and_names_the_status(gitlab):
@@ -103,9 +121,13 @@ def test_gitlab_same_state_twice_is_done_and_conflicts_are_retried(gitlab):
     assert (again.outcome, again.code) == ("done", 400)
     assert "Cannot transition status via :run from :running" in again.message
     gitlab.answer_next(409, {"message": "409 Conflict"})
-    assert client.post(status("success")).outcome == "retry"
+    with pytest.raises(StatusUnavailable) as conflict:
+        client.post(status("success"))
+    assert conflict.value.code == 409
     gitlab.answer_next(400, {"message": {"base": ["unknown"]}})
-    assert client.post(status("success")).outcome == "failed"
+    with pytest.raises(StatusRejected) as refused:
+        client.post(status("success"))
+    assert refused.value.code == 400
     assert client.post(status("canceled")).outcome == "sent"
     assert gitlab.states() == ["running", "canceled"]
 

@@ -8,50 +8,28 @@ import json
 import socket
 import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import ZERO_SHA, Event
 from bridge.jobs import Job, Run
 from bridge.targets import target_class
 from bridge.targets.codebuild import CodeBuildTarget, console_url, idempotency_token
+from helpers.aws import ACCOUNT, moto_codebuild, send
+from helpers.standins.http import ServesHTTP
 
 SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 REGION = "eu-west-1"
-ACCOUNT = "123456789012"                 # moto's default account
-FAKE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-            "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost"}
 
 
 @pytest.fixture(scope="module")
 def moto_endpoint():
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in FAKE_ENV.items():
-            mp.setenv(key, value)
-        for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CODEBUILD",
-                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
-            mp.delenv(key, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        admin = boto3.client("codebuild", region_name=REGION, endpoint_url=endpoint)
-        for name in ("api", "release"):
-            admin.create_project(
-                name=name, source={"type": "GITHUB", "location": f"https://github.com/acme/{name}"},
-                artifacts={"type": "NO_ARTIFACTS"},
-                environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
-                             "computeType": "BUILD_GENERAL1_SMALL"},
-                serviceRole=f"arn:aws:iam::{ACCOUNT}:role/codebuild")
+    with moto_codebuild(REGION, {name: f"https://github.com/acme/{name}"
+                                 for name in ("api", "release")}) as (endpoint, _):
         yield endpoint
-        server.stop()
 
 
 def target(endpoint, **options) -> CodeBuildTarget:
@@ -78,39 +56,28 @@ def record(t: CodeBuildTarget, operation: str) -> list[dict]:
     return sent
 
 
-class AwsJsonServer:
+class AwsJsonServer(ServesHTTP):
     """Answers every request with one JSON body (a result, or an awsJson error) and counts them."""
 
     def __init__(self, status: int, body: dict):
         self.status, self.body, self.attempts = status, body, 0
+        self.port, self._lock = 0, threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.attempts += 1
-                data = json.dumps(outer.body).encode()
-                self.send_response(outer.status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, outer.status, json.dumps(outer.body).encode())
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.handler_class = Handler
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def test_registry_and_keys():
