@@ -78,22 +78,25 @@ def test_pushes_lost_while_the_bridge_was_down_and_tags_without_a_webhook_build_
         lost = [api.hooks.push(REPO, body, hook_id=hook, branch="main", after=after)
                 for after, body in chain(20)]
         assert {a.status_code for a in lost} == {0}             # nobody listening
-        with bridge:
+        try:
+            bridge.start(timeout=120)   # a loaded machine starts gunicorn slowly
             wait_for(lambda: sum(runs_by_rule(bridge, builds).get("build", {}).values()) >= 20,
-                     timeout=60, what="20 builds")
-            wait_for(lambda: mark(bridge, f"watch:github:{REPO}"), timeout=30, what="the watch's baseline")
+                     timeout=120, what="20 builds")
+            wait_for(lambda: mark(bridge, f"watch:github:{REPO}"), timeout=60, what="the watch's baseline")
             for i in range(5):
                 api.hooks.move(REPO, tag=f"v3.{i}", sha=f"{i + 1}" * 40, commit="e" * 40)
             wait_for(lambda: sum(runs_by_rule(bridge, builds).get("tag", {}).values()) >= 5,
-                     timeout=60, what="5 tag builds")
+                     timeout=120, what="5 tag builds")
             seen = len([r for r in api.requests if "/deliveries" in r.path])
             wait_for(lambda: len([r for r in api.requests if "/deliveries" in r.path]) >= seen + 3,
-                     timeout=30, what="three more reconcile runs")
+                     timeout=60, what="three more reconcile runs")
             runs = runs_by_rule(bridge, builds)
             metrics = requests.get(f"{bridge.url}/metrics", timeout=10).text
             dry = subprocess.run([sys.executable, "-m", "bridge", "reconcile", "--dry-run", "--rules",
                                   str(bridge.rules), "--state-dir", str(bridge.state)],
                                  capture_output=True, text=True, env=bridge.env, timeout=60)
+        finally:
+            bridge.stop()
         api.hooks.join()
     assert len(runs["build"]) == 20 and set(runs["build"].values()) == {1}
     assert len(runs["tag"]) == 5 and set(runs["tag"].values()) == {1}
