@@ -8,16 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 ZERO_SHA = "0" * 40
-#: Provider name -> how many commits at most its push payloads list (a list that long may be
-#: cut). Filled by `bridge.providers` from each host module's COMMIT_CAP (it imports this module).
-COMMIT_CAPS: dict[str, int] = {}
 
 #: Event kinds a rule's `on.events` may name.
 KINDS = ("push", "tag", "delete")
-
-#: Providers whose repository paths are case-insensitive (GitHub's `Acme/API` is `acme/api`):
-#: rules' repo patterns are compared with the event's repo case-folded for them.
-CASE_INSENSITIVE_REPOS = frozenset(("github", "gitlab"))
 
 #: Template fields that are empty when a branch or tag is deleted (there is no commit).
 COMMIT_FIELDS = ("sha", "short_sha")
@@ -38,7 +31,7 @@ class Commit:
 
 @dataclass(frozen=True)
 class Event:
-    provider: str               # "github" | "gitlab"
+    provider: str               # the registered provider name (bridge.providers)
     source: str                 # the rules.yaml source name (URL path /hooks/<source>)
     delivery_id: str            # the host's delivery id, or one we made up if it sent none
     kind: str                   # "push" | "tag" | "delete"
@@ -53,11 +46,14 @@ class Event:
     deleted: bool = False
     forced: bool = False
     commits: tuple[Commit, ...] = ()
-    commits_complete: bool = True
+    commits_complete: bool = True   # the provider's answer: does `commits` hold every new commit?
     pusher: str = ""
     default_branch: str = ""
     clone_urls: tuple[str, ...] = ()
     head_message: str = ""      # the head commit's message (skip markers)
+    #: The host treats repository paths case-insensitively (GitHub's `Acme/API` is `acme/api`):
+    #: rules' repo patterns are compared with the repo case-folded. Set by the provider.
+    repo_case_insensitive: bool = False
 
     @property
     def is_tag(self) -> bool:
@@ -78,10 +74,7 @@ class Event:
     def changed_files(self) -> frozenset[str] | None:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
         if not self.commits_complete or any(not c.has_files for c in self.commits):
-            return None
-        cap = COMMIT_CAPS.get(self.provider)
-        if cap is not None and len(self.commits) >= cap:
-            return None         # the host lists no more commits than this: the list may be cut
+            return None         # the provider said the list may be cut, or it has no file lists
         if self.forced:
             # The new commits' lists miss what the dropped commits changed: only a diff knows.
             return None

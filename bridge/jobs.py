@@ -1,6 +1,6 @@
-"""Jobs as values: the `Job` a dispatcher hands a target, the `Run` a target answers with, the
-states a stored job and a delivery can be in, and the operator-rerun request key. Plain values:
-no I/O, imported by store, targets and dispatch alike."""
+"""Jobs as values: the `Job` a rule asks for, the store queues and a dispatcher hands a target,
+the `Run` a target answers with, the states a stored job and a delivery can be in, and the
+operator-rerun request key. Plain values: no I/O, imported by rules, store, targets and dispatch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,16 +26,28 @@ def rerun_suffix(job: "Job") -> str:
     return f"-rerun{int(n)}" if n else ""
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True, slots=True)
 class Job:
-    """One unit of work for one target, as the dispatcher claimed it from the store."""
-    id: int
-    delivery: str               # the host's delivery id (prefixes every log line)
+    """One unit of work for one target, the same value from the rule that asks for it to the
+    dispatcher that runs it. What is not known yet keeps its default: `id` until the store has
+    inserted it, the lease (`lease_expires_at`) until a dispatcher claimed it.
+
+    A value: never changed in place (`dataclasses.replace` makes a changed copy). Not frozen
+    only because matching makes one per matched rule, and a frozen dataclass takes three times
+    as long to build."""
     rule: str
     target: str                 # the target's name in rules.yaml
+    kind: str = ""              # the target's kind ("jenkins", "exec", ...)
     request: dict               # the rule's `run:` with every template already rendered
-    event: Event
-    attempt: int = 1            # 1 on the first try
+    event: Event | None = None  # the push it builds (the store's writes do not need it; a
+                                # claimed job's is None only if its stored event cannot be read)
+    needs_files: bool = False   # the rule's path filters wait for the changed files (a mirror)
+    path_filter: dict | None = None  # then {"paths", "paths_ignore", "on_unknown_files": "run"|"skip"}
+    id: int | None = None       # the store's id; None before the insert
+    delivery: str = ""          # the delivery id it is stored under (prefixes every log line)
+    attempt: int = 1            # 1 on the first try; a claim counts it up
+    first_queued_at: float = 0.0    # when the store first queued it (the give-up clock)
+    lease_expires_at: float = 0.0   # claimed: the claimer's lease ends then, unless renewed
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
-from bridge.events import CASE_INSENSITIVE_REPOS, Event
+from bridge.events import Event
 from bridge.globs import GlobError, PatternList
+from bridge.jobs import Job
 from bridge.nearest import NearIndex
 from bridge.templates import compile_template, copy_plain
 
@@ -19,34 +20,64 @@ SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions
 _SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
 _GLOB_CHARS = set("*?+[]!\\")
 DEFAULT_EVENTS = ("push", "tag")
+# How reasons begin for the clauses a skipped-status reports (StoppedBy.from_reason reads them).
+_SKIP_REASON = "head commit message contains '"
+_PATHS_REASON = "no changed file matches paths "
+_PATHS_IGNORE_REASON = "every changed file is in paths-ignore "
 
 
-@dataclass(slots=True)
-class JobSpec:
-    """A job a matching rule asks for; becomes a row in the store's jobs table."""
-    rule: str
-    target: str
-    kind: str
-    request: dict
-    needs_files: bool = False
-    path_filter: dict | None = None
+class StoppedBy(NamedTuple):
+    """Which clause of a rule's `on:` stopped it, with what the reason quotes.
+
+    `clause`: "source", "repo", "events", "ref" (neither a branch nor a tag), "branches" /
+    "tags" (the include list, or the rule filters only the other kind of ref), "branches-ignore"
+    / "tags-ignore", "skip" (a skip marker in the head commit's message), "paths" /
+    "paths-ignore". `value`: the event's value the clause refused (the source, repo, event kind,
+    ref name, the full ref when the kind of ref was refused, the marker, or how many files
+    changed). `patterns`: the clause's patterns that decided (all of an include list, none of
+    which matched; the one of an ignore list that did)."""
+    clause: str
+    value: str
+    patterns: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {"clause": self.clause, "value": self.value, "patterns": list(self.patterns)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StoppedBy":
+        return cls(d["clause"], d.get("value", ""), tuple(d.get("patterns") or ()))
+
+    @classmethod
+    def from_reason(cls, reason: str) -> "StoppedBy | None":
+        """For a verdict stored before verdicts kept `stopped_by`: the skip-marker and path
+        clauses, read back from the reason's words (the formats below); None for the others."""
+        if reason.startswith(_SKIP_REASON) and reason.endswith("'"):
+            return cls("skip", reason[len(_SKIP_REASON):-1])
+        if reason.startswith(_PATHS_REASON):
+            return cls("paths", "")
+        if reason.startswith(_PATHS_IGNORE_REASON):
+            return cls("paths-ignore", "")
+        return None
 
 
 @dataclass(slots=True)
 class Verdict:
-    """One rule's decision on one event. Falsy unless the rule matched (STYLE.md #4)."""
+    """One rule's decision on one event. Falsy unless the rule matched (STYLE.md #4); a "no"
+    says why in words (`reason`) and as data (`stopped_by`)."""
     rule: str
     matched: bool
     reason: str
     needs_files: bool = False
     jobs: tuple = ()
+    stopped_by: StoppedBy | None = None
 
     def __bool__(self) -> bool:
         return self.matched
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "matched": self.matched, "reason": self.reason,
-                "needs_files": self.needs_files}
+                "needs_files": self.needs_files,
+                "stopped_by": self.stopped_by.to_dict() if self.stopped_by is not None else None}
 
 
 @dataclass(frozen=True)
@@ -125,25 +156,29 @@ def _fmt(patterns: PatternList) -> str:
     return patterns.shown
 
 
-def _ref_filter(rule: Rule, event: Event) -> str | None:
-    """GitHub's branch/tag filters; None when they pass, else the reason."""
+def _ref_filter(rule: Rule, event: Event) -> tuple[str, StoppedBy] | None:
+    """GitHub's branch/tag filters; None when they pass, else the reason and the clause."""
     has_branch = rule.branches is not None or rule.branches_ignore is not None
     has_tag = rule.tags is not None or rule.tags_ignore is not None
     if event.is_tag:
         name, include, ignore, what, key = event.ref_name, rule.tags, rule.tags_ignore, "tag", "tags"
         if has_branch and not has_tag:
-            return f"tag '{name}': the rule filters branches only, so tag pushes do not run"
+            return (f"tag '{name}': the rule filters branches only, so tag pushes do not run",
+                    StoppedBy("branches", event.ref))
     elif event.is_branch:
         name, include, ignore, what, key = (event.ref_name, rule.branches, rule.branches_ignore, "branch",
                                             "branches")
         if has_tag and not has_branch:
-            return f"branch '{name}': the rule filters tags only, so branch pushes do not run"
+            return (f"branch '{name}': the rule filters tags only, so branch pushes do not run",
+                    StoppedBy("tags", event.ref))
     else:
-        return f"ref '{event.ref}' is neither a branch nor a tag"
+        return f"ref '{event.ref}' is neither a branch nor a tag", StoppedBy("ref", event.ref)
     if include is not None and not include.matches(name):
-        return f"{what} '{name}' is not in {key} {_fmt(include)}"
+        return f"{what} '{name}' is not in {key} {_fmt(include)}", StoppedBy(key, name, include.sources)
     if ignore is not None and ignore.matches(name):
-        return f"{what} '{name}' is in {key}-ignore {_fmt(ignore)} ('{ignore.first_match(name)}')"
+        first = ignore.first_match(name)
+        return (f"{what} '{name}' is in {key}-ignore {_fmt(ignore)} ('{first}')",
+                StoppedBy(f"{key}-ignore", name, (first,)))
     return None
 
 
@@ -170,12 +205,12 @@ def _paths_decision(paths, ignore, files) -> tuple[bool, str]:
         for f in files:
             if paths.matches(f):
                 return True, f"file '{f}' matches paths {_fmt(paths)}"
-        return False, f"no changed file matches paths {_fmt(paths)} ({_count(files)})"
+        return False, f"{_PATHS_REASON}{_fmt(paths)} ({_count(files)})"
     if ignore is not None:
         for f in files:
             if not ignore.matches(f):
                 return True, f"file '{f}' is not in paths-ignore {_fmt(ignore)}"
-        return False, f"every changed file is in paths-ignore {_fmt(ignore)} ({_count(files)})"
+        return False, f"{_PATHS_IGNORE_REASON}{_fmt(ignore)} ({_count(files)})"
     return True, "no path filter"
 
 
@@ -190,7 +225,7 @@ class _Facts:
 
     def __init__(self, event: Event):
         self.event = event
-        self.fold = event.provider in CASE_INSENSITIVE_REPOS
+        self.fold = event.repo_case_insensitive
         self.repo_key = event.repo.lower() if self.fold else event.repo
         self._fields = None
         self._files_done = False
@@ -221,15 +256,19 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
     if not repo_known and rule.repos is not None and not _repo_matches(rule, facts):
         return _other_repo(rule, event)
     if event.kind not in rule.events:
+        stop = StoppedBy("events", event.kind, rule.events)
         if event.kind == "delete":
             return Verdict(rule.name, False,
-                           f"'{event.ref}' was deleted; deletions build only with events: [delete]")
-        return Verdict(rule.name, False, f"event '{event.kind}' is not in events [{', '.join(rule.events)}]")
-    reason = _ref_filter(rule, event)
-    if reason:
-        return Verdict(rule.name, False, reason)
+                           f"'{event.ref}' was deleted; deletions build only with events: [delete]",
+                           stopped_by=stop)
+        return Verdict(rule.name, False, f"event '{event.kind}' is not in events [{', '.join(rule.events)}]",
+                       stopped_by=stop)
+    refused = _ref_filter(rule, event)
+    if refused:
+        return Verdict(rule.name, False, refused[0], stopped_by=refused[1])
     if facts.skip:
-        return Verdict(rule.name, False, f"head commit message contains '{facts.skip}'")
+        return Verdict(rule.name, False, f"{_SKIP_REASON}{facts.skip}'",
+                       stopped_by=StoppedBy("skip", facts.skip))
     needs_files = False
     why = "matched"
     path_filter = None
@@ -244,18 +283,27 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
         else:
             ok, why = _paths_decision(rule.paths, rule.paths_ignore, files)
             if not ok:
-                return Verdict(rule.name, False, why)
-    job = JobSpec(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
-                  needs_files=needs_files, path_filter=path_filter)
+                return Verdict(rule.name, False, why, stopped_by=_paths_stop(rule, files))
+    job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
+              event=event, needs_files=needs_files, path_filter=path_filter)
     return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
 
 
+def _paths_stop(rule: Rule, files) -> StoppedBy:
+    """The clause of a "no" from `_paths_decision`: paths if the rule has them, else paths-ignore."""
+    if rule.paths is not None:
+        return StoppedBy("paths", _count(files), rule.paths.sources)
+    return StoppedBy("paths-ignore", _count(files), rule.paths_ignore.sources)
+
+
 def _other_source(rule: Rule, event: Event) -> Verdict:
-    return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}")
+    return Verdict(rule.name, False, f"source '{event.source}' is not in {_fmt(rule.sources)}",
+                   stopped_by=StoppedBy("source", event.source, rule.sources.sources))
 
 
 def _other_repo(rule: Rule, event: Event) -> Verdict:
-    return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}")
+    return Verdict(rule.name, False, f"repo '{event.repo}' is not in {_fmt(rule.repos)}",
+                   stopped_by=StoppedBy("repo", event.repo, rule.repos.sources))
 
 
 def _repo_matches(rule: Rule, facts: _Facts) -> bool:

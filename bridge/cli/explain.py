@@ -2,8 +2,10 @@
 
 Input: a Config, a source name, raw body bytes and headers (`read_headers` takes them from a
 file). Output: a JSON-able dict
-`{"rules_version", "source", "event" | null, "ignored" | null, "files", "rules": [...]}` (its
-shape is documented in the README: scripts read it) and a text rendering of it.
+`{"rules_version", "source", "provider", "event" | null, "events", "ignored" | null, "files",
+"rules": [...], "matches": [...]}` (its shape is documented in the README: scripts read it) and a
+text rendering of it. A delivery meaning several events (Bitbucket) lists them all in `events`,
+each matched on its own in `matches`; `event`, `files` and `rules` are the first one's.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from bridge.dispatch.files import files_from_payload
 from bridge.dispatch.mirror import Mirrors
 from bridge.errors import BadPayload, InvalidValue, UnknownSource
 from bridge.events import Ignored
-from bridge.providers import get_provider
+from bridge.providers import events_of, get_provider
 from bridge.rules import decide_paths
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
@@ -101,14 +103,22 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
         raise BadPayload(f"no event name: pass --event or a --headers file with "
                          f"{provider.EVENT_HEADER}")
     delivery = provider.delivery_id(hdrs) or "explain"
-    result = provider.normalize(hdrs, body, source=source_name, delivery_id=delivery)
+    result = events_of(provider, hdrs, body, source=source_name, delivery_id=delivery)
     out = {"rules_version": config.version, "source": source_name, "provider": src.provider,
-           "event": None, "ignored": None, "files": None, "rules": []}
+           "event": None, "events": [], "ignored": None, "files": None, "rules": [], "matches": []}
     if isinstance(result, Ignored):
         out["ignored"] = result.reason
         return out
-    event = result
-    out["event"] = event.to_dict()
+    out["event"] = result[0].to_dict()
+    out["events"] = [event.to_dict() for event in result]
+    # Each event is matched on its own; `files` and `rules` repeat the first one's.
+    out["matches"] = [_explain_event(config, src, event, resolve_files, state_dir) for event in result]
+    out.update(out["matches"][0])
+    return out
+
+
+def _explain_event(config, src, event, resolve_files: bool, state_dir) -> dict:
+    """One event's `files` (where its changed files come from) and every rule's verdict."""
     verdicts = config.ruleset.explain(event)
     # The dispatcher's own chain: the same reason it would record, offline up to the mirror.
     resolution = files_from_payload(event)
@@ -120,8 +130,9 @@ def explain_payload(config, source_name: str, body: bytes, *, headers=None, even
         else:
             resolution = replace(resolution, reason=f"{resolution.reason}; the dispatcher "
                                  "fetches them into its git mirror (--resolve-files does too)")
-    out["files"] = {"source": resolution.source, "reason": resolution.reason,
-                    "files": sorted(resolution.files) if resolution.files is not None else None}
+    out = {"files": {"source": resolution.source, "reason": resolution.reason,
+                     "files": sorted(resolution.files) if resolution.files is not None else None},
+           "rules": []}
     for v in verdicts:
         entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
                  "needs_files": v.needs_files,
@@ -144,24 +155,30 @@ def render_text(result: dict) -> str:
                      + f" under rules {stored['rules_version']}")
     if result["ignored"]:
         return "\n".join(lines + [f"ignored: {result['ignored']}"])
-    e = result["event"]
-    lines.append(f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
-                 + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
-                 + f" by {e['pusher'] or '?'}")
+    matches = result.get("matches") or [{"files": result["files"], "rules": result["rules"]}]
+    for e, match in zip(result.get("events") or [result["event"]], matches):
+        lines += _event_lines(e, match, result["rules_version"])
+    return "\n".join(lines)
+
+
+def _event_lines(e: dict, match: dict, version: str) -> list[str]:
+    lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
+             + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
+             + f" by {e['pusher'] or '?'}"]
     flags = [f for f in ("created", "deleted", "forced") if e[f]]
     if flags:
         lines.append(f"       {', '.join(flags)}")
     lines.append(f"       {len(e['commits'])} commit(s) in the payload"
-                 + ("" if e["commits_complete"] else " (list capped by the host)"))
-    files = result["files"]
+                 + ("" if e["commits_complete"] else " (the list may be incomplete)"))
+    files = match["files"]
     if files:
         shown = files["files"]
         lines.append(f"files: {files['source']}: {files['reason']}"
                      + (f" ({len(shown)} file(s))" if shown is not None else ""))
-    lines.append(f"rules (version {result['rules_version']}):")
-    for r in result["rules"]:
+    lines.append(f"rules (version {version}):")
+    for r in match["rules"]:
         mark = "MATCH " if r["matched"] else "no    "
         lines.append(f"  {mark} {r['name']}: {r['reason']}")
         for j in r["jobs"]:
             lines.append(f"           -> {j['target']} ({j['kind']}): {j['request']}")
-    return "\n".join(lines)
+    return lines

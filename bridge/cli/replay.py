@@ -14,9 +14,8 @@ import click
 from bridge.cli.common import (load_or_exit, open_operator_store, resolve_delivery_id, rules_option,
                                state_option)
 from bridge.events import Ignored
-from bridge.jobs import RERUN_KEY
+from bridge.jobs import RERUN_KEY, Job
 from bridge.providers import get_provider
-from bridge.store import NewJob
 
 
 @click.command()
@@ -50,9 +49,9 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
 
 
 def _stored_jobs(d: dict) -> list:
-    return [NewJob(rule=j["rule"], target=j["target"], kind=j["kind"],
-                   request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
-                   needs_files=j["needs_files"], path_filter=j.get("path_filter"))
+    return [Job(rule=j["rule"], target=j["target"], kind=j["kind"],
+                request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
+                needs_files=j["needs_files"], path_filter=j.get("path_filter"))
             for j in d.get("jobs", [])]
 
 
@@ -70,6 +69,6 @@ def _rematched_jobs(rules_path, d: dict) -> list:
     verdicts = config.ruleset.match(result)
     for v in verdicts:
         click.echo(f"{'MATCH' if v.matched else 'no   '} {v.rule}: {v.reason}")
-    return [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
-                   needs_files=j.needs_files, path_filter=j.path_filter)
+    return [Job(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
+                needs_files=j.needs_files, path_filter=j.path_filter)
             for v in verdicts if v.matched for j in v.jobs]

@@ -21,13 +21,15 @@ from bridge.providers import sign_headers
 @click.option("--source", "source_name", required=True,
               help="source name from rules.yaml: its provider signs the payload with its first secret")
 @click.option("--url", default=None, help="bridge base URL (default http://$BRIDGE_BIND)")
-@click.option("--event", "event_name", default=None, help="event header value (default: push)")
+@click.option("--event", "event_name", default=None,
+              help="event header value (default: the host's push event: push, Push Hook, repo:push)")
 @click.option("--headers", "headers_file", type=click.File("rb"), default=None,
               help="JSON file of extra headers")
 @click.option("--delivery", default=None, help="delivery id to send (default: a fresh one)")
 @click.argument("payload", type=click.File("rb"))
 def send(rules_path, source_name, url, event_name, headers_file, delivery, payload):
-    """Sign a payload with the source's first secret and POST it, as GitHub or GitLab would."""
+    """Sign a payload with the source's first secret and POST it, as its git host would (GitLab: a
+    whsec_ signing token signs in Standard Webhooks form, a plain token is sent as it is)."""
     import requests
     config = load_or_exit(rules_path)
     src = config.sources.get(source_name)

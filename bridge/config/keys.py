@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 TOP_KEYS = ("sources", "targets", "rules", "settings")
-SOURCE_KEYS = ("provider", "secrets", "clone_url", "clone_token", "clone_hosts", "report",
+SOURCE_KEYS = ("provider", "secrets", "accept", "clone_url", "clone_token", "clone_hosts", "report",
                "reconcile", "watch")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
              "report_skipped", "allow_empty_sha", "watch")

@@ -62,6 +62,8 @@ class SourceConfig:
     #: host of the provider's API); `clone_url` is always allowed.
     clone_hosts: tuple[str, ...] = ()
     clone_hosts_default: bool = True
+    #: Keyword options of the provider's `verify` (GitLab: `accept`, from the source's `accept:`).
+    verify_options: dict = field(default_factory=dict)
     #: API access for reconcile (`reconcile:`, else the `report:` token), or None.
     reconcile: ReconcileConfig | None = field(default=None, repr=False)
 

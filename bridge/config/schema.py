@@ -92,8 +92,13 @@ def _sources() -> dict:
     report = _object(config.REPORT_KEYS, {"token": SECRET_REF, "api_url": {"type": "string"},
                                           "timeout": DURATION, "retry": _retry()},
                      required=["token"], description="commit statuses back to the git host")
+    forms = list(dict.fromkeys(f for p in providers.PROVIDERS.values() for f in getattr(p, "ACCEPT", ())))
     hints = {"provider": {"enum": list(providers.names())},
              "secrets": {"anyOf": [SECRET_REF, {"type": "array", "items": SECRET_REF, "minItems": 1}]},
+             "accept": {"anyOf": [{"enum": forms}, {"type": "array", "items": {"enum": forms},
+                                                    "minItems": 1}],
+                        "description": "GitLab: how deliveries authenticate: token (X-Gitlab-Token), "
+                                       "signature (a whsec_ signing token), or both while rotating"},
              "clone_url": {"type": "string"}, "clone_token": SECRET_REF, "report": report,
              **_reconcile_source()}
     source = _object(config.SOURCE_KEYS, hints, required=["provider", "secrets"])

@@ -52,6 +52,7 @@ def _source(name, spec, line, problems, environ) -> SourceConfig:
                      + did_you_mean(provider, providers.names())
                      + f"; known: {', '.join(providers.names())}")
     resolved = _source_secrets(name, spec, line, problems, environ)
+    verify_options = _accept(name, spec, provider, resolved, problems) if "accept" in spec else {}
     options = _clone_options(name, spec, problems, environ)
     report = _report(spec, name, provider, problems, environ) if "report" in spec else None
     api_url = report.api_url if report else providers.default_api_url(str(provider))
@@ -59,16 +60,45 @@ def _source(name, spec, line, problems, environ) -> SourceConfig:
         clone_hosts.default_hosts(str(provider), api_url)
     return SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
                         options=options, report=report, clone_hosts=hosts,
-                        clone_hosts_default="clone_hosts" not in spec,
+                        clone_hosts_default="clone_hosts" not in spec, verify_options=verify_options,
                         reconcile=_reconcile(spec, name, provider, report, problems, environ))
+
+
+def _accept(name, spec, provider, resolved, problems) -> dict:
+    """A source's `accept:` (one form or a list): the ways its provider may authenticate a
+    delivery (GitLab: token, signature, or both while rotating), as `verify` options."""
+    where = f"source '{name}'"
+    known = getattr(providers.PROVIDERS.get(provider), "ACCEPT", None) \
+        if isinstance(provider, str) else None
+    if not known:
+        if provider in providers.names():
+            problems.add(spec.line_of("accept"), f"{where}: accept is not an option of provider "
+                                                 f"'{provider}' (it has one way to sign)")
+        return {}
+    value = spec["accept"]
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        problems.add(spec.line_of("accept"), f"{where}: accept must be one of {', '.join(known)} "
+                                             "or a list of them")
+        return {}
+    # Loading without secrets (or with broken ones): only the names are checked.
+    why = providers.PROVIDERS[provider].accept_problem(tuple(values), resolved or None)
+    if why is not None:
+        problems.add(spec.line_of("accept"), f"{where}: {why}")
+        return {}
+    return {"accept": tuple(dict.fromkeys(values))}
 
 
 def _reconcile(spec, name, provider, report, problems, environ) -> ReconcileConfig | None:
     """A source's `reconcile:`; without one, its `report:` token reads the host's refs."""
     if "reconcile" in spec:
+        if provider in providers.names() and not hasattr(providers.PROVIDERS[provider], "Reconcile"):
+            problems.add(spec.line_of("reconcile"), f"source '{name}': reconcile is not available "
+                                                    f"for provider '{provider}' (GitHub and GitLab only)")
+            return None
         return parse_reconcile(spec, name, provider, problems, environ,
                                providers.default_api_url(str(provider)))
-    if report is not None:
+    if report is not None and hasattr(providers.PROVIDERS.get(provider), "Reconcile"):
         return ReconcileConfig(api_url=report.api_url, token=report.token, timeout=report.timeout)
     return None
 
@@ -115,7 +145,7 @@ def _clone_options(name, spec, problems, environ) -> dict:
     """A source's options (clone_url, clone_token): the URL with the refusal every fetch would
     give, the token a secret reference sent over https only."""
     options = {k: v for k, v in spec.items()
-               if k not in ("provider", "secrets", "report", "clone_hosts", "reconcile", "watch")}
+               if k not in ("provider", "secrets", "accept", "report", "clone_hosts", "reconcile", "watch")}
     if "clone_url" in options:
         if (why := clone_url_problem(options["clone_url"])) is not None:
             problems.add(spec.line_of("clone_url"), f"source '{name}': {why}")
@@ -158,7 +188,11 @@ def _report(spec, name, provider, problems, environ) -> ReportConfig | None:
             problems.add(raw.line_of("token"), f"{where}: {exc}")
             ok = False
     api_url = raw.get("api_url", providers.default_api_url(provider))
-    if not isinstance(api_url, str) or not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
+    if api_url == "" and "api_url" not in raw:
+        problems.add(raw.line, f"{where}: api_url is required: provider '{provider}' has no public "
+                               "API address (e.g. https://gitea.example.com/api/v1)")
+        ok = False
+    elif not isinstance(api_url, str) or not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
         problems.add(raw.line_of("api_url"), f"{where}: api_url must be an http:// or https:// URL "
                                              f"without query string, not {api_url!r}")
         ok = False

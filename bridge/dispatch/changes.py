@@ -70,7 +70,7 @@ def make_path_decider(state_dir, config):
     mirrors = Mirrors.for_settings(state_dir, config.settings)
 
     def decide(job):
-        event = Event.from_dict(job.event)
+        event = job.event
         resolution = resolve_for_source(event, mirrors, config.sources.get(event.source))
         return decide_paths(job.path_filter or {}, resolution)
 

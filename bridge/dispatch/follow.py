@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from bridge.dispatch.joblog import JobLog, duration, message, result_level, step_statuses
-from bridge.dispatch.statuses import Feedback, JobRef
+from bridge.dispatch.statuses import Feedback
 from bridge.errors import StoreUnavailable
 from bridge.policies import FollowPolicy
 from bridge.store import ClaimedFollow, Store
@@ -58,10 +58,10 @@ class Follower:
         futures = []
         for cf in claimed:
             with self._lock:
-                if cf.job_id in self._following:
+                if cf.job.id in self._following:
                     continue
-                fut = self._pool.submit(self.follow, cf, targets[cf.target])
-                self._following[cf.job_id] = fut
+                fut = self._pool.submit(self.follow, cf, targets[cf.job.target])
+                self._following[cf.job.id] = fut
             fut.add_done_callback(lambda f, cf=cf: self._followed(cf, f))
             futures.append(fut)
         return futures
@@ -75,7 +75,7 @@ class Follower:
 
     def _followed(self, cf: ClaimedFollow, fut: Future) -> None:
         with self._lock:
-            self._following.pop(cf.job_id, None)
+            self._following.pop(cf.job.id, None)
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:   # a bug: never lose it with the future
             JobLog.of_follow(self.log, cf)(logging.ERROR, "following failed in the dispatcher: %s",
@@ -90,7 +90,7 @@ class Follower:
             if now - cf.since > policy.give_up_after:
                 reason = f"stopped following the build after {duration(policy.give_up_after)}"
                 jlog(logging.WARNING, "%s", reason)
-                self.store.give_up_follow(cf.job_id, self.owner, reason, now=now,
+                self.store.give_up_follow(cf.job.id, self.owner, reason, now=now,
                                           statuses=self._statuses("gave_up", cf, jlog, cf.run, reason))
                 return
             # Back off from the interval to the maximum, with jitter so builds started together
@@ -101,7 +101,7 @@ class Follower:
                 run = target.follow(cf.run)
             except Exception as exc:   # noqa: BLE001 - TargetError or a bug: look again later
                 jlog(logging.WARNING, "cannot follow (look again in %.1fs): %s", delay, message(exc))
-                self.store.follow_checked(cf.job_id, self.owner, cf.run, next_check_at=now + delay,
+                self.store.follow_checked(cf.job.id, self.owner, cf.run, next_check_at=now + delay,
                                           now=self.now(), error=message(exc))
                 return
             if run.state in ("succeeded", "failed"):
@@ -109,8 +109,8 @@ class Follower:
                 return
             moved = (run.state, run.url) != (cf.run.state, cf.run.url)
             recorded = self.store.follow_checked(
-                cf.job_id, self.owner, run, next_check_at=now + delay, now=self.now(),
-                statuses=self._statuses("building", cf, jlog, run, cf.target) if moved else [])
+                cf.job.id, self.owner, run, next_check_at=now + delay, now=self.now(),
+                statuses=self._statuses("building", cf, jlog, run, cf.job.target) if moved else [])
             if moved and recorded:
                 jlog(logging.DEBUG, "%s %s", run.state, run.url)
         except StoreUnavailable as exc:
@@ -119,17 +119,17 @@ class Follower:
 
     def _finish(self, cf: ClaimedFollow, jlog: JobLog, run) -> None:
         # Logged once the store has it (a failed write is logged by `follow` instead).
-        if self.store.finish_follow(cf.job_id, self.owner, run, now=self.now(),
+        if self.store.finish_follow(cf.job.id, self.owner, run, now=self.now(),
                                     statuses=self._statuses("finished", cf, jlog, run)):
             jlog(result_level(run.state), "build %s%s", run.state, f" {run.url}" if run.url else "")
             if self.metrics is not None:
-                self.metrics.job(cf.target, run.state)
+                self.metrics.job(cf.job.target, run.state)
         else:
             jlog(logging.WARNING, "build %s, but the follow was taken over: not recorded here",
                  run.state)
 
     def _statuses(self, step: str, cf: ClaimedFollow, jlog: JobLog, *args) -> list:
-        return step_statuses(self.feedback, step, JobRef.from_follow(cf), jlog, *args)
+        return step_statuses(self.feedback, step, cf.job, jlog, *args)
 
 
 def can_follow(target: Target) -> bool:

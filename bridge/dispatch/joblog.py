@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from bridge.dispatch.statuses import Feedback, JobRef
-from bridge.store import ClaimedFollow, ClaimedJob
+from bridge.dispatch.statuses import Feedback
+from bridge.jobs import Job
+from bridge.store import ClaimedFollow
 
 
 class JobLog:
@@ -19,19 +20,19 @@ class JobLog:
         self.extra = {"delivery": delivery_id, "job": job_id, "rule": rule, "target": target}
 
     @classmethod
-    def of_job(cls, log: logging.Logger, cj: ClaimedJob) -> JobLog:
-        return cls(log, job_id=cj.id, delivery_id=cj.delivery_id, rule=cj.rule, target=cj.target)
+    def of_job(cls, log: logging.Logger, cj: Job) -> JobLog:
+        return cls(log, job_id=cj.id, delivery_id=cj.delivery, rule=cj.rule, target=cj.target)
 
     @classmethod
     def of_follow(cls, log: logging.Logger, cf: ClaimedFollow) -> JobLog:
-        return cls(log, job_id=cf.job_id, delivery_id=cf.delivery_id, rule=cf.rule, target=cf.target)
+        return cls.of_job(log, cf.job)
 
     def __call__(self, level: int, msg: str, *args, exc_info: bool | BaseException = False) -> None:
         self.log.log(level, "job %d (%s -> %s): " + msg, self.job_id, self.rule, self.target, *args,
                      extra=self.extra, exc_info=exc_info)
 
 
-def step_statuses(feedback: Feedback | None, step: str, job: JobRef, jlog: JobLog, *args) -> list:
+def step_statuses(feedback: Feedback | None, step: str, job: Job, jlog: JobLog, *args) -> list:
     """The commit status of one step of a job (the `Feedback` builder named `step`); none
     without feedback or when building it fails (logged)."""
     if feedback is None:

@@ -21,7 +21,8 @@ from bridge.dispatch.run_job import JobRunner
 from bridge.dispatch.statuses import Feedback, StatusPoster
 from bridge.errors import StoreUnavailable
 from bridge.policies import FollowPolicy, RetryPolicy
-from bridge.store import ClaimedJob, Store
+from bridge.jobs import Job
+from bridge.store import Store
 from bridge.targets.base import Target
 
 logger = logging.getLogger("bridge.dispatcher")
@@ -61,7 +62,7 @@ class Dispatcher:
                  lease_seconds: float = 60.0, poll_interval: float = 0.05,
                  now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  rand: Callable[[], float] = random.random,
-                 decide_paths: Callable[[ClaimedJob], tuple[bool, str]] | None = None,
+                 decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
                  log: logging.Logger = logger, metrics=None, feedback: Feedback | None = None,
                  follow: FollowPolicy = FollowPolicy()):
         if concurrency < 1:
@@ -79,7 +80,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._targets: dict[str, Target] = dict(targets)
         self._policies: dict[str, RetryPolicy] = dict(retry_policies)
-        self._inflight: dict[int, tuple[ClaimedJob, Future]] = {}
+        self._inflight: dict[int, tuple[Job, Future]] = {}
         self._starting: dict[int, float] = {}         # job id -> monotonic time its start() began
         self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
@@ -104,12 +105,12 @@ class Dispatcher:
         self.poster.feedback = feedback
 
     @property
-    def decide_paths(self) -> Callable[[ClaimedJob], tuple[bool, str]] | None:
+    def decide_paths(self) -> Callable[[Job], tuple[bool, str]] | None:
         """Path decisions for jobs claimed from now on (a rules reload replaces it)."""
         return self.runner.decide_paths
 
     @decide_paths.setter
-    def decide_paths(self, decide: Callable[[ClaimedJob], tuple[bool, str]] | None) -> None:
+    def decide_paths(self, decide: Callable[[Job], tuple[bool, str]] | None) -> None:
         self.runner.decide_paths = decide
 
     def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy]) -> None:
@@ -205,7 +206,7 @@ class Dispatcher:
 
     # -- claiming and leases --------------------------------------------------------------
 
-    def _claim_and_submit(self, limit: int, *, free: int | None = None) -> list[tuple[ClaimedJob, Future]]:
+    def _claim_and_submit(self, limit: int, *, free: int | None = None) -> list[tuple[Job, Future]]:
         """Claim up to `limit` jobs and queue them for the pool; the first `free` start at once,
         the rest wait for a slot (claimed ahead). A build-is-the-start job (exec) of a target not
         known to be quick is never kept waiting: it is released again at once."""
@@ -255,7 +256,7 @@ class Dispatcher:
         return True
 
     @contextlib.contextmanager
-    def _timing(self, cj: ClaimedJob) -> Iterator[None]:
+    def _timing(self, cj: Job) -> Iterator[None]:
         """Around a target's start(): fold its duration into the target's moving average."""
         with self._lock:
             self._starting[cj.id] = time.monotonic()
@@ -269,7 +270,7 @@ class Dispatcher:
                     before = self._start_seconds.get(cj.target)
                     self._start_seconds[cj.target] = took if before is None else 0.7 * before + 0.3 * took
 
-    def _done(self, cj: ClaimedJob, fut: Future) -> None:
+    def _done(self, cj: Job, fut: Future) -> None:
         with self._lock:
             self._inflight.pop(cj.id, None)
             self._ahead_blocked = False
@@ -305,14 +306,14 @@ class Dispatcher:
             JobLog.of_job(self.log, inflight[job_id])(logging.DEBUG, "lease not renewed")
         return True
 
-    def _release(self, cj: ClaimedJob, why: str = "released unstarted at shutdown") -> None:
+    def _release(self, cj: Job, why: str = "released unstarted at shutdown") -> None:
         try:
             self.store.release(cj.id, self.owner)
             JobLog.of_job(self.log, cj)(logging.INFO, "%s", why)
         except StoreUnavailable as exc:
             JobLog.of_job(self.log, cj)(logging.WARNING, "cannot release (%s); its lease will expire", exc)
 
-    def _handle(self, cj: ClaimedJob) -> None:
+    def _handle(self, cj: Job) -> None:
         with self._lock:
             targets, policies = self._targets, self._policies
         self.runner.handle(cj, targets, policies)

@@ -18,9 +18,9 @@ from typing import Callable
 
 from bridge.dispatch import redeliver, watch
 from bridge.events import Ignored
-from bridge.providers import get_provider
+from bridge.providers import content_key, get_provider
 from bridge.providers.hostapi import ApiDenied, ApiError, ApiRateLimited, ApiUnavailable
-from bridge.store import NewDelivery, NewJob
+from bridge.store import NewDelivery
 
 log = logging.getLogger("bridge.reconcile")
 
@@ -73,14 +73,20 @@ class Run:
         if self.rec.metrics is not None:
             self.rec.metrics.recovered(self.source.name, reason)
 
-    def synthesize(self, repo: str, ref: str, *, before: str, after: str, sha: str, reason: str) -> str:
-        """Store the push the host never delivered; returns what happened."""
+    def synthesize(self, repo: str, ref: str, *, before: str, after: str, sha: str, reason: str,
+                   key_head: str | None = None) -> str:
+        """Store the push the host never delivered; returns what happened. `key_head`: the first
+        part of the content key of the repository's stored pushes ("github", "gitlab@HOST"):
+        this push names the same git host, so it has the key the host's own delivery would have."""
         if self.dry_run:
             return "would_ingest"
         digest = hashlib.sha256(f"{self.source.name}|{repo}|{ref}|{before}|{after}".encode()).hexdigest()
         delivery = f"reconcile-{digest[:32]}"
         # The mirror tries the source's clone_url first, then this (on the source's clone_hosts).
-        clone = self.provider.clone_url(self.source.reconcile.api_url, repo)
+        host = key_head.split("@", 1)[1] if key_head and "@" in key_head else \
+            getattr(self.provider, "PUBLIC_HOST", None) if key_head else None
+        clone = (f"https://{host}/{repo}.git" if host else
+                 self.provider.clone_url(self.source.reconcile.api_url, repo))
         headers, body = self.provider.synthesize_push(repo=repo, ref=ref, before=before, after=after,
                                                       sha=sha, clone=clone, delivery=delivery)
         return self._ingest(delivery, headers, body, reason)
@@ -121,18 +127,15 @@ def record_for(config, src, delivery: str, headers: dict, body: bytes, result, n
                            reason=result.reason, verdicts=[], rules_version=config.version,
                            content_key=None, via="reconcile"), []
     verdicts = config.ruleset.match(result)
-    jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
-                   needs_files=j.needs_files, path_filter=j.path_filter)
-            for v in verdicts if v.matched for j in v.jobs]
+    jobs = [j for v in verdicts if v.matched for j in v.jobs]
     matched = [v.rule for v in verdicts if v.matched]
     record = NewDelivery(
         source=src.name, provider=src.provider, delivery_id=delivery, received_at=now,
-        headers=headers, body=body, event=result.to_dict(),
+        headers=headers, body=body, event=result,
         outcome="matched" if matched else "no_match",
         reason="recovered by reconcile" + ("" if matched else "; no rule matched"),
         verdicts=[v.to_dict() for v in verdicts], rules_version=config.version,
-        content_key="|".join((src.provider, result.repo, result.ref, result.before, result.after)),
-        via="reconcile")
+        content_key=content_key(result), via="reconcile")
     return record, jobs
 
 

@@ -1,6 +1,6 @@
 """Dispatcher stage, one claimed job: decide its paths, start it on its target, record the outcome.
 
-Input: a `ClaimedJob` (leased to this dispatcher), the targets and their retry policies. Output: the
+Input: a `Job` (leased to this dispatcher), the targets and their retry policies. Output: the
 job recorded as started / succeeded / failed / skipped, queued again with a backoff (transient
 failure) or dead, with the step's commit status; its log line written once the store has it.
 """
@@ -13,12 +13,11 @@ from dataclasses import replace
 
 from bridge.dispatch.joblog import JobLog, duration, message, result_level, step_statuses
 from bridge.dispatch.outage import STORE_BACKOFF_MAX
-from bridge.dispatch.statuses import Feedback, JobRef
+from bridge.dispatch.statuses import Feedback
 from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
-from bridge.events import Event
 from bridge.jobs import Job
 from bridge.policies import RetryPolicy, backoff
-from bridge.store import ClaimedJob, Store
+from bridge.store import Store
 from bridge.targets.base import Target
 
 
@@ -32,7 +31,7 @@ class JobRunner:
     def __init__(self, store: Store, *, owner: str, now: Callable[[], float],
                  sleep: Callable[[float], None], rand: Callable[[], float], log: logging.Logger,
                  metrics=None, feedback: Feedback | None = None,
-                 decide_paths: Callable[[ClaimedJob], tuple[bool, str]] | None = None,
+                 decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
                  follow_interval: float = 0.0, timing=None):
         self.store = store
         self.owner = owner
@@ -47,7 +46,7 @@ class JobRunner:
         self.timing = timing or (lambda cj: contextlib.nullcontext())
         self.record_until: float | None = None
 
-    def handle(self, cj: ClaimedJob, targets: Mapping[str, Target],
+    def handle(self, cj: Job, targets: Mapping[str, Target],
                policies: Mapping[str, RetryPolicy]) -> None:
         jlog = JobLog.of_job(self.log, cj)
         paths_reason = None
@@ -66,11 +65,9 @@ class JobRunner:
             target = targets.get(cj.target)
             if target is None:
                 raise TargetRejected(f"target '{cj.target}' is not configured")
-            job = Job(id=cj.id, delivery=cj.delivery_id, rule=cj.rule, target=cj.target,
-                      request=cj.request, event=Event.from_dict(cj.event), attempt=cj.attempts)
-            jlog(logging.DEBUG, "starting (attempt %d)", cj.attempts)
+            jlog(logging.DEBUG, "starting (attempt %d)", cj.attempt)
             with self.timing(cj):
-                run = target.start(job)
+                run = target.start(cj)
         except TargetUnavailable as exc:
             self._retry(cj, jlog, policies, message(exc), exc.retry_after)
         except TargetRejected as exc:
@@ -87,7 +84,7 @@ class JobRunner:
                 run = replace(run, detail={**run.detail, "paths": paths_reason})
             self._started(cj, jlog, run)
 
-    def _started(self, cj: ClaimedJob, jlog: JobLog, run) -> None:
+    def _started(self, cj: Job, jlog: JobLog, run) -> None:
         queued_for = self.now() - cj.first_queued_at
         # Recorded first, then logged and counted: an incident's log never shows a result
         # the store does not have (and a count is never worth a result).
@@ -99,7 +96,7 @@ class JobRunner:
                            f": {run.detail['reason']}" if run.detail.get("reason") else ""))
         self._count(cj, run.state, queued_for=queued_for)
 
-    def _retry(self, cj: ClaimedJob, jlog: JobLog, policies, error: str,
+    def _retry(self, cj: Job, jlog: JobLog, policies, error: str,
                retry_after: float | None) -> None:
         policy = policies.get(cj.target) or RetryPolicy()
         now = self.now()
@@ -110,19 +107,19 @@ class JobRunner:
                          said=(logging.ERROR, "%s", text))
             self._count(cj, "dead")
             return
-        delay = backoff(policy, cj.attempts, self.rand)
+        delay = backoff(policy, cj.attempt, self.rand)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         self._record(cj, jlog, self.store.record_retry, error, now + delay,
                      said=(logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error))
         self._count(cj, "retry")
 
-    def _statuses(self, step: str, cj: ClaimedJob, jlog: JobLog, *args) -> list:
-        if self.feedback is None:       # no JobRef to build then
+    def _statuses(self, step: str, cj: Job, jlog: JobLog, *args) -> list:
+        if self.feedback is None:
             return []
-        return step_statuses(self.feedback, step, JobRef.from_job(cj), jlog, *args)
+        return step_statuses(self.feedback, step, cj, jlog, *args)
 
-    def _record(self, cj: ClaimedJob, jlog: JobLog, method, *args, said: tuple = (), **kw) -> bool:
+    def _record(self, cj: Job, jlog: JobLog, method, *args, said: tuple = (), **kw) -> bool:
         """Record a result, retrying (backing off) through a store outage for as long as it
         lasts: the lease may expire meanwhile, but the write still lands unless another
         dispatcher took the job over (`Store._finish` checks), and giving up would run a
@@ -162,6 +159,6 @@ class JobRunner:
             jlog(level, msg, *margs)
         return True
 
-    def _count(self, cj: ClaimedJob, state: str, **kw) -> None:
+    def _count(self, cj: Job, state: str, **kw) -> None:
         if self.metrics is not None:
             self.metrics.job(cj.target, state, **kw)

@@ -1,6 +1,7 @@
 """Feedback stage: commit statuses on GitHub and GitLab, from a job's life (queued, accepted, ended).
 
-Input: jobs, runs and deliveries as the dispatcher sees them, and each source's `report:` config.
+Input: `Job`s, runs and deliveries (with the verdicts' `stopped_by`) as the dispatcher sees them,
+and each source's `report:` config.
 Output: `NewStatus` rows for the store, and, posting those rows through the host's client
 (bridge/providers), the git host's answer classified as sent / done / retry / failed (`Answer`).
 Only the dispatcher process posts; tokens never leave the clients (not in rows, logs or answers).
@@ -13,19 +14,18 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, replace
 from typing import Callable
 
 from bridge.config.model import Config
 from bridge.dispatch.outage import Outage
 from bridge.errors import StatusRejected, StatusUnavailable, StoreUnavailable
-from bridge.events import ZERO_SHA, Event
-from bridge.jobs import Run
+from bridge.events import ZERO_SHA
+from bridge.jobs import Job, Run
 from bridge.policies import REPORT_RETRY, RetryPolicy, backoff
 from bridge.providers import status_client
 from bridge.providers.status import Answer, cap
-from bridge.rules import evaluate, skip_marker
-from bridge.store import ClaimedFollow, ClaimedJob, ClaimedStatus, NewStatus, Store
+from bridge.rules import StoppedBy
+from bridge.store import ClaimedStatus, NewStatus, Store
 
 logger = logging.getLogger("bridge.feedback")
 
@@ -37,35 +37,6 @@ _ERRORED = {"NOT_FOUND", "FAULT", "UNKNOWN"}   # UNKNOWN: Jenkins forgot the que
 
 
 # --- what to report -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class JobRef:
-    """What a status needs to know about a job: where it came from and which commit it built."""
-    job_id: int
-    delivery_id: str
-    rule: str
-    source: str
-    provider: str
-    repo: str
-    sha: str
-    ref: str                        # branch or tag name
-    kind: str = "push"
-    needs_files: bool = False
-    attempt: int = 0                # the attempt a status speaks of (0: not claimed yet)
-
-    @classmethod
-    def from_job(cls, cj: ClaimedJob) -> "JobRef":
-        ev = cj.event
-        return cls(job_id=cj.id, delivery_id=cj.delivery_id, rule=cj.rule, source=ev.get("source", ""),
-                   provider=ev.get("provider", ""), repo=ev.get("repo", ""), sha=ev.get("sha", ""),
-                   ref=ev.get("ref_name", ""), kind=ev.get("kind", "push"), needs_files=cj.needs_files,
-                   attempt=cj.attempts)
-
-    @classmethod
-    def from_follow(cls, cf: ClaimedFollow) -> "JobRef":
-        return cls(job_id=cf.job_id, delivery_id=cf.delivery_id, rule=cf.rule, source=cf.source,
-                   provider=cf.provider, repo=cf.repo, sha=cf.sha, ref=cf.ref, attempt=cf.attempt)
-
 
 def final_state(run: Run) -> tuple[str, str]:
     """A finished run -> (our state, description): Jenkins `result`, CodeBuild `status`, exec's exit."""
@@ -81,14 +52,19 @@ def final_state(run: Run) -> tuple[str, str]:
     return "failure", f"build failed ({reason})" if reason else "build failed"
 
 
-def skip_description(rule, event: Event) -> str | None:
-    """Why a rule that did not match was skipped, if only its paths or a skip marker stopped it
-    (None when it would not have matched anyway: another repo, branch or event)."""
-    loose = evaluate(replace(rule, paths=None, paths_ignore=None), replace(event, head_message=""))
-    if not loose.matched:
+def skip_description(verdict: dict) -> str | None:
+    """Why a stored verdict's rule that did not match was skipped, if its paths or a skip marker
+    stopped it (None when another clause did: repo, branch, event, ...). A verdict stored before
+    verdicts kept `stopped_by` is read from its reason's words."""
+    stop = verdict.get("stopped_by")
+    stop = StoppedBy.from_dict(stop) if stop else StoppedBy.from_reason(verdict.get("reason") or "")
+    if stop is None:
         return None
-    marker = skip_marker(event.head_message)
-    return f"skipped: {marker} in the commit message" if marker else "skipped: no matching paths"
+    if stop.clause == "skip":
+        return f"skipped: {stop.value} in the commit message"
+    if stop.clause in ("paths", "paths-ignore"):
+        return "skipped: no matching paths"
+    return None
 
 
 class Feedback:
@@ -118,86 +94,83 @@ class Feedback:
 
     # -- builders ---------------------------------------------------------------------------
 
-    def queued(self, job: JobRef) -> list[NewStatus]:
+    def queued(self, job: Job) -> list[NewStatus]:
         # A job that may still be skipped for its paths shows nothing unless a skip is reported
         # too: a yellow dot that never turns green would block a required check.
         if job.needs_files and not self.config.rule_report(job.rule).report_skipped:
             return []
         return self._job(job, "queued", "pending", "queued")
 
-    def accepted(self, job: JobRef, run: Run, target: str) -> list[NewStatus]:
+    def accepted(self, job: Job, run: Run, target: str) -> list[NewStatus]:
         if run.state in ("succeeded", "failed"):
             return self.finished(job, run)
         if run.state == "queued":
             return self._job(job, "accepted", "pending", f"waiting in the queue of {target}", run.url)
         return self._job(job, "accepted", "running", f"building on {target}", run.url)
 
-    def building(self, job: JobRef, run: Run, target: str) -> list[NewStatus]:
+    def building(self, job: Job, run: Run, target: str) -> list[NewStatus]:
         """A followed run moved on (a queue item became a build, with a link of its own)."""
         if run.state == "queued":
             return []
         return self._job(job, "building", "running", f"building on {target}", run.url)
 
-    def finished(self, job: JobRef, run: Run) -> list[NewStatus]:
+    def finished(self, job: Job, run: Run) -> list[NewStatus]:
         state, description = final_state(run)
         return self._job(job, "final", state, description, run.url)
 
-    def dead(self, job: JobRef, reason: str) -> list[NewStatus]:
+    def dead(self, job: Job, reason: str) -> list[NewStatus]:
         return self._job(job, "final", "error", f"could not start the build: {reason}")
 
-    def skipped(self, job: JobRef, reason: str) -> list[NewStatus]:
+    def skipped(self, job: Job, reason: str) -> list[NewStatus]:
         if not self.config.rule_report(job.rule).report_skipped:
             return []
         why = "changed files unknown" if "changed files unknown" in reason else "no matching paths"
         return self._job(job, "final", "success", f"skipped: {why}")
 
-    def gave_up(self, job: JobRef, run: Run, reason: str) -> list[NewStatus]:
+    def gave_up(self, job: Job, run: Run, reason: str) -> list[NewStatus]:
         return self._job(job, "final", "error", reason, run.url)
 
     def for_delivery(self, d: dict) -> list[NewStatus]:
         """The first statuses of a newly stored delivery (from `Store.recent_deliveries`): queued
         for each job still waiting, and a success for each rule its paths or a skip marker
-        skipped, where the rule asks for it (`report_skipped`)."""
-        if d["source"] not in self.clients or not d.get("event"):
+        skipped, where the rule asks for it (`report_skipped`): the stored verdict says which
+        clause stopped it, the rules are not run again."""
+        event = d.get("event")
+        if d["source"] not in self.clients or event is None:
             return []
-        event = Event.from_dict(d["event"])
         out: list[NewStatus] = []
-        for j in d["jobs"]:
-            if j["state"] in ("queued", "running"):
-                out += self.queued(JobRef(job_id=j["id"], delivery_id=d["delivery"], rule=j["rule"],
-                                          source=d["source"], provider=d["provider"], repo=event.repo,
-                                          sha=event.sha, ref=event.ref_name, kind=event.kind,
-                                          needs_files=j["needs_files"]))
+        for job in d["jobs"]:
+            out += self.queued(job)
         for v in d.get("verdicts") or []:
             report = self.config.rule_report(v["rule"])
-            rule = self._rules.get(v["rule"])
-            if v["matched"] or rule is None or not (report.report and report.report_skipped):
+            if v["matched"] or v["rule"] not in self._rules or not (report.report and report.report_skipped):
                 continue
             if not _reportable(event.sha, event.kind):
                 continue
-            description = skip_description(rule, event)
+            description = skip_description(v)
             if description:
-                out.append(NewStatus(key=f"skip:{d['delivery']}:{rule.name}", delivery_id=d["delivery"],
-                                     job_id=None, rule=rule.name, source=d["source"],
+                out.append(NewStatus(key=f"skip:{d['delivery']}:{v['rule']}", delivery_id=d["delivery"],
+                                     job_id=None, rule=v["rule"], source=d["source"],
                                      provider=d["provider"], repo=event.repo, sha=event.sha,
                                      ref=event.ref_name, context=report.context, rank=PHASES["final"],
                                      state="success", description=cap(description)))
         return out
 
-    def _job(self, job: JobRef, phase: str, state: str, description: str,
+    def _job(self, job: Job, phase: str, state: str, description: str,
              url: str | None = None) -> list[NewStatus]:
         report = self.config.rule_report(job.rule)
-        if job.source not in self.clients or not report.report or not _reportable(job.sha, job.kind):
+        ev = job.event
+        if ev is None or ev.source not in self.clients or not report.report or not _reportable(ev.sha, ev.kind):
             return []
         attempt = 0 if phase == "queued" else job.attempt
-        return [NewStatus(key=f"job:{job.job_id}:{attempt}:{phase}", delivery_id=job.delivery_id,
-                          job_id=job.job_id, rule=job.rule, source=job.source, provider=job.provider,
-                          repo=job.repo, sha=job.sha, ref=job.ref, context=report.context,
+        return [NewStatus(key=f"job:{job.id}:{attempt}:{phase}", delivery_id=job.delivery,
+                          job_id=job.id, rule=job.rule, source=ev.source, provider=ev.provider,
+                          repo=ev.repo, sha=ev.sha, ref=ev.ref_name, context=report.context,
                           rank=attempt * 10 + PHASES[phase],
                           state=state, description=cap(description), target_url=url or None)]
 
 
-def _reportable(sha: str, kind: str) -> bool:
+def _reportable(sha: str | None, kind: str) -> bool:
     # A deleted ref names no commit to put a status on.
     return bool(sha) and sha != ZERO_SHA and kind != "delete"
 

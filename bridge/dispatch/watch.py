@@ -10,7 +10,7 @@ them: a baseline, nothing is built for refs that were there before the watch).
 """
 from __future__ import annotations
 
-from bridge.events import CASE_INSENSITIVE_REPOS, ZERO_SHA
+from bridge.events import ZERO_SHA
 from bridge.globs import PatternList
 
 
@@ -18,7 +18,7 @@ def watch_repo(run, repo: str, specs: list, *, waiting: bool) -> None:
     """One repository's watched refs. `waiting`: a redelivery asked of the host for this
     repository has not arrived yet; the heads are compared at the next run."""
     src = run.source
-    fold = src.provider in CASE_INSENSITIVE_REPOS
+    fold = True     # every host's repository names ignore case (Event.repo_case_insensitive)
     seen_key = f"watch:{src.name}:{repo.lower() if fold else repo}"
     host = _host_refs(run, repo, specs)
     if waiting:
@@ -26,7 +26,7 @@ def watch_repo(run, repo: str, specs: list, *, waiting: bool) -> None:
                      "heads compared next run")
         return
     seen = run.store.get_mark(seen_key)
-    stored_repo, heads = run.store.ref_heads(repo, fold=fold)
+    stored_repo, key_head, heads = run.store.ref_heads(repo, fold=fold)
     if seen is None:
         run.progress(f"{src.name} {repo}: {len(host)} watched refs recorded (first run: a "
                      "baseline, nothing built for refs already there)")
@@ -45,7 +45,7 @@ def watch_repo(run, repo: str, specs: list, *, waiting: bool) -> None:
         reason = _reason(ref, known)
         commit = r.commit or (r.sha if run.dry_run else run.client.peel(repo, r.sha))
         outcome = run.synthesize(stored_repo or repo, ref, before=known or ZERO_SHA, after=r.sha,
-                                 sha=commit, reason=reason)
+                                 sha=commit, reason=reason, key_head=key_head)
         run.found(repo, ref, reason, outcome,
                   f"{(known or ZERO_SHA)[:12]}..{r.sha[:12]}" + (" (new)" if known is None else ""))
     run.progress(f"{src.name} {repo}: {len(host)} watched refs, {behind} ahead of the deliveries")

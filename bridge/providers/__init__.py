@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from bridge import events
+from urllib.parse import urlsplit
+
 from bridge.errors import did_you_mean
 from bridge.events import Event, Ignored
-from bridge.providers import github, gitlab
+from bridge.providers import bitbucket, github, gitlab
+from bridge.providers.gitea import FORGEJO, GITEA
 from bridge.providers.status import StatusClient
 
 
@@ -25,14 +27,21 @@ class Provider(Protocol):
     2. `delivery_id(headers)`: the host's delivery id, or None if it sent none.
     3. `normalize(headers, body, source=, delivery_id=)`: the `Event`, or `Ignored(reason)` for
        deliveries that are fine but not a push we act on (ping, other events). Raises
-       `BadPayload(reason)` for a verified body that is not JSON or not a push's shape.
+       `BadPayload(reason)` for a verified body that is not JSON or not a push's shape. A host
+       whose one delivery means several events (Bitbucket: one per change) also has
+       `normalize_all`, giving a tuple of them (see `events_of` below).
+
+    `verify` takes keyword options only from the source's `accept:` (GitLab: token and/or
+    signature), and only for a provider that lists `ACCEPT` forms.
 
     `headers` is case-insensitive (werkzeug `Headers`/`EnvironHeaders`). `SECRET_HEADERS` are
     the headers that are never stored or logged; `KEEP_PREFIXES` the lower-case beginnings of
     the identification headers that are. `Statuses` posts commit statuses (providers/status.py),
     `sign` makes the headers the host would send, `clone_host` names the git host an API host
     serves, `CLONE_USER` goes with a clone token, `COMMIT_CAP` is where the host stops listing a
-    push's commits (None: it says how many there were).
+    push's commits (None: it says how many there were), `PUBLIC_HOST` the host whose pushes keep
+    the content key they always had (without the host; None: every key names its host).
+    `commits_complete` is decided by `normalize` itself, from what the payload says.
     """
 
     NAME: str
@@ -44,6 +53,7 @@ class Provider(Protocol):
     API_URL: str
     CLONE_USER: str
     COMMIT_CAP: int | None
+    PUBLIC_HOST: str | None
     Statuses: type[StatusClient]
 
     def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) -> None: ...
@@ -63,11 +73,8 @@ class Provider(Protocol):
     def clone_host(self, api_host: str) -> str: ...
 
 
-PROVIDERS: dict[str, Provider] = {"github": github, "gitlab": gitlab}
-
-
-# The payload's commit list is cut at the host's cap: Event.changed_files distrusts it there.
-events.COMMIT_CAPS.update({name: p.COMMIT_CAP for name, p in PROVIDERS.items() if p.COMMIT_CAP})
+PROVIDERS: dict[str, Provider] = {"github": github, "gitlab": gitlab, "gitea": GITEA,
+                                  "forgejo": FORGEJO, "bitbucket": bitbucket}
 
 
 def names() -> tuple[str, ...]:
@@ -107,6 +114,57 @@ def clone_user(name) -> str:
     """The user name a source's clone token goes with in its https clone_url."""
     provider = _known(name)
     return provider.CLONE_USER if provider is not None else github.CLONE_USER
+
+
+def events_of(provider: Provider, headers: Mapping[str, str], body: bytes, *, source: str,
+              delivery_id: str) -> tuple[Event, ...] | Ignored:
+    """Every event one delivery means, in the host's order: one for most hosts, one per change
+    for Bitbucket (never none: a delivery without any is `Ignored`)."""
+    many = getattr(provider, "normalize_all", None)
+    if many is not None:
+        return many(headers, body, source=source, delivery_id=delivery_id)
+    result = provider.normalize(headers, body, source=source, delivery_id=delivery_id)
+    return result if isinstance(result, Ignored) else (result,)
+
+
+def stored_body(provider: Provider, body: bytes) -> bytes:
+    """The verified body as the store keeps it: byte for byte, unless the host puts a secret in
+    it (old Gitea's `secret` field), which its provider takes out (`stored_body`)."""
+    strip = getattr(provider, "stored_body", None)
+    return body if strip is None else strip(body)
+
+
+def content_key(event: Event) -> str | None:
+    """What makes two deliveries the same push: provider, host, repo, ref, before, after. The
+    host is the one the payload's first clone URL names, so the same repo name on two hosts
+    never dedupes; pushes from a provider's public host (github.com, gitlab.com) keep the key
+    they always had, without it, so an existing database still knows them. None when the event
+    names no commit at all (a Gitea `delete` carries no SHA): the delivery id alone dedupes it."""
+    if not event.before and (event.deleted or not event.after):
+        return None
+    provider = _known(event.provider)
+    host = _host_of(event.clone_urls)
+    public = provider.PUBLIC_HOST if provider is not None else None
+    head = event.provider if host == public or (public is not None and not host) \
+        else f"{event.provider}@{host}"
+    return "|".join((head, event.repo, event.ref, event.before, event.after))
+
+
+def _host_of(urls) -> str:
+    """host[:port] of the first URL with a scheme, else of the first scp-like `user@host:path`."""
+    for url in urls:
+        if "://" in url:
+            try:
+                parts = urlsplit(url)
+                host = (parts.hostname or "").rstrip(".")
+                return f"{host}:{parts.port}" if parts.port else host
+            except ValueError:
+                return ""
+    for url in urls:
+        host = url.partition(":")[0].rpartition("@")[2]
+        if host and "/" not in host:
+            return host.lower()
+    return ""
 
 
 def commit_cap(name) -> int | None:
@@ -150,6 +208,8 @@ def secret_headers() -> tuple[str, ...]:
     return tuple(h.lower() for p in PROVIDERS.values() for h in p.SECRET_HEADERS)
 
 
-__all__ = ["PROVIDERS", "Provider", "clone_host", "clone_user", "commit_cap", "default_api_url",
+__all__ = ["PROVIDERS", "Provider", "clone_host", "clone_user", "commit_cap", "content_key",
+           "default_api_url", "events_of",
            "get_provider", "host_view", "kept_header_prefixes", "names", "secret_headers",
-           "sign_headers", "signature_headers", "status_client", "unknown_provider_message"]
+           "sign_headers", "signature_headers", "status_client", "stored_body",
+           "unknown_provider_message"]

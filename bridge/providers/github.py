@@ -39,6 +39,8 @@ CLONE_USER = "x-access-token"
 
 #: GitHub stops listing commits in a push payload at 2,048 (FACTS.md).
 COMMIT_CAP = 2048
+#: Pushes from github.com keep the content key they always had (no host in it).
+PUBLIC_HOST = "github.com"
 
 _SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
@@ -129,6 +131,7 @@ def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
                         or b.field(payload, "repository.master_branch", str, default="")),  # older hooks
         clone_urls=tuple(url for url in clone_urls if url),   # repository.clone_url, ssh_url
         head_message=b.field(payload, "head_commit.message", str, default=""),  # head_commit.message
+        repo_case_insensitive=True,                       # GitHub's Acme/API is acme/api
     )
 
 

@@ -1,4 +1,5 @@
-"""GitLab provider: checks the plain `X-Gitlab-Token`, then turns `Push Hook`, `Tag Push Hook`
+"""GitLab provider: checks the plain `X-Gitlab-Token` or the signing token's Standard Webhooks
+signature (`webhook-signature`, 5-minute window), as the source's `accept:` says, then turns `Push Hook`, `Tag Push Hook`
 and System Hook `push`/`tag_push` deliveries into an `Event`; everything else is `Ignored`. Also
 all else GitLab means: its commit-status client, its token header (for `cibridge send`), API URL,
 headers and clone rules.
@@ -8,8 +9,12 @@ Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from urllib.parse import quote, urlsplit
@@ -23,10 +28,19 @@ from bridge.providers.status import Answer, StatusClient, cap
 NAME = "gitlab"
 TITLE = "GitLab"
 TOKEN_HEADER = "X-Gitlab-Token"
-SECRET_HEADERS = (TOKEN_HEADER,)
+#: The signing token's Standard Webhooks headers (https://www.standardwebhooks.com).
+ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "webhook-id", "webhook-timestamp", "webhook-signature"
+SECRET_HEADERS = (TOKEN_HEADER, SIGNATURE_HEADER)
 EVENT_HEADER = "X-Gitlab-Event"
 #: Header names the stored copy of a delivery keeps (identification only).
-KEEP_PREFIXES = ("x-gitlab-",)
+KEEP_PREFIXES = ("x-gitlab-", ID_HEADER, TIMESTAMP_HEADER)
+#: What a source's `accept:` may name: the plain secret token, the signing token's signature.
+ACCEPT = ("token", "signature")
+DEFAULT_ACCEPT = ("token",)
+#: A signing token: `whsec_` and the base64 of the key.
+SIGNING_PREFIX = "whsec_"
+#: How far `webhook-timestamp` may be from now, either way (replay protection).
+SIGNATURE_WINDOW = 300
 #: The event `cibridge send` names when it is given none.
 DEFAULT_EVENT = "Push Hook"
 #: Where commit statuses go when a source's `report:` names no api_url.
@@ -35,11 +49,27 @@ API_URL = "https://gitlab.com/api/v4"
 CLONE_USER = "oauth2"
 #: GitLab's payload says how many commits were pushed (`total_commits_count`): no fixed cap.
 COMMIT_CAP = None
+#: Pushes from gitlab.com keep the content key they always had (no host in it).
+PUBLIC_HOST = "gitlab.com"
 
 
-def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) -> None:
-    """Raise `VerificationFailed` unless `X-Gitlab-Token` equals one of `secrets` (several during
-    a rotation), compared in constant time. Messages name the header, never a value."""
+def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes], *,
+           accept: Sequence[str] = DEFAULT_ACCEPT, now=time.time) -> None:
+    """Raise `VerificationFailed` unless the delivery is authenticated the way `accept` allows:
+    `token`, `X-Gitlab-Token` equal to one of `secrets`; `signature`, a `webhook-signature` over
+    `id.timestamp.body` under one of the `whsec_` secrets, its timestamp within 5 minutes of
+    `now()`. With both (a rotation), either will do. Messages name the header, never a value."""
+    if "signature" in accept and (headers.get(SIGNATURE_HEADER) or "token" not in accept):
+        if "token" in accept and headers.get(TOKEN_HEADER):
+            try:
+                return _verify_signature(headers, body, secrets, now())
+            except VerificationFailed:
+                return _verify_token(headers, secrets)
+        return _verify_signature(headers, body, secrets, now())
+    return _verify_token(headers, secrets)
+
+
+def _verify_token(headers: Mapping[str, str], secrets: Sequence[bytes]) -> None:
     token = headers.get(TOKEN_HEADER)
     if not token:
         raise VerificationFailed(f"{TOKEN_HEADER} is missing")
@@ -54,10 +84,64 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) ->
     raise VerificationFailed(f"{TOKEN_HEADER} does not match")
 
 
+def signing_key(secret: bytes) -> bytes | None:
+    """The HMAC key of a `whsec_<base64>` signing token, or None when `secret` is not one."""
+    if not secret.startswith(SIGNING_PREFIX.encode()):
+        return None
+    try:
+        key = base64.b64decode(secret[len(SIGNING_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key or None
+
+
+def _verify_signature(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes],
+                      now: float) -> None:
+    for name in (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER):
+        if not headers.get(name):
+            raise VerificationFailed(f"{name} is missing")
+    msg_id, stamp = headers[ID_HEADER], headers[TIMESTAMP_HEADER]
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
+        raise VerificationFailed(f"{TIMESTAMP_HEADER} is malformed: expected Unix seconds")
+    if abs(now - int(stamp)) > SIGNATURE_WINDOW:
+        raise VerificationFailed(f"{TIMESTAMP_HEADER} is more than {SIGNATURE_WINDOW // 60} minutes "
+                                 "from the bridge's clock (an old delivery replayed, or a clock off)")
+    try:
+        signed = msg_id.encode("latin-1") + b"." + stamp.encode("ascii") + b"." + body
+    except UnicodeEncodeError:
+        raise VerificationFailed(f"{ID_HEADER} is malformed") from None
+    given = [part[3:].encode("ascii") for part in headers[SIGNATURE_HEADER].split()
+             if part.startswith("v1,") and part.isascii()]
+    if not given:
+        raise VerificationFailed(f"{SIGNATURE_HEADER} is malformed: expected 'v1,' and base64")
+    keys = [k for k in map(signing_key, secrets) if k]
+    if not keys:
+        raise VerificationFailed(f"{SIGNATURE_HEADER} cannot be checked: the source has no "
+                                 f"{SIGNING_PREFIX} signing token")
+    for key in keys:
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+        # Every candidate compared, in constant time each (several during a key rotation).
+        if any(hmac.compare_digest(expected, candidate) for candidate in given):
+            return
+    raise VerificationFailed(f"{SIGNATURE_HEADER} does not match the body")
+
+
+def accept_problem(accept: Sequence[str], secrets: Sequence[bytes] | None) -> str | None:
+    """What is wrong with a source's `accept:` and its resolved `secrets` (None: not resolved)."""
+    wrong = [a for a in accept if a not in ACCEPT]
+    if wrong or not accept:
+        return f"accept must name token, signature or both, not {', '.join(map(str, wrong)) or 'nothing'}"
+    if "signature" in accept and secrets is not None and not any(map(signing_key, secrets)):
+        return (f"accept: signature needs a signing token among the secrets ({SIGNING_PREFIX} and "
+                "base64, as GitLab shows it)")
+    return None
+
+
 def delivery_id(headers: Mapping[str, str]) -> str | None:
-    """`Idempotency-Key` stays the same across GitLab's retries (17.4+); the event UUID (14.8+)
-    is the fallback."""
-    return headers.get("Idempotency-Key") or headers.get("X-Gitlab-Event-UUID") or None
+    """`Idempotency-Key` stays the same across GitLab's retries (17.4+), and a signed delivery's
+    `webhook-id` equals it; the event UUID (14.8+) is the fallback."""
+    return (headers.get(ID_HEADER) or headers.get("Idempotency-Key")
+            or headers.get("X-Gitlab-Event-UUID") or None)
 
 
 def event_name(headers: Mapping[str, str]) -> str:
@@ -127,6 +211,7 @@ def _push(payload: dict, name: str, *, source: str, delivery_id: str) -> Event |
             b.field(payload, "project.git_ssh_url", str)
             or b.field(payload, "repository.git_ssh_url", str)) if url),
         head_message=head.message if head else "",            # message of the commit at checkout_sha
+        repo_case_insensitive=True,                           # GitLab paths ignore case
     )
 
 
@@ -154,15 +239,25 @@ HANDLERS = {
 
 # --- what else GitLab means: signing, clone rules, commit statuses -------------------------------
 
-def signature(body: bytes, secret: bytes) -> dict[str, str]:
-    """GitLab signs nothing: it sends the secret itself."""
-    return {TOKEN_HEADER: secret.decode("utf-8")}
+def signature(body: bytes, secret: bytes, *, delivery: str | None = None,
+              now=time.time) -> dict[str, str]:
+    """A plain secret token is sent as it is; a `whsec_` signing token signs `id.timestamp.body`
+    in Standard Webhooks form (the id: `delivery`, else a fresh one)."""
+    key = signing_key(secret)
+    if key is None:
+        return {TOKEN_HEADER: secret.decode("utf-8")}
+    msg_id = delivery or f"msg_{hashlib.sha256(body).hexdigest()[:24]}"
+    stamp = str(int(now()))
+    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode("utf-8") + body, hashlib.sha256).digest()
+    return {ID_HEADER: msg_id, TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: "v1," + base64.b64encode(digest).decode("ascii")}
 
 
 def sign(body: bytes, secret: bytes, *, event: str | None = None, delivery: str) -> dict[str, str]:
     """The headers GitLab would send with `body` (for `cibridge send`)."""
     return {"Content-Type": "application/json", EVENT_HEADER: event or DEFAULT_EVENT,
-            "X-Gitlab-Event-UUID": delivery, **signature(body, secret), "User-Agent": "bridge-send"}
+            "X-Gitlab-Event-UUID": delivery, "Idempotency-Key": delivery,
+            **signature(body, secret, delivery=delivery), "User-Agent": "bridge-send"}
 
 
 def clone_host(api_host: str) -> str:

@@ -3,7 +3,8 @@
 Input: a stored status (repo, sha, ref, state, context, description, target_url) and one token.
 Output: an `Answer` (sent, or done: refused for good, e.g. an unknown commit), else it raises
 `StatusUnavailable` (retry) or `StatusRejected` (failed); the token never appears in either. Each
-host module (github.py, gitlab.py) subclasses `StatusClient` as `Statuses`.
+host module (github.py, gitlab.py, gitea.py, bitbucket.py) subclasses `StatusClient` as
+`Statuses`.
 """
 from __future__ import annotations
 

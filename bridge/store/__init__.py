@@ -1,7 +1,7 @@
 """The durable inbox and job queue: deliveries, their jobs and every attempt, in SQLite or PostgreSQL.
 
-Input: `NewDelivery` + `NewJob`s from ingress, claims and results from the dispatcher. Output:
-committed rows (a 2xx is sent only after `Store.ingest` returns), `ClaimedJob`s, operator views.
+Input: `NewDelivery` + `Job`s from ingress, claims and results from the dispatcher. Output:
+committed rows (a 2xx is sent only after `Store.ingest` returns), claimed `Job`s, operator views.
 
 Job states:
 
@@ -32,10 +32,10 @@ synchronous_commit=off).
 from pathlib import Path
 
 from bridge.store.follows import ClaimedFollow, Follows
-from bridge.store.inbox import Inbox, Ingested, NewDelivery, NewJob, reused_delivery_id
+from bridge.store.inbox import Inbox, Ingested, NewDelivery, reused_delivery_id
 from bridge.store.operators import OperatorQueries
 from bridge.store.outbox import ClaimedStatus, NewStatus, Outbox
-from bridge.store.queue import ClaimedJob, Queue
+from bridge.store.queue import Queue
 from bridge.store.reconcile import ReconcileStore
 
 
@@ -50,8 +50,8 @@ class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, ReconcileStore):
     """
 
 
-__all__ = ["ClaimedFollow", "ClaimedJob", "ClaimedStatus", "Ingested", "NewDelivery", "NewJob",
-           "NewStatus", "Store", "reused_delivery_id"]
+__all__ = ["ClaimedFollow", "ClaimedStatus", "Ingested", "NewDelivery", "NewStatus", "Store",
+           "reused_delivery_id"]
 
 
 def open_for(config, state_dir, **kw) -> Store:

@@ -2,7 +2,8 @@
 end (the job then moves to succeeded / failed) or run too long.
 
 Input: started runs (from `record_run`), the dispatcher's looks at them. Output:
-`ClaimedFollow`s, True/False for "the follow lease was still yours"; `Follows`, a mixin of `Store`.
+`ClaimedFollow`s (a build, with the `Job` it runs), True/False for "the follow lease was still
+yours"; `Follows`, a mixin of `Store`.
 """
 from __future__ import annotations
 
@@ -10,29 +11,22 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, insert, or_, select, update
 
-from bridge.jobs import Run
+from bridge.jobs import Job, Run
 from bridge.store.outbox import NewStatus
 from bridge.store.queue import _RUN_STATES
 from bridge.store.schema import deliveries, follows, job_attempts, jobs
-from bridge.store.tx import Tx, _clip, _row_dict
+from bridge.store.tx import Tx, _clip, _event, _row_dict
 
 
 @dataclass(frozen=True)
 class ClaimedFollow:
-    """A started build leased to one dispatcher for one look at its progress."""
-    job_id: int
-    delivery_id: str
-    rule: str
-    target: str
+    """A started build leased to one dispatcher for one look at its progress. A fact about
+    the build (its run, its follow clock), not a second kind of job: the job it runs is `job`
+    (whose `attempt` is the one that started the build)."""
+    job: Job
     run: Run
     since: float                    # when the follow began (the give-up clock)
     checks: int                     # looks so far, this one included
-    source: str
-    provider: str
-    repo: str
-    sha: str
-    ref: str                        # branch or tag name
-    attempt: int = 0                # the job's attempt that started this build
 
 
 class Follows(Tx):
@@ -59,11 +53,9 @@ class Follows(Tx):
         with self._tx(read=True) as conn:
             if conn.execute(select(f.job_id).where(due).limit(1)).first() is None:
                 return []
-        ev = deliveries.c.event
-        q = (select(follows, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.attempts,
-                    deliveries.c.source,
-                    deliveries.c.provider, ev["repo"].as_string().label("repo"),
-                    ev["sha"].as_string().label("sha"), ev["ref_name"].as_string().label("ref_name"))
+        q = (select(follows, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.kind, jobs.c.request,
+                    jobs.c.needs_files, jobs.c.path_filter, jobs.c.attempts, jobs.c.first_queued_at,
+                    deliveries.c.event)
              .join(jobs, jobs.c.id == f.job_id).join(deliveries, deliveries.c.id == jobs.c.delivery_id)
              .where(due, jobs.c.target.in_(targets)).order_by(f.next_check_at, f.job_id).limit(limit)
              .with_for_update(of=follows, skip_locked=True))
@@ -74,12 +66,12 @@ class Follows(Tx):
             conn.execute(update(follows).where(f.job_id.in_([r.job_id for r in rows]))
                          .values(lease_owner=owner, lease_expires_at=now + lease_seconds,
                                  checks=f.checks + 1, updated_at=now))
-        return [ClaimedFollow(job_id=r.job_id, delivery_id=r.delivery_id, rule=r.rule, target=r.target,
-                              run=Run(remote_id=r.remote_id, url=r.url or "", state=r.run_state,
-                                      detail=r.detail or {}),
-                              since=r.since, checks=r.checks + 1, source=r.source, provider=r.provider,
-                              repo=r.repo or "", sha=r.sha or "", ref=r.ref_name or "",
-                              attempt=r.attempts) for r in rows]
+        return [ClaimedFollow(
+            job=Job(id=r.job_id, delivery=r.delivery_id, rule=r.rule, target=r.target, kind=r.kind,
+                    request=r.request, event=_event(r.event), needs_files=bool(r.needs_files),
+                    path_filter=r.path_filter, attempt=r.attempts, first_queued_at=r.first_queued_at),
+            run=Run(remote_id=r.remote_id, url=r.url or "", state=r.run_state, detail=r.detail or {}),
+            since=r.since, checks=r.checks + 1) for r in rows]
 
     def _my_follow(self, job_id: int, owner: str):
         f = follows.c

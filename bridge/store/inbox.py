@@ -1,8 +1,9 @@
 """The store's inbox: verified deliveries and the jobs their rules asked for, written in one
 transaction (deduplicated by delivery id and by content key), and the operators' views of them.
 
-Input: `NewDelivery` + `NewJob`s from ingress (and `cibridge replay`). Output: `Ingested`,
-delivery listings and records as plain dicts; `Inbox`, a mixin of `Store`.
+Input: `NewDelivery` + `Job`s from ingress (and `cibridge replay`). Output: `Ingested`,
+delivery listings and records as plain dicts (recent deliveries with their `Event` and open
+`Job`s); `Inbox`, a mixin of `Store`.
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bridge.jobs import JOB_STATES, OPEN_STATES, OUTCOMES
+from bridge.events import Event
+from bridge.jobs import JOB_STATES, OPEN_STATES, OUTCOMES, Job
 from bridge.store.group import GroupCommit
 from bridge.store.operators import is_glob, repo_matcher
 from bridge.store.schema import content_keys, deliveries, follows, job_attempts, jobs, statuses
-from bridge.store.tx import Tx, _cursor, _dumps, _Raw, _row_dict
+from bridge.store.tx import Tx, _cursor, _dumps, _event, _Raw, _row_dict
 
 _MAX_KEY_BYTES = 2000
 _PRUNE_BATCH = 500
@@ -33,24 +35,13 @@ class NewDelivery:
     received_at: float              # epoch seconds
     headers: dict[str, str]         # already stripped of signature/token headers by the caller
     body: bytes
-    event: dict | None              # Event.to_dict(), or None for ignored deliveries
+    event: Event | None             # None for ignored deliveries
     outcome: str                    # "matched" | "no_match" | "ignored"
     reason: str
-    verdicts: list[dict]            # [{"rule", "matched", "reason", "needs_files"}]
+    verdicts: list[dict]            # Verdict.to_dict(): rule, matched, reason, needs_files, stopped_by
     rules_version: str
-    content_key: str | None         # "provider|repo|ref|before|after" for pushes
+    content_key: str | None         # providers.content_key(event): provider, host, repo, ref, before, after
     via: str | None = None          # None: the host sent it; "reconcile": synthesized by reconcile
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """One rendered `run:` of a matched rule."""
-    rule: str
-    target: str
-    kind: str
-    request: dict
-    needs_files: bool = False
-    path_filter: dict | None = None  # {"paths", "paths_ignore", "on_unknown_files": "run"|"skip"}
 
 
 @dataclass(frozen=True)
@@ -112,7 +103,7 @@ class Inbox(Tx):
 
     # -- ingress --------------------------------------------------------------------------
 
-    def ingest(self, d: NewDelivery, new_jobs: list[NewJob]) -> Ingested:
+    def ingest(self, d: NewDelivery, new_jobs: list[Job]) -> Ingested:
         """Store a delivery and its jobs in ONE transaction.
 
         The same delivery id already stored with the same body (a redelivery): nothing is
@@ -126,16 +117,30 @@ class Inbox(Tx):
         """
         return self._ingests.submit((d, new_jobs, *self._ingest_params(d, new_jobs)))
 
-    def _ingest_params(self, d: NewDelivery, new_jobs: list[NewJob]) -> tuple:
+    def ingest_all(self, items: list[tuple[NewDelivery, list[Job]]]) -> list[Ingested]:
+        """Several deliveries, the events of ONE host delivery (Bitbucket: one per change), each
+        with its jobs, in ONE transaction: all are stored or none. Each is deduplicated on its
+        own, as `ingest` does (a redelivery finds every one of them stored)."""
+        prepared = [(d, new_jobs, *self._ingest_params(d, new_jobs)) for d, new_jobs in items]
+        result = self._write_batch([(prepared,)], self._ingest_several, self._driver_tx)[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _ingest_several(self, cur, prepared: list) -> list[Ingested]:
+        return [self._ingest_one(cur, *item) for item in prepared]
+
+    def _ingest_params(self, d: NewDelivery, new_jobs: list[Job]) -> tuple:
         # Everything is serialized before the transaction begins, and the three statements run
         # on the driver's cursor: SQLAlchemy's per-statement work would double the time the
         # writer lock is held, and every ingest of every worker queues on that lock.
-        event = d.event or {}
+        event = d.event
         row = self._insert_delivery.params({
             "id": d.delivery_id, "source": d.source, "provider": d.provider,
-            "received_at": d.received_at, "repo": event.get("repo"), "ref": event.get("ref"),
+            "received_at": d.received_at, "repo": event and event.repo, "ref": event and event.ref,
             "outcome": d.outcome, "reason": d.reason, "headers": _dumps(d.headers), "body": d.body,
-            "event": _dumps(d.event), "verdicts": _dumps(d.verdicts), "rules_version": d.rules_version,
+            "event": _dumps(event.to_dict() if event is not None else None),
+            "verdicts": _dumps(d.verdicts), "rules_version": d.rules_version,
             "content_key": d.content_key, "content_duplicate_of": None, "via": d.via,
         })
         key = self._claim_key.params({"key": claim_key(d.content_key), "delivery_id": d.delivery_id,
@@ -177,7 +182,7 @@ class Inbox(Tx):
             "why": f"the same push was already accepted as delivery {first}"}))
         return Ingested(d.delivery_id, None, content_duplicate_of=first, reused_id=reused)
 
-    def _job_rows(self, delivery_id: str, new_jobs: list[NewJob], now: float) -> list:
+    def _job_rows(self, delivery_id: str, new_jobs: list[Job], now: float) -> list:
         return [self._insert_job.params({
             "delivery_id": delivery_id, "rule": j.rule, "target": j.target, "kind": j.kind,
             "request": _dumps(j.request), "needs_files": bool(j.needs_files),
@@ -193,7 +198,7 @@ class Inbox(Tx):
             ids.append(cur.fetchone()[0])
         return ids
 
-    def add_jobs(self, delivery_id: str, new_jobs: list[NewJob], *, now: float) -> list[int]:
+    def add_jobs(self, delivery_id: str, new_jobs: list[Job], *, now: float) -> list[int]:
         """Queue more jobs for a stored delivery (`cibridge replay`); content keys are not consulted:
         a replay is an explicit request to build again."""
         with self._tx() as conn:
@@ -280,9 +285,10 @@ class Inbox(Tx):
     def recent_deliveries(self, *, since: float, sources: list[str], limit: int = 500,
                           seen=frozenset()) -> tuple[list[dict], int, float | None]:
         """Deliveries with an event from `sources` received after `since` (epoch seconds), oldest
-        first, each with its jobs (id, rule, state, needs_files): what needs a first status.
-        Returns (those not in `seen`, how many matched in all, the last one's received_at): the
-        ids come first, so the rows a scan has already seen are never read again in full."""
+        first, each with its `Event`, its verdicts and its jobs still queued or running (`Job`s):
+        what needs a first status. Returns (those not in `seen`, how many matched in all, the
+        last one's received_at): the ids come first, so the rows a scan has already seen are
+        never read again in full."""
         d = deliveries.c
         with self._tx(read=True) as conn:
             keys = conn.execute(select(d.id, d.received_at)
@@ -293,15 +299,20 @@ class Inbox(Tx):
             rows = conn.execute(select(d.id, d.source, d.provider, d.received_at, d.event, d.verdicts)
                                 .where(d.id.in_(new))
                                 .order_by(d.received_at, d.id)).all() if new else []
-            by_delivery: dict[str, list[dict]] = {r.id: [] for r in rows}
+            events = {r.id: _event(r.event) for r in rows}
+            by_delivery: dict[str, list[Job]] = {r.id: [] for r in rows}
             if rows:
-                for j in conn.execute(select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.state,
-                                             jobs.c.needs_files)
-                                      .where(jobs.c.delivery_id.in_(list(by_delivery))).order_by(jobs.c.id)):
-                    by_delivery[j.delivery_id].append({"id": j.id, "rule": j.rule, "state": j.state,
-                                                       "needs_files": bool(j.needs_files)})
+                for j in conn.execute(select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.target,
+                                             jobs.c.kind, jobs.c.request, jobs.c.needs_files,
+                                             jobs.c.path_filter)
+                                      .where(jobs.c.delivery_id.in_(list(by_delivery)),
+                                             jobs.c.state.in_(OPEN_STATES)).order_by(jobs.c.id)):
+                    by_delivery[j.delivery_id].append(Job(
+                        id=j.id, delivery=j.delivery_id, rule=j.rule, target=j.target, kind=j.kind,
+                        request=j.request, event=events[j.delivery_id], needs_files=bool(j.needs_files),
+                        path_filter=j.path_filter))
         return ([{"delivery": r.id, "source": r.source, "provider": r.provider,
-                  "received_at": r.received_at, "event": r.event, "verdicts": r.verdicts,
+                  "received_at": r.received_at, "event": events[r.id], "verdicts": r.verdicts,
                   "jobs": by_delivery[r.id]} for r in rows],
                 len(keys), keys[-1].received_at if keys else None)
 

@@ -1,43 +1,25 @@
 """The store's job queue: due jobs leased to dispatchers, their leases renewed, and each attempt's
 result recorded under the lease (one attempt row per result).
 
-Input: claims and results from the dispatcher. Output: `ClaimedJob`s, True/False for "the lease
-was still yours", queue figures; `Queue`, a mixin of `Store`.
+Input: claims and results from the dispatcher. Output: claimed `Job`s (with their `Event`
+parsed and their lease), True/False for "the lease was still yours", queue figures; `Queue`,
+a mixin of `Store`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, select, update
 
-from bridge.jobs import JOB_STATES, Run
+from bridge.jobs import JOB_STATES, Job, Run
 from bridge.store.group import GroupCommit
 from bridge.store.outbox import NewStatus
 from bridge.store.schema import deliveries, job_attempts, jobs
-from bridge.store.tx import Tx, _clip, _dumps, _Raw
+from bridge.store.tx import Tx, _clip, _dumps, _event, _Raw
 
 # Run.state -> job state. A target that only queued or started a build leaves the job "started".
 _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
 
 _ATTEMPT_COLUMNS = ("job_id", "attempt", "owner", "started_at", "finished_at", "outcome", "error",
                     "remote_id", "url", "detail")
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A job leased to one dispatcher until `lease_expires_at`."""
-    id: int
-    delivery_id: str
-    rule: str
-    target: str
-    kind: str
-    request: dict
-    event: dict
-    attempts: int                   # this attempt's number: 1 on the first try
-    first_queued_at: float
-    needs_files: bool
-    path_filter: dict | None
-    lease_expires_at: float = 0.0
 
 
 class Queue(Tx):
@@ -57,9 +39,10 @@ class Queue(Tx):
         self._finishes = GroupCommit(lambda items: self._write_batch(items, self._finish_one,
                                                                      self._tx_cursor))
 
-    def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float) -> list[ClaimedJob]:
+    def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float) -> list[Job]:
         """Lease up to `limit` due jobs to `owner`: queued ones whose time has come, and running
-        ones whose lease expired (their dispatcher died; the lost attempt is recorded).
+        ones whose lease expired (their dispatcher died; the lost attempt is recorded). Each
+        `Job` carries its attempt (1 on the first try), its lease's end and its parsed event.
 
         A read without any lock comes first, so an idle dispatcher polling often costs nothing.
         """
@@ -78,10 +61,10 @@ class Queue(Tx):
                 conn.execute(self._q.insert_attempt, lost)
             conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
                                          "expires": expires})
-        return [ClaimedJob(id=r.id, delivery_id=r.delivery_id, rule=r.rule, target=r.target,
-                           kind=r.kind, request=r.request, event=r.event, attempts=r.attempts + 1,
-                           first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
-                           path_filter=r.path_filter, lease_expires_at=expires) for r in rows]
+        return [Job(id=r.id, delivery=r.delivery_id, rule=r.rule, target=r.target, kind=r.kind,
+                    request=r.request, event=_event(r.event), attempt=r.attempts + 1,
+                    first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
+                    path_filter=r.path_filter, lease_expires_at=expires) for r in rows]
 
     def _any_due(self, now: float) -> bool:
         """A lock-free look: is any job queued and due, or running on an expired lease?"""

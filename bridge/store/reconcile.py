@@ -66,10 +66,11 @@ class ReconcileStore(Tx):
 
     # -- deliveries as reconcile sees them ------------------------------------------------------
 
-    def ref_heads(self, repo: str, *, fold: bool) -> tuple[str | None, dict[str, list[str]]]:
-        """The repository's name as its newest stored push spells it (None: no push stored), and
+    def ref_heads(self, repo: str, *, fold: bool) -> tuple[str | None, str | None, dict[str, list[str]]]:
+        """The repository's name as its newest stored push spells it (None: no push stored), the
+        first part of its content key ("github", or "github@ghe.example.com" for another host), and
         for each ref the `after` of its stored pushes, newest first (from the content key,
-        "provider|repo|ref|before|after": the sha is its last part). `fold`: the host's
+        "provider[@host]|repo|ref|before|after": the sha is its last part). `fold`: the host's
         repository names ignore case."""
         d = deliveries.c
         with self._tx(read=True) as conn:
@@ -84,7 +85,9 @@ class ReconcileStore(Tx):
         heads: dict[str, list[str]] = {}
         for r in rows:
             heads.setdefault(r.ref, []).append(r.content_key.rsplit("|", 1)[-1])
-        return (rows[0].repo if rows else None), heads
+        if not rows:
+            return None, None, heads
+        return rows[0].repo, rows[0].content_key.split("|", 1)[0], heads
 
     def stored_ids(self, ids) -> set[str]:
         """Which of these delivery ids the store holds."""

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bridge.errors import StoreUnavailable
+from bridge.events import Event
 from bridge.store import migrations
 from bridge.store.engine import open_engine
 from bridge.store.schema import schema_version
@@ -227,6 +228,18 @@ def _cursor(conn):
 
 def _dumps(value) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+def _event(raw: dict | None) -> Event | None:
+    """A stored event as the value it was (parsed here, once per row handed out). None for an
+    ignored delivery's, or one that cannot be read: its job then fails to start, as a
+    transient error, as it did when the dispatcher parsed it."""
+    if raw is None:
+        return None
+    try:
+        return Event.from_dict(raw)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
 
 
 def _clip(message: str) -> str:

@@ -1,7 +1,9 @@
 """Ingress stage: the HTTP view `POST /hooks/<source>`: bytes -> verify -> normalize -> match -> store -> reply.
 
 Input: a webhook delivery. Output: the reply DESIGN.md's table prescribes (401/404/413/400/200/202/503);
-a 2xx only after the delivery and its jobs are committed. Web workers never call a target.
+a 2xx only after the delivery and its jobs are committed. Web workers never call a target. A
+delivery meaning several events (Bitbucket: one per change) is stored as one row per event, all in
+one transaction, each matched and deduplicated on its own (`_receive_many`).
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from flask import Blueprint, Response, current_app, request
 
 from bridge.errors import DeliveryError, PayloadTooLarge, StoreUnavailable, UnknownSource
 from bridge.events import Ignored
-from bridge.providers import get_provider, kept_header_prefixes, secret_headers
-from bridge.store import NewDelivery, NewJob
+from bridge.providers import (content_key, events_of, get_provider, kept_header_prefixes, secret_headers,
+                              stored_body)
+from bridge.store import NewDelivery
 
 log = logging.getLogger("bridge.ingress")
 bp = Blueprint("ingress", __name__)
@@ -24,10 +27,8 @@ bp = Blueprint("ingress", __name__)
 _KEEP_HEADERS = ("content-type", "user-agent", "idempotency-key", "content-length", "x-request-id")
 #: Identification headers the hosts send. An allow-list: a proxy or sidecar may add x-* headers
 #: carrying credentials (X-Api-Key, X-Amz-Security-Token) that must never reach the database.
-_KEEP_PREFIXES = kept_header_prefixes() + ("x-gitea-", "x-forgejo-", "x-event-key", "x-request-uuid",
-                                           "x-hook-uuid")
-_NEVER_KEEP = secret_headers() + ("authorization", "cookie", "webhook-signature", "x-gitea-signature",
-                                  "x-forgejo-signature")
+_KEEP_PREFIXES = kept_header_prefixes()
+_NEVER_KEEP = secret_headers() + ("authorization", "cookie")
 
 
 def kept_headers(headers, secret_headers=()) -> dict:
@@ -100,17 +101,21 @@ def receive(source: str):
         # Read before verifying, only so that a refusal's log line names the host's delivery.
         delivery = _clip(provider.delivery_id(headers))
         body = read_body(req, config.settings.max_body_bytes)
-        provider.verify(headers, body, src.secrets)
+        provider.verify(headers, body, src.secrets, **src.verify_options)
         delivery = delivery or f"bridge-{uuid.uuid4()}"
-        result = provider.normalize(headers, body, source=source, delivery_id=delivery)
+        result = events_of(provider, headers, body, source=source, delivery_id=delivery)
+        body = stored_body(provider, body)      # never a secret the host put in it
     except DeliveryError as exc:
         state.observe(source, exc.status, started, outcome="refused")
         log.warning("refused: %s", exc.message,
                     extra={"delivery": delivery, "source": source, "status": exc.status})
         return _error(exc, delivery)
 
-    record, verdicts, jobs, others = _record(config, src, source, delivery, body,
-                                             kept_headers(headers, provider.SECRET_HEADERS), result)
+    kept = kept_headers(headers, provider.SECRET_HEADERS)
+    if not isinstance(result, Ignored) and len(result) > 1:
+        return _receive_many(state, src, source, body, kept, result, started)
+    result = result if isinstance(result, Ignored) else result[0]
+    record, verdicts, jobs, others = _record(config, src, source, delivery, body, kept, result)
     try:
         ingested = state.store.ingest(record, jobs)
     except StoreUnavailable as exc:
@@ -136,9 +141,7 @@ def _record(config, src, source: str, delivery: str, body: bytes, kept: dict, re
     else:
         event = result
         verdicts = config.ruleset.match(event)
-        jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request,
-                       needs_files=j.needs_files, path_filter=j.path_filter)
-                for v in verdicts if v.matched for j in v.jobs]
+        jobs = [j for v in verdicts if v.matched for j in v.jobs]
         matched = [v.rule for v in verdicts if v.matched]
         near, others = [], 0
         if not matched:
@@ -148,12 +151,50 @@ def _record(config, src, source: str, delivery: str, body: bytes, kept: dict, re
         verdicts = verdicts + near
         record = NewDelivery(source=source, provider=src.provider, delivery_id=delivery,
                              received_at=time.time(), headers=kept, body=body,
-                             event=event.to_dict(), outcome="matched" if matched else "no_match",
+                             event=event, outcome="matched" if matched else "no_match",
                              reason=reason, verdicts=[v.to_dict() for v in verdicts],
-                             rules_version=config.version,
-                             content_key="|".join((src.provider, event.repo, event.ref, event.before,
-                                                   event.after)))
+                             rules_version=config.version, content_key=content_key(event))
     return record, verdicts, jobs, others
+
+
+def _receive_many(state, src, source: str, body: bytes, kept: dict, events, started):
+    """Several events of one delivery: one stored row each (the first under the host's id, the
+    others under the ids their provider gave them), all in one transaction."""
+    config = state.config
+    parts = [_record(config, src, source, event.delivery_id, body, kept, event) for event in events]
+    try:
+        stored = state.store.ingest_all([(record, jobs) for record, _, jobs, _ in parts])
+    except StoreUnavailable as exc:
+        state.observe(source, 503, started, outcome="unavailable")
+        log.error("store unavailable, delivery not accepted: %s", exc,
+                  extra={"delivery": events[0].delivery_id, "source": source, "status": 503})
+        resp = _json({"error": "the bridge could not store the delivery; nothing was accepted, "
+                               "please redeliver", "delivery": events[0].delivery_id}, 503)
+        resp.headers["Retry-After"] = "30"
+        return resp
+    first = stored[0].delivery
+    if all(i.duplicate_of for i in stored):
+        state.observe(source, 200, started, outcome="duplicate")
+        return _json({"delivery": first, "duplicate_of": stored[0].duplicate_of,
+                      "reason": "this delivery (same id and body) was already received"}, 200)
+    out, matched, all_jobs = [], [], []
+    for (record, verdicts, jobs, _), ingested, event in zip(parts, stored, events):
+        entry = {"delivery": ingested.delivery, "ref": event.ref, "kind": event.kind,
+                 "matched": [v.rule for v in verdicts if v.matched]}
+        if ingested.duplicate_of or ingested.content_duplicate_of:
+            entry["duplicate_of"] = ingested.duplicate_of or ingested.content_duplicate_of
+        else:
+            entry["jobs"] = [{"id": jid, "rule": j.rule, "target": j.target, "request": j.request,
+                              "needs_files": j.needs_files} for jid, j in zip(ingested.job_ids, jobs)]
+            matched += [m for m in entry["matched"] if m not in matched]
+            all_jobs += entry["jobs"]
+        out.append(entry)
+    status = 202 if all_jobs else 200
+    state.observe(source, status, started, outcome="accepted" if all_jobs else "no_match",
+                  **({"matched": matched} if all_jobs else {}))
+    log.info("%d event(s), %d job(s)", len(events), len(all_jobs),
+             extra={"delivery": first, "source": source, "status": status})
+    return _json({"delivery": first, "matched": matched, "jobs": all_jobs, "events": out}, status)
 
 
 def no_match_reason(verdicts, near, others: int) -> str:

@@ -6,7 +6,14 @@ from bridge.config.load import load_config
 
 GITHUB_SECRET = "gh-test-secret-0f3e"
 GITLAB_TOKEN = "gl-test-token-9a7c"
-SECRET_ENV = {"GH_SECRET": GITHUB_SECRET, "GH_SECRET_OLD": "gh-old-secret-77", "GL_TOKEN": GITLAB_TOKEN}
+GITEA_SECRET = "gitea-test-secret-31c"
+FORGEJO_SECRET = "forgejo-test-secret-b2"
+BITBUCKET_SECRET = "bb-test-secret-5d0"
+#: A GitLab signing token as GitLab shows it: whsec_ and the base64 of 32 bytes.
+GITLAB_SIGNING = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw7L1pXXFf7LQ="
+SECRET_ENV = {"GH_SECRET": GITHUB_SECRET, "GH_SECRET_OLD": "gh-old-secret-77", "GL_TOKEN": GITLAB_TOKEN,
+              "GITEA_SECRET": GITEA_SECRET, "FORGEJO_SECRET": FORGEJO_SECRET,
+              "BB_SECRET": BITBUCKET_SECRET, "GL_SIGNING": GITLAB_SIGNING}
 
 BASE_RULES = """\
 sources:
@@ -47,6 +54,31 @@ rules:
     run: {target: mem, parameters: {SHA: "${sha}"}}
 """
 
+#: The base rules plus a source for each other host: Gitea, Forgejo, Bitbucket Cloud, and GitLab
+#: with its signing token (`accept: signature`) and while rotating (`accept: [token, signature]`).
+HOSTS_RULES = BASE_RULES.replace("targets:", """\
+  gitea:
+    provider: gitea
+    secrets: ["${env:GITEA_SECRET}"]
+  forgejo:
+    provider: forgejo
+    secrets: ["${env:FORGEJO_SECRET}"]
+  bitbucket:
+    provider: bitbucket
+    secrets: ["${env:BB_SECRET}"]
+  gitlab-signed:
+    provider: gitlab
+    secrets: ["${env:GL_SIGNING}"]
+    accept: signature
+  gitlab-rotating:
+    provider: gitlab
+    secrets: ["${env:GL_TOKEN}", "${env:GL_SIGNING}"]
+    accept: [token, signature]
+targets:""", 1) + """\
+  - name: deletions
+    on: {repo: "**", events: [delete]}
+    run: {target: mem, parameters: {REF: "${ref}"}}
+"""
 
 #: A GitHub source (secret $S) and a memory target, in flow style, for the rule tests' own `rules:`.
 GITHUB_TO_MEMORY_FLOW = """\

@@ -117,7 +117,7 @@ class Setup:
                       after=SHA, sha=SHA, commits=(Commit(id=SHA, modified=tuple(files)),),
                       head_message=message)
         verdicts = [v.to_dict() for v in self.config.ruleset.match(event)]
-        d = replace(new_delivery(delivery, received_at=self.clock()), event=event.to_dict(),
+        d = replace(new_delivery(delivery, received_at=self.clock()), event=event,
                     verdicts=verdicts)
         job = new_job(rule, "ci", "jenkins", **(request or {"job": "api/build", "delay": 0}),
                       needs_files=needs_files, path_filter={"paths": ["docs/**"]} if needs_files else None)

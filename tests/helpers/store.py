@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from bridge.events import Event
-from bridge.store import NewDelivery, NewJob, Store
+from bridge.jobs import Job
+from bridge.store import NewDelivery, Store
 
 PG_URL = os.environ.get("BRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PG_CONNINFO = PG_URL.replace("postgresql+psycopg://", "postgresql://")
@@ -110,22 +111,22 @@ def inject_job_insert_failure(url: str, rule: str = "boom") -> None:
             CREATE TRIGGER boom BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION boom();""")
 
 
-def event_dict(delivery_id: str, *, repo="acme/api", ref="refs/heads/main", after=None,
-               before="1" * 40) -> dict:
+def push_event(delivery_id: str, *, repo="acme/api", ref="refs/heads/main", after=None,
+               before="1" * 40) -> Event:
     after = after or uuid.uuid4().hex + "0" * 8
     return Event(provider="github", source="github", delivery_id=delivery_id, kind="push",
                  repo=repo, ref=ref, ref_name=ref.split("/", 2)[2], before=before, after=after,
-                 sha=after, pusher="octocat").to_dict()
+                 sha=after, pusher="octocat")
 
 
 def new_delivery(delivery_id: str | None = None, *, received_at: float = 1000.0,
                  outcome: str = "matched", content_key: str | None = "auto", body: bytes | None = None,
                  repo="acme/api", ref="refs/heads/main", after=None, source="github") -> NewDelivery:
     delivery_id = delivery_id or str(uuid.uuid4())
-    event = None if outcome == "ignored" else event_dict(delivery_id, repo=repo, ref=ref, after=after)
+    event = None if outcome == "ignored" else push_event(delivery_id, repo=repo, ref=ref, after=after)
     if content_key == "auto":
         content_key = None if event is None else "|".join(
-            ("github", event["repo"], event["ref"], event["before"], event["after"]))
+            ("github", event.repo, event.ref, event.before, event.after))
     return NewDelivery(
         source=source, provider="github", delivery_id=delivery_id, received_at=received_at,
         headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery_id},
@@ -135,11 +136,11 @@ def new_delivery(delivery_id: str | None = None, *, received_at: float = 1000.0,
         rules_version="v1", content_key=content_key)
 
 
-def new_job(rule: str = "build", target: str = "ci", kind: str = "memory", **request) -> NewJob:
+def new_job(rule: str = "build", target: str = "ci", kind: str = "memory", **request) -> Job:
     needs_files = request.pop("needs_files", False)
     path_filter = request.pop("path_filter", None)
-    return NewJob(rule=rule, target=target, kind=kind, request={"target": target, **request},
-                  needs_files=needs_files, path_filter=path_filter)
+    return Job(rule=rule, target=target, kind=kind, request={"target": target, **request},
+               needs_files=needs_files, path_filter=path_filter)
 
 
 @contextmanager

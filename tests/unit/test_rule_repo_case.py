@@ -1,5 +1,6 @@
-"""Repository names on GitHub and GitLab are case-insensitive: a rule's `repo:` matches however
-the host spells the name; a provider outside that set compares exactly."""
+"""Repository names on GitHub and GitLab (and Gitea, Forgejo, Bitbucket) are case-insensitive: a
+rule's `repo:` matches however the host spells the name. The provider says so on the event
+(`repo_case_insensitive`); an event that does not say so is compared exactly."""
 import textwrap
 
 from bridge.events import Event
@@ -20,7 +21,8 @@ def ruleset(tmp_path):
 
 def event(provider, repo):
     return Event(provider=provider, source="github", delivery_id="d", kind="push", repo=repo,
-                 ref="refs/heads/main", ref_name="main", before="a" * 40, after="b" * 40, sha="b" * 40)
+                 ref="refs/heads/main", ref_name="main", before="a" * 40, after="b" * 40, sha="b" * 40,
+                 repo_case_insensitive=provider in ("github", "gitlab"))
 
 
 def test_github_and_gitlab_repo_names_match_in_any_case(tmp_path):

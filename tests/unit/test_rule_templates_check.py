@@ -1,7 +1,7 @@
 """The template checks config validation relies on (bridge/rules.py): the line of every template
 in a loaded `run:` (lists included), `${sha}` uses for deletions, the problems of unknown fields,
 unclosed `${` and secret references, the templates of a literal argv, and a verdict as stored."""
-from bridge.rules import Verdict
+from bridge.rules import StoppedBy, Verdict
 from bridge.templates import commit_templates, template_problems, templates_in
 from bridge.config.yamlload import load
 
@@ -56,6 +56,7 @@ def test_templates_in_a_literal_argv():
 
 def test_a_verdict_as_stored():
     assert Verdict("r", True, "matched", needs_files=True).to_dict() == {
-        "rule": "r", "matched": True, "reason": "matched", "needs_files": True}
-    assert Verdict("s", False, "no").to_dict() == {"rule": "s", "matched": False, "reason": "no",
-                                                   "needs_files": False}
+        "rule": "r", "matched": True, "reason": "matched", "needs_files": True, "stopped_by": None}
+    no = Verdict("s", False, "no", stopped_by=StoppedBy("branches", "dev", ("main",)))
+    assert no.to_dict() == {"rule": "s", "matched": False, "reason": "no", "needs_files": False,
+                            "stopped_by": {"clause": "branches", "value": "dev", "patterns": ["main"]}}

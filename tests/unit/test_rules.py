@@ -1,10 +1,11 @@
-"""Rule matching, table-driven: GitHub Actions `on: push` semantics and the reasons of every "no"."""
+"""Rule matching, table-driven: GitHub Actions `on: push` semantics and the reasons of every "no"
+(in words, and as the clause that stopped the rule)."""
 import textwrap
 
 import pytest
 
 from bridge.events import ZERO_SHA, Commit, Event
-from bridge.rules import RuleSet, decide_paths, path_filter_allows, skip_marker
+from bridge.rules import RuleSet, StoppedBy, decide_paths, path_filter_allows, skip_marker
 from bridge.templates import render
 from helpers.rules import load_ruleset
 
@@ -108,6 +109,47 @@ def test_rule_table(tmp_path, on, kwargs, matched, reason):
     verdicts = ruleset(tmp_path, on).explain(event(**kwargs))
     assert [(v.matched, v.reason) for v in verdicts] == [(matched, reason)]
     assert bool(verdicts[0]) is matched
+
+
+@pytest.mark.parametrize("on, kwargs, matched, reason", CASES)
+def test_every_no_names_its_clause_and_a_yes_none(tmp_path, on, kwargs, matched, reason):
+    [v] = ruleset(tmp_path, on).explain(event(**kwargs))
+    assert (v.stopped_by is None) is matched
+    if not matched:   # stored and read back as it was
+        assert StoppedBy.from_dict(v.to_dict()["stopped_by"]) == v.stopped_by
+
+
+STOPS = [
+    # (on, event kwargs, (clause, value, patterns))
+    ("{repo: acme/web}", {}, ("repo", "acme/api", ("acme/web",))),
+    ("{source: other}", {}, ("source", "github", ("other",))),
+    ("{repo: acme/api, events: [delete]}", {}, ("events", "push", ("delete",))),
+    ("{repo: acme/api}", {"after": ZERO_SHA}, ("events", "delete", ("push", "tag"))),
+    ("{repo: acme/api}", {"ref": "refs/notes/x"}, ("ref", "refs/notes/x", ())),
+    ("{branches: [main, 'release/*']}", {"ref": "refs/heads/dev"}, ("branches", "dev", ("main", "release/*"))),
+    ("{branches-ignore: ['dependabot/**', 'x']}", {"ref": "refs/heads/dependabot/a"},
+     ("branches-ignore", "dependabot/a", ("dependabot/**",))),
+    ("{branches: [main]}", {"ref": "refs/tags/v1.0"}, ("branches", "refs/tags/v1.0", ())),
+    ("{tags: ['v*']}", {"ref": "refs/heads/main"}, ("tags", "refs/heads/main", ())),
+    ("{tags: ['v*']}", {"ref": "refs/tags/x"}, ("tags", "x", ("v*",))),
+    ("{tags-ignore: ['*-rc*']}", {"ref": "refs/tags/v2-rc1"}, ("tags-ignore", "v2-rc1", ("*-rc*",))),
+    ("{paths: ['src/**']}", {"files": ("a.md", "b.md")}, ("paths", "2 files changed", ("src/**",))),
+    ("{paths-ignore: ['docs/**']}", {"files": ("docs/x.md",)}, ("paths-ignore", "1 file changed", ("docs/**",))),
+    ("{repo: acme/api}", {"message": "wip [CI SKIP]"}, ("skip", "[ci skip]", ())),
+    ("{paths: ['src/**']}", {"message": "x\n\nskip-checks: true", "files": ("a.md",)},
+     ("skip", "skip-checks: true", ())),
+]
+
+
+@pytest.mark.parametrize("on, kwargs, stop", STOPS)
+def test_stopped_by_names_the_clause_and_what_it_saw(tmp_path, on, kwargs, stop):
+    [v] = ruleset(tmp_path, on).explain(event(**kwargs))
+    assert v.stopped_by == StoppedBy(*stop)
+    # A verdict stored before verdicts kept stopped_by: the clauses a skipped-status reports
+    # are read back from the reason's words.
+    assert StoppedBy.from_reason(v.reason) == (
+        StoppedBy(stop[0], stop[1] if stop[0] == "skip" else "") if stop[0] in ("skip", "paths", "paths-ignore")
+        else None)
 
 
 def test_incomplete_commit_list_needs_files_never_a_guess(tmp_path):

@@ -144,16 +144,17 @@ import sys
 sys.modules["psycopg"] = None
 import bridge.cli.main, bridge.service.web, bridge.service.dispatcher, bridge.dispatch.loop, bridge.web.ingress
 from bridge.events import Event
-from bridge.store import NewDelivery, NewJob, Store
+from bridge.jobs import Job
+from bridge.store import NewDelivery, Store
 event = Event(provider="github", source="github", delivery_id="d-1", kind="push", repo="a/b",
               ref="refs/heads/main", ref_name="main", before="1" * 40, after="2" * 40,
-              sha="2" * 40, pusher="octocat").to_dict()
+              sha="2" * 40, pusher="octocat")
 store = Store.open("sqlite:///{tmp_path / 'bridge.db'}")
 store.ingest(NewDelivery(source="github", provider="github", delivery_id="d-1", received_at=1.0,
                          headers={{}}, body=b"{{}}", event=event, outcome="matched", reason="",
                          verdicts=[], rules_version="v1", content_key="k"),
-             [NewJob(rule="r", target="t", kind="memory", request={{"target": "t"}},
-                     needs_files=False, path_filter=None)])
+             [Job(rule="r", target="t", kind="memory", request={{"target": "t"}},
+                  needs_files=False, path_filter=None)])
 print(store.get_delivery("d-1")["jobs"][0]["state"])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -20,7 +20,7 @@ import pytest
 
 from helpers.rules import SECRET_ENV
 from helpers.process import ROOT, BridgeProcess, children
-from helpers.store import event_dict
+from helpers.store import push_event
 
 # The dispatcher's own grace for jobs in flight at a stop (Dispatcher.run's default).
 GRACE = 30.0
@@ -50,17 +50,15 @@ def env() -> dict:
 def queue_jobs(rules_path, state_dir, n: int) -> None:
     """n deliveries, each with the rule's one exec job, stored as ingress stores them."""
     from bridge.config.load import load_config
-    from bridge.events import Event
-    from bridge.store import NewDelivery, NewJob, Store
+    from bridge.store import NewDelivery, Store
     os.environ.update(SECRET_ENV)
     config = load_config(rules_path)
     store = Store.open(config.database_url(state_dir), durability="normal")
     try:
         for _ in range(n):
             delivery = str(uuid.uuid4())
-            event = event_dict(delivery)
-            jobs = [NewJob(rule=j.rule, target=j.target, kind=j.kind, request=j.request)
-                    for v in config.ruleset.match(Event.from_dict(event)) if v.matched for j in v.jobs]
+            event = push_event(delivery)
+            jobs = [j for v in config.ruleset.match(event) if v.matched for j in v.jobs]
             assert jobs
             store.ingest(NewDelivery(
                 source="github", provider="github", delivery_id=delivery, received_at=time.time(),

@@ -15,7 +15,7 @@ from helpers.payloads import payload_files, payloads_dir
 
 EVENT_KEYS = {"provider", "source", "delivery_id", "kind", "repo", "ref", "ref_name", "before", "after",
               "sha", "created", "deleted", "forced", "commits", "commits_complete", "pusher",
-              "default_branch", "clone_urls", "head_message"}
+              "default_branch", "clone_urls", "head_message", "repo_case_insensitive"}
 
 RULES = BASE_RULES + """\
   - name: api-src
@@ -34,10 +34,13 @@ def test_explain_json_on_every_shared_payload(rules, tmp_path, rel):
     code, out = explain_shared(rules, rel, tmp_path)
     assert code == 0, out
     data = json.loads(out)
-    assert set(data) == {"rules_version", "source", "provider", "event", "ignored", "files", "rules"}
+    assert set(data) == {"rules_version", "source", "provider", "event", "events", "ignored", "files",
+                         "rules", "matches"}
     if data["event"] is None:
-        assert data["ignored"] and data["rules"] == []
+        assert data["ignored"] and data["rules"] == [] and data["events"] == data["matches"] == []
         return
+    assert data["events"] == [data["event"]]
+    assert data["matches"] == [{"files": data["files"], "rules": data["rules"]}]
     assert set(data["event"]) == EVENT_KEYS
     assert [r["name"] for r in data["rules"]] == ["every-branch", "tags", "api-src"]
     for r in data["rules"]:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from werkzeug.datastructures import Headers
 from helpers.rules import BASE_RULES
 from helpers.payloads import load_payload, payload_files, payloads_dir
 
@@ -14,6 +15,7 @@ from bridge.cli.main import cli
 from bridge.dispatch.changes import resolve_changed_files
 from bridge.dispatch.mirror import Mirrors
 from bridge.events import Event
+from bridge.providers import github
 
 RULES = BASE_RULES + """\
   - name: src
@@ -71,10 +73,18 @@ def test_explain_files_reason_per_kind_of_push(write_rules, tmp_path, rel, sourc
 
 
 
-def test_a_github_list_at_the_cap_is_not_trusted(write_rules, tmp_path):
-    data = explain(write_rules(RULES), "github/push__f110-nine-commits.json", tmp_path)["event"]
-    commit = data["commits"][0]
-    capped = Event.from_dict({**data, "commits": [{**commit, "id": f"{i:040x}"} for i in range(2048)]})
+def test_a_github_list_at_the_cap_is_not_trusted():
+    # GitHub's provider decides it at normalize time: a list of 2,048 commits may have been cut.
+    body, headers = load_payload("github/push__f110-nine-commits.json")
+    payload = json.loads(body)
+    payload["commits"] = [{**payload["commits"][0], "id": f"{i:040x}"} for i in range(2048)]
+    capped = github.normalize(Headers(headers), json.dumps(payload).encode(), source="github",
+                              delivery_id="d")
+    assert capped.commits_complete is False
     assert capped.changed_files() is None       # the rules ask the dispatcher, as the chain says
     chain = resolve_changed_files(capped, None)
-    assert chain.source == "unknown" and chain.reason.startswith("GitHub lists at most 2048 commits")
+    assert chain.source == "unknown" and chain.reason.startswith("the payload's commit list is capped")
+    payload["commits"] = payload["commits"][:2047]
+    below = github.normalize(Headers(headers), json.dumps(payload).encode(), source="github",
+                             delivery_id="d")
+    assert below.commits_complete is True and below.changed_files() is not None

@@ -177,8 +177,8 @@ def test_find_and_requeue_jobs_on_both_backends(open_store):
     assert store.retry_jobs([failed, dead, running], now=2000.0) == [dead]
     claimed = {c.id: c for c in store.claim("A", 3, lease_seconds=60, now=2000.0)}
     again, same = claimed[failed], claimed[dead]             # (and `running`, its lease expired)
-    assert (again.id, again.attempts, again.request["bridge_rerun"]) == (failed, 2, 1)
-    assert (same.id, same.attempts, "bridge_rerun" in same.request) == (dead, 2, False)
+    assert (again.id, again.attempt, again.request["bridge_rerun"]) == (failed, 2, 1)
+    assert (same.id, same.attempt, "bridge_rerun" in same.request) == (dead, 2, False)
     store.record_run(failed, "A", Run("r-2", state="failed"), now=2001.0)
     assert store.retry_jobs([failed], now=3000.0) == [failed]
     assert store.get_delivery("d-1")["jobs"][0]["request"]["bridge_rerun"] == 2

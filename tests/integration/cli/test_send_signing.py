@@ -1,11 +1,11 @@
-"""`cibridge send` signs as the host would, for GitHub and GitLab, and the real bridge (a real HTTP
-server on 127.0.0.1) accepts what it sends."""
+"""`cibridge send` signs as the host would, for every host (GitLab with a plain token or a signing
+token), and the real bridge (a real HTTP server on 127.0.0.1) accepts what it sends."""
 import json
 import threading
 
 import pytest
 from click.testing import CliRunner
-from helpers.rules import GITHUB_SECRET, GITLAB_TOKEN
+from helpers.rules import GITHUB_SECRET, GITLAB_TOKEN, HOSTS_RULES
 from helpers.payloads import load_payload
 from werkzeug.serving import make_server
 
@@ -13,9 +13,9 @@ from bridge.cli.main import cli as main
 from bridge.providers import sign_headers
 
 
-@pytest.fixture
-def server(make_app):
-    app, store = make_app()
+@pytest.fixture(params=[None])
+def server(make_app, request):
+    app, store = make_app(request.param) if request.param else make_app()
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -41,6 +41,22 @@ def test_send_is_accepted_by_the_bridge(server, tmp_path, source, rel):
     assert result.output.startswith(("202 ", "200 ")), result.output
     row = store.get_delivery(f"send-{source}")
     assert row is not None and row["provider"] == source and row["body"] == body
+
+
+@pytest.mark.parametrize("server", [HOSTS_RULES], indirect=True)
+@pytest.mark.parametrize("source, rel", [
+    ("gitea", "gitea/push__woodpecker-multi-commits.json"), ("forgejo", "forgejo/push__e2e-new-branch.json"),
+    ("bitbucket", "bitbucket/repo_push__jenkins-update.json"),
+    ("gitlab-signed", "gitlab/push_hook__goscm-branch.json")])
+def test_send_signs_for_each_host(server, tmp_path, source, rel):
+    url, store = server
+    body, _ = load_payload(rel)
+    payload = tmp_path / "payload.json"
+    payload.write_bytes(body)
+    result = _send(tmp_path / "rules.yaml", url, source, payload, "--delivery", f"send-{source}")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("202 "), result.output
+    assert store.get_delivery(f"send-{source}")["body"] == body
 
 
 def test_send_with_a_wrong_secret_is_refused(server, tmp_path, monkeypatch):

@@ -141,7 +141,7 @@ def test_the_dispatcher_uses_settings_mirrors_fetch_timeout(tmp_path):
         event = push("https://127.0.0.1:1/x.git", "1" * 40, "2" * 40, provider="github")
         event = replace(event, source="gh", clone_urls=(),
                                    commits=(Commit(id="2" * 40, added=("a",)),))
-        job = SimpleNamespace(event=event.to_dict(), path_filter={"paths": ["src/**"],
+        job = SimpleNamespace(event=event, path_filter={"paths": ["src/**"],
                                                                   "on_unknown_files": "skip"})
         started = time.monotonic()
 

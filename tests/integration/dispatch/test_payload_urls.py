@@ -130,7 +130,7 @@ def test_a_malformed_payload_url_leaves_the_decision_to_on_unknown_files(tmp_pat
     event = push(bad, "1" * 40, "2" * 40, provider="github")
     event = replace(event, source="gh", clone_urls=(bad,), commits=(Commit(id="2" * 40, added=("a",)),))
     for policy, run in (("skip", False), ("run", True)):
-        job = SimpleNamespace(event=event.to_dict(), path_filter={"paths": ["src/**"],
+        job = SimpleNamespace(event=event, path_filter={"paths": ["src/**"],
                                                                   "on_unknown_files": policy})
 
         got = make_path_decider(tmp_path / "state", config)(job)

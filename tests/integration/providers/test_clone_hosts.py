@@ -89,7 +89,7 @@ def capped(event, urls, source="gh"):
 
 
 def decide(tmp_path, config, event, policy="skip"):
-    job = SimpleNamespace(event=event.to_dict(), path_filter={"paths": ["src/**"],
+    job = SimpleNamespace(event=event, path_filter={"paths": ["src/**"],
                                                               "on_unknown_files": policy})
     return make_path_decider(tmp_path / "state", config)(job)
 

@@ -141,7 +141,7 @@ def test_results_of_concurrent_jobs_are_recorded_each_once(open_store, durabilit
                                                      now=time.time()))
     assert set(out.values()) == {True}
     for cj in claimed:
-        job = store.get_delivery(cj.delivery_id)["jobs"][0]
+        job = store.get_delivery(cj.delivery)["jobs"][0]
         assert job["state"] == "succeeded" and [a["outcome"] for a in job["history"]] == ["succeeded"]
     # Recording again under a lease that is gone writes nothing.
     assert store.record_run(claimed[0].id, "me", Run(remote_id="x", state="succeeded"), now=time.time()) is False

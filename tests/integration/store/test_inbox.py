@@ -29,7 +29,7 @@ def test_ingest_stores_delivery_event_verdicts_and_jobs(open_store):
     row = store.get_delivery("d-1")
     assert row["body"] == d.body
     assert row["headers"] == d.headers
-    assert row["event"] == d.event
+    assert row["event"] == d.event.to_dict()
     assert row["verdicts"] == d.verdicts
     assert (row["source"], row["provider"], row["outcome"], row["repo"], row["ref"]) == \
         ("github", "github", "matched", "acme/api", "refs/heads/main")
@@ -172,7 +172,7 @@ def test_prune_deletes_old_finished_deliveries_and_keeps_content_keys(open_store
     store.ingest(new_delivery("old-open", received_at=100.0), [new_job()])
     store.ingest(new_delivery("old-ignored", received_at=100.0, outcome="ignored"), [])
     store.ingest(new_delivery("new", received_at=5000.0), [new_job()])
-    claimed = {c.delivery_id: c for c in store.claim("A", 5, lease_seconds=60, now=200.0)}
+    claimed = {c.delivery: c for c in store.claim("A", 5, lease_seconds=60, now=200.0)}
     assert set(claimed) == {"old-done", "old-open"}
     store.record_run(claimed["old-done"].id, "A", Run("x", state="succeeded"), now=201.0)
     store.release(claimed["old-open"].id, "A")

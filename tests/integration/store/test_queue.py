@@ -19,9 +19,9 @@ def test_claim_leases_due_jobs_to_one_owner(open_store):
     claimed = store.claim("A", 10, lease_seconds=600, now=1200.0)
     assert [c.id for c in claimed] == first
     c = claimed[0]
-    assert (c.delivery_id, c.rule, c.target, c.kind, c.attempts, c.first_queued_at) == \
+    assert (c.delivery, c.rule, c.target, c.kind, c.attempt, c.first_queued_at) == \
         ("d-1", "build", "ci", "memory", 1, 1000.0)
-    assert c.event == d.event
+    assert c.event == d.event            # the Event, parsed by the store
     assert c.request == {"target": "ci"} and c.needs_files is False and c.path_filter is None
     assert store.claim("B", 10, lease_seconds=60, now=1200.0) == []
     assert [c.id for c in store.claim("B", 10, lease_seconds=60, now=1500.0)] == later
@@ -39,10 +39,10 @@ def test_claim_respects_the_limit_in_queue_order(open_store):
 def test_expired_lease_is_taken_over_and_the_old_owner_cannot_record(open_store):
     store = open_store()
     (job_id,) = store.ingest(new_delivery("d-1"), [new_job()]).job_ids
-    assert store.claim("A", 1, lease_seconds=60, now=1000.0)[0].attempts == 1
+    assert store.claim("A", 1, lease_seconds=60, now=1000.0)[0].attempt == 1
     assert store.claim("B", 1, lease_seconds=60, now=1059.0) == []       # still A's
     (taken,) = store.claim("B", 1, lease_seconds=60, now=1061.0)
-    assert taken.id == job_id and taken.attempts == 2
+    assert taken.id == job_id and taken.attempt == 2
 
     assert store.record_run(job_id, "A", Run("a-1", state="succeeded"), now=1062.0) is False
     assert store.record_retry(job_id, "A", "late", 2000.0, now=1062.0) is False
@@ -89,7 +89,7 @@ def test_record_retry_dead_skipped_and_release(open_store):
     # The retry is due at 1030, the released job at once.
     assert [c.id for c in store.claim("A", 5, lease_seconds=60, now=1010.0)] == [ids[4]]
     (again,) = store.claim("A", 5, lease_seconds=60, now=1030.0)
-    assert again.id == ids[0] and again.attempts == 2
+    assert again.id == ids[0] and again.attempt == 2
 
 
 def test_results_with_nul_bytes_and_long_errors_are_kept(open_store):

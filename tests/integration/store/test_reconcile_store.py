@@ -41,10 +41,10 @@ def test_ref_heads_come_from_stored_pushes_newest_first_of_any_case(open_store):
         store.ingest(new_delivery(f"d-{i}", received_at=1000.0 + i, repo="Acme/API", ref=ref, after=after),
                      [new_job()])
     store.ingest(new_delivery("ignored", received_at=2000.0, outcome="ignored", repo="Acme/API"), [])
-    repo, heads = store.ref_heads("acme/api", fold=True)
-    assert repo == "Acme/API"
+    repo, key_head, heads = store.ref_heads("acme/api", fold=True)
+    assert (repo, key_head) == ("Acme/API", "github")
     assert heads == {"refs/heads/main": ["2" * 40, "1" * 40], "refs/tags/v1": ["3" * 40]}
-    assert store.ref_heads("acme/api", fold=False) == (None, {})
+    assert store.ref_heads("acme/api", fold=False) == (None, None, {})
 
 
 def test_via_marks_only_unmarked_deliveries(open_store):

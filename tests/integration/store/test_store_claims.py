@@ -1,6 +1,10 @@
 """Store claims and results at the store level, on SQLite and PostgreSQL: a claim never takes
 more than `limit` jobs when expired leases and queued jobs coexist, and a result is recorded
-together with its statuses and (for a started build) its follow."""
+together with its statuses and (for a started build) its follow; claims hand out the `Job`
+with its stored `Event` parsed, a followed build the same `Job`."""
+from dataclasses import replace
+
+from bridge.events import ZERO_SHA
 from bridge.store import NewStatus
 from bridge.jobs import Run
 from helpers.store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
@@ -18,12 +22,12 @@ def test_claim_respects_limit_with_expired_leases_and_queued_jobs(open_store):
     ids = _jobs(store, 6)
     assert store.claim("a", 0, lease_seconds=10, now=1000.0) == []
     first = store.claim("a", 3, lease_seconds=10, now=1000.0)
-    assert len(first) == 3 and all(j.attempts == 1 for j in first)
+    assert len(first) == 3 and all(j.attempt == 1 for j in first)
     # Three leases expired, three jobs queued: each claim takes exactly `limit`, expired first.
     second = store.claim("b", 2, lease_seconds=10, now=1020.0)
     assert len(second) == 2
     assert {j.id for j in second} <= {j.id for j in first}
-    assert all(j.attempts == 2 for j in second)
+    assert all(j.attempt == 2 for j in second)
     third = store.claim("b", 3, lease_seconds=10, now=1020.0)
     assert len(third) == 3
     got = {j.id for j in second} | {j.id for j in third}
@@ -40,7 +44,7 @@ def test_a_taken_over_lease_is_recorded_as_lost(open_store):
     [mine] = store.claim("a", 1, lease_seconds=10, now=1000.0)
     assert store.claim("b", 1, lease_seconds=10, now=1005.0) == []       # lease still a's
     [theirs] = store.claim("b", 1, lease_seconds=10, now=1011.0)
-    assert (mine.id, theirs.id, theirs.attempts, theirs.lease_expires_at) == (job_id, job_id, 2, 1021.0)
+    assert (mine.id, theirs.id, theirs.attempt, theirs.lease_expires_at) == (job_id, job_id, 2, 1021.0)
     [job] = store.get_delivery("d-0")["jobs"]
     assert [(h["outcome"], h["owner"], h["attempt"]) for h in job["history"]] == [("lost", "a", 1)]
     assert store.record_run(job_id, "a", Run("r-1", state="succeeded"), now=1012.0) is False
@@ -86,3 +90,22 @@ def test_a_started_build_without_follow_at_is_checked_at_once(open_store):
     assert store.record_run(job_id, "a", Run("build-8"), now=1002.0)
     assert store.follow_of(job_id)["next_check_at"] == 1002.0
     assert store.statuses_of("d-0") == []
+
+
+def test_a_followed_build_carries_the_job_and_its_event(open_store):
+    store = open_store()
+    d = new_delivery("d-1")
+    deleted = replace(new_delivery("d-2").event, ref="refs/tags/v1", ref_name="v1", kind="delete",
+                      after=ZERO_SHA, sha=None, deleted=True)
+    store.ingest(d, [new_job()])
+    store.ingest(replace(new_delivery("d-2"), event=deleted), [new_job("cleanup")])
+    claimed = {j.delivery: j for j in store.claim("a", 5, lease_seconds=10, now=1000.0)}
+    assert claimed["d-1"].event == d.event and claimed["d-2"].event == deleted
+    for job in claimed.values():
+        assert store.record_run(job.id, "a", Run("r", url="http://ci/1"), now=1001.0)
+    follows = {cf.job.delivery: cf for cf in store.claim_follows("b", ["ci"], 5, lease_seconds=10,
+                                                                now=1001.0)}
+    assert {k: (cf.job.id, cf.job.rule, cf.job.attempt, cf.job.event) for k, cf in follows.items()} == {
+        k: (j.id, j.rule, 1, j.event) for k, j in claimed.items()}
+    assert follows["d-2"].job.event.sha is None          # a deletion names no commit
+    assert (follows["d-1"].run.remote_id, follows["d-1"].checks) == ("r", 1)

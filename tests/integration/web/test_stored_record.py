@@ -1,6 +1,6 @@
-"""What ingress stores for a delivery, beyond the reply: the outcome, the event, every verdict,
-each job's needs_files and path filter, the content key, and the host's delivery id clipped to
-its column and kept printable."""
+"""What ingress stores for a delivery, beyond the reply: the outcome, the event, every verdict
+(with the clause that stopped a rule), each job's needs_files and path filter, the content key,
+and the host's delivery id clipped to its column and kept printable."""
 import json
 
 import pytest
@@ -53,8 +53,9 @@ def test_a_matched_delivery_stores_outcome_event_verdicts_and_jobs(app_store):
     assert row["event"]["repo"] == "acme/api" and row["event"]["after"] == B and row["event"]["sha"] == B
     assert row["verdicts"] == [
         {"rule": "main-src", "matched": True, "reason": "file 'src/x.py' matches paths [src/**]",
-         "needs_files": False},
-        {"rule": "main-docs", "matched": False, "reason": row["verdicts"][1]["reason"], "needs_files": False},
+         "needs_files": False, "stopped_by": None},
+        {"rule": "main-docs", "matched": False, "reason": row["verdicts"][1]["reason"], "needs_files": False,
+         "stopped_by": {"clause": "paths", "value": "1 file changed", "patterns": ["docs/**"]}},
     ]
     assert "docs/**" in row["verdicts"][1]["reason"]
     assert row["content_key"] == f"github|acme/api|refs/heads/main|{A}|{B}"

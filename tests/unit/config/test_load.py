@@ -87,7 +87,7 @@ def test_every_problem_at_once_with_lines(tmp_path):
         on_unknown_files: maybe
     """
     assert problems(tmp_path, text) == [
-        "rules.yaml:3: source 'github': unknown provider 'githb' (did you mean 'github'?); known: github, gitlab",
+        "rules.yaml:3: source 'github': unknown provider 'githb' (did you mean 'github'?); known: github, gitlab, gitea, forgejo, bitbucket",
         "rules.yaml:4: source 'github': secret ${env:NOPE_SECRET}: environment variable NOPE_SECRET is not set or empty",
         "rules.yaml:8: unknown key 'tokn' in target 'mem' (kind memory)",
         "rules.yaml:10: target 'other': unknown target kind 'jenkin' (did you mean 'jenkins'?); known kinds: codebuild, exec, jenkins, memory",

@@ -125,3 +125,9 @@ def test_the_editor_schema_knows_every_reconcile_key_and_refuses_others():
 
 def json_to_yaml(doc) -> str:
     return json.dumps(doc)      # JSON is YAML
+
+
+def test_reconcile_is_refused_for_a_host_without_its_apis():
+    text = BASE.replace("  gl:\n    provider: gitlab", "  gl:\n    provider: gitea\n    reconcile: {token: \"${env:T}\", api_url: https://gitea.example.com/api/v1}")
+    assert any("source 'gl': reconcile is not available for provider 'gitea' (GitHub and GitLab only)" in p
+               for p in problems(text))

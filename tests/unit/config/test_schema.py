@@ -142,7 +142,7 @@ def test_target_kinds_and_their_keys_match_the_target_classes():
 
 @pytest.mark.parametrize("mutate,why", [
     (lambda d: d["targets"]["ci"].update(kind="jenkinz"), "unknown kind"),
-    (lambda d: d["sources"]["gh"].update(provider="bitbucket"), "unknown provider"),
+    (lambda d: d["sources"]["gh"].update(provider="gogs"), "unknown provider"),
     (lambda d: d["rules"][0]["on"].update(branch=["main"]), "branch, not branches"),
     (lambda d: d["settings"].update(durability="fast"), "durability"),
     (lambda d: d["settings"].update(log_level="loud"), "log level"),

@@ -9,7 +9,6 @@ import pytest
 
 from bridge.dispatch.loop import Dispatcher
 from bridge.errors import TargetRejected, TargetUnavailable
-from bridge.events import Event
 from bridge.policies import RetryPolicy
 from helpers.store import Clock, new_delivery, new_job  # noqa: F401
 from helpers.dispatch import POLICY, Recorder, job, make, store  # noqa: F401  (fixture)
@@ -23,7 +22,7 @@ def test_run_once_starts_jobs_and_records_them(store):
     (first,) = [j for j in ci.jobs if j.rule == "build"]
     assert (first.delivery, first.rule, first.target, first.attempt) == ("d-1", "build", "ci", 1)
     assert first.request == {"target": "ci", "parameters": {"SHA": "abc"}}
-    assert first.event == Event.from_dict(d.event)
+    assert first.event == d.event
     row = job(store)
     assert (row["state"], row["remote_id"], row["url"]) == ("started", f"build-{first.id}",
                                                             f"http://ci/{first.id}")

@@ -1,9 +1,11 @@
 """Statuses from the dispatcher on the Jenkins stand-in: queued, the build link, success or failure, dead
-letters, skips reported only where asked, skip markers, `report: false`."""
+letters, skips reported only where asked, skip markers (read from the stored verdict, of a new or
+an old database), `report: false`."""
 from __future__ import annotations
 
 import pytest
 
+from bridge.dispatch.statuses import skip_description
 from helpers.statuses import github, jenkins, setup  # noqa: F401  (fixtures)
 from helpers.store import db_url, open_store  # noqa: F401  (fixtures)
 
@@ -114,3 +116,24 @@ def test_report_false_posts_nothing(setup):
     setup.dispatcher().run_once()
     setup.post_all(poster)
     assert setup.github.requests == []
+
+
+@pytest.mark.parametrize("verdict, description", [
+    ({"stopped_by": {"clause": "skip", "value": "[ci skip]", "patterns": []}},
+     "skipped: [ci skip] in the commit message"),
+    ({"stopped_by": {"clause": "paths", "value": "2 files changed", "patterns": ["docs/**"]}},
+     "skipped: no matching paths"),
+    ({"stopped_by": {"clause": "paths-ignore", "value": "1 file changed", "patterns": ["*.md"]}},
+     "skipped: no matching paths"),
+    ({"stopped_by": {"clause": "branches", "value": "dev", "patterns": ["main"]}}, None),
+    ({"stopped_by": {"clause": "repo", "value": "acme/web", "patterns": ["acme/api"]}}, None),
+    # Stored before verdicts kept stopped_by: read from the reason.
+    ({"reason": "head commit message contains '[no ci]'"}, "skipped: [no ci] in the commit message"),
+    ({"reason": "no changed file matches paths [docs/**] (1 file changed)"}, "skipped: no matching paths"),
+    ({"reason": "every changed file is in paths-ignore [docs/**] (1 file changed)"},
+     "skipped: no matching paths"),
+    ({"reason": "branch 'dev' is not in branches [main]"}, None),
+    ({"reason": "repo 'acme/web' is not in [acme/api]", "stopped_by": None}, None),
+])
+def test_the_skip_is_read_from_the_stored_verdict(verdict, description):
+    assert skip_description({"rule": "r", "matched": False, "reason": "", **verdict}) == description

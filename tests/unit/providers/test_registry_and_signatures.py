@@ -9,7 +9,8 @@ from werkzeug.datastructures import Headers
 
 from bridge.errors import VerificationFailed
 from bridge import providers
-from bridge.providers import PROVIDERS, get_provider, github, gitlab
+from bridge.providers import PROVIDERS, bitbucket, get_provider, github, gitlab
+from bridge.providers.gitea import FORGEJO, GITEA
 from bridge.providers.clone import default_hosts
 from helpers.payloads import (gitlab_token_headers, load_payload, payloads_dir, sign_github,
                               signed_request)
@@ -19,11 +20,13 @@ from helpers.normalize import OLD_SECRET, SECRET
 # --- registry ---------------------------------------------------------------------------------
 
 def test_registry_and_did_you_mean():
-    assert PROVIDERS == {"github": github, "gitlab": gitlab}
+    assert PROVIDERS == {"github": github, "gitlab": gitlab, "gitea": GITEA, "forgejo": FORGEJO,
+                         "bitbucket": bitbucket}
     assert get_provider("gitlab") is gitlab
     with pytest.raises(KeyError) as exc:
         get_provider("githib")
-    assert exc.value.args[0] == "unknown provider 'githib' (did you mean 'github'?); known providers: github, gitlab"
+    assert exc.value.args[0] == ("unknown provider 'githib' (did you mean 'github'?); known providers: "
+                                 "bitbucket, forgejo, gitea, github, gitlab")
 
 
 # --- signatures -------------------------------------------------------------------------------
@@ -107,7 +110,7 @@ def test_gitlab_bad_tokens(headers, message):
 
 def test_secret_headers_and_delivery_ids():
     assert github.SECRET_HEADERS == ("X-Hub-Signature-256", "X-Hub-Signature")
-    assert gitlab.SECRET_HEADERS == ("X-Gitlab-Token",)
+    assert gitlab.SECRET_HEADERS == ("X-Gitlab-Token", "webhook-signature")
     _, gh = load_payload("github/push__goscm-branch.json")
     assert github.delivery_id(Headers(gh)) == "cbfc4261-9fbb-55ca-ae5c-e6c850bea81d"
     assert github.event_name(Headers(gh)) == "push"
@@ -121,18 +124,24 @@ def test_secret_headers_and_delivery_ids():
 
 
 def test_registry_answers_what_callers_ask_of_a_host():
-    assert providers.names() == ("github", "gitlab")
+    assert providers.names() == ("github", "gitlab", "gitea", "forgejo", "bitbucket")
     assert providers.default_api_url("github") == "https://api.github.com"
     assert providers.default_api_url("gitlab") == "https://gitlab.com/api/v4"
     assert providers.default_api_url("gitea") == providers.default_api_url(["github"]) == ""
+    assert providers.default_api_url("nosuch") == ""
+    assert providers.default_api_url("bitbucket") == "https://api.bitbucket.org/2.0"
     assert providers.clone_user("gitlab") == "oauth2"
     assert providers.clone_user("github") == providers.clone_user("") == "x-access-token"
     assert providers.commit_cap("github") == 2048 and providers.commit_cap("gitlab") is None
     assert default_hosts("github", "https://api.github.com") == ("github.com",)
     assert default_hosts("gitlab", "https://api.example.com:8443/api/v4") == (
         "api.example.com", "api.example.com:8443")
-    assert set(providers.kept_header_prefixes()) == {"x-github-", "x-gitlab-"}
-    assert set(providers.secret_headers()) == {"x-hub-signature", "x-hub-signature-256", "x-gitlab-token"}
+    assert set(providers.kept_header_prefixes()) == {
+        "x-github-", "x-gitlab-", "webhook-id", "webhook-timestamp", "x-gitea-", "x-forgejo-",
+        "x-gogs-", "x-event-key", "x-request-uuid", "x-hook-uuid", "x-attempt-number"}
+    assert set(providers.secret_headers()) == {
+        "x-hub-signature", "x-hub-signature-256", "x-gitlab-token", "webhook-signature",
+        "x-gitea-signature", "x-forgejo-signature", "x-gogs-signature"}
     assert providers.host_view({"provider": "github", "state": "running", "post_state": "sent"}) == {
         "host_state": "pending", "received": True}
     assert providers.host_view({"provider": "gitlab", "state": "failure", "post_state": "retry"}) == {
