@@ -1,27 +1,22 @@
 """`cibridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
 
 Input: a Config, a source name, raw body bytes and headers (`read_headers` takes them from a
-file). Output: a JSON-able dict
+file). Output: bridge.explain's JSON-able dict
 `{"rules_version", "source", "provider", "event" | null, "events", "ignored" | null, "files",
-"rules": [...], "matches": [...]}` (its shape is documented in the README: scripts read it) and a
-text rendering of it. A delivery meaning several events (Bitbucket) lists them all in `events`,
-each matched on its own in `matches`; `event`, `files` and `rules` are the first one's.
+"rules": [...], "matches": [...]}` (its shape is documented in the README: scripts read it; the
+delivery page's /api/explain answers the same), with the mirror asked on --resolve-files, and
+a text rendering of it. A delivery meaning several events (Bitbucket) lists them all in
+`events`, each matched on its own in `matches`; `event`, `files` and `rules` are the first one's.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
-
-from werkzeug.datastructures import Headers
 
 from bridge.dispatch.changes import resolve_for_source
-from bridge.dispatch.files import files_from_payload
 from bridge.dispatch.mirror import Mirrors
-from bridge.errors import BadPayload, InvalidValue, UnknownSource
-from bridge.events import Ignored
-from bridge.providers import events_of, get_provider
-from bridge.rules import decide_paths
+from bridge.errors import InvalidValue
+from bridge.explain import explain_payload as explain_trace
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
 #: Lines GitHub's "Recent Deliveries" shows next to the headers; copied along, they are skipped.
@@ -92,58 +87,14 @@ def _encodes(value: str) -> bool:
 
 def explain_payload(config, source_name: str, body: bytes, *, headers=None, event_name=None,
                     resolve_files=False, state_dir="var") -> dict:
-    src = config.sources.get(source_name)
-    if src is None:
-        raise UnknownSource(f"unknown source '{source_name}'; sources: {', '.join(config.sources)}")
-    provider = get_provider(src.provider)
-    hdrs = Headers(headers or {})
-    if event_name:
-        hdrs[provider.EVENT_HEADER] = event_name
-    if provider.EVENT_HEADER not in hdrs:
-        raise BadPayload(f"no event name: pass --event or a --headers file with "
-                         f"{provider.EVENT_HEADER}")
-    delivery = provider.delivery_id(hdrs) or "explain"
-    result = events_of(provider, hdrs, body, source=source_name, delivery_id=delivery)
-    out = {"rules_version": config.version, "source": source_name, "provider": src.provider,
-           "event": None, "events": [], "ignored": None, "files": None, "rules": [], "matches": []}
-    if isinstance(result, Ignored):
-        out["ignored"] = result.reason
-        return out
-    out["event"] = result[0].to_dict()
-    out["events"] = [event.to_dict() for event in result]
-    # Each event is matched on its own; `files` and `rules` repeat the first one's.
-    out["matches"] = [_explain_event(config, src, event, resolve_files, state_dir) for event in result]
-    out.update(out["matches"][0])
-    return out
-
-
-def _explain_event(config, src, event, resolve_files: bool, state_dir) -> dict:
-    """One event's `files` (where its changed files come from) and every rule's verdict."""
-    verdicts = config.ruleset.explain(event)
-    # The dispatcher's own chain: the same reason it would record, offline up to the mirror.
-    resolution = files_from_payload(event)
-    resolved = None         # the mirror's answer (--resolve-files), for the rules waiting on it
-    if resolution.source == "unknown":
-        if resolve_files and any(v.needs_files for v in verdicts):
-            resolution = resolved = resolve_for_source(
-                event, Mirrors.for_settings(state_dir, config.settings), src)
-        else:
-            resolution = replace(resolution, reason=f"{resolution.reason}; the dispatcher "
-                                 "fetches them into its git mirror (--resolve-files does too)")
-    out = {"files": {"source": resolution.source, "reason": resolution.reason,
-                     "files": sorted(resolution.files) if resolution.files is not None else None},
-           "rules": []}
-    for v in verdicts:
-        entry = {"name": v.rule, "matched": v.matched, "reason": v.reason,
-                 "needs_files": v.needs_files,
-                 "jobs": [{"target": j.target, "kind": j.kind, "request": j.request} for j in v.jobs]}
-        if v.needs_files and resolved is not None:
-            run, why = decide_paths(v.jobs[0].path_filter, resolved)
-            entry.update(matched=run, reason=why, needs_files=False)
-            if not run:
-                entry["jobs"] = []
-        out["rules"].append(entry)
-    return out
+    """bridge.explain's trace; with `resolve_files` a mirror in `state_dir` is asked for the
+    changed files the payload does not prove."""
+    resolve = None
+    if resolve_files:
+        def resolve(event, src):
+            return resolve_for_source(event, Mirrors.for_settings(state_dir, config.settings), src)
+    return explain_trace(config, source_name, body, headers=headers, event_name=event_name,
+                         resolve=resolve)
 
 
 def render_text(result: dict) -> str:
@@ -161,15 +112,30 @@ def render_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _event_lines(e: dict, match: dict, version: str) -> list[str]:
-    lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
-             + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
-             + f" by {e['pusher'] or '?'}"]
-    flags = [f for f in ("created", "deleted", "forced") if e[f]]
+def _pull_lines(e: dict) -> list[str]:
+    """A pull request or a comment on one: number, action, branches, head, who."""
+    who = e["author"] + (f" ({e['author_association']})" if e["author_association"] else "")
+    head = f"build {e['sha'][:12]}" if e["sha"] else "head asked of the host by the dispatcher"
+    lines = [f"event: {e['kind']} {e['repo']} #{e['number']} {e['action']} ({e['host_action'] or '-'}): "
+             f"{e['head_ref'] or '?'} -> {e['base_ref'] or '?'} ({head}) by {who or '?'}"]
+    flags = [f for f in ("fork", "draft", "merged") if e[f]]
     if flags:
-        lines.append(f"       {', '.join(flags)}")
-    lines.append(f"       {len(e['commits'])} commit(s) in the payload"
-                 + ("" if e["commits_complete"] else " (the list may be incomplete)"))
+        lines.append(f"       {', '.join(flags)}" + (f" (head repository {e['head_repo']})" if e["fork"] else ""))
+    return lines
+
+
+def _event_lines(e: dict, match: dict, version: str) -> list[str]:
+    if e.get("number") is not None:
+        lines = _pull_lines(e)
+    else:
+        lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
+                 + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
+                 + f" by {e['pusher'] or '?'}"]
+        flags = [f for f in ("created", "deleted", "forced") if e[f]]
+        if flags:
+            lines.append(f"       {', '.join(flags)}")
+        lines.append(f"       {len(e['commits'])} commit(s) in the payload"
+                     + ("" if e["commits_complete"] else " (the list may be incomplete)"))
     files = match["files"]
     if files:
         shown = files["files"]

@@ -14,8 +14,9 @@ import click
 from bridge.cli.common import (load_or_exit, open_operator_store, resolve_delivery_id, rules_option,
                                state_option)
 from bridge.events import Ignored
-from bridge.jobs import RERUN_KEY, Job
+from bridge.jobs import Job
 from bridge.providers import get_provider
+from bridge.store.reads import stored_jobs
 
 
 @click.command()
@@ -35,7 +36,7 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
     if d is None:
         click.echo(f"no delivery '{delivery_id}'", err=True)
         sys.exit(1)
-    jobs = _stored_jobs(d) if no_rematch else _rematched_jobs(rules_path, d)
+    jobs = stored_jobs(d) if no_rematch else _rematched_jobs(rules_path, d)
     if not jobs:
         click.echo("the delivery had no jobs; nothing queued (without --no-rematch the current "
                    "rules decide)" if no_rematch else "no rule matches under the current rules; nothing queued")
@@ -46,13 +47,6 @@ def replay(rules_path, state_dir, no_rematch, delivery_id):
         click.echo(f"cannot replay {delivery_id}: {exc}", err=True)
         sys.exit(1)
     click.echo(f"queued {len(ids)} job(s): {', '.join(map(str, ids))}")
-
-
-def _stored_jobs(d: dict) -> list:
-    return [Job(rule=j["rule"], target=j["target"], kind=j["kind"],
-                request={k: v for k, v in j["request"].items() if k != RERUN_KEY},
-                needs_files=j["needs_files"], path_filter=j.get("path_filter"))
-            for j in d.get("jobs", [])]
 
 
 def _rematched_jobs(rules_path, d: dict) -> list:

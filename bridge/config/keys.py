@@ -13,14 +13,20 @@ SOURCE_KEYS = ("provider", "secrets", "accept", "clone_url", "clone_token", "clo
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
              "report_skipped", "allow_empty_sha", "watch")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
-           "paths-ignore", "events")
+           "paths-ignore", "events", "pull_request", "forks", "comment")
+#: `on:` keys that filter pushes and tags (not pull requests: those have on.pull_request's own).
+PUSH_FILTER_KEYS = ("branches", "branches-ignore", "tags", "tags-ignore", "paths", "paths-ignore")
+PULL_KEYS = ("branches", "branches-ignore", "types", "paths", "paths-ignore")
+COMMENT_KEYS = ("pattern", "authors")
+FORKS_KEYS = ("authors",)
 SETTINGS_KEYS = ("durability", "max_body_bytes", "workers", "dispatcher_concurrency",
                  "database_url", "lease_seconds", "poll_interval", "admin_token", "follow",
-                 "mirrors", "header_timeout", "body_timeout", "log_level", "reconcile")
+                 "mirrors", "header_timeout", "body_timeout", "log_level", "ui", "reconcile")
 RETRY_KEYS = ("initial", "maximum", "give_up_after")
 REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
 MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
+UI_KEYS = ("trusted_user_header", "trusted_proxies")
 RECONCILE_KEYS = ("token", "api_url", "hooks", "timeout")
 HOOK_KEYS = ("id", "repo", "project", "org")
 WATCH_KEYS = ("repo", "branches", "tags")

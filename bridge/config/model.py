@@ -33,6 +33,16 @@ class RuleReport:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    """`settings.ui`: who the delivery page (web/ui) trusts besides the local host and the admin
+    token. A user named in `trusted_user_header` counts only on a request from one of
+    `trusted_proxies` (addresses or networks); the proxies' X-Forwarded-Prefix and
+    X-Forwarded-Proto are believed from them alone."""
+    trusted_user_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
 class Settings:
     durability: str = "full"
     max_body_bytes: int = 25 * 2**20
@@ -47,6 +57,7 @@ class Settings:
     header_timeout: float = 10.0     # a request's whole headers, from connect or the last reply
     body_timeout: float = 30.0       # its whole body, from the end of the headers
     log_level: str | None = None     # None: info, unless --log-level / BRIDGE_LOG_LEVEL say
+    ui: UiSettings = UiSettings()
     reconcile: ReconcilePolicy = ReconcilePolicy()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bridge.config.keys import ON_KEYS, RULE_KEYS
 from bridge.config.model import RuleReport
 from bridge.config.problems import as_mapping, line_of_key
+from bridge.config.pullcheck import check_pull
 from bridge.config.yamlload import LineDict, LineList
 from bridge.errors import did_you_mean
 from bridge.events import KINDS
@@ -206,12 +207,15 @@ def _check_on(on: LineDict, problems, name, sources) -> bool:
         events = on["events"]
         events = [events] if isinstance(events, str) else events
         if not isinstance(events, list) or not events:
-            problems.add(on.line_of("events"), "'on.events' must list push, tag and/or delete", name)
+            problems.add(on.line_of("events"), "'on.events' must list push, tag, delete, pull_request and/or comment", name)
             ok = False
         else:
             for ev in events:
                 if ev not in KINDS:
                     problems.add(on.line_of("events"), f"unknown event '{ev}' in on.events"
-                                 + did_you_mean(ev, KINDS) + "; known: push, tag, delete", name)
+                                 + did_you_mean(ev, KINDS) + f"; known: {', '.join(KINDS)}", name)
                     ok = False
+    if ok:
+        events = on.get("events") or [k for k in ("pull_request", "comment") if k in on] or DEFAULT_EVENTS
+        ok = check_pull(on, problems, name, [events] if isinstance(events, str) else list(events))
     return ok

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bridge import providers
 from bridge.config import keys as config
-from bridge.events import KINDS
+from bridge.events import AUTHOR_ASSOCIATIONS, KINDS, PULL_ACTIONS
 from bridge.logs import LEVELS as LOG_LEVELS
 from bridge.targets import TARGET_KINDS, target_class
 
@@ -128,6 +128,19 @@ def _rules() -> dict:
     on_hints = {key: PATTERNS for key in config.ON_KEYS}
     on_hints["events"] = {"anyOf": [{"enum": list(KINDS)},
                                     {"type": "array", "items": {"enum": list(KINDS)}, "minItems": 1}]}
+    types = {"anyOf": [{"enum": list(PULL_ACTIONS)},
+                       {"type": "array", "items": {"enum": list(PULL_ACTIONS)}, "minItems": 1}]}
+    authors = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+               "description": f"author associations ({', '.join(AUTHOR_ASSOCIATIONS)}) or user names"}
+    pull = _object(config.PULL_KEYS, {**{k: PATTERNS for k in config.PULL_KEYS}, "types": types},
+                   description="as GitHub Actions' on: pull_request (branches = the base branch)")
+    on_hints["pull_request"] = {"anyOf": [{"type": "null"}, pull]}
+    on_hints["forks"] = {"anyOf": [{"enum": ["skip", "run"]},
+                                   _object(config.FORKS_KEYS, {"authors": authors}, required=["authors"])],
+                         "description": "pull requests from forks: skip (default), run, or these authors"}
+    comment = _object(config.COMMENT_KEYS, {"pattern": {"type": "string", "minLength": 1}, "authors": authors},
+                      required=["pattern"], description="a pull request comment that rebuilds its head")
+    on_hints["comment"] = {"anyOf": [{"type": "string", "minLength": 1}, comment]}
     hints = {"name": {"type": "string", "minLength": 1}, "description": {"type": "string"},
              "on": _object(config.ON_KEYS, on_hints, description="which events: as GitHub Actions' on:"),
              "run": {"anyOf": [_run(k) for k in sorted(TARGET_KINDS)]},
@@ -144,11 +157,16 @@ def _settings() -> dict:
                                           "concurrency": POSITIVE})
     mirrors = _object(config.MIRRORS_KEYS, {**{k: DURATION for k in config.MIRRORS_KEYS},
                                             "max_size": SIZE})
+    ui = _object(config.UI_KEYS, {
+        "trusted_user_header": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]*$"},
+        "trusted_proxies": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                                            "minItems": 1}]}},
+        description="the delivery page (/ui/): a user header set by the proxies named here")
     hints = {"durability": {"enum": ["full", "normal"]}, "max_body_bytes": POSITIVE,
              "workers": POSITIVE, "dispatcher_concurrency": POSITIVE, "lease_seconds": DURATION,
              "poll_interval": DURATION, "database_url": {"type": "string"},
              "admin_token": SECRET_REF, "follow": follow, "mirrors": mirrors,
-             "log_level": {"enum": list(LOG_LEVELS)},
+             "log_level": {"enum": list(LOG_LEVELS)}, "ui": ui,
              "reconcile": _object(config.RECONCILE_SETTINGS_KEYS,
                                   {"interval": DURATION, "since": DURATION,
                                    "max_redeliveries": POSITIVE, "enabled": {"type": "boolean"}})}

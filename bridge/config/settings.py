@@ -6,13 +6,14 @@ problem added to the load's `Problems`.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import replace
 from typing import Any
 
 from bridge.config import secrets as secret_refs
-from bridge.config.keys import FOLLOW_KEYS, MIRRORS_KEYS, RETRY_KEYS, SETTINGS_KEYS
-from bridge.config.model import Settings
+from bridge.config.keys import FOLLOW_KEYS, MIRRORS_KEYS, RETRY_KEYS, SETTINGS_KEYS, UI_KEYS
+from bridge.config.model import Settings, UiSettings
 from bridge.config.problems import as_mapping, maybe_secret
 from bridge.config.reconcile import parse_policy
 from bridge.errors import InvalidValue, did_you_mean
@@ -76,9 +77,48 @@ def parse_settings(raw, problems, environ) -> Settings:
             values[key] = _mirrors(value, problems, line)
         elif key == "log_level":
             _log_level(value, problems, line, values)
+        elif key == "ui":
+            values[key] = _ui(value, problems, line)
         elif key == "reconcile":
             values[key] = parse_policy(value, problems, line)
     return Settings(**values)
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+
+
+def _ui(raw, problems, line) -> UiSettings:
+    """`settings.ui: {trusted_user_header, trusted_proxies}` over the defaults."""
+    spec = as_mapping(raw, problems, line, "settings.ui")
+    if spec is None:
+        return UiSettings()
+    problems.unknown_keys(spec, UI_KEYS, "settings.ui")
+    values: dict[str, Any] = {}
+    if "trusted_user_header" in spec:
+        header = spec["trusted_user_header"]
+        if not isinstance(header, str) or not _HEADER_NAME.match(header):
+            problems.add(spec.line_of("trusted_user_header"), "settings.ui.trusted_user_header must "
+                         "be a header name such as X-Remote-User")
+        else:
+            values["trusted_user_header"] = header
+    if "trusted_proxies" in spec:
+        proxies = spec["trusted_proxies"]
+        proxies = [proxies] if isinstance(proxies, str) else proxies
+        bad = [p for p in proxies or [None] if not _network(p)] if isinstance(proxies, list) else [proxies]
+        if bad:
+            problems.add(spec.line_of("trusted_proxies"), "settings.ui.trusted_proxies must be a list "
+                         f"of addresses or networks (127.0.0.1, 10.0.0.0/8), not {bad[0]!r}")
+        else:
+            values["trusted_proxies"] = tuple(proxies)
+    return UiSettings(**values)
+
+
+def _network(value) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _log_level(value, problems, line, values) -> None:

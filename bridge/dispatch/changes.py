@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from bridge.dispatch.files import FileResolution, files_from_payload
 from bridge.dispatch.mirror import Mirrors
 from bridge.events import Event
+from bridge.payload_files import FileResolution, files_from_payload
 from bridge.providers import clone_user
 from bridge.providers.clone import _userinfo
 from bridge.providers.clone import describe as describe_hosts

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from bridge.dispatch.follow import Follower
 from bridge.dispatch.joblog import JobLog, message
 from bridge.dispatch.outage import Outage
+from bridge.dispatch.pulls import PullSteps
 from bridge.dispatch.run_job import JobRunner
 from bridge.dispatch.statuses import Feedback, StatusPoster
 from bridge.errors import StoreUnavailable
@@ -91,7 +92,8 @@ class Dispatcher:
         self.follow_policy = follow
         self.runner = JobRunner(store, owner=owner, now=now, sleep=sleep, rand=rand, log=log,
                                 metrics=metrics, feedback=feedback, decide_paths=decide_paths,
-                                follow_interval=follow.interval, timing=self._timing)
+                                follow_interval=follow.interval, timing=self._timing,
+                                prepare=PullSteps(store, lambda: self.feedback).prepare)
         self.follower = Follower(store, follow, owner=owner, lease_seconds=lease_seconds, now=now,
                                  rand=rand, log=log, metrics=metrics, feedback=feedback)
         self.poster = StatusPoster(store, feedback, owner=owner, lease_seconds=lease_seconds, now=now,

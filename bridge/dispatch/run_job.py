@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from bridge.dispatch.joblog import JobLog, duration, message, result_level, step_statuses
 from bridge.dispatch.outage import STORE_BACKOFF_MAX
+from bridge.dispatch.pulls import Prepared
 from bridge.dispatch.statuses import Feedback
 from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
 from bridge.jobs import Job
@@ -32,7 +33,8 @@ class JobRunner:
                  sleep: Callable[[float], None], rand: Callable[[], float], log: logging.Logger,
                  metrics=None, feedback: Feedback | None = None,
                  decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
-                 follow_interval: float = 0.0, timing=None):
+                 follow_interval: float = 0.0, timing=None,
+                 prepare: Callable[[Job], Prepared] | None = None):
         self.store = store
         self.owner = owner
         self.now = now
@@ -45,12 +47,20 @@ class JobRunner:
         self.follow_interval = follow_interval
         self.timing = timing or (lambda cj: contextlib.nullcontext())
         self.record_until: float | None = None
+        self.prepare = prepare          # pulls.py: superseded jobs, a comment's head
+
 
     def handle(self, cj: Job, targets: Mapping[str, Target],
                policies: Mapping[str, RetryPolicy]) -> None:
         jlog = JobLog.of_job(self.log, cj)
         paths_reason = None
         try:
+            if self.prepare is not None:
+                ready = self.prepare(cj)
+                cj = ready.job
+                if ready.outcome:
+                    self._not_ready(cj, jlog, policies, ready)
+                    return
             if cj.needs_files and self.decide_paths is not None:
                 run_it, reason = self.decide_paths(cj)
                 paths_reason = reason
@@ -83,6 +93,23 @@ class JobRunner:
             if paths_reason:   # which source of changed files decided, for `deliveries show`
                 run = replace(run, detail={**run.detail, "paths": paths_reason})
             self._started(cj, jlog, run)
+
+    def _not_ready(self, cj: Job, jlog: JobLog, policies, ready: Prepared) -> None:
+        """A pull request's job that does not start: superseded, its pull request closed, or
+        its comment's head unknown (retried while the host does not answer)."""
+        if ready.outcome == "retry":
+            self._retry(cj, jlog, policies, ready.reason, ready.retry_after)
+        elif ready.outcome == "dead":
+            self._record(cj, jlog, self.store.record_dead, ready.reason,
+                         statuses=self._statuses("dead", cj, jlog, ready.reason),
+                         said=(logging.ERROR, "dead letter: %s", ready.reason))
+            self._count(cj, "dead")
+        else:
+            statuses = (self._statuses("superseded", cj, jlog, ready.superseded_by)
+                        if ready.superseded_by else [])
+            self._record(cj, jlog, self.store.record_skipped, ready.reason, statuses=statuses,
+                         said=(logging.INFO, "skipped: %s", ready.reason))
+            self._count(cj, "skipped")
 
     def _started(self, cj: Job, jlog: JobLog, run) -> None:
         queued_for = self.now() - cj.first_queued_at

@@ -19,6 +19,7 @@ from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, Verific
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
+from bridge.providers import pulls
 from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
 from bridge.providers.status import Answer, StatusClient, cap
 
@@ -135,9 +136,91 @@ def _push(headers, body, *, source, delivery_id) -> Event | Ignored:
     )
 
 
+def _pull_request(headers, body, *, source, delivery_id) -> Event:
+    """`pull_request`: every action, in GitHub Actions' words (they are GitHub's own)."""
+    payload = b.parse_json(body, headers.get("Content-Type"), form_field="payload")
+    what = "pull_request payload"
+    action = b.field(payload, "action", str, required=True, what=what)
+    n = pulls.number(payload, "pull_request.number", what=what)
+    head_sha = b.sha(payload, "pull_request.head.sha", required=True, what=what)
+    return pulls.event(
+        provider=NAME, source=source, delivery_id=delivery_id, kind="pull_request",
+        repo_case_insensitive=True,                               # GitHub's Acme/API is acme/api
+        repo=_full_name(payload, what),                           # repository.full_name (the base)
+        number=n,                                                 # pull_request.number
+        action=action, host_action=action,                        # action
+        head_sha=head_sha,                                        # pull_request.head.sha
+        # before/after: only `synchronize` carries them (the old and new head)
+        before=b.sha(payload, "before", what=what) if action == "synchronize" else "",
+        base_ref=pulls.branch(payload, "pull_request.base.ref", what=what),    # pull_request.base.ref
+        head_ref=pulls.branch(payload, "pull_request.head.ref", what=what),    # pull_request.head.ref
+        # pull_request.head.repo.full_name: null once the fork is deleted
+        head_repo=b.field(payload, "pull_request.head.repo.full_name", str, default="", what=what),
+        fork=_fork(payload, what),
+        merged=bool(b.field(payload, "pull_request.merged", bool, default=False, what=what)),
+        draft=bool(b.field(payload, "pull_request.draft", bool, default=False, what=what)),
+        author=b.field(payload, "pull_request.user.login", str, default="", what=what),
+        author_association=b.field(payload, "pull_request.author_association", str, default="", what=what),
+        updated_at=b.field(payload, "pull_request.updated_at", str, default="", what=what),
+        pusher=b.field(payload, "sender.login", str, default="", what=what),
+        default_branch=b.field(payload, "repository.default_branch", str, default="", what=what),
+        clone_urls=(b.field(payload, "repository.clone_url", str, what=what),
+                    b.field(payload, "repository.ssh_url", str, what=what)),
+    )
+
+
+def _fork(payload: dict, what: str) -> bool:
+    """The head repository is not the base repository: by id, else by path; a deleted head
+    repository (null) is a fork (nothing says otherwise). Never by the `fork` flag, which says
+    whether the base itself is a fork of something."""
+    head = b.field(payload, "pull_request.head.repo", dict, what=what)
+    if head is None:
+        return True
+    base = b.field(payload, "pull_request.base.repo", dict, default={}, what=what)
+    if isinstance(head.get("id"), int) and isinstance(base.get("id"), int):
+        return head["id"] != base["id"]
+    return str(head.get("full_name", "")).lower() != str(base.get("full_name", "")).lower()
+
+
+def _issue_comment(headers, body, *, source, delivery_id) -> Event | Ignored:
+    """`issue_comment` on a pull request (an issue with a `pull_request` key); GitHub sends no
+    head commit with it: the dispatcher asks the API (`GET /repos/{repo}/pulls/{number}`)."""
+    payload = b.parse_json(body, headers.get("Content-Type"), form_field="payload")
+    what = "issue_comment payload"
+    if b.field(payload, "issue.pull_request", dict, what=what) is None:
+        return Ignored("a comment on an issue, not on a pull request", event_name="issue_comment")
+    action = b.field(payload, "action", str, required=True, what=what)
+    comment_id = b.field(payload, "comment.id", int, required=True, what=what)
+    return pulls.event(
+        provider=NAME, source=source, delivery_id=delivery_id, kind="comment",
+        repo_case_insensitive=True,                               # GitHub's Acme/API is acme/api
+        repo=_full_name(payload, what), number=pulls.number(payload, "issue.number", what=what),
+        action=action, host_action=action, head_sha="",
+        comment=b.field(payload, "comment.body", str, default="", what=what),
+        comment_id=str(comment_id),
+        author=b.field(payload, "comment.user.login", str, default="", what=what),
+        author_association=b.field(payload, "comment.author_association", str, default="", what=what),
+        updated_at=b.field(payload, "comment.updated_at", str, default="", what=what),
+        pusher=b.field(payload, "sender.login", str, default="", what=what),
+        default_branch=b.field(payload, "repository.default_branch", str, default="", what=what),
+        clone_urls=(b.field(payload, "repository.clone_url", str, what=what),
+                    b.field(payload, "repository.ssh_url", str, what=what)),
+    )
+
+
+def _full_name(payload: dict, what: str) -> str:
+    repo = b.field(payload, "repository.full_name", str, required=True, what=what)
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise BadPayload(f"{what} field 'repository.full_name' is not owner/name: {repo[:100]!r}")
+    return repo
+
+
 HANDLERS = {
     "push": _push,
     "ping": _ping,
+    "pull_request": _pull_request,
+    "issue_comment": _issue_comment,
 }
 
 
@@ -199,6 +282,40 @@ class Statuses(StatusClient):
             raise StatusUnavailable(message, code, self._reset(resp) if wait is None else wait)
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
         raise StatusRejected(message + hint, code)
+
+    def pull_head(self, repo: str, number: int) -> dict:
+        """GET {api_url}/repos/{owner}/{repo}/pulls/{number}, with the `report:` token: the
+        pull request's head as the Event fields an `issue_comment` lacks (head_sha, sha, after,
+        head_ref, base_ref, head_repo, fork), plus `state` (open, closed). Raises
+        StatusUnavailable (no answer, 5xx, rate limit) or StatusRejected (401/403/404, a body
+        that is no pull request)."""
+        owner_repo = "/".join(quote(p, safe="") for p in repo.split("/", 1))
+        resp = self.send("GET", f"{self.api_url}/repos/{owner_repo}/pulls/{int(number)}", headers={
+            "Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "bridge"})
+        code = resp.status_code
+        if code != 200:
+            try:
+                self.classify(resp)             # raises for a retry (5xx, rate limit)
+            except StatusUnavailable:
+                raise
+            except StatusRejected:
+                pass
+            hint = " (the report: token may not read this repository)" if code in (401, 403, 404) else ""
+            raise StatusRejected(self._message(resp) + hint, code)
+        what = f"GET /repos/{repo}/pulls/{number}"
+        try:
+            doc = {"pull_request": resp.json()}
+            head_sha = b.sha(doc, "pull_request.head.sha", required=True, what=what)
+            return {"head_sha": head_sha, "sha": head_sha, "after": head_sha,
+                    "head_ref": pulls.branch(doc, "pull_request.head.ref", what=what),
+                    "base_ref": pulls.branch(doc, "pull_request.base.ref", what=what),
+                    "head_repo": b.field(doc, "pull_request.head.repo.full_name", str, default="",
+                                         what=what),
+                    "fork": _fork(doc, what),
+                    "state": b.field(doc, "pull_request.state", str, default="open", what=what)}
+        except (ValueError, BadPayload) as exc:
+            raise StatusRejected(f"{what}: {str(exc)[:200]}", code) from None
 
     def _rate_limited(self, resp) -> bool:
         return (resp.headers.get("x-ratelimit-remaining") == "0" or "Retry-After" in resp.headers

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
+from bridge.providers import pulls
 from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
 from bridge.providers.status import Answer, StatusClient, cap
 
@@ -166,6 +167,8 @@ def _system_hook(payload: dict, name: str, *, source: str, delivery_id: str) -> 
     kind = b.field(payload, "event_name", str, default="", what="system hook payload")
     if kind in ("push", "tag_push"):
         return _push(payload, name, source=source, delivery_id=delivery_id)
+    if not kind and payload.get("object_kind") == "merge_request":
+        return _merge_request(payload, name, source=source, delivery_id=delivery_id)
     if kind == "repository_update":
         return Ignored("system hook 'repository_update' is not a push (its push event is)", event_name=name)
     return Ignored(f"system hook event '{kind or payload.get('object_kind')}' is not handled", event_name=name)
@@ -230,10 +233,118 @@ def _repo(payload: dict) -> str:
     return path
 
 
+#: Where GitLab serves a merge request's head, in the target project.
+PULL_REF = "refs/merge-requests/{n}/head"
+#: GitLab's merge request actions -> GitHub Actions' words (`update` depends on `oldrev`).
+MR_ACTIONS = {"open": "opened", "reopen": "reopened", "close": "closed", "merge": "closed",
+              "approved": "approved", "approval": "approved", "unapproved": "unapproved",
+              "unapproval": "unapproved"}
+#: A System Hook from before actions were sent: the state says what happened.
+MR_STATES = {"opened": "opened", "closed": "closed", "merged": "closed", "locked": "locked"}
+
+
+def _mr_action(payload: dict, attrs: dict, what: str) -> str:
+    host = b.field(attrs, "action", str, default="", what=what)
+    if host == "update":
+        # oldrev is there only when the code changed: new commits, not a title or label edit
+        if attrs.get("oldrev"):
+            return "synchronize"
+        # `changes.draft` {previous, current} when the draft state was toggled: GitHub's words
+        changes = payload.get("changes")
+        draft = changes.get("draft") if isinstance(changes, dict) else None
+        if isinstance(draft, dict) and isinstance(draft.get("current"), bool):
+            return "converted_to_draft" if draft["current"] else "ready_for_review"
+        return "edited"
+    if host:
+        return MR_ACTIONS.get(host, host)
+    return MR_STATES.get(b.field(attrs, "state", str, default="", what=what), "")
+
+
+def _merge_request(payload: dict, name: str, *, source: str, delivery_id: str) -> Event:
+    """`Merge Request Hook` (project hook or System Hook): repo is the target project."""
+    what = "merge request payload"
+    attrs = b.field(payload, "object_attributes", dict, required=True, what=what)
+    action = _mr_action(payload, attrs, what)
+    host_action = b.field(attrs, "action", str, default="", what=what)
+    merged = host_action == "merge" or attrs.get("state") == "merged"
+    return pulls.event(
+        provider=NAME, source=source, delivery_id=delivery_id, kind="pull_request", pull_ref=PULL_REF,
+        repo_case_insensitive=True,                               # GitLab paths ignore case
+        # object_attributes.target.path_with_namespace; project (the hook's project) otherwise
+        repo=(b.field(attrs, "target.path_with_namespace", str, what=what) or _repo(payload)),
+        number=pulls.number(attrs, "iid", what=what),                     # object_attributes.iid
+        action=action, host_action=host_action,
+        head_sha=b.sha(attrs, "last_commit.id", required=True, what=what),   # last_commit.id
+        before=b.sha(attrs, "oldrev", what=what),                         # oldrev: the old head
+        base_ref=pulls.branch(attrs, "target_branch", what=what),         # target_branch
+        head_ref=pulls.branch(attrs, "source_branch", what=what),         # source_branch
+        head_repo=b.field(attrs, "source.path_with_namespace", str, default="", what=what),
+        fork=_mr_fork(attrs, what),
+        merged=merged,
+        # draft (GitLab 13.2+); work_in_progress before it
+        draft=bool(b.field(attrs, "draft", bool, what=what)
+                   or b.field(attrs, "work_in_progress", bool, default=False, what=what)),
+        author=b.field(payload, "user.username", str, default="", what=what),   # who acted
+        author_association="",                                            # GitLab sends no role
+        updated_at=b.field(attrs, "updated_at", str, default="", what=what),
+        pusher=b.field(payload, "user.username", str, default="", what=what),
+        default_branch=(b.field(attrs, "target.default_branch", str, what=what)
+                        or b.field(payload, "project.default_branch", str, default="", what=what)),
+        clone_urls=(b.field(attrs, "target.git_http_url", str, what=what)
+                    or b.field(payload, "project.git_http_url", str, what=what),
+                    b.field(attrs, "target.git_ssh_url", str, what=what)
+                    or b.field(payload, "project.git_ssh_url", str, what=what)),
+        head_message=b.field(attrs, "last_commit.message", str, default="", what=what),
+    )
+
+
+def _mr_fork(attrs: dict, what: str) -> bool:
+    """From another project: source_project_id is not target_project_id (by id, else path)."""
+    source = b.field(attrs, "source_project_id", int, what=what)
+    target = b.field(attrs, "target_project_id", int, what=what)
+    if source is not None and target is not None:
+        return source != target
+    return (b.field(attrs, "source.path_with_namespace", str, default="", what=what).lower()
+            != b.field(attrs, "target.path_with_namespace", str, default="", what=what).lower())
+
+
+def _note(payload: dict, name: str, *, source: str, delivery_id: str) -> Event | Ignored:
+    """`Note Hook` on a merge request: a comment, with the merge request (and its head) in it."""
+    what = "note payload"
+    attrs = b.field(payload, "object_attributes", dict, required=True, what=what)
+    if b.field(attrs, "noteable_type", str, default="", what=what) != "MergeRequest":
+        return Ignored("a comment, but not on a merge request", event_name=name)
+    mr = b.field(payload, "merge_request", dict, required=True, what=what)
+    host_action = b.field(attrs, "action", str, default="", what=what)   # create/update (16.11+)
+    return pulls.event(
+        provider=NAME, source=source, delivery_id=delivery_id, kind="comment", pull_ref=PULL_REF,
+        repo_case_insensitive=True,                               # GitLab paths ignore case
+        repo=_repo(payload), number=pulls.number(mr, "iid", what=what),
+        action="edited" if host_action == "update" else "created", host_action=host_action,
+        head_sha=b.sha(mr, "last_commit.id", what=what),
+        base_ref=pulls.branch(mr, "target_branch", what=what, required=False),
+        head_ref=pulls.branch(mr, "source_branch", what=what, required=False),
+        head_repo=b.field(mr, "source.path_with_namespace", str, default="", what=what),
+        fork=_mr_fork(mr, what),
+        comment=b.field(attrs, "note", str, default="", what=what),
+        comment_id=str(b.field(attrs, "id", int, default="", what=what)),
+        author=b.field(payload, "user.username", str, default="", what=what),
+        author_association="",
+        updated_at=b.field(attrs, "updated_at", str, default="", what=what),
+        pusher=b.field(payload, "user.username", str, default="", what=what),
+        default_branch=b.field(payload, "project.default_branch", str, default="", what=what),
+        clone_urls=(b.field(payload, "project.git_http_url", str, what=what),
+                    b.field(payload, "project.git_ssh_url", str, what=what)),
+        head_message=b.field(mr, "last_commit.message", str, default="", what=what),
+    )
+
+
 HANDLERS = {
     "Push Hook": _push,
     "Tag Push Hook": _push,
     "System Hook": _system_hook,
+    "Merge Request Hook": _merge_request,
+    "Note Hook": _note,
 }
 
 

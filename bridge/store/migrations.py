@@ -55,6 +55,15 @@ def _no_length_limits(conn) -> None:
     next(i for i in deliveries.indexes if i.name == "deliveries_repo").create(conn)
 
 
+def _page_indexes(conn) -> None:
+    """The delivery page's indexes (store/reads.py), unless there already (a test's database
+    made from a newer schema.py has them)."""
+    have = _indexes(conn, inspect(conn), "deliveries")
+    for name in ("deliveries_repo_lower", "deliveries_outcome"):
+        if name not in have:
+            next(i for i in deliveries.indexes if i.name == name).create(conn)
+
+
 def _reconcile(conn) -> None:
     """Reconcile's lease and marks tables, and deliveries.via. Written to find any of them
     already there (a database made from a newer metadata than its stamp)."""
@@ -70,7 +79,9 @@ STEPS: tuple[Step, ...] = (
          _feedback_tables),
     Step(3, "no length limits: TEXT columns, deliveries_repo hashed on PostgreSQL",
          _no_length_limits),
-    Step(4, "reconcile: leases, reconcile_marks, deliveries.via", _reconcile),
+    Step(4, "the delivery page's indexes: repository of any case, outcome by time",
+         _page_indexes),
+    Step(5, "reconcile: leases, reconcile_marks, deliveries.via", _reconcile),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.
@@ -178,7 +189,7 @@ def diff(conn) -> list[str]:
         cols = {c["name"] for c in columns}
         problems += [f"column {name}.{c} is missing" for c in table.columns.keys() if c not in cols]
         problems += [f"column {name}.{c} is not in schema.py" for c in sorted(cols - set(table.columns.keys()))]
-        indexes = {i["name"]: i for i in insp.get_indexes(name)}
+        indexes = _indexes(conn, insp, name)
         problems += [f"index {i.name} is missing" for i in table.indexes if i.name not in indexes]
         if conn.dialect.name == "postgresql":    # SQLite never enforces a declared length
             problems += [f"column {name}.{c['name']} is limited to {c['type'].length} characters "
@@ -187,6 +198,16 @@ def diff(conn) -> list[str]:
             problems += [f"index {i.name} is not a {_using(i)} index" for i in table.indexes
                          if i.name in indexes and _using(i) != _using(indexes[i.name])]
     return problems
+
+
+def _indexes(conn, insp, table: str) -> dict:
+    """The table's indexes by name. SQLAlchemy does not reflect SQLite's expression indexes
+    (deliveries_repo_lower): their names come from sqlite_master."""
+    if conn.dialect.name != "sqlite":
+        return {i["name"]: i for i in insp.get_indexes(table)}
+    rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t "
+                             "AND sql IS NOT NULL"), {"t": table})
+    return {r.name: {"name": r.name} for r in rows}
 
 
 def _using(index) -> str:

@@ -72,11 +72,13 @@ class OperatorQueries:
                 for r in rows if keep_rule(r.rule) and keep_repo(r.repo)]
 
     def retry_jobs(self, job_ids: Iterable[int], *, now: float,
-                   states: Iterable[str] = RETRYABLE_STATES) -> list[int]:
+                   states: Iterable[str] = RETRYABLE_STATES, who: str | None = None) -> list[int]:
         """Queue jobs again now, with a fresh give-up clock, each only if it is still in one of
         `states` (a job that moved on meanwhile is left alone). A failed job's request gets the
         next RERUN_KEY, so the target starts a new build instead of finding the failed one by its
-        idempotency key. Each gets a "requeued" line in its history. Returns the ids queued."""
+        idempotency key. Each gets a "requeued" line in its history, naming `who` when given (the
+        delivery page's user). Returns the ids queued."""
+        by = f"by {who}" if who else "by an operator"
         states = list(states)
         done = []
         with self._tx() as conn:
@@ -93,7 +95,7 @@ class OperatorQueries:
                     continue
                 conn.execute(insert(job_attempts).values(
                     job_id=r.id, attempt=r.attempts, owner="operator", started_at=None, finished_at=now,
-                    outcome="requeued", error=f"queued again by an operator (was {r.state})"))
+                    outcome="requeued", error=f"queued again {by} (was {r.state})"))
                 done.append(r.id)
         return done
 

@@ -6,10 +6,10 @@ statuses and schema_version, and `SCHEMA_VERSION`, the layout this code reads an
 from __future__ import annotations
 
 from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, Table, Text)
+                        MetaData, Table, Text, func)
 
 #: Bumped on every change of the layout below; a database at another version is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Text everywhere, never VARCHAR(n): PostgreSQL enforces a length that SQLite ignores, so a long
 # ref or repository name was stored by one backend and refused (503, forever) by the other.
@@ -49,6 +49,9 @@ deliveries = Table(
 )
 Index("deliveries_received_at", deliveries.c.received_at)
 Index("deliveries_repo", deliveries.c.repo, postgresql_using="hash")   # a b-tree on SQLite
+# The delivery page's filters (store/reads.py): a repository of any case, an outcome newest first.
+Index("deliveries_repo_lower", func.lower(deliveries.c.repo), postgresql_using="hash")
+Index("deliveries_outcome", deliveries.c.outcome, deliveries.c.received_at)
 
 # Claimed only by a delivery that got jobs; the primary key is what makes the claim atomic.
 # No foreign key: keys outlive `cibridge prune`, so a captured delivery replayed months later

@@ -1,5 +1,6 @@
-"""The Flask app factory: `create_app(config, store)` -> the app serving `/hooks/<source>` and the
-health and admin endpoints (nothing happens at import time; the store opens on first use)."""
+"""The Flask app factory: `create_app(config, store)` -> the app serving `/hooks/<source>`, the
+health and admin endpoints and the delivery page (`/ui/`, `/api/explain`); nothing happens at
+import time, and the store opens on first use."""
 from __future__ import annotations
 
 import threading
@@ -12,6 +13,8 @@ from bridge.web.admin import bp as admin_bp
 from bridge.web.health import bp as health_bp
 from bridge.web.ingress import bp as ingress_bp
 from bridge.web.state import AppState
+from bridge.web.ui import bp as ui_bp
+from bridge.web.ui.auth import ProxyPrefix
 
 
 def create_app(config, store=None, state_dir="var", metrics=None):
@@ -26,6 +29,9 @@ def create_app(config, store=None, state_dir="var", metrics=None):
     app.register_blueprint(ingress_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(ui_bp)
+    state = app.extensions["bridge"]
+    app.wsgi_app = ProxyPrefix(app.wsgi_app, lambda: state.config.settings.ui.trusted_proxies)
     return app
 
 

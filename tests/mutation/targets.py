@@ -13,15 +13,26 @@ TARGETS = {
     },
     "providers/github": {
         "path": "bridge/providers/github.py",
-        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/providers/test_github_push_fields.py"],
+        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/providers/test_github_push_fields.py",
+                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py",
+                  "tests/unit/providers/test_status_answers.py"],
     },
     "providers/gitlab": {
         "path": "bridge/providers/gitlab.py",
-        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/integration/web/test_gitlab_system_hook.py", "tests/unit/providers/test_gitlab_refs.py"],
+        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/integration/web/test_gitlab_system_hook.py", "tests/unit/providers/test_gitlab_refs.py",
+                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py",
+                  "tests/unit/providers/test_status_answers.py"],
     },
     "providers/body": {
         "path": "bridge/providers/body.py",
-        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/test_helpers_payloads.py"],
+        "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/test_helpers_payloads.py",
+                  "tests/unit/providers/test_body.py"],
+    },
+    "providers/clone": {
+        "path": "bridge/providers/clone.py",
+        "tests": ["tests/unit/providers/test_clone_rules.py", "tests/unit/providers/test_registry_and_signatures.py",
+                  "tests/integration/providers/test_clone_hosts.py",
+                  "tests/integration/config/test_clone_url_settings.py", "tests/integration/dispatch/test_payload_urls.py"],
     },
     "ingress": {
         "path": "bridge/web/ingress.py",
@@ -32,7 +43,8 @@ TARGETS = {
         "path": "bridge/rules.py",
         "tests": ["tests/unit/test_rules.py", "tests/unit/config/test_load.py", "tests/integration/cli/test_explain_files.py",
                   "tests/unit/test_templates_render.py", "tests/unit/test_rule_templates_check.py",
-                  "tests/unit/dispatch/test_paths_recheck.py", "tests/unit/test_rule_refs.py", "tests/unit/test_rule_repo_case.py"],
+                  "tests/unit/dispatch/test_paths_recheck.py", "tests/unit/test_rule_refs.py", "tests/unit/test_rule_repo_case.py",
+                  "tests/unit/test_nearest.py"],
     },
     "store/inbox": {
         "path": "bridge/store/inbox.py",

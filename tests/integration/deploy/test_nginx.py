@@ -41,13 +41,19 @@ def test_nginx_body_cap_is_the_bridges():
     assert caps and all(nginx_size(c) == Settings().max_body_bytes for c in caps), caps
 
 
-def test_nginx_passes_only_hooks_and_healthz_to_the_local_bridge():
+def test_nginx_passes_only_hooks_healthz_and_the_delivery_page_to_the_local_bridge():
     directives = nginx_directives(NGINX_CONF.read_text())
     proxied = {blocks[-1]: d.split()[1] for blocks, d in directives if d.startswith("proxy_pass ")}
     bind = next(e.split("=", 1)[1] for e in unit("bridge.service")["Environment"]
                 if e.startswith("BRIDGE_BIND="))
-    assert proxied == {"location /hooks/": f"http://{bind}", "location = /healthz": f"http://{bind}"}
-    # Everything else (/metrics, /readyz, delivery listings) ends at nginx.
+    assert proxied == {"location /hooks/": f"http://{bind}", "location = /healthz": f"http://{bind}",
+                       "location /bridge/ui/": f"http://{bind}/ui/",
+                       "location = /bridge/api/explain": f"http://{bind}/api/explain"}
+    for page in ("location /bridge/ui/", "location = /bridge/api/explain"):
+        sets = [d for blocks, d in directives if blocks[-1:] == (page,)]
+        assert "proxy_set_header X-Forwarded-Prefix /bridge" in sets      # links under the prefix
+        assert 'proxy_set_header X-Remote-User ""' in sets                # no user named by a sender
+    # Everything else (/metrics, /readyz) ends at nginx.
     catch_all = [d for blocks, d in directives
                  if blocks == ("server", "location /") and d.startswith("return ")]
     assert "return 404" in catch_all

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bridge.dispatch.changes import resolve_changed_files
-from bridge.dispatch.files import FileResolution
 from bridge.dispatch.mirror import Mirrors, mirror_key
 from bridge.events import ZERO_SHA, Commit
+from bridge.payload_files import FileResolution
 from helpers.git import ISOLATED, Upstream, push
 from helpers.mirrors import daemon, make_upstream, mirrors  # noqa: F401  (fixtures)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bridge.dispatch.changes import resolve_changed_files
-from bridge.dispatch.files import FileResolution
 from bridge.dispatch.mirror import Mirrors
 from bridge.events import ZERO_SHA, Commit
+from bridge.payload_files import FileResolution
 from helpers.git import ISOLATED, push
 from helpers.mirrors import make_upstream, mirrors  # noqa: F401  (fixtures)
 

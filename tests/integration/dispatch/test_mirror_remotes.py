@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bridge.dispatch.files import FileResolution
 from bridge.dispatch.mirror import Mirrors, mirror_key
+from bridge.payload_files import FileResolution
 from bridge.providers.clone import redact, url_refusal
 from helpers.git import GIT_ENV, ISOLATED, push
 from helpers.ports import free_port

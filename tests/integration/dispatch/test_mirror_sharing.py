@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from bridge.dispatch.files import FileResolution
 from bridge.dispatch.mirror import Mirrors, mirror_key
 from bridge.events import ZERO_SHA
+from bridge.payload_files import FileResolution
 from helpers.git import ISOLATED, push
 from helpers.mirrors import daemon, make_upstream, mirrors  # noqa: F401  (fixtures)
 

@@ -15,8 +15,8 @@ from helpers.ports import free_port
 
 from bridge.config.load import load_config
 from bridge.dispatch.changes import resolve_changed_files, source_clone_url
-from bridge.dispatch.files import FileResolution
 from bridge.dispatch.mirror import Mirrors, mirror_key
+from bridge.payload_files import FileResolution
 from bridge.providers.clone import expand_clone_url
 from bridge.events import Commit
 from bridge.logs import JsonFormatter

@@ -1,4 +1,5 @@
-"""Changed files from the payload alone: the first link of the chain, and the one wording of it.
+"""Changed files from the payload alone: the first link of the dispatcher's file chain, and the one
+wording of it, below both sides of the queue (the web's explain trace gives it too).
 
 Input: an `Event`. Output: a `FileResolution`: no files for a tag or a deleted ref, the payload's
 files when its per-commit lists are provably complete, else source "unknown" with why not.
@@ -59,6 +60,9 @@ def files_from_payload(event: Event) -> FileResolution:
     when its lists are provably complete, else source "unknown" with why they are not."""
     if (fixed := not_applicable(event)) is not None:
         return fixed
+    if event.is_pull:
+        return FileResolution(None, "unknown", "a pull request's payload lists no files (they are "
+                                               "the three-dot diff against its base branch)")
     why = payload_incomplete(event)
     if why is None:
         return FileResolution(
