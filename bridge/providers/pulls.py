@@ -41,10 +41,11 @@ def ref_of(n: int, template: str | None = None) -> str:
 
 def event(*, provider: str, source: str, delivery_id: str, kind: str, repo: str, number: int,
           head_sha: str, before: str = "", clone_urls=(), default_branch: str = "", pusher: str = "",
-          head_message: str = "", pull_ref: str | None = None, **pull) -> Event:
+          head_message: str = "", pull_ref: str | None = None, ref: str | None = None,
+          **pull) -> Event:
     """A `pull_request` or `comment` Event: ref is the host's pull ref, sha the head commit
     (None while unknown: a GitHub comment names no commit; the dispatcher asks the host)."""
-    ref = ref_of(number, pull_ref)
+    ref = ref or ref_of(number, pull_ref)
     return Event(
         provider=provider, source=source, delivery_id=delivery_id, kind=kind, repo=repo,
         ref=ref, ref_name=ref[len("refs/"):], before=before, after=head_sha, sha=head_sha or None,
