@@ -14,6 +14,7 @@ from bridge.events import Event
 from bridge.globs import GlobError, PatternList
 from bridge.jobs import Job
 from bridge.nearest import NearIndex
+from bridge.policies import DEFAULT_GROUP
 from bridge.pullfilters import (CommentFilter, PullFilter, comment_problem, compile_comment, compile_forks,
                                 compile_pull, pull_problem)
 from bridge.templates import compile_template, copy_plain
@@ -108,9 +109,18 @@ class Rule:
     pull: PullFilter | None = None          # on.pull_request
     forks: object = "skip"                  # on.forks: "skip", "run" or the authors who may
     comment: CommentFilter | None = None    # on.comment
+    group: str = DEFAULT_GROUP           # the policy's group template (bridge.policies)
+    group_renderer: object = field(default=None, repr=False, compare=False)
 
     def render(self, fields: dict) -> dict:
         return self.renderer(fields) if self.renderer is not None else copy_plain(self.run)
+
+    def render_group(self, fields: dict) -> str:
+        """The group a job of this rule for these event fields belongs to (`${rule}` is the
+        rule's name)."""
+        if self.group_renderer is None:
+            return self.group
+        return self.group_renderer({**fields, "rule": self.name})
 
 
 def _patterns(on, key) -> PatternList | None:
@@ -120,7 +130,7 @@ def _patterns(on, key) -> PatternList | None:
     return PatternList([value] if isinstance(value, str) else list(value))
 
 
-def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
+def compile_rule(name, line, on, run, *, kind, on_unknown_files="run", group=DEFAULT_GROUP) -> Rule:
     """Compile a validated `on:`/`run:` pair (config/load.py has already reported every problem)."""
     repos = _patterns(on, "repo")
     literal = folded = None
@@ -147,6 +157,7 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         tags=_patterns(on, "tags"), tags_ignore=_patterns(on, "tags-ignore"),
         paths=_patterns(on, "paths"), paths_ignore=_patterns(on, "paths-ignore"),
         events=events, on_unknown_files=on_unknown_files, literal_repos=literal,
+        group=group, group_renderer=compile_template(group),
         literal_folded=frozenset(r.lower() for r in literal) if literal is not None else None,
         repos_folded=folded, pull=pull, forks=compile_forks(on), comment=compile_comment(on))
 
@@ -304,7 +315,8 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
             if not ok:
                 return Verdict(rule.name, False, why, stopped_by=_paths_stop(rule, files))
     job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
-              event=event, needs_files=needs_files, path_filter=path_filter)
+              event=event, needs_files=needs_files, path_filter=path_filter,
+              group=rule.render_group(facts.fields))
     return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
 
 
@@ -326,7 +338,8 @@ def _pull_request(rule: Rule, event: Event, facts: _Facts) -> Verdict:
                        "paths_ignore": list(pull.paths_ignore.sources) if pull.paths_ignore else [],
                        "on_unknown_files": rule.on_unknown_files}
     job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
-              event=event, needs_files=path_filter is not None, path_filter=path_filter)
+              event=event, needs_files=path_filter is not None, path_filter=path_filter,
+              group=rule.render_group(facts.fields))
     return Verdict(rule.name, True, why, needs_files=path_filter is not None, jobs=(job,))
 
 
@@ -338,7 +351,8 @@ def _comment(rule: Rule, event: Event, facts: _Facts) -> Verdict:
     if refused:
         return Verdict(rule.name, False, refused[0], stopped_by=StoppedBy(*refused[1:]))
     request = rule.render(facts.fields) if event.sha else copy_plain(rule.run)
-    job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=request, event=event)
+    job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=request, event=event,
+              group=rule.render_group(facts.fields))
     return Verdict(rule.name, True, f"comment by '{event.author}' on pull request #{event.number} "
                                     f"matches comment.pattern", jobs=(job,))
 

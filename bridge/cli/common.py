@@ -123,6 +123,19 @@ def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
     return environ.get("BRIDGE_DATABASE_URL") or f"sqlite:///{Path(state_dir).resolve() / 'bridge.db'}"
 
 
+def operator_policies(rules_path, state_dir):
+    """The targets' and rules' `policy:` the service runs under (the last accepted rules, else
+    rules.yaml), read without secrets; None when neither loads (then no reason is given)."""
+    for path in (Path(state_dir or default_state_dir()) / LAST_GOOD, Path(rules_path) if rules_path else None):
+        if path is None or not path.is_file():
+            continue
+        try:
+            return load_config(str(path), resolve_secrets=False).policies()
+        except ConfigError:
+            continue
+    return None
+
+
 def _resolve_url(value, where: str, rules_path, environ) -> str | None:
     if not isinstance(value, str) or not value:
         return None

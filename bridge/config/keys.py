@@ -11,7 +11,7 @@ TOP_KEYS = ("sources", "targets", "rules", "settings")
 SOURCE_KEYS = ("provider", "secrets", "accept", "clone_url", "clone_token", "clone_hosts", "report",
                "reconcile", "watch")
 RULE_KEYS = ("name", "on", "run", "on_unknown_files", "description", "context", "report",
-             "report_skipped", "allow_empty_sha", "watch")
+             "report_skipped", "allow_empty_sha", "policy", "watch")
 ON_KEYS = ("source", "repo", "branches", "branches-ignore", "tags", "tags-ignore", "paths",
            "paths-ignore", "events", "pull_request", "forks", "comment")
 #: `on:` keys that filter pushes and tags (not pull requests: those have on.pull_request's own).
@@ -27,6 +27,11 @@ REPORT_KEYS = ("token", "api_url", "timeout", "retry")
 FOLLOW_KEYS = ("interval", "max_interval", "give_up_after", "concurrency")
 MIRRORS_KEYS = ("fetch_timeout", "max_size", "max_age")
 UI_KEYS = ("trusted_user_header", "trusted_proxies")
+#: A target's `policy:` (bridge.policies.TargetPolicy); a rule's may hold all but the breaker.
+POLICY_KEYS = ("max_running", "rate", "group", "max_running_per_group", "on_newer", "debounce",
+               "breaker")
+RULE_POLICY_KEYS = tuple(k for k in POLICY_KEYS if k != "breaker")
+BREAKER_KEYS = ("failures", "open_for")
 RECONCILE_KEYS = ("token", "api_url", "hooks", "timeout")
 HOOK_KEYS = ("id", "repo", "project", "org")
 WATCH_KEYS = ("repo", "branches", "tags")

@@ -77,13 +77,14 @@ def _load_config(path, environ, text) -> Config:
     broken_targets: set = set()      # declared, but already reported: rules using them are not
     targets = parse_targets(doc, problems, environ, broken_targets)
     rule_reports: dict = {}
-    rules = parse_rules(doc, problems, sources, targets, rule_reports, broken_targets)
+    rule_policies: dict = {}
+    rules = parse_rules(doc, problems, sources, targets, rule_reports, broken_targets, rule_policies)
     watches = source_watches(doc, problems) + rule_watches(doc, rules, sources, problems)
     if problems.items:
         raise ConfigError(problems.messages())
     return Config(path=path, version=version, sources=sources, targets=targets, rules=tuple(rules),
-                  settings=settings, rule_reports=rule_reports, secrets_resolved=resolving(),
-                  watches=watches)
+                  settings=settings, rule_reports=rule_reports, rule_policies=rule_policies,
+                  secrets_resolved=resolving(), watches=watches)
 
 
 def _duplicate_problems(doc: LineDict, duplicates: list, problems) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.config.reconcile import ReconcileConfig, ReconcilePolicy
-from bridge.policies import REPORT_RETRY, FollowPolicy, MirrorPolicy, RetryPolicy
+from bridge.policies import (NO_POLICY, REPORT_RETRY, FollowPolicy, MirrorPolicy, Policies,
+                             RetryPolicy, TargetPolicy)
 from bridge.rules import RuleSet
 from bridge.targets import target_class
 
@@ -86,6 +87,7 @@ class TargetConfig:
     options: dict = field(repr=False)
     retry: RetryPolicy = RetryPolicy()
     line: int = 0
+    policy: TargetPolicy = NO_POLICY
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Config:
     rules: tuple
     settings: Settings
     rule_reports: dict = field(default_factory=dict)     # rule name -> RuleReport
+    rule_policies: dict = field(default_factory=dict)    # rule name -> {policy key: value}
     secrets_resolved: bool = True    # False: loaded for explain/check without reading secrets
     watches: tuple = ()              # WatchSpec: sources' watch: and rules' watch: true
 
@@ -117,6 +120,11 @@ class Config:
 
     def retry_policies(self) -> dict:
         return {name: t.retry for name, t in self.targets.items()}
+
+    def policies(self) -> Policies:
+        """Targets' `policy:` and rules' overrides, for the claim."""
+        return Policies(targets={name: t.policy for name, t in self.targets.items()},
+                        rules={name: own for name, own in self.rule_policies.items() if own})
 
     @property
     def ruleset(self) -> RuleSet:

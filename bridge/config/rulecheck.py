@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bridge.config.keys import ON_KEYS, RULE_KEYS
 from bridge.config.model import RuleReport
+from bridge.config.policy import rule_policy
 from bridge.config.problems import as_mapping, line_of_key
 from bridge.config.pullcheck import check_pull
 from bridge.config.yamlload import LineDict, LineList
@@ -19,8 +20,10 @@ from bridge.targets import target_class
 from bridge.templates import commit_templates, template_problems, templates_in
 
 
-def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=frozenset()) -> list[Rule]:
+def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=frozenset(),
+                rule_policies=None) -> list[Rule]:
     raw = doc.get("rules")
+    rule_policies = {} if rule_policies is None else rule_policies
     if raw is None:
         return []
     if not isinstance(raw, LineList):
@@ -41,16 +44,20 @@ def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=fr
             problems.add(spec.line_of("name"), f"duplicate rule name (first at line {seen[name]})", name)
         else:
             seen[name] = spec.line_of("name")
-        rule = _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets)
+        rule = _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets,
+                     rule_policies)
         if rule is not None:
             compiled.append(rule)
     return compiled
 
 
-def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets) -> Rule | None:
+def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets,
+          rule_policies) -> Rule | None:
     """One rule's mapping checked (its problems added), compiled if it has none."""
     problems.unknown_keys(spec, RULE_KEYS, "the rule", name)
     rule_reports[name] = _rule_report(spec, name, problems)
+    if "policy" in spec:
+        rule_policies[name] = rule_policy(spec, problems, name)
     on = as_mapping(spec.get("on"), problems, spec.line_of("on"), "'on'", name)
     run = as_mapping(spec.get("run"), problems, spec.line_of("run"), "'run'", name)
     if "on" not in spec:
@@ -85,7 +92,9 @@ def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_tar
         ok = False
     if not ok:
         return None
-    return compile_rule(name, spec.line_of("name"), on, run, kind=target.kind, on_unknown_files=policy)
+    group = rule_policies.get(name, {}).get("group") or target.policy.group
+    return compile_rule(name, spec.line_of("name"), on, run, kind=target.kind, on_unknown_files=policy,
+                        group=group)
 
 
 def _check_run(run: LineDict, target, problems, name) -> bool:

@@ -35,6 +35,20 @@ def _object(keys, hints: dict, *, required=(), description: str | None = None) -
     return out
 
 
+def _policy(keys) -> dict:
+    breaker = _object(config.BREAKER_KEYS, {"failures": POSITIVE, "open_for": DURATION},
+                      description="open after N transient failures in a row; one probe after open_for")
+    hints = {"max_running": POSITIVE, "max_running_per_group": POSITIVE,
+             "rate": {"type": "string", "pattern": r"^\s*\d+\s*/\s*\d*(\.\d+)?\s*"
+                                                   r"(s|sec|second|m|min|minute|h|hour|d|day)\s*$",
+                      "description": "starts per time: 30/min, 5/s, 100/h"},
+             "group": {"type": "string", "description": "a template, e.g. ${repo}/${ref} "
+                                                        "(default: the rule and the ref)"},
+             "on_newer": {"enum": ["queue", "coalesce", "cancel"]}, "debounce": DURATION,
+             "breaker": breaker}
+    return _object(keys, hints, description="how much the target may take (bridge.policies)")
+
+
 def _retry() -> dict:
     return _object(config.RETRY_KEYS, {k: DURATION for k in config.RETRY_KEYS},
                    description="backoff of retries: initial, maximum, give_up_after")
@@ -66,7 +80,9 @@ def _target(kind: str) -> dict:
     keys = dict(cls.config_keys)
     keys.setdefault("kind", True)
     keys.setdefault("retry", False)
+    keys.setdefault("policy", False)
     hints = {**TARGET_HINTS, "kind": {"const": kind}, "retry": _retry(),
+             "policy": _policy(config.POLICY_KEYS),
              **{k: SECRET_REF for k in getattr(cls, "secret_keys", ())}}
     return _object(keys, hints, required=[k for k, req in keys.items() if req])
 
@@ -146,6 +162,7 @@ def _rules() -> dict:
              "run": {"anyOf": [_run(k) for k in sorted(TARGET_KINDS)]},
              "on_unknown_files": {"enum": ["run", "skip"]}, "context": {"type": "string"},
              "report": {"type": "boolean"}, "report_skipped": {"type": "boolean"},
+             "policy": _policy(config.RULE_POLICY_KEYS),
              "watch": {"type": "boolean",
                        "description": "reconcile compares the rule's branch heads and tags with the deliveries"}}
     rule = _object(config.RULE_KEYS, hints, required=["name", "on", "run"])

@@ -12,13 +12,14 @@ from typing import Any
 from bridge.config import secrets as secret_refs
 from bridge.config.keys import NAME_RE, REPORT_KEYS, SOURCE_KEYS
 from bridge.config.model import ReportConfig, SourceConfig, TargetConfig
+from bridge.config.policy import target_policy
 from bridge.config.reconcile import ReconcileConfig, parse_reconcile, parse_watch
 from bridge.config.problems import as_mapping, line_of_key, maybe_secret, resolve_secret, resolving
 from bridge.config.rulecheck import literal_problems
 from bridge.config.settings import retry_policy
 from bridge.config.yamlload import LineList
 from bridge.errors import InvalidValue, SecretError, did_you_mean
-from bridge.policies import REPORT_RETRY, RetryPolicy, parse_duration
+from bridge.policies import NO_POLICY, REPORT_RETRY, RetryPolicy, parse_duration
 from bridge import providers
 from bridge.providers import clone as clone_hosts
 from bridge.providers.clone import clone_url_problem
@@ -248,6 +249,7 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
         allowed = dict(cls.config_keys)
         allowed.setdefault("kind", True)
         allowed.setdefault("retry", False)
+        allowed.setdefault("policy", False)
         problems.unknown_keys(spec, allowed, f"target '{name}' (kind {kind})")
         for key, required in allowed.items():
             if required and key not in spec:
@@ -255,7 +257,7 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
         options = {}
         unread = []      # references left unread (resolve_secrets=False): stand in for their values
         for key, value in spec.items():
-            if key == "retry":
+            if key in ("retry", "policy"):
                 continue
             if key in getattr(cls, "secret_keys", ()) and not secret_refs.is_reference(value):
                 # Named, never quoted: the literal is the secret.
@@ -274,5 +276,7 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
                                 "filled in)")
         retry = retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
             else RetryPolicy()
-        out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
+        policy = target_policy(spec, problems, f"target '{name}'") if "policy" in spec else NO_POLICY
+        out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line,
+                                 policy=policy)
     return out

@@ -17,7 +17,7 @@ from bridge.dispatch.pulls import Prepared
 from bridge.dispatch.statuses import Feedback
 from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
 from bridge.jobs import Job
-from bridge.policies import RetryPolicy, backoff
+from bridge.policies import NO_POLICY, Policies, RetryPolicy, backoff
 from bridge.store import Store
 from bridge.targets.base import Target
 
@@ -34,7 +34,8 @@ class JobRunner:
                  metrics=None, feedback: Feedback | None = None,
                  decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
                  follow_interval: float = 0.0, timing=None,
-                 prepare: Callable[[Job], Prepared] | None = None):
+                 prepare: Callable[[Job], Prepared] | None = None,
+                 policies: Policies | None = None, superseder=None):
         self.store = store
         self.owner = owner
         self.now = now
@@ -48,6 +49,8 @@ class JobRunner:
         self.timing = timing or (lambda cj: contextlib.nullcontext())
         self.record_until: float | None = None
         self.prepare = prepare          # pulls.py: superseded jobs, a comment's head
+        self.policies = policies or Policies()
+        self.superseder = superseder
 
 
     def handle(self, cj: Job, targets: Mapping[str, Target],
@@ -117,7 +120,7 @@ class JobRunner:
         # the store does not have (and a count is never worth a result).
         self._record(cj, jlog, self.store.record_run, run,
                      statuses=self._statuses("accepted", cj, jlog, run, cj.target),
-                     follow_at=self.now() + self.follow_interval,
+                     follow_at=self.now() + self.follow_interval, breaker=self._breaker(cj),
                      # At info only what an operator acts on: the delivery's "accepted" line said the rest.
                      said=(result_level(run.state), "%s%s%s", run.state, f" {run.url}" if run.url else "",
                            f": {run.detail['reason']}" if run.detail.get("reason") else ""))
@@ -137,9 +140,14 @@ class JobRunner:
         delay = backoff(policy, cj.attempt, self.rand)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
-        self._record(cj, jlog, self.store.record_retry, error, now + delay,
+        self._record(cj, jlog, self.store.record_retry, error, now + delay, breaker=self._breaker(cj),
                      said=(logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error))
         self._count(cj, "retry")
+
+    def _breaker(self, cj: Job):
+        """(target, Breaker) when the job's target has a breaker: its results count there."""
+        breaker = self.policies.targets.get(cj.target, NO_POLICY).breaker
+        return (cj.target, breaker) if breaker is not None else None
 
     def _statuses(self, step: str, cj: Job, jlog: JobLog, *args) -> list:
         if self.feedback is None:
@@ -179,6 +187,9 @@ class JobRunner:
         if waited:
             jlog(logging.INFO, "result recorded, the store is back")
         if not applied:
+            if self.superseder is not None and self.superseder.was_cancelled(cj.id):
+                jlog(logging.INFO, "cancelled here, superseded by a newer job of its group (%s)", what)
+                return False
             jlog(logging.WARNING, "lease was taken over by another dispatcher; this result (%s) "
                  "is not recorded", what)
             return False

@@ -127,9 +127,13 @@ class Feedback:
         why = "changed files unknown" if "changed files unknown" in reason else "no matching paths"
         return self._job(job, "final", "success", f"skipped: {why}")
 
-    def superseded(self, job: Job, newer_sha: str) -> list[NewStatus]:
-        """A pull request's queued job a newer one replaced: its pending status ends canceled
-        (none when it showed none: a job that may still be skipped for its paths)."""
+    def superseded(self, job: Job, newer_sha: str, run: Run | None = None) -> list[NewStatus]:
+        """A newer job replaced it: a pull request's queued job (dispatch/pulls.py), or a job of
+        a policy group (on_newer: coalesce / cancel). One that waited ends canceled (none when
+        it showed no pending status: a job that may still be skipped for its paths); a build
+        cancelled for the newer job (`run`) ends in error."""
+        if run is not None:
+            return self._job(job, "final", "error", f"superseded by {newer_sha[:12]}", run.url or None)
         if job.needs_files and not self.config.rule_report(job.rule).report_skipped:
             return []
         return self._job(job, "final", "canceled", f"superseded by {newer_sha[:12]}")

@@ -77,7 +77,7 @@ def build_dispatcher(config, state_dir, owner: str, concurrency=None) -> Dispatc
                       poll_interval=config.settings.poll_interval,
                       decide_paths=make_path_decider(state_dir, config),
                       metrics=Metrics(), feedback=Feedback(config),
-                      follow=config.settings.follow)
+                      follow=config.settings.follow, policies=config.policies())
 
 
 def signal_handler(hup: threading.Event, stop: threading.Event):
@@ -139,7 +139,8 @@ class Reloader:
         self.config = new
         logs.apply_settings(new.settings)
         self.dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets(state_dir)},
-                                    {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
+                                    {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()},
+                                    new.policies())
         self.dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
         self.dispatcher.set_feedback(Feedback(new))   # report: tokens and rules' contexts may change
         log.info("reload: the dispatcher runs rules version %s", new.version,

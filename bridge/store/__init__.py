@@ -10,6 +10,7 @@ Job states:
       │                  │ ──record_dead───> dead ──retry_jobs──> queued
       │                  │   (failed, too: `cibridge retry`, as a rerun: see store/operators.py)
       │                  │ ──record_skipped─> skipped
+      │ (claim: a newer job of its group, policy coalesce / cancel) ──> superseded
       └────release───────┘    (lease expired: another dispatcher claims it again, attempt "lost")
 
 - queued: waiting for `next_attempt_at`; a retry is a queued job with attempts > 0 and last_error.
@@ -19,6 +20,8 @@ Job states:
   that ran and failed (non-zero exit), not a delivery problem.
 - dead: a permanent error, or transient ones for longer than the target's give-up time.
 - skipped: the push changes no file the rule's paths / paths-ignore care about.
+- superseded: a newer job of its group (policy `on_newer: coalesce | cancel`, bridge.policies)
+  replaced it while it waited, or (cancel) while its build ran; `superseded_by` names that job.
 
 A started job is followed (`claim_follows`, under a follow lease of its own) until its build ends:
 `finish_follow` moves it to succeeded / failed. Commit statuses for the git host are rows too

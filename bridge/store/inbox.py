@@ -23,7 +23,7 @@ from bridge.store.tx import Tx, _cursor, _dumps, _event, _Raw, _row_dict
 _MAX_KEY_BYTES = 2000
 _PRUNE_BATCH = 500
 _JOB_COLUMNS = ("delivery_id", "rule", "target", "kind", "request", "needs_files", "path_filter",
-                "state", "attempts", "first_queued_at", "next_attempt_at", "updated_at")
+                "state", "attempts", "first_queued_at", "next_attempt_at", "updated_at", "policy_group")
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,8 @@ class Inbox(Tx):
             "delivery_id": delivery_id, "rule": j.rule, "target": j.target, "kind": j.kind,
             "request": _dumps(j.request), "needs_files": bool(j.needs_files),
             "path_filter": _dumps(j.path_filter), "state": "queued", "attempts": 0,
-            "first_queued_at": now, "next_attempt_at": now, "updated_at": now}) for j in new_jobs]
+            "first_queued_at": now, "next_attempt_at": now, "updated_at": now,
+            "policy_group": j.group or None}) for j in new_jobs]
 
     def _insert_jobs(self, cur, job_rows: list) -> list[int]:
         # One INSERT ... RETURNING per job (rarely more than one): executemany cannot return the

@@ -169,6 +169,12 @@ class CodeBuildTarget(Target):
             return replace(run, detail=detail)
         return replace(run, state="succeeded" if status == FINAL_OK else "failed", detail=detail)
 
+    def cancel(self, run: Run) -> bool:
+        """StopBuild; a build that already ended answers with its final status, no error."""
+        with self._translated(run.detail.get("project", "")):
+            self.client().stop_build(id=run.remote_id)
+        return True
+
     def ping(self) -> str:
         """`/readyz?targets=1`: an authenticated, read-only call to CodeBuild."""
         with self._translated(""):

@@ -136,6 +136,11 @@ class JenkinsTarget(Target):
         """Queue item -> build -> result. SUCCESS is "succeeded"; any other result is "failed"."""
         return self._queue.follow(run)
 
+    def cancel(self, run: Run) -> bool:
+        """A queued item is cancelled (POST /queue/cancelItem?id=N), a running build stopped
+        (POST /job/.../N/stop); an item that became a build meanwhile is stopped as a build."""
+        return self._queue.cancel(run)
+
     def ping(self) -> str:
         """`/readyz?targets=1`: one authenticated call."""
         with self._conn.translated(""):

@@ -1,6 +1,6 @@
 """The store's side of reconcile on SQLite and PostgreSQL: the lease that lets one instance run it
 at a time, the marks it keeps between runs, the heads of refs from stored pushes, `via`, and the
-upgrade of a version-4 database to version 5 keeping what it holds."""
+upgrade of a version-5 database to version 6 keeping what it holds."""
 from __future__ import annotations
 
 from sqlalchemy import text
@@ -57,21 +57,21 @@ def test_via_marks_only_unmarked_deliveries(open_store):
     assert {r["delivery"]: r["via"] for r in store.list_deliveries()} == {"d-1": "redelivery", "d-2": None}
 
 
-def test_a_version_4_database_upgrades_to_5_keeping_its_deliveries(db_url):
+def test_a_version_5_database_upgrades_to_6_keeping_its_deliveries(db_url):
     store = Store.open(db_url)
     store.ingest(new_delivery("kept"), [new_job()])
     store.close()
     engine, _ = open_engine(db_url)
-    with engine.begin() as conn:       # the layout version 4 left
+    with engine.begin() as conn:       # the layout version 5 left
         conn.execute(text("DROP TABLE leases"))
         conn.execute(text("DROP TABLE reconcile_marks"))
         conn.execute(text("ALTER TABLE deliveries DROP COLUMN via"))
-        conn.execute(text("UPDATE schema_version SET version = 4 WHERE version = 5"))
+        conn.execute(text("UPDATE schema_version SET version = 5 WHERE version = 6"))
     engine.dispose()
     store = Store.open(db_url, upgrade=True)
     try:
         status = store.schema_status()
-        assert status.version == 5 and status.drift == [] and status.current
+        assert status.version == 6 and status.drift == [] and status.current
         assert [(r["delivery"], r["via"]) for r in store.list_deliveries()] == [("kept", None)]
         assert store.take_lease("reconcile", "a", 60, now=1.0)
     finally:
