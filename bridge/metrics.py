@@ -196,6 +196,9 @@ class Metrics:
                                           buckets=DISPATCH_BUCKETS, **kw)
         self.build_results = Counter("bridge_build_results", "Finished builds by target and result",
                                      ["target", "result"], **kw)
+        self.recovered_deliveries = Counter(
+            "bridge_recovered_deliveries", "Deliveries reconcile recovered (redelivery asked of the "
+            "host, or a push synthesized), by source and reason", ["source", "reason"], **kw)
         gauge_kw = dict(kw)
         if self.multiprocess:
             # Every process writes the shared streak; the newest write is the true value.
@@ -275,6 +278,13 @@ class Metrics:
             self.dispatch_latency.labels(target).observe(max(0.0, queued_for))
         if state in ("succeeded", "failed"):
             self.build_results.labels(target, state).inc()
+
+    def recovered(self, source: str, reason: str) -> None:
+        """One delivery reconcile recovered (dispatch/reconcile.py). Never raises."""
+        try:
+            self.recovered_deliveries.labels(source, reason).inc()
+        except Exception as exc:   # noqa: BLE001 - the recovery is stored already
+            self._failed("a recovered delivery", exc)
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.failure_log(what, exc)

@@ -64,6 +64,7 @@ def _echo_table(rows: list[dict]) -> None:
     for r in rows:
         jobs = ", ".join(f"{j['rule']}:{j['state']}" + (f" ({j['waiting']})" if j.get("waiting") else "")
                          for j in r.get("jobs", [])) or r.get("reason", "")
+        jobs += f"  (via {r['via']})" if r.get("via") else ""
         click.echo(f"{r['delivery'][:38]:38} {ago(r['received_at']):19} {str(r.get('repo') or '-')[:24]:24} "
                    f"{str(r.get('ref') or '-')[:24]:24} {r['outcome'][:9]:9} {jobs}")
 

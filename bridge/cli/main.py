@@ -30,6 +30,10 @@ COMMANDS = {
     "mirrors": ("bridge.cli.mirrors", "mirrors", "Git mirrors that compute changed files for path filters."),
     "prune": ("bridge.cli.prune", "prune",
               "Delete finished deliveries (and their jobs) older than the given age."),
+    "reconcile": ("bridge.cli.reconcile", "reconcile",
+                  "Recover missed deliveries: failed ones in the hosts' delivery logs are redelivered, "
+                  "and watched branches and tags ahead of the deliveries get a synthesized push "
+                  "(`via: reconcile`)."),
     "replay": ("bridge.cli.replay", "replay",
                "Queue a stored delivery's builds again: re-matched against the CURRENT rules "
                "(rules.yaml must be valid; no secret is read), or with --no-rematch its stored "

@@ -115,10 +115,29 @@ def _sources() -> dict:
                                                     "minItems": 1}],
                         "description": "GitLab: how deliveries authenticate: token (X-Gitlab-Token), "
                                        "signature (a whsec_ signing token), or both while rotating"},
-             "clone_url": {"type": "string"}, "clone_token": SECRET_REF, "report": report}
+             "clone_url": {"type": "string"}, "clone_token": SECRET_REF, "report": report,
+             **_reconcile_source()}
     source = _object(config.SOURCE_KEYS, hints, required=["provider", "secrets"])
     return {"type": "object", "minProperties": 1, "additionalProperties": source,
             "description": "webhook endpoints by name: POST /hooks/<name>"}
+
+
+def _reconcile_source() -> dict:
+    """A source's `reconcile:` and `watch:` (config/reconcile.py)."""
+    hook = _object(config.HOOK_KEYS, {"id": POSITIVE, "repo": {"type": "string"},
+                                      "project": {"type": "string"}, "org": {"type": "string"}},
+                   required=["id"], description="a webhook by the host's id, with its repo/project or org")
+    reconcile = _object(config.RECONCILE_KEYS, {"token": SECRET_REF, "api_url": {"type": "string"},
+                                                "timeout": DURATION,
+                                                "hooks": {"type": "array", "items": hook}},
+                        required=["token"],
+                        description="API access to recover missed deliveries (hooks' delivery logs)")
+    entry = _object(config.WATCH_KEYS, {"repo": {"type": "string"}, "branches": PATTERNS,
+                                        "tags": PATTERNS}, required=["repo"])
+    watch = {"type": "array", "items": {"anyOf": [{"type": "string"}, entry]},
+             "description": "repositories whose branch heads and tags reconcile compares with "
+                            "the deliveries"}
+    return {"reconcile": reconcile, "watch": watch}
 
 
 def _rules() -> dict:
@@ -143,7 +162,9 @@ def _rules() -> dict:
              "run": {"anyOf": [_run(k) for k in sorted(TARGET_KINDS)]},
              "on_unknown_files": {"enum": ["run", "skip"]}, "context": {"type": "string"},
              "report": {"type": "boolean"}, "report_skipped": {"type": "boolean"},
-             "policy": _policy(config.RULE_POLICY_KEYS)}
+             "policy": _policy(config.RULE_POLICY_KEYS),
+             "watch": {"type": "boolean",
+                       "description": "reconcile compares the rule's branch heads and tags with the deliveries"}}
     rule = _object(config.RULE_KEYS, hints, required=["name", "on", "run"])
     return {"type": "array", "items": rule}
 
@@ -162,7 +183,10 @@ def _settings() -> dict:
              "workers": POSITIVE, "dispatcher_concurrency": POSITIVE, "lease_seconds": DURATION,
              "poll_interval": DURATION, "database_url": {"type": "string"},
              "admin_token": SECRET_REF, "follow": follow, "mirrors": mirrors,
-             "log_level": {"enum": list(LOG_LEVELS)}, "ui": ui}
+             "log_level": {"enum": list(LOG_LEVELS)}, "ui": ui,
+             "reconcile": _object(config.RECONCILE_SETTINGS_KEYS,
+                                  {"interval": DURATION, "since": DURATION,
+                                   "max_redeliveries": POSITIVE, "enabled": {"type": "boolean"}})}
     return _object(config.SETTINGS_KEYS, hints)
 
 

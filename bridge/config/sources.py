@@ -13,6 +13,7 @@ from bridge.config import secrets as secret_refs
 from bridge.config.keys import NAME_RE, REPORT_KEYS, SOURCE_KEYS
 from bridge.config.model import ReportConfig, SourceConfig, TargetConfig
 from bridge.config.policy import target_policy
+from bridge.config.reconcile import ReconcileConfig, parse_reconcile, parse_watch
 from bridge.config.problems import as_mapping, line_of_key, maybe_secret, resolve_secret, resolving
 from bridge.config.rulecheck import literal_problems
 from bridge.config.settings import retry_policy
@@ -60,7 +61,8 @@ def _source(name, spec, line, problems, environ) -> SourceConfig:
         clone_hosts.default_hosts(str(provider), api_url)
     return SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
                         options=options, report=report, clone_hosts=hosts,
-                        clone_hosts_default="clone_hosts" not in spec, verify_options=verify_options)
+                        clone_hosts_default="clone_hosts" not in spec, verify_options=verify_options,
+                        reconcile=_reconcile(spec, name, provider, report, problems, environ))
 
 
 def _accept(name, spec, provider, resolved, problems) -> dict:
@@ -86,6 +88,29 @@ def _accept(name, spec, provider, resolved, problems) -> dict:
         problems.add(spec.line_of("accept"), f"{where}: {why}")
         return {}
     return {"accept": tuple(dict.fromkeys(values))}
+
+
+def _reconcile(spec, name, provider, report, problems, environ) -> ReconcileConfig | None:
+    """A source's `reconcile:`; without one, its `report:` token reads the host's refs."""
+    if "reconcile" in spec:
+        if provider in providers.names() and not hasattr(providers.PROVIDERS[provider], "Reconcile"):
+            problems.add(spec.line_of("reconcile"), f"source '{name}': reconcile is not available "
+                                                    f"for provider '{provider}' (GitHub and GitLab only)")
+            return None
+        return parse_reconcile(spec, name, provider, problems, environ,
+                               providers.default_api_url(str(provider)))
+    if report is not None and hasattr(providers.PROVIDERS.get(provider), "Reconcile"):
+        return ReconcileConfig(api_url=report.api_url, token=report.token, timeout=report.timeout)
+    return None
+
+
+def source_watches(doc, problems) -> tuple:
+    """Every source's `watch:` list (WatchSpec)."""
+    raw = doc.get("sources")
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(w for name, spec in raw.items() if isinstance(spec, dict) and "watch" in spec
+                 for w in parse_watch(spec, name, problems))
 
 
 def _source_secrets(name, spec, line, problems, environ) -> list[bytes]:
@@ -121,7 +146,7 @@ def _clone_options(name, spec, problems, environ) -> dict:
     """A source's options (clone_url, clone_token): the URL with the refusal every fetch would
     give, the token a secret reference sent over https only."""
     options = {k: v for k, v in spec.items()
-               if k not in ("provider", "secrets", "accept", "report", "clone_hosts")}
+               if k not in ("provider", "secrets", "accept", "report", "clone_hosts", "reconcile", "watch")}
     if "clone_url" in options:
         if (why := clone_url_problem(options["clone_url"])) is not None:
             problems.add(spec.line_of("clone_url"), f"source '{name}': {why}")

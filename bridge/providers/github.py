@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping, Sequence
-from urllib.parse import quote
+from datetime import datetime
+from urllib.parse import quote, urlsplit
 
 from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
 from bridge.providers import pulls
+from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "github"
@@ -325,3 +328,109 @@ class Statuses(StatusClient):
             return min(max(0.0, float(resp.headers["x-ratelimit-reset"]) - self._now()), MAX_RETRY_AFTER)
         except (KeyError, ValueError):
             return None
+
+
+# --- what GitHub offers to recover missed deliveries (dispatch/reconcile.py) ---------------------
+# Hook delivery logs: GET /repos/{owner}/{repo}/hooks/{id}/deliveries (org hooks: /orgs/{org}/...),
+# newest first, `per_page` up to 100, cursor pages in the Link header, kept 3 days (GHES 7); a
+# repo hook needs a repository admin's token with `admin:repo_hook` or `repo` (fine-grained:
+# "Webhooks" read, write to redeliver; without admin access GitHub answers 404), an org hook an
+# owner's `admin:org_hook`. Redeliver: POST .../deliveries/{id}/attempts (202); the
+# redelivery keeps the X-GitHub-Delivery GUID. Refs: GET /repos/{o}/{r}/git/matching-refs/heads/
+# and .../tags/ ("Contents" read); an annotated tag's object is peeled with GET .../git/tags/{sha}.
+
+#: What a token needs, for the warning when the host refuses it.
+RECONCILE_SCOPES = ("repository hooks: a repository admin's token with `admin:repo_hook` or `repo` "
+                    "(fine-grained: \"Webhooks\" read, write to redeliver); organization hooks: an "
+                    "owner's `admin:org_hook`; refs: \"Contents\" read")
+#: The events whose lost deliveries are worth recovering.
+RECOVER_EVENTS = ("push",)
+
+
+class Reconcile(HostAPI):
+    """GitHub's delivery logs, redelivery and refs with one token."""
+
+    def auth_headers(self, token):
+        return {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28"}
+
+    def _hook_path(self, hook) -> str:
+        if hook.org is not None:
+            return f"/orgs/{quote(hook.org, safe='')}/hooks/{int(hook.id)}"
+        return f"/repos/{_repo_path(hook.repo)}/hooks/{int(hook.id)}"
+
+    def deliveries(self, hook, *, since: float, max_pages: int = 30):
+        """The hook's delivery attempts newer than `since` (epoch seconds), newest first."""
+        out: list[HostDelivery] = []
+        doc, headers = self.get(self._hook_path(hook) + "/deliveries", {"per_page": 100})
+        for _ in range(max_pages):
+            for item in doc or ():
+                at = _epoch(item.get("delivered_at"))
+                if at and at < since:
+                    return out
+                code = item.get("status_code")
+                out.append(HostDelivery(host_id=str(item.get("id")), guid=str(item.get("guid") or ""),
+                                        delivered_at=at, ok=isinstance(code, int) and 200 <= code < 300,
+                                        status_code=code, event=str(item.get("event") or ""),
+                                        redelivery=bool(item.get("redelivery"))))
+            link = next_link(headers)
+            if not link:
+                break
+            doc, headers = self.get("", url=link)
+        return out
+
+    def redeliver(self, hook, delivery: HostDelivery) -> None:
+        self.post(f"{self._hook_path(hook)}/deliveries/{quote(delivery.host_id, safe='')}/attempts")
+
+    def refs(self, repo: str, kind: str) -> list[HostRef]:
+        """Branches (kind "heads") or tags ("tags") of `repo`; an annotated tag's commit is left
+        None (`peel` finds it, only for the tags a run acts on: one call each)."""
+        path = f"/repos/{_repo_path(repo)}/git/matching-refs/{kind}/"
+        doc, headers = self.get(path, {"per_page": 100})
+        items = list(doc or ())
+        while (link := next_link(headers)):
+            doc, headers = self.get("", url=link)
+            items += list(doc or ())
+        out = []
+        for item in items:
+            obj = item.get("object") or {}
+            sha = str(obj.get("sha") or "")
+            out.append(HostRef(ref=str(item.get("ref") or ""), sha=sha,
+                               commit=None if obj.get("type") == "tag" else sha))
+        return out
+
+    def peel(self, repo: str, sha: str) -> str:
+        """The commit an annotated tag object points at."""
+        tag, _ = self.get(f"/repos/{_repo_path(repo)}/git/tags/{quote(sha, safe='')}")
+        return str(((tag or {}).get("object") or {}).get("sha") or sha)
+
+
+def _repo_path(repo: str) -> str:
+    return "/".join(quote(p, safe="") for p in repo.split("/", 1))
+
+
+def _epoch(stamp) -> float:
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def clone_url(api_url: str, repo: str) -> str:
+    """The https clone URL of `repo` on the host `api_url` serves."""
+    host = clone_host(urlsplit(api_url).netloc)
+    return f"https://{host}/{repo}.git"
+
+
+def synthesize_push(*, repo: str, ref: str, before: str, after: str, sha: str, clone: str,
+                    delivery: str) -> tuple[dict, bytes]:
+    """Headers and body of a push GitHub would have sent for `before..after` on `ref`, with no
+    commit list (unknown: path filters ask the mirror), for a push the host never delivered."""
+    body = {"ref": ref, "before": before, "after": after, "created": before == ZERO_SHA,
+            "deleted": after == ZERO_SHA, "forced": False, "commits": [],
+            "head_commit": None if after == ZERO_SHA else {"id": sha, "message": ""},
+            "repository": {"full_name": repo, "clone_url": clone},
+            "pusher": {"name": "bridge-reconcile"}}
+    return ({"Content-Type": "application/json", EVENT_HEADER: "push", DELIVERY_HEADER: delivery,
+             "User-Agent": "bridge-reconcile"},
+            json.dumps(body, sort_keys=True).encode("utf-8"))

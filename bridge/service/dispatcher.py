@@ -17,6 +17,7 @@ from bridge import logs
 from bridge.config.snapshot import load_with_fallback, validate_and_record
 from bridge.dispatch.changes import make_path_decider
 from bridge.dispatch.loop import Dispatcher
+from bridge.dispatch.reconcile import Periodic
 from bridge.dispatch.statuses import Feedback
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.metrics import Metrics, use_multiprocess_dir
@@ -45,6 +46,9 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         hup = threading.Event()   # a SIGHUP not yet handled
         SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP]).serve(signal_handler(hup, stop))
         threading.Thread(target=reloader.run, args=(stop, hup), name="reload", daemon=True).start()
+    # Recovers missed deliveries every settings.reconcile.interval, on one instance at a time.
+    periodic = Periodic(lambda: reloader.config, dispatcher.store, owner, metrics=dispatcher.metrics)
+    threading.Thread(target=periodic.loop, args=(stop,), name="reconcile", daemon=True).start()
     log.info("dispatcher %s started (rules version %s)", owner, config.version,
              extra={"rules_file": os.path.abspath(rules_path)})
     dispatcher.run(stop)

@@ -41,15 +41,16 @@ from bridge.store.outbox import ClaimedStatus, NewStatus, Outbox
 from bridge.store.pulls import PullQueries
 from bridge.store.queue import Queue
 from bridge.store.reads import Reads
+from bridge.store.reconcile import ReconcileStore
 
 
-class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, PullQueries, Reads):
+class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, PullQueries, Reads, ReconcileStore):
     """Deliveries, jobs and their attempts, follows and statuses in one database (see above).
 
     One class over the store's nouns: `Inbox` (store/inbox.py), `Queue` (store/queue.py),
     `Follows` (store/follows.py), `Outbox` (store/outbox.py), `OperatorQueries`
-    (store/operators.py), `PullQueries` (store/pulls.py) and `Reads` (store/reads.py: the
-    delivery page), all on `Tx`
+    (store/operators.py), `PullQueries` (store/pulls.py), `Reads` (store/reads.py: the
+    delivery page) and `ReconcileStore` (store/reconcile.py: leases, marks), all on `Tx`
     (store/tx.py: engine, transactions, group commit).
     `Store.open(url, ...)` connects; every method is one short transaction (prune: a few), and
     any database failure raises `StoreUnavailable` with nothing half-written.

@@ -22,7 +22,8 @@ from typing import Callable
 from sqlalchemy import String, func, insert, inspect, select, text
 
 from bridge.errors import StoreUnavailable
-from bridge.store.schema import (SCHEMA_VERSION, deliveries, follows, jobs, metadata, policy_state,
+from bridge.store.schema import (SCHEMA_VERSION, deliveries, follows, jobs, leases, metadata, policy_state,
+                                 reconcile_marks,
                                  schema_version, statuses)
 
 
@@ -75,6 +76,15 @@ def _policies(conn) -> None:
     policy_state.create(conn, checkfirst=True)
 
 
+def _reconcile(conn) -> None:
+    """Reconcile's lease and marks tables, and deliveries.via. Written to find any of them
+    already there (a database made from a newer metadata than its stamp)."""
+    leases.create(conn, checkfirst=True)
+    reconcile_marks.create(conn, checkfirst=True)
+    if "via" not in {c["name"] for c in inspect(conn).get_columns(deliveries.name)}:
+        conn.execute(text("ALTER TABLE deliveries ADD COLUMN via TEXT"))
+
+
 #: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
 STEPS: tuple[Step, ...] = (
     Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
@@ -84,6 +94,7 @@ STEPS: tuple[Step, ...] = (
     Step(4, "the delivery page's indexes: repository of any case, outcome by time",
          _page_indexes),
     Step(5, "per-target policy: jobs' group and superseded_by, the policy state", _policies),
+    Step(6, "reconcile: leases, reconcile_marks, deliveries.via", _reconcile),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.

@@ -9,7 +9,7 @@ from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Intege
                         MetaData, Table, Text, func)
 
 #: Bumped on every change of the layout below; a database at another version is refused.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Text everywhere, never VARCHAR(n): PostgreSQL enforces a length that SQLite ignores, so a long
 # ref or repository name was stored by one backend and refused (503, forever) by the other.
@@ -45,6 +45,7 @@ deliveries = Table(
     Column("rules_version", Text, nullable=False),
     Column("content_key", Text),
     Column("content_duplicate_of", Text),
+    Column("via", Text),                                  # None: the host sent it; reconcile | redelivery
 )
 Index("deliveries_received_at", deliveries.c.received_at)
 Index("deliveries_repo", deliveries.c.repo, postgresql_using="hash")   # a b-tree on SQLite
@@ -180,3 +181,22 @@ statuses = Table(
 Index("statuses_due", statuses.c.post_state, statuses.c.next_attempt_at, statuses.c.id)
 Index("statuses_job", statuses.c.job_id, statuses.c.rank)
 Index("statuses_delivery", statuses.c.delivery_id)
+
+# --- reconcile: recovering deliveries the bridge never received (bridge/dispatch/reconcile.py) --
+
+# Named leases: one instance at a time runs a periodic task ("reconcile").
+leases = Table(
+    "leases", metadata,
+    Column("name", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+# What reconcile remembers between runs: a delivery log's cursor, the refs a watch last saw,
+# the host deliveries it asked to redeliver. key -> JSON value.
+reconcile_marks = Table(
+    "reconcile_marks", metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", _Json, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)

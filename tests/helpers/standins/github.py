@@ -120,7 +120,7 @@ class ApiStandin(ServesHTTP):
             with self._lock:
                 status, doc, headers = self.handle(h, rec)
         rec.status = status
-        payload = doc if isinstance(doc, (bytes, str)) else json.dumps(doc or {})
+        payload = doc if isinstance(doc, (bytes, str)) else json.dumps({} if doc is None else doc)
         payload = payload.encode() if isinstance(payload, str) else payload
         try:
             h.send_response(status)
@@ -163,6 +163,7 @@ class GitHubAPIStandin(ApiStandin):
         self.known_shas = known_shas     # None: every commit exists
         self._next_id = 1
         self.pulls: dict[tuple[str, int], dict] = {}     # (owner/repo, number) -> GET pulls/N
+        self.hooks = None                # github_hooks.GitHubHooks: hooks, delivery logs, refs
 
     def add_pull(self, repo: str, number: int, head_sha: str, *, head_ref: str = "feature",
                  base_ref: str = "main", head_repo: str | None = None, state: str = "open") -> None:
@@ -179,6 +180,10 @@ class GitHubAPIStandin(ApiStandin):
 
     def handle(self, h, rec):
         path = rec.path[len(self.prefix):] if rec.path.startswith(self.prefix + "/") else None
+        if self.hooks is not None and path is not None:
+            answer = self.hooks.handle(rec, path)
+            if answer is not None:
+                return answer
         pull = self._PULL.match(path or "")
         if rec.method == "GET" and pull is not None:
             return self._get_pull(rec, f"{pull[1]}/{pull[2]}", int(pull[3]))
