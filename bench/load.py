@@ -217,18 +217,18 @@ class Result:
 
 def run_load(port: int, *, connections: int, duration: float, rate: float | None = None,
              label: str, warmup: float = 1.0, cpu_of: dict | None = None,
-             limit: int | None = None) -> Result:
+             limit: int | None = None, deliveries=None) -> Result:
     """Closed loop (`rate` None: each connection sends its next request when the last is answered)
     or open loop (requests start on a fixed schedule at `rate`/s, whatever the answers do; a
     request whose turn comes while every connection is busy counts from its scheduled time).
 
     The first `warmup` seconds are driven but not measured. `cpu_of`: {name: [pid, ...]} whose
     CPU time (and the client's) is divided by the deliveries answered. `limit`: send no more
-    than this many requests."""
+    than this many requests. `deliveries(port)`: the request maker (default: `Deliveries`)."""
     cpu_of = cpu_of or {}
     cpu0 = {k: cpu_seconds(v) for k, v in cpu_of.items()}
     client0 = time.process_time()
-    gen = Deliveries(port)
+    gen = (deliveries or Deliveries)(port)
     result = Result(label)
     sel = selectors.DefaultSelector()
     conns = [Conn(port) for _ in range(connections)]
@@ -392,11 +392,11 @@ class Bridge:
     """`cibridge serve` (or serve --no-dispatcher) on a fresh state directory."""
 
     def __init__(self, workdir: Path, *, durability: str, run: str, args, dispatcher: bool = True,
-                 name: str = "bridge"):
+                 name: str = "bridge", rules: str | None = None):
         self.dir = workdir / name
         self.dir.mkdir(parents=True)
         self.rules = self.dir / "rules.yaml"
-        self.rules.write_text(RULES.format(durability=durability, run=run,
+        self.rules.write_text((rules or RULES).format(durability=durability, run=run,
                                            concurrency=args.concurrency), encoding="utf-8")
         self.state = self.dir / "var"
         self.port = free_port()

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["match_bench.py", "load.py", "jenkins_dispatch.py", "changes_bench.py", "pg_bench.py", "ui_bench.py"]
+ORDER = ["cli_bench.py", "match_bench.py", "start_bench.py", "load.py", "jenkins_dispatch.py",
+         "changes_bench.py", "pulls_bench.py", "pg_bench.py", "ui_bench.py", "flood.py"]
 
 
 def main() -> int:

@@ -10,7 +10,21 @@ from dataclasses import dataclass, field, fields
 ZERO_SHA = "0" * 40
 
 #: Event kinds a rule's `on.events` may name.
-KINDS = ("push", "tag", "delete")
+KINDS = ("push", "tag", "delete", "pull_request", "comment")
+#: Kinds about a pull/merge request: their ref is the host's pull ref (`refs/pull/N/head`).
+PULL_KINDS = ("pull_request", "comment")
+
+#: GitHub Actions' `on: pull_request` without `types`: opened, synchronize, reopened.
+DEFAULT_PULL_TYPES = ("opened", "synchronize", "reopened")
+#: Every action word a pull-request event may carry (GitHub Actions' words; other hosts map to them).
+PULL_ACTIONS = (
+    "opened", "edited", "closed", "reopened", "synchronize", "assigned", "unassigned", "labeled",
+    "unlabeled", "converted_to_draft", "ready_for_review", "locked", "unlocked", "milestoned",
+    "demilestoned", "enqueued", "dequeued", "review_requested", "review_request_removed",
+    "auto_merge_enabled", "auto_merge_disabled", "approved", "unapproved")
+#: GitHub's author associations, most trusted first (GitLab and others send none: "").
+AUTHOR_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR",
+                       "FIRST_TIMER", "MANNEQUIN", "NONE")
 
 #: Template fields that are empty when a branch or tag is deleted (there is no commit).
 COMMIT_FIELDS = ("sha", "short_sha")
@@ -34,7 +48,7 @@ class Event:
     provider: str               # the registered provider name (bridge.providers)
     source: str                 # the rules.yaml source name (URL path /hooks/<source>)
     delivery_id: str            # the host's delivery id, or one we made up if it sent none
-    kind: str                   # "push" | "tag" | "delete"
+    kind: str                   # "push" | "tag" | "delete" | "pull_request" | "comment"
     repo: str                   # full path: "acme/api", "group/sub/proj"
     ref: str                    # full ref: "refs/heads/main", "refs/tags/v1.0"
     ref_name: str               # branch or tag name (may contain "/")
@@ -54,6 +68,26 @@ class Event:
     #: The host treats repository paths case-insensitively (GitHub's `Acme/API` is `acme/api`):
     #: rules' repo patterns are compared with the repo case-folded. Set by the provider.
     repo_case_insensitive: bool = False
+    # Pull/merge requests (kind "pull_request") and their comments (kind "comment"); empty on pushes.
+    number: int | None = None   # GitHub's number, GitLab's iid
+    action: str = ""            # GitHub Actions' word: opened, synchronize, closed, ... / created
+    host_action: str = ""       # the host's own word (GitLab: open, update, merge, ...)
+    base_ref: str = ""          # the target branch's name
+    head_ref: str = ""          # the source branch's name
+    head_sha: str = ""          # the head commit (= sha; "" for a comment the host sent without it)
+    head_repo: str = ""         # the source repository's path
+    fork: bool = False          # the head repository is not the base repository (by id or path)
+    merged: bool = False
+    draft: bool = False
+    author: str = ""            # who opened the pull request, or who wrote the comment
+    author_association: str = ""    # OWNER, MEMBER, COLLABORATOR, ... ("" where the host has none)
+    comment: str = ""           # a comment's text (kind "comment")
+    comment_id: str = ""
+    updated_at: str = ""        # the host's timestamp of this change (tells resends from news)
+
+    @property
+    def is_pull(self) -> bool:
+        return self.kind in PULL_KINDS
 
     @property
     def is_tag(self) -> bool:
@@ -73,6 +107,8 @@ class Event:
 
     def changed_files(self) -> frozenset[str] | None:
         """Union of the payload's per-commit file lists, or None when it cannot be trusted."""
+        if self.is_pull:
+            return None         # no host sends a pull request's files: the mirror's three-dot diff
         if not self.commits_complete or any(not c.has_files for c in self.commits):
             return None         # the provider said the list may be cut, or it has no file lists
         if self.forced:
@@ -107,11 +143,18 @@ class Event:
             "source": self.source,
             "provider": self.provider,
             "kind": self.kind,
+            "number": "" if self.number is None else str(self.number),
+            "action": self.action,
+            "base_ref": self.base_ref,
+            "head_ref": self.head_ref,
+            "head_sha": self.head_sha,
+            "head_repo": self.head_repo,
         }
 
     def to_dict(self) -> dict:
         # By hand: dataclasses.asdict deep-copies every value and costs ~100 us per delivery.
-        d = {name: getattr(self, name) for name in _EVENT_FIELDS}
+        # A push leaves out the pull-request fields (all empty): stored events stay as they were.
+        d = {name: getattr(self, name) for name in (_EVENT_FIELDS if self.is_pull else _PUSH_FIELDS)}
         d["commits"] = [{name: getattr(c, name) for name in _COMMIT_FIELDS} for c in self.commits]
         for c in d["commits"]:
             c["added"], c["modified"], c["removed"] = list(c["added"]), list(c["modified"]), list(c["removed"])
@@ -132,12 +175,16 @@ class Event:
 
 
 _EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_PULL_FIELDS = ("number", "action", "host_action", "base_ref", "head_ref", "head_sha", "head_repo", "fork",
+                "merged", "draft", "author", "author_association", "comment", "comment_id", "updated_at")
+_PUSH_FIELDS = tuple(name for name in _EVENT_FIELDS if name not in _PULL_FIELDS)
 _COMMIT_FIELDS = tuple(f.name for f in fields(Commit))
 
 #: Template fields, for validating `${...}` references in rules.yaml.
 TEMPLATE_FIELDS = frozenset(
     ("sha", "short_sha", "branch", "tag", "ref", "ref_name", "repo", "before", "after", "pusher",
-     "delivery", "source", "provider", "kind"))
+     "delivery", "source", "provider", "kind", "number", "action", "base_ref", "head_ref", "head_sha",
+     "head_repo"))
 
 
 @dataclass(frozen=True)

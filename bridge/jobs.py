@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from bridge.events import Event
 
 #: Every state a job can be in; see the `bridge.store` package docstring for what each means.
-JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped")
+JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "skipped",
+              "superseded")
 #: States a job is still to be worked on in (prune keeps their deliveries).
 OPEN_STATES = ("queued", "running")
 #: Delivery outcomes (`duplicate`: the same push was already accepted under another id).
@@ -48,6 +49,7 @@ class Job:
     attempt: int = 1            # 1 on the first try; a claim counts it up
     first_queued_at: float = 0.0    # when the store first queued it (the give-up clock)
     lease_expires_at: float = 0.0   # claimed: the claimer's lease ends then, unless renewed
+    group: str = ""             # its policy group (bridge.policies), rendered at ingest
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ BRIDGE_LOG_LEVEL > settings.log_level > info) and the format (`--log-format` / B
 (JOURNAL_STREAM names our stream) each line starts with its syslog priority (`<4>`), which journald
 strips and files as the entry's PRIORITY. Bodies and secret-bearing headers are never passed to a
 logger, so nothing here has to scrub them. gunicorn's own lines (worker timeouts, boot failures)
-use the same format through `GunicornLogger` (gunicorn's `logger_class`).
+use the same format through `GunicornLogger` (gunicorn's `logger_class`), built on first use so
+that only the processes running gunicorn import it.
 """
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import logging
 import os
 import sys
 import time
-
-from gunicorn.glogging import Logger as _GunicornLogger
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("auto", "json", "text")
@@ -181,11 +180,26 @@ def apply_settings(settings) -> str:
     return level
 
 
-class GunicornLogger(_GunicornLogger):
-    """gunicorn's error log in the bridge's format, on the stream gunicorn's config names
-    (stderr: journald)."""
+def _gunicorn_logger_class():
+    from gunicorn.glogging import Logger
 
-    def setup(self, cfg):
-        super().setup(cfg)
-        for handler in self.error_log.handlers:
-            handler.setFormatter(formatter_for(getattr(handler, "stream", None)))
+    class GunicornLogger(Logger):
+        """gunicorn's error log in the bridge's format, on the stream gunicorn's config names
+        (stderr: journald)."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                handler.setFormatter(formatter_for(getattr(handler, "stream", None)))
+
+    GunicornLogger.__module__, GunicornLogger.__qualname__ = __name__, "GunicornLogger"
+    return GunicornLogger
+
+
+def __getattr__(name):
+    """`bridge.logs.GunicornLogger` (gunicorn's `logger_class` names it), made when gunicorn asks:
+    `cibridge --help` and the operator commands never import gunicorn."""
+    if name == "GunicornLogger":
+        globals()[name] = cls = _gunicorn_logger_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -196,6 +196,9 @@ class Metrics:
                                           buckets=DISPATCH_BUCKETS, **kw)
         self.build_results = Counter("bridge_build_results", "Finished builds by target and result",
                                      ["target", "result"], **kw)
+        self.recovered_deliveries = Counter(
+            "bridge_recovered_deliveries", "Deliveries reconcile recovered (redelivery asked of the "
+            "host, or a push synthesized), by source and reason", ["source", "reason"], **kw)
         gauge_kw = dict(kw)
         if self.multiprocess:
             # Every process writes the shared streak; the newest write is the true value.
@@ -276,6 +279,13 @@ class Metrics:
         if state in ("succeeded", "failed"):
             self.build_results.labels(target, state).inc()
 
+    def recovered(self, source: str, reason: str) -> None:
+        """One delivery reconcile recovered (dispatch/reconcile.py). Never raises."""
+        try:
+            self.recovered_deliveries.labels(source, reason).inc()
+        except Exception as exc:   # noqa: BLE001 - the recovery is stored already
+            self._failed("a recovered delivery", exc)
+
     def _failed(self, what: str, exc: BaseException) -> None:
         self.failure_log(what, exc)
         self._remake_dir()
@@ -292,9 +302,11 @@ class Metrics:
 
     # -- exposition -------------------------------------------------------------------------
 
-    def render(self, store=None, now=None, *, rules_status: dict | None = None) -> tuple[bytes, str]:
+    def render(self, store=None, now=None, *, rules_status: dict | None = None,
+               policies=None) -> tuple[bytes, str]:
         """The exposition: counters of every process, then what is read at scrape time (build
-        info, the last reload from `rules_status`, processes, jobs in `store`)."""
+        info, the last reload from `rules_status`, processes, jobs in `store`, and the breakers
+        of `policies`' targets)."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
         if self.multiprocess:
             from prometheus_client import multiprocess
@@ -307,6 +319,8 @@ class Metrics:
         text += scrape_time_metrics(rules_status, self.multiprocess)
         if store is not None:
             text += _store_metrics(store, now)
+            if policies is not None:
+                text += _breaker_metrics(store, now, policies)
         return text, CONTENT_TYPE_LATEST
 
 
@@ -328,6 +342,26 @@ def _store_metrics(store, now) -> bytes:
                           "in their backoff included)", value=jobs.get("queued", 0)),
         GaugeMetricFamily("bridge_oldest_queued_job_age_seconds", "Age of the oldest waiting job",
                           value=stats.get("oldest_queued_age") or 0)])
+
+
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+def _breaker_metrics(store, now, policies) -> bytes:
+    """Each breaker's state (policy `breaker:`), 1 on the label of the state it is in."""
+    from prometheus_client.core import GaugeMetricFamily
+    try:
+        states = store.breaker_states(policies, now=now or time.time())
+    except Exception:   # as _store_metrics: the store's health is /readyz's business
+        return b""
+    if not states:
+        return b""
+    family = GaugeMetricFamily("bridge_target_breaker", "A target's circuit breaker: 1 for the "
+                               "state it is in (closed, open, half_open)", labels=["target", "state"])
+    for target, current in sorted(states.items()):
+        for st in BREAKER_STATES:
+            family.add_metric([target, st], 1 if st == current else 0)
+    return families_text([family])
 
 
 def child_exit(server, worker) -> None:

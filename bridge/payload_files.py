@@ -60,6 +60,9 @@ def files_from_payload(event: Event) -> FileResolution:
     when its lists are provably complete, else source "unknown" with why they are not."""
     if (fixed := not_applicable(event)) is not None:
         return fixed
+    if event.is_pull:
+        return FileResolution(None, "unknown", "a pull request's payload lists no files (they are "
+                                               "the three-dot diff against its base branch)")
     why = payload_incomplete(event)
     if why is None:
         return FileResolution(

@@ -1,6 +1,7 @@
 """Policies as values: how long to retry, follow and keep mirrors (`RetryPolicy`, `FollowPolicy`,
-`MirrorPolicy`), the readers of durations and sizes in rules.yaml, an HTTP `Retry-After`, and the
-ONE backoff formula every retry loop uses. Plain values and functions: no I/O."""
+`MirrorPolicy`), how much a target may take (`TargetPolicy`, `Policies`: concurrency, groups,
+rate, debounce, breaker), the readers of durations, sizes and rates in rules.yaml, an HTTP
+`Retry-After`, and the ONE backoff formula every retry loop uses. Plain values and functions: no I/O."""
 from __future__ import annotations
 
 import email.utils
@@ -8,7 +9,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from bridge.errors import InvalidValue
 
@@ -101,3 +102,107 @@ def retry_after(value: str | None, now=time.time) -> float | None:
         except (TypeError, ValueError):
             return None
         return min(max(0.0, when - now()), MAX_RETRY_AFTER)
+
+
+# --- protecting the build farm: a target's (or rule's) `policy:` --------------------------------
+
+#: What a newer job of a group does to the older ones: wait behind them, replace the waiting
+#: ones, or replace the waiting ones and cancel a running build.
+ON_NEWER = ("queue", "coalesce", "cancel")
+#: The group a job belongs to when the policy names none: its rule and its ref.
+DEFAULT_GROUP = "${rule}/${ref}"
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
+               "hour": 3600, "d": 86400, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket: up to `count` starts per `per` seconds, refilled evenly, `count` at most
+    in a burst."""
+    count: int
+    per: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.per
+
+    def __str__(self) -> str:
+        for unit, secs in (("day", 86400), ("h", 3600), ("min", 60)):
+            if self.per % secs == 0:
+                n = self.per / secs
+                return f"{self.count}/{'' if n == 1 else f'{n:g}'}{unit}"
+        return f"{self.count}/{self.per:g}s"
+
+
+def parse_rate(value) -> Rate:
+    """'30/min', '5/s', '100/h', '10/5m' -> Rate."""
+    m = _RATE.match(str(value)) if isinstance(value, str) else None
+    if not m or int(m.group(1)) < 1:
+        raise InvalidValue(f"'{value}' is not a rate (use e.g. 30/min, 5/s, 100/h)")
+    per = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)]
+    if per <= 0:
+        raise InvalidValue(f"'{value}' is not a rate (use e.g. 30/min, 5/s, 100/h)")
+    return Rate(int(m.group(1)), per)
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """Open after `failures` transient failures in a row; after `open_for` seconds one probe
+    goes through, and its success closes the breaker (its failure opens it again)."""
+    failures: int = 5
+    open_for: float = 60.0
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """How much a target takes (`policy:` of a target; a rule's `policy:` overrides keys of it
+    for that rule's jobs). Enforced by the store's claim, across every dispatcher.
+
+    `max_running`: builds started and not finished, across all instances (a rule's own
+    `max_running` counts that rule's jobs). `rate`: a token bucket on starts. `group`: the
+    template naming a job's group, rendered at ingest (default: the rule and the ref).
+    `max_running_per_group`: the same within one group. `on_newer`: see ON_NEWER. `debounce`:
+    seconds a job waits for a newer one of its group. `breaker`: see `Breaker` (a target's only).
+    """
+    max_running: int | None = None
+    rate: Rate | None = None
+    group: str = DEFAULT_GROUP
+    max_running_per_group: int | None = None
+    on_newer: str = "queue"
+    debounce: float = 0.0
+    breaker: Breaker | None = None
+
+    @property
+    def limits(self) -> bool:
+        """Whether the claim has anything to enforce for these jobs."""
+        return self != TargetPolicy(group=self.group)
+
+
+NO_POLICY = TargetPolicy()
+
+
+@dataclass(frozen=True)
+class Policies:
+    """Every target's policy and the keys each rule overrides: what the store's claim enforces.
+    `rules` maps a rule's name to {key: value} (see config/policy.py)."""
+    targets: dict = field(default_factory=dict)      # target name -> TargetPolicy
+    rules: dict = field(default_factory=dict)        # rule name -> {key: value}
+
+    def of(self, target: str, rule: str) -> TargetPolicy:
+        """The policy a job of `rule` on `target` runs under (the target's, with the rule's keys)."""
+        base = self.targets.get(target, NO_POLICY)
+        own = self.rules.get(rule)
+        if not own:
+            return base
+        return replace(base, **{k: v for k, v in own.items() if k not in ("max_running", "rate")})
+
+    def rule_limits(self, rule: str) -> tuple[int | None, Rate | None]:
+        """A rule's own max_running and rate (counted over that rule's jobs alone)."""
+        own = self.rules.get(rule) or {}
+        return own.get("max_running"), own.get("rate")
+
+    @property
+    def active(self) -> bool:
+        """Whether any target or rule has a policy the claim must look at."""
+        return any(p.limits for p in self.targets.values()) or any(self.rules.values())

@@ -14,6 +14,9 @@ from bridge.events import Event
 from bridge.globs import GlobError, PatternList
 from bridge.jobs import Job
 from bridge.nearest import NearIndex
+from bridge.policies import DEFAULT_GROUP
+from bridge.pullfilters import (CommentFilter, PullFilter, comment_problem, compile_comment, compile_forks,
+                                compile_pull, pull_problem)
 from bridge.templates import compile_template, copy_plain
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
@@ -32,7 +35,9 @@ class StoppedBy(NamedTuple):
     `clause`: "source", "repo", "events", "ref" (neither a branch nor a tag), "branches" /
     "tags" (the include list, or the rule filters only the other kind of ref), "branches-ignore"
     / "tags-ignore", "skip" (a skip marker in the head commit's message), "paths" /
-    "paths-ignore". `value`: the event's value the clause refused (the source, repo, event kind,
+    "paths-ignore"; for pull requests "pull_request.types", "pull_request.branches",
+    "pull_request.branches-ignore", "forks", "comment" (not a new comment), "comment.pattern",
+    "comment.authors" (bridge/pullfilters.py). `value`: the event's value the clause refused (the source, repo, event kind,
     ref name, the full ref when the kind of ref was refused, the marker, or how many files
     changed). `patterns`: the clause's patterns that decided (all of an include list, none of
     which matched; the one of an ignore list that did)."""
@@ -101,9 +106,21 @@ class Rule:
     literal_folded: frozenset | None = field(default=None)   # the same, case-folded
     repos_folded: PatternList | None = field(default=None, repr=False)   # glob patterns, case-folded
     renderer: object = field(default=None, repr=False, compare=False)
+    pull: PullFilter | None = None          # on.pull_request
+    forks: object = "skip"                  # on.forks: "skip", "run" or the authors who may
+    comment: CommentFilter | None = None    # on.comment
+    group: str = DEFAULT_GROUP           # the policy's group template (bridge.policies)
+    group_renderer: object = field(default=None, repr=False, compare=False)
 
     def render(self, fields: dict) -> dict:
         return self.renderer(fields) if self.renderer is not None else copy_plain(self.run)
+
+    def render_group(self, fields: dict) -> str:
+        """The group a job of this rule for these event fields belongs to (`${rule}` is the
+        rule's name)."""
+        if self.group_renderer is None:
+            return self.group
+        return self.group_renderer({**fields, "rule": self.name})
 
 
 def _patterns(on, key) -> PatternList | None:
@@ -113,7 +130,7 @@ def _patterns(on, key) -> PatternList | None:
     return PatternList([value] if isinstance(value, str) else list(value))
 
 
-def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
+def compile_rule(name, line, on, run, *, kind, on_unknown_files="run", group=DEFAULT_GROUP) -> Rule:
     """Compile a validated `on:`/`run:` pair (config/load.py has already reported every problem)."""
     repos = _patterns(on, "repo")
     literal = folded = None
@@ -125,8 +142,12 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
             folded = PatternList([p.lower() for p in repos.sources])
         except GlobError:       # not expected (ranges are a-z, A-Z, 0-9): then as written
             folded = repos
-    events = on.get("events", DEFAULT_EVENTS)
+    # A rule with pull_request: or comment: (and no events:) takes only those.
+    events = on.get("events") or tuple(k for k in ("pull_request", "comment") if k in on) or DEFAULT_EVENTS
     events = (events,) if isinstance(events, str) else tuple(events)
+    pull = compile_pull(on)
+    if pull is None and "pull_request" in events:
+        pull = compile_pull({"pull_request": None})
     plain_run = copy_plain(run)
     return Rule(
         name=name, line=line, target=run["target"], kind=kind, run=plain_run,
@@ -136,8 +157,9 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run") -> Rule:
         tags=_patterns(on, "tags"), tags_ignore=_patterns(on, "tags-ignore"),
         paths=_patterns(on, "paths"), paths_ignore=_patterns(on, "paths-ignore"),
         events=events, on_unknown_files=on_unknown_files, literal_repos=literal,
+        group=group, group_renderer=compile_template(group),
         literal_folded=frozenset(r.lower() for r in literal) if literal is not None else None,
-        repos_folded=folded)
+        repos_folded=folded, pull=pull, forks=compile_forks(on), comment=compile_comment(on))
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -230,7 +252,7 @@ class _Facts:
         self._fields = None
         self._files_done = False
         self._files = None
-        self.skip = skip_marker(event.head_message) if event.kind != "delete" else None
+        self.skip = skip_marker(event.head_message) if event.kind not in ("delete", "comment") else None
 
     @property
     def fields(self) -> dict:
@@ -257,12 +279,20 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
         return _other_repo(rule, event)
     if event.kind not in rule.events:
         stop = StoppedBy("events", event.kind, rule.events)
+        if event.kind in ("pull_request", "comment"):
+            what = "a pull request" if event.kind == "pull_request" else "a comment on a pull request"
+            return Verdict(rule.name, False, f"{what}; the rule has no on.{event.kind} (events "
+                                             f"[{', '.join(rule.events)}])", stopped_by=stop)
         if event.kind == "delete":
             return Verdict(rule.name, False,
                            f"'{event.ref}' was deleted; deletions build only with events: [delete]",
                            stopped_by=stop)
         return Verdict(rule.name, False, f"event '{event.kind}' is not in events [{', '.join(rule.events)}]",
                        stopped_by=stop)
+    if event.kind == "pull_request":
+        return _pull_request(rule, event, facts)
+    if event.kind == "comment":
+        return _comment(rule, event, facts)
     refused = _ref_filter(rule, event)
     if refused:
         return Verdict(rule.name, False, refused[0], stopped_by=refused[1])
@@ -285,8 +315,46 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
             if not ok:
                 return Verdict(rule.name, False, why, stopped_by=_paths_stop(rule, files))
     job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
-              event=event, needs_files=needs_files, path_filter=path_filter)
+              event=event, needs_files=needs_files, path_filter=path_filter,
+              group=rule.render_group(facts.fields))
     return Verdict(rule.name, True, why, needs_files=needs_files, jobs=(job,))
+
+
+def _pull_request(rule: Rule, event: Event, facts: _Facts) -> Verdict:
+    """on.pull_request's types and base branches, forks:, the skip marker, then its paths
+    (always from the dispatcher's three-dot diff: no host sends a pull request's files)."""
+    refused = pull_problem(rule.pull, rule.forks, event)
+    if refused:
+        return Verdict(rule.name, False, refused[0], stopped_by=StoppedBy(*refused[1:]))
+    if facts.skip:
+        return Verdict(rule.name, False, f"{_SKIP_REASON}{facts.skip}'",
+                       stopped_by=StoppedBy("skip", facts.skip))
+    pull = rule.pull
+    path_filter = None
+    why = f"pull request #{event.number} {event.action}"
+    if pull.paths is not None or pull.paths_ignore is not None:
+        why += "; changed files (three-dot diff against the base) resolved before the build"
+        path_filter = {"paths": list(pull.paths.sources) if pull.paths else [],
+                       "paths_ignore": list(pull.paths_ignore.sources) if pull.paths_ignore else [],
+                       "on_unknown_files": rule.on_unknown_files}
+    job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=rule.render(facts.fields),
+              event=event, needs_files=path_filter is not None, path_filter=path_filter,
+              group=rule.render_group(facts.fields))
+    return Verdict(rule.name, True, why, needs_files=path_filter is not None, jobs=(job,))
+
+
+def _comment(rule: Rule, event: Event, facts: _Facts) -> Verdict:
+    """on.comment: a new comment matching the pattern, by an allowed author, rebuilds the pull
+    request's head. Without the head commit in the payload (GitHub) the job keeps its templates
+    unrendered: the dispatcher asks the host for the head, then renders them."""
+    refused = comment_problem(rule.comment, event)
+    if refused:
+        return Verdict(rule.name, False, refused[0], stopped_by=StoppedBy(*refused[1:]))
+    request = rule.render(facts.fields) if event.sha else copy_plain(rule.run)
+    job = Job(rule=rule.name, target=rule.target, kind=rule.kind, request=request, event=event,
+              group=rule.render_group(facts.fields))
+    return Verdict(rule.name, True, f"comment by '{event.author}' on pull request #{event.number} "
+                                    f"matches comment.pattern", jobs=(job,))
 
 
 def _paths_stop(rule: Rule, files) -> StoppedBy:

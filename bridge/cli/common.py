@@ -1,7 +1,8 @@
-"""Shared pieces of the `cibridge` commands: options, defaults, loading rules and opening the store.
+"""Shared pieces of the `cibridge` commands: options, defaults and loading rules (opening the
+store: stores.py, so that `cibridge check` imports no database library).
 
-Input: command-line options and the BRIDGE_* environment. Output: a Config or a Store, or exit 1
-with every problem printed.
+Input: command-line options and the BRIDGE_* environment. Output: a Config, or exit 1 with every
+problem printed.
 """
 from __future__ import annotations
 
@@ -12,17 +13,11 @@ from pathlib import Path
 
 import click
 
-from sqlalchemy.engine import make_url
-
-from bridge.config import secrets as secret_refs
-from bridge.config.load import load_config, read_rules_text
-from bridge.config.snapshot import LAST_GOOD, load_accepted
-from bridge.config.yamlload import load
-from bridge.errors import BridgeError, ConfigError, SecretError, StoreUnavailable
+from bridge.config.load import load_config
+from bridge.config.snapshot import load_accepted
+from bridge.errors import BridgeError, ConfigError
 from bridge.globs import validate_patterns
-from bridge.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS
 from bridge.policies import parse_duration
-from bridge.store import Store, open_for
 
 DEFAULT_RULES = "rules.yaml"
 DEFAULT_STATE = "var"
@@ -78,6 +73,17 @@ def load_or_exit(rules_path, *, resolve_secrets: bool = True, hint=None):
         fail_with_problems(rules_path, exc.problems, hint(exc.problems) if hint else None)
 
 
+def load_rules_or_exit(rules_path, *, resolve_secrets: bool):
+    """load_or_exit for check and explain: optionally reading no secret (explain verifies none),
+    and pointing at --no-secrets when only unreadable secrets failed a check."""
+    def hint(problems):
+        if resolve_secrets and all(": secret ${" in p for p in problems):
+            return ("(only secrets are missing: `cibridge check --no-secrets` checks a rules file "
+                    "on a machine that holds none, such as a rules repository's CI)")
+        return None
+    return load_or_exit(rules_path, resolve_secrets=resolve_secrets, hint=hint)
+
+
 def load_accepted_or_exit(rules_path, state_dir):
     """The rules `cibridge web` / `cibridge dispatch` start on: the last-good snapshot in the state
     directory (rules.yaml itself only at the very first start), or exit 1 with every problem."""
@@ -86,97 +92,6 @@ def load_accepted_or_exit(rules_path, state_dir):
         return load_accepted(rules_path, state_dir)[0]
     except ConfigError as exc:
         fail_with_problems(rules_path, exc.problems)
-
-
-def open_store(config, state_dir, create=True, **kw):
-    """The store, or exit 1 with its message (database down, schema to upgrade) - no traceback."""
-    try:
-        return open_for(config, state_dir, create=create, **kw)
-    except StoreUnavailable as exc:
-        click.echo(f"bridge: {exc}", err=True)
-        sys.exit(1)
-
-
-# --- the operator commands: the store without the secrets or a valid rules file ----------------
-
-def operator_database_url(rules_path, state_dir, environ=os.environ) -> str:
-    """The database `cibridge deliveries`, `retry`, `replay` and `prune` use, found as the service
-    finds it but reading no secret except the database URL's own and validating nothing:
-    settings.database_url of the rules the service last accepted (the snapshot in the state
-    directory), else of rules.yaml (read as YAML only), else BRIDGE_DATABASE_URL, else the
-    SQLite file in the state directory. Raises ConfigError naming what could not be read."""
-    url = None
-    for path, what in ((Path(state_dir) / LAST_GOOD, "the last accepted rules"),
-                       (Path(rules_path) if rules_path else None, None)):
-        if path is None or not path.is_file():
-            continue
-        try:
-            doc = load(read_rules_text(str(path)))
-        except BridgeError:    # ConfigError (unreadable), YamlError (not YAML)
-            continue        # unreadable here: the next place, then the defaults
-        settings = doc.get("settings") if isinstance(doc, dict) else None
-        url = settings.get("database_url") if isinstance(settings, dict) else None
-        url = _resolve_url(url, what or str(path), rules_path or path, environ)
-        break
-    if url:
-        return url
-    return environ.get("BRIDGE_DATABASE_URL") or f"sqlite:///{Path(state_dir).resolve() / 'bridge.db'}"
-
-
-def _resolve_url(value, where: str, rules_path, environ) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    if not secret_refs.is_reference(value):
-        return value
-    try:
-        return secret_refs.resolve(value, environ, os.path.dirname(os.path.abspath(str(rules_path))))
-    except SecretError as exc:
-        raise ConfigError([f"settings.database_url of {where}: {exc} (the one secret the "
-                           "operator commands read)"]) from None
-
-
-def open_operator_store(rules_path, state_dir):
-    """The store for the operator commands (see operator_database_url), or exit 1 with one
-    line saying why; nothing is created. No `state_dir`: the default one."""
-    state_dir = state_dir or default_state_dir()
-    try:
-        url = operator_database_url(rules_path, state_dir)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"bridge: {problem}", err=True)
-        sys.exit(1)
-    if url.startswith("sqlite") and not Path(state_dir).is_dir():
-        click.echo(f"bridge: no state directory {state_dir} (give --state-dir or BRIDGE_STATE_DIR)",
-                   err=True)
-        sys.exit(1)
-    if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:" and not Path(database).is_file():
-            # Opening it would create an empty file: say where we looked instead.
-            click.echo(f"bridge: no database {database}: nothing was stored in {state_dir} yet "
-                       "(give --state-dir or BRIDGE_STATE_DIR)", err=True)
-            sys.exit(1)
-    try:
-        return Store.open(url, create=False)
-    except StoreUnavailable as exc:
-        click.echo(f"bridge: {exc}", err=True)
-        sys.exit(1)
-
-
-def resolve_delivery_id(store, prefix: str, *, lead: str = "", where: str = "") -> str:
-    """The one stored delivery id that is `prefix` or starts with it, or exit 1 naming the
-    candidates (`deliveries show`, `replay`, `explain --delivery`). `lead` starts each message
-    and `where` ends the one for no match (explain's "error: " and " in the store (DIR)")."""
-    found = store.delivery_ids(prefix)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        click.echo(f"{lead}no delivery '{prefix}'{where}", err=True)
-        sys.exit(1)
-    more = " ..." if len(found) > 10 else ""
-    click.echo(f"{lead}'{prefix}' is ambiguous: it starts {'more than 10' if more else len(found)} "
-               f"delivery ids: {', '.join(found[:10])}{more}; give more of the id", err=True)
-    sys.exit(1)
 
 
 def ago(ts) -> str:
@@ -210,26 +125,3 @@ def parsed_option(parse):
 
 #: click callback: a duration (30m, 1h, 2d) in seconds, or a usage error.
 duration_option = parsed_option(parse_duration)
-
-
-def _log_env(name):
-    """A click callback putting a log option into the environment, where bridge.logs and every
-    child process (`cibridge serve` starts `cibridge web` and `cibridge dispatch`) read it."""
-    def callback(ctx, param, value):
-        if value is not None:
-            os.environ[name] = value.lower()
-        return value
-    return callback
-
-
-def log_options(f):
-    """`--log-level` and `--log-format`, on the group and on the commands that run the service:
-    the flag wins over BRIDGE_LOG_LEVEL / BRIDGE_LOG_FORMAT, which win over settings.log_level."""
-    f = click.option("--log-format", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                     envvar=FORMAT_ENV, expose_value=False, is_eager=True, callback=_log_env(FORMAT_ENV),
-                     help="log lines as JSON or text; auto (default): text on a terminal, "
-                          "else JSON (env BRIDGE_LOG_FORMAT)")(f)
-    return click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False), default=None,
-                        envvar=LEVEL_ENV, expose_value=False, is_eager=True, callback=_log_env(LEVEL_ENV),
-                        help="debug, info, warning or error (env BRIDGE_LOG_LEVEL, then "
-                             "settings.log_level; default info)")(f)

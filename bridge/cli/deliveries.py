@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
-from bridge.cli.common import (ago, glob_option, open_operator_store, resolve_delivery_id, rules_option,
-                               state_dir_callback, state_option)
+from bridge.cli.common import ago, glob_option, rules_option, state_dir_callback, state_option
+from bridge.cli.stores import open_operator_store, operator_policies, resolve_delivery_id
 from bridge.jobs import JOB_STATES, OUTCOMES
 from bridge.providers import host_view
 
@@ -40,16 +41,30 @@ def deliveries(ctx, rules_path, state_dir, source, repo, job_state, limit, fmt):
         return
     store = open_operator_store(rules_path, state_dir)
     rows = store.list_deliveries(source=source, repo=repo, state=job_state, limit=limit)
+    _add_waiting(store, [j for r in rows for j in r.get("jobs", [])], rules_path, state_dir)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     _echo_table(rows)
 
 
+def _add_waiting(store, jobs: list[dict], rules_path, state_dir) -> None:
+    """Each queued job's "waiting" (why it has not started: the claim's reasons)."""
+    queued = [j["id"] for j in jobs if j.get("state") == "queued"]
+    if not queued:
+        return
+    reasons = store.waiting_reasons(queued, operator_policies(rules_path, state_dir), now=time.time())
+    for j in jobs:
+        if j["id"] in reasons:
+            j["waiting"] = reasons[j["id"]]
+
+
 def _echo_table(rows: list[dict]) -> None:
     click.echo(f"{'DELIVERY':38} {'RECEIVED':19} {'REPO':24} {'REF':24} {'OUTCOME':9} JOBS")
     for r in rows:
-        jobs = ", ".join(f"{j['rule']}:{j['state']}" for j in r.get("jobs", [])) or r.get("reason", "")
+        jobs = ", ".join(f"{j['rule']}:{j['state']}" + (f" ({j['waiting']})" if j.get("waiting") else "")
+                         for j in r.get("jobs", [])) or r.get("reason", "")
+        jobs += f"  (via {r['via']})" if r.get("via") else ""
         click.echo(f"{r['delivery'][:38]:38} {ago(r['received_at']):19} {str(r.get('repo') or '-')[:24]:24} "
                    f"{str(r.get('ref') or '-')[:24]:24} {r['outcome'][:9]:9} {jobs}")
 
@@ -69,8 +84,10 @@ def deliveries_show(obj, rules_path, state_dir, fmt, delivery_id):
     DELIVERY_ID may be any unique beginning of the id. Each status shows the state as the git
     host got it (GitHub has no "running": it got "pending") and the host's answer."""
     # The group's options (`cibridge deliveries --rules X show ID`) unless given after `show`.
-    store = open_operator_store(rules_path or obj["rules_path"], state_dir or obj["state_dir"])
+    rules_path, state_dir = rules_path or obj["rules_path"], state_dir or obj["state_dir"]
+    store = open_operator_store(rules_path, state_dir)
     d = _shown_delivery(store, delivery_id)
+    _add_waiting(store, d.get("jobs", []), rules_path, state_dir)
     if (fmt or obj["fmt"]) == "json":
         click.echo(json.dumps(d, indent=2, default=str))
         return
@@ -112,6 +129,11 @@ def _echo_job(j: dict) -> None:
                f"attempts {j.get('attempts', 0)}"
                + (f"  {j['url']}" if j.get("url") else "")
                + (f"  error: {j['last_error']}" if j.get("last_error") else ""))
+    if j.get("waiting"):
+        click.echo(f"    {j['waiting']}")
+    if j.get("superseded_by"):
+        click.echo(f"    superseded by job {j['superseded_by']} (a newer one of its group "
+                   f"{j.get('policy_group') or ''})")
     click.echo(f"    request {json.dumps(j.get('request'), ensure_ascii=False)}")
     _echo_detail(j.get("detail") or {})
     for a in j.get("history", []):

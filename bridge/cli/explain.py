@@ -1,4 +1,5 @@
-"""`cibridge explain`: a payload file -> normalize -> match, offline, with every rule's reason.
+"""`cibridge explain`: a payload file (or a stored delivery) -> normalize -> match, offline, with
+every rule's reason.
 
 Input: a Config, a source name, raw body bytes and headers (`read_headers` takes them from a
 file). Output: bridge.explain's JSON-able dict
@@ -11,11 +12,23 @@ a text rendering of it. A delivery meaning several events (Bitbucket) lists them
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+from dataclasses import replace
+from pathlib import Path
 
+import click
+
+from bridge.cli.common import (default_state_dir, load_or_exit, load_rules_or_exit, rules_option,
+                               state_option)
+from bridge.cli.stores import open_store, resolve_delivery_id
+from bridge.config import secrets as secret_refs
+from bridge.config.load import read_rules_text
+from bridge.config.yamlload import load
 from bridge.dispatch.changes import resolve_for_source
 from bridge.dispatch.mirror import Mirrors
-from bridge.errors import InvalidValue
+from bridge.errors import BridgeError, InvalidValue
 from bridge.explain import explain_payload as explain_trace
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")     # RFC 9110 token
@@ -112,15 +125,30 @@ def render_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _event_lines(e: dict, match: dict, version: str) -> list[str]:
-    lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
-             + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
-             + f" by {e['pusher'] or '?'}"]
-    flags = [f for f in ("created", "deleted", "forced") if e[f]]
+def _pull_lines(e: dict) -> list[str]:
+    """A pull request or a comment on one: number, action, branches, head, who."""
+    who = e["author"] + (f" ({e['author_association']})" if e["author_association"] else "")
+    head = f"build {e['sha'][:12]}" if e["sha"] else "head asked of the host by the dispatcher"
+    lines = [f"event: {e['kind']} {e['repo']} #{e['number']} {e['action']} ({e['host_action'] or '-'}): "
+             f"{e['head_ref'] or '?'} -> {e['base_ref'] or '?'} ({head}) by {who or '?'}"]
+    flags = [f for f in ("fork", "draft", "merged") if e[f]]
     if flags:
-        lines.append(f"       {', '.join(flags)}")
-    lines.append(f"       {len(e['commits'])} commit(s) in the payload"
-                 + ("" if e["commits_complete"] else " (the list may be incomplete)"))
+        lines.append(f"       {', '.join(flags)}" + (f" (head repository {e['head_repo']})" if e["fork"] else ""))
+    return lines
+
+
+def _event_lines(e: dict, match: dict, version: str) -> list[str]:
+    if e.get("number") is not None:
+        lines = _pull_lines(e)
+    else:
+        lines = [f"event: {e['kind']} {e['repo']} {e['ref']} {e['before'][:8]}..{e['after'][:8]} "
+                 + (f"(build {e['sha'][:12]})" if e["sha"] else "(no commit to build: the ref was deleted)")
+                 + f" by {e['pusher'] or '?'}"]
+        flags = [f for f in ("created", "deleted", "forced") if e[f]]
+        if flags:
+            lines.append(f"       {', '.join(flags)}")
+        lines.append(f"       {len(e['commits'])} commit(s) in the payload"
+                     + ("" if e["commits_complete"] else " (the list may be incomplete)"))
     files = match["files"]
     if files:
         shown = files["files"]
@@ -133,3 +161,112 @@ def _event_lines(e: dict, match: dict, version: str) -> list[str]:
         for j in r["jobs"]:
             lines.append(f"           -> {j['target']} ({j['kind']}): {j['request']}")
     return lines
+
+
+@click.command()
+@rules_option
+@click.option("--source", "source_name", default=None,
+              help="source name from rules.yaml (the one whose URL received the payload)")
+@click.option("--event", "event_name", default=None,
+              help="the event header's value: push, ping, 'Push Hook', 'Tag Push Hook', 'System Hook'")
+@click.option("--headers", "headers_file", type=click.File("rb"), default=None,
+              help="file of request headers: 'Name: value' lines (as GitHub's Recent Deliveries "
+                   "shows them) or a JSON object {\"X-GitHub-Event\": \"push\", ...}")
+@click.option("--delivery", "delivery_id", default=None,
+              help="explain a delivery the bridge stored (its raw body and headers, from the "
+                   "state directory's database) instead of a PAYLOAD file; ID may be any unique "
+                   "beginning of the id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text for people; json for scripts (shape in the README)")
+@click.option("--resolve-files", is_flag=True,
+              help="compute changed files as the dispatcher would (fetches into the git mirror)")
+@state_option
+@click.argument("payload", type=click.File("rb"), required=False)
+def explain(rules_path, source_name, event_name, headers_file, delivery_id, fmt, resolve_files,
+            state_dir, payload):
+    """Run normalize -> match offline on a payload and say, for every rule, why it matches or not.
+
+    PAYLOAD is a webhook body saved to a file (with --source); or --delivery ID explains one
+    the bridge received (ID may be any unique beginning of the id), under the current rules.
+    Reads no webhook secret (nothing is verified); --resolve-files reads them, for clone_token."""
+    if delivery_id is not None and (payload is not None or headers_file or event_name or source_name):
+        raise click.UsageError("--delivery explains a stored delivery: it takes no PAYLOAD, "
+                               "--source, --headers or --event")
+    if delivery_id is None and (payload is None or source_name is None):
+        raise click.UsageError("give a PAYLOAD file and --source, or --delivery ID")
+    config = load_or_exit(rules_path) if resolve_files else load_rules_or_exit(rules_path, resolve_secrets=False)
+    state_dir = state_dir or default_state_dir()
+    stored = None
+    headers = {}
+    if delivery_id is not None:
+        stored = _stored_delivery(config, state_dir, delivery_id)
+        source_name, headers, body = stored["source"], dict(stored["headers"] or {}), bytes(stored["body"])
+    else:
+        if headers_file:
+            try:
+                headers = read_headers(headers_file.read(MAX_HEADERS_FILE + 1))
+            except BridgeError as exc:
+                click.echo(f"error: --headers {headers_file.name}: {exc}", err=True)
+                sys.exit(1)
+        body = payload.read()
+    try:
+        result = explain_payload(config, source_name, body, headers=headers,
+                                 event_name=event_name, resolve_files=resolve_files, state_dir=state_dir)
+    except BridgeError as exc:
+        click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+        sys.exit(1)
+    if stored is not None:
+        result = {"delivery": {key: stored.get(key) for key in
+                               ("delivery", "received_at", "outcome", "reason", "rules_version")},
+                  **result}
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(result))
+
+
+def _stored_delivery(config, state_dir, delivery_id) -> dict:
+    """The stored delivery `delivery_id` names (any unique beginning of its id; as `deliveries
+    show`), with its raw body and kept headers, or exit 1 saying why not."""
+    url = _database_url(config, state_dir)
+    db = Path(state_dir).resolve() / "bridge.db"
+    if url == f"sqlite:///{db}" and not db.exists():
+        click.echo(f"error: no database in the state directory {state_dir} (give --state-dir "
+                   "or BRIDGE_STATE_DIR)", err=True)
+        sys.exit(1)
+    store = open_store(_with_database_url(config, url), state_dir, create=False)
+    try:
+        delivery_id = resolve_delivery_id(store, delivery_id, lead="error: ",
+                                          where=f" in the store ({state_dir})")
+        found = store.get_delivery(delivery_id)
+    finally:
+        store.close()
+    if found is None:
+        click.echo(f"error: no delivery '{delivery_id}' in the store ({state_dir})", err=True)
+        sys.exit(1)
+    if found["source"] not in config.sources:
+        click.echo(f"error: delivery '{delivery_id}' came to source '{found['source']}', which "
+                   f"{os.path.basename(config.path)} no longer has", err=True)
+        sys.exit(1)
+    return found
+
+
+def _database_url(config, state_dir) -> str:
+    """The store's URL. Loaded without secrets, a `database_url` given as a secret reference is
+    read on its own (it is no webhook secret)."""
+    if config.secrets_resolved or config.settings.database_url:
+        return config.database_url(state_dir)
+    try:
+        doc = load(read_rules_text(config.path))
+        settings = doc.get("settings") if isinstance(doc, dict) else None
+        ref = settings.get("database_url") if isinstance(settings, dict) else None
+        if secret_refs.is_reference(ref):
+            return secret_refs.resolve(ref, os.environ, os.path.dirname(os.path.abspath(config.path)))
+    except BridgeError as exc:
+        click.echo(f"error: settings.database_url: {exc}", err=True)
+        sys.exit(1)
+    return config.database_url(state_dir)
+
+
+def _with_database_url(config, url):
+    return replace(config, settings=replace(config.settings, database_url=url))

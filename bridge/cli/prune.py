@@ -9,7 +9,8 @@ import time
 
 import click
 
-from bridge.cli.common import open_operator_store, rules_option, state_option
+from bridge.cli.common import rules_option, state_option
+from bridge.cli.stores import open_operator_store
 from bridge.errors import BridgeError
 from bridge.policies import parse_duration
 

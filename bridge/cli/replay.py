@@ -11,8 +11,8 @@ import time
 
 import click
 
-from bridge.cli.common import (load_or_exit, open_operator_store, resolve_delivery_id, rules_option,
-                               state_option)
+from bridge.cli.common import load_or_exit, rules_option, state_option
+from bridge.cli.stores import open_operator_store, resolve_delivery_id
 from bridge.events import Ignored
 from bridge.jobs import Job
 from bridge.providers import get_provider

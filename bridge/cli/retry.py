@@ -11,8 +11,9 @@ import time
 
 import click
 
-from bridge.cli.common import (ago, default_state_dir, duration_option, glob_option, open_operator_store,
-                               rules_option, state_option)
+from bridge.cli.common import (ago, default_state_dir, duration_option, glob_option, rules_option,
+                               state_option)
+from bridge.cli.stores import open_operator_store
 from bridge.store.operators import RETRYABLE_STATES
 
 

@@ -13,9 +13,10 @@ import os
 from bridge.config.keys import MAX_RULES_FILE, TOP_KEYS
 from bridge.config.model import Config
 from bridge.config.problems import Problems, reading_secrets, resolving
+from bridge.config.reconcile import rule_watches
 from bridge.config.rulecheck import parse_rules
 from bridge.config.settings import parse_settings
-from bridge.config.sources import parse_sources, parse_targets
+from bridge.config.sources import parse_sources, parse_targets, source_watches
 from bridge.config.yamlload import LineDict, LineList, YamlError, load
 from bridge.errors import ConfigError
 
@@ -76,11 +77,14 @@ def _load_config(path, environ, text) -> Config:
     broken_targets: set = set()      # declared, but already reported: rules using them are not
     targets = parse_targets(doc, problems, environ, broken_targets)
     rule_reports: dict = {}
-    rules = parse_rules(doc, problems, sources, targets, rule_reports, broken_targets)
+    rule_policies: dict = {}
+    rules = parse_rules(doc, problems, sources, targets, rule_reports, broken_targets, rule_policies)
+    watches = source_watches(doc, problems) + rule_watches(doc, rules, sources, problems)
     if problems.items:
         raise ConfigError(problems.messages())
     return Config(path=path, version=version, sources=sources, targets=targets, rules=tuple(rules),
-                  settings=settings, rule_reports=rule_reports, secrets_resolved=resolving())
+                  settings=settings, rule_reports=rule_reports, rule_policies=rule_policies,
+                  secrets_resolved=resolving(), watches=watches)
 
 
 def _duplicate_problems(doc: LineDict, duplicates: list, problems) -> None:

@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.policies import REPORT_RETRY, FollowPolicy, MirrorPolicy, RetryPolicy
+from bridge.config.reconcile import ReconcileConfig, ReconcilePolicy
+from bridge.policies import (NO_POLICY, REPORT_RETRY, FollowPolicy, MirrorPolicy, Policies,
+                             RetryPolicy, TargetPolicy)
 from bridge.rules import RuleSet
 from bridge.targets import target_class
 
@@ -57,6 +59,7 @@ class Settings:
     body_timeout: float = 30.0       # its whole body, from the end of the headers
     log_level: str | None = None     # None: info, unless --log-level / BRIDGE_LOG_LEVEL say
     ui: UiSettings = UiSettings()
+    reconcile: ReconcilePolicy = ReconcilePolicy()
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class SourceConfig:
     clone_hosts_default: bool = True
     #: Keyword options of the provider's `verify` (GitLab: `accept`, from the source's `accept:`).
     verify_options: dict = field(default_factory=dict)
+    #: API access for reconcile (`reconcile:`, else the `report:` token), or None.
+    reconcile: ReconcileConfig | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class TargetConfig:
     options: dict = field(repr=False)
     retry: RetryPolicy = RetryPolicy()
     line: int = 0
+    policy: TargetPolicy = NO_POLICY
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,9 @@ class Config:
     rules: tuple
     settings: Settings
     rule_reports: dict = field(default_factory=dict)     # rule name -> RuleReport
+    rule_policies: dict = field(default_factory=dict)    # rule name -> {policy key: value}
     secrets_resolved: bool = True    # False: loaded for explain/check without reading secrets
+    watches: tuple = ()              # WatchSpec: sources' watch: and rules' watch: true
 
     def rule_report(self, rule: str) -> RuleReport:
         return self.rule_reports.get(rule) or RuleReport(context=f"bridge/{rule}")
@@ -112,6 +120,11 @@ class Config:
 
     def retry_policies(self) -> dict:
         return {name: t.retry for name, t in self.targets.items()}
+
+    def policies(self) -> Policies:
+        """Targets' `policy:` and rules' overrides, for the claim."""
+        return Policies(targets={name: t.policy for name, t in self.targets.items()},
+                        rules={name: own for name, own in self.rule_policies.items() if own})
 
     @property
     def ruleset(self) -> RuleSet:

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from bridge.config.keys import ON_KEYS, RULE_KEYS
 from bridge.config.model import RuleReport
+from bridge.config.policy import rule_policy
 from bridge.config.problems import as_mapping, line_of_key
+from bridge.config.pullcheck import check_pull
 from bridge.config.yamlload import LineDict, LineList
 from bridge.errors import did_you_mean
 from bridge.events import KINDS
 from bridge.globs import validate_patterns
 from bridge.rules import DEFAULT_EVENTS, Rule, compile_rule
-from bridge.targets import target_class
+from bridge.targets import target_spec
 from bridge.templates import commit_templates, template_problems, templates_in
 
 
-def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=frozenset()) -> list[Rule]:
+def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=frozenset(),
+                rule_policies=None) -> list[Rule]:
     raw = doc.get("rules")
+    rule_policies = {} if rule_policies is None else rule_policies
     if raw is None:
         return []
     if not isinstance(raw, LineList):
@@ -40,16 +44,20 @@ def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=fr
             problems.add(spec.line_of("name"), f"duplicate rule name (first at line {seen[name]})", name)
         else:
             seen[name] = spec.line_of("name")
-        rule = _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets)
+        rule = _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets,
+                     rule_policies)
         if rule is not None:
             compiled.append(rule)
     return compiled
 
 
-def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets) -> Rule | None:
+def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_targets,
+          rule_policies) -> Rule | None:
     """One rule's mapping checked (its problems added), compiled if it has none."""
     problems.unknown_keys(spec, RULE_KEYS, "the rule", name)
     rule_reports[name] = _rule_report(spec, name, problems)
+    if "policy" in spec:
+        rule_policies[name] = rule_policy(spec, problems, name)
     on = as_mapping(spec.get("on"), problems, spec.line_of("on"), "'on'", name)
     run = as_mapping(spec.get("run"), problems, spec.line_of("run"), "'run'", name)
     if "on" not in spec:
@@ -71,7 +79,7 @@ def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_tar
         ok = False
     elif not _check_run(run, target, problems, name):
         ok = False
-    literal = target_class(target.kind).literal_keys if target is not None else ()
+    literal = target_spec(target.kind).literal_keys if target is not None else ()
     for tline, msg in template_problems(_without(run, literal)):
         problems.add(tline, msg, name)
         ok = False
@@ -84,14 +92,16 @@ def _rule(spec, name, line, problems, sources, targets, rule_reports, broken_tar
         ok = False
     if not ok:
         return None
-    return compile_rule(name, spec.line_of("name"), on, run, kind=target.kind, on_unknown_files=policy)
+    group = rule_policies.get(name, {}).get("group") or target.policy.group
+    return compile_rule(name, spec.line_of("name"), on, run, kind=target.kind, on_unknown_files=policy,
+                        group=group)
 
 
 def _check_run(run: LineDict, target, problems, name) -> bool:
     """A rule's `run:` against its target's kind: its keys, the kind's own checks, and no
     template where the kind takes a value literally. False if any problem was added."""
     ok = True
-    cls = target_class(target.kind)
+    cls = target_spec(target.kind)
     allowed = dict(cls.run_keys)
     allowed.setdefault("target", True)
     problems.unknown_keys(run, allowed, f"'run' (target kind {target.kind})", name)
@@ -206,12 +216,15 @@ def _check_on(on: LineDict, problems, name, sources) -> bool:
         events = on["events"]
         events = [events] if isinstance(events, str) else events
         if not isinstance(events, list) or not events:
-            problems.add(on.line_of("events"), "'on.events' must list push, tag and/or delete", name)
+            problems.add(on.line_of("events"), "'on.events' must list push, tag, delete, pull_request and/or comment", name)
             ok = False
         else:
             for ev in events:
                 if ev not in KINDS:
                     problems.add(on.line_of("events"), f"unknown event '{ev}' in on.events"
-                                 + did_you_mean(ev, KINDS) + "; known: push, tag, delete", name)
+                                 + did_you_mean(ev, KINDS) + f"; known: {', '.join(KINDS)}", name)
                     ok = False
+    if ok:
+        events = on.get("events") or [k for k in ("pull_request", "comment") if k in on] or DEFAULT_EVENTS
+        ok = check_pull(on, problems, name, [events] if isinstance(events, str) else list(events))
     return ok

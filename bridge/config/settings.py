@@ -15,6 +15,7 @@ from bridge.config import secrets as secret_refs
 from bridge.config.keys import FOLLOW_KEYS, MIRRORS_KEYS, RETRY_KEYS, SETTINGS_KEYS, UI_KEYS
 from bridge.config.model import Settings, UiSettings
 from bridge.config.problems import as_mapping, maybe_secret
+from bridge.config.reconcile import parse_policy
 from bridge.errors import InvalidValue, did_you_mean
 from bridge.logs import LEVELS as LOG_LEVELS
 from bridge.policies import FollowPolicy, MirrorPolicy, RetryPolicy, parse_duration, parse_size
@@ -78,6 +79,8 @@ def parse_settings(raw, problems, environ) -> Settings:
             _log_level(value, problems, line, values)
         elif key == "ui":
             values[key] = _ui(value, problems, line)
+        elif key == "reconcile":
+            values[key] = parse_policy(value, problems, line)
     return Settings(**values)
 
 

@@ -12,16 +12,18 @@ from typing import Any
 from bridge.config import secrets as secret_refs
 from bridge.config.keys import NAME_RE, REPORT_KEYS, SOURCE_KEYS
 from bridge.config.model import ReportConfig, SourceConfig, TargetConfig
+from bridge.config.policy import target_policy
+from bridge.config.reconcile import ReconcileConfig, parse_reconcile, parse_watch
 from bridge.config.problems import as_mapping, line_of_key, maybe_secret, resolve_secret, resolving
 from bridge.config.rulecheck import literal_problems
 from bridge.config.settings import retry_policy
 from bridge.config.yamlload import LineList
 from bridge.errors import InvalidValue, SecretError, did_you_mean
-from bridge.policies import REPORT_RETRY, RetryPolicy, parse_duration
+from bridge.policies import NO_POLICY, REPORT_RETRY, RetryPolicy, parse_duration
 from bridge import providers
 from bridge.providers import clone as clone_hosts
 from bridge.providers.clone import clone_url_problem
-from bridge.targets import TARGET_KINDS, target_class, unknown_kind_message
+from bridge.targets import TARGET_KINDS, target_spec, unknown_kind_message
 
 
 def parse_sources(doc, problems, environ) -> dict:
@@ -59,7 +61,8 @@ def _source(name, spec, line, problems, environ) -> SourceConfig:
         clone_hosts.default_hosts(str(provider), api_url)
     return SourceConfig(name=name, provider=str(provider), secrets=tuple(resolved), line=line,
                         options=options, report=report, clone_hosts=hosts,
-                        clone_hosts_default="clone_hosts" not in spec, verify_options=verify_options)
+                        clone_hosts_default="clone_hosts" not in spec, verify_options=verify_options,
+                        reconcile=_reconcile(spec, name, provider, report, problems, environ))
 
 
 def _accept(name, spec, provider, resolved, problems) -> dict:
@@ -85,6 +88,29 @@ def _accept(name, spec, provider, resolved, problems) -> dict:
         problems.add(spec.line_of("accept"), f"{where}: {why}")
         return {}
     return {"accept": tuple(dict.fromkeys(values))}
+
+
+def _reconcile(spec, name, provider, report, problems, environ) -> ReconcileConfig | None:
+    """A source's `reconcile:`; without one, its `report:` token reads the host's refs."""
+    if "reconcile" in spec:
+        if provider in providers.names() and not hasattr(providers.PROVIDERS[provider], "Reconcile"):
+            problems.add(spec.line_of("reconcile"), f"source '{name}': reconcile is not available "
+                                                    f"for provider '{provider}' (GitHub and GitLab only)")
+            return None
+        return parse_reconcile(spec, name, provider, problems, environ,
+                               providers.default_api_url(str(provider)))
+    if report is not None and hasattr(providers.PROVIDERS.get(provider), "Reconcile"):
+        return ReconcileConfig(api_url=report.api_url, token=report.token, timeout=report.timeout)
+    return None
+
+
+def source_watches(doc, problems) -> tuple:
+    """Every source's `watch:` list (WatchSpec)."""
+    raw = doc.get("sources")
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(w for name, spec in raw.items() if isinstance(spec, dict) and "watch" in spec
+                 for w in parse_watch(spec, name, problems))
 
 
 def _source_secrets(name, spec, line, problems, environ) -> list[bytes]:
@@ -120,7 +146,7 @@ def _clone_options(name, spec, problems, environ) -> dict:
     """A source's options (clone_url, clone_token): the URL with the refusal every fetch would
     give, the token a secret reference sent over https only."""
     options = {k: v for k, v in spec.items()
-               if k not in ("provider", "secrets", "accept", "report", "clone_hosts")}
+               if k not in ("provider", "secrets", "accept", "report", "clone_hosts", "reconcile", "watch")}
     if "clone_url" in options:
         if (why := clone_url_problem(options["clone_url"])) is not None:
             problems.add(spec.line_of("clone_url"), f"source '{name}': {why}")
@@ -219,10 +245,11 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
             problems.add(spec.line_of("kind"), f"target '{name}': {unknown_kind_message(kind)}")
             broken.add(name)
             continue
-        cls = target_class(kind)
+        cls = target_spec(kind)
         allowed = dict(cls.config_keys)
         allowed.setdefault("kind", True)
         allowed.setdefault("retry", False)
+        allowed.setdefault("policy", False)
         problems.unknown_keys(spec, allowed, f"target '{name}' (kind {kind})")
         for key, required in allowed.items():
             if required and key not in spec:
@@ -230,7 +257,7 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
         options = {}
         unread = []      # references left unread (resolve_secrets=False): stand in for their values
         for key, value in spec.items():
-            if key == "retry":
+            if key in ("retry", "policy"):
                 continue
             if key in getattr(cls, "secret_keys", ()) and not secret_refs.is_reference(value):
                 # Named, never quoted: the literal is the secret.
@@ -249,5 +276,7 @@ def parse_targets(doc, problems, environ, broken: set) -> dict:
                                 "filled in)")
         retry = retry_policy(spec, problems, f"target '{name}'", RetryPolicy()) if "retry" in spec \
             else RetryPolicy()
-        out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line)
+        policy = target_policy(spec, problems, f"target '{name}'") if "policy" in spec else NO_POLICY
+        out[name] = TargetConfig(name=name, kind=kind, options=options, retry=retry, line=line,
+                                 policy=policy)
     return out

@@ -59,7 +59,27 @@ class LineList(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when present: 10x faster
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when present: 10x faster
+
+
+class _Loader(_BaseLoader):
+    """The safe loader, resolving each distinct plain scalar's tag once per document: a rules file
+    repeats its keys and values (`name`, `on`, `repo`, `target: mem` ...) tens of thousands of
+    times, and each resolution tries YAML's implicit-type patterns one by one. The tag depends
+    only on the scalar's text and how it was quoted (SafeLoader has no path resolvers)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._tags = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is not ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
 
 
 def load(text: str, *, duplicates: list | None = None):

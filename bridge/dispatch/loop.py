@@ -17,10 +17,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from bridge.dispatch.follow import Follower
 from bridge.dispatch.joblog import JobLog, message
 from bridge.dispatch.outage import Outage
+from bridge.dispatch.pulls import PullSteps
 from bridge.dispatch.run_job import JobRunner
 from bridge.dispatch.statuses import Feedback, StatusPoster
+from bridge.dispatch.supersede import Superseder
 from bridge.errors import StoreUnavailable
-from bridge.policies import FollowPolicy, RetryPolicy
+from bridge.policies import FollowPolicy, Policies, RetryPolicy
 from bridge.jobs import Job
 from bridge.store import Store
 from bridge.targets.base import Target
@@ -34,6 +36,8 @@ logger = logging.getLogger("bridge.dispatcher")
 # and one claim per job would halve the rate of quick commands.
 _START_IS_THE_BUILD = frozenset({"exec"})
 _QUICK_START = 0.25
+# The longest pause between claims while policies hold every due job back.
+_POLICED_IDLE_MAX = 0.2
 
 
 class Dispatcher:
@@ -64,7 +68,7 @@ class Dispatcher:
                  rand: Callable[[], float] = random.random,
                  decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
                  log: logging.Logger = logger, metrics=None, feedback: Feedback | None = None,
-                 follow: FollowPolicy = FollowPolicy()):
+                 follow: FollowPolicy = FollowPolicy(), policies: Policies | None = None):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.store = store
@@ -84,14 +88,19 @@ class Dispatcher:
         self._starting: dict[int, float] = {}         # job id -> monotonic time its start() began
         self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
+        self._idle_claims = 0         # claims in a row that got nothing (see _idle_delay)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self.outage = Outage(log, recovered="store available again", interval=poll_interval)
         self.feedback = feedback
         self.follow_policy = follow
+        self.policies = policies or Policies()
+        self.superseder = Superseder(store, now=now, log=log, metrics=metrics)
         self.runner = JobRunner(store, owner=owner, now=now, sleep=sleep, rand=rand, log=log,
                                 metrics=metrics, feedback=feedback, decide_paths=decide_paths,
-                                follow_interval=follow.interval, timing=self._timing)
+                                follow_interval=follow.interval, timing=self._timing,
+                                prepare=PullSteps(store, lambda: self.feedback).prepare,
+                                policies=self.policies, superseder=self.superseder)
         self.follower = Follower(store, follow, owner=owner, lease_seconds=lease_seconds, now=now,
                                  rand=rand, log=log, metrics=metrics, feedback=feedback)
         self.poster = StatusPoster(store, feedback, owner=owner, lease_seconds=lease_seconds, now=now,
@@ -113,11 +122,15 @@ class Dispatcher:
     def decide_paths(self, decide: Callable[[Job], tuple[bool, str]] | None) -> None:
         self.runner.decide_paths = decide
 
-    def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy]) -> None:
-        """Rules reload: jobs claimed from now on use these; running ones finish on the old."""
+    def set_targets(self, targets: Mapping[str, Target], retry_policies: Mapping[str, RetryPolicy],
+                    policies: Policies | None = None) -> None:
+        """Rules reload: jobs claimed from now on use these; running ones finish on the old.
+        `policies`: the targets' and rules' `policy:` (None keeps the current ones)."""
         with self._lock:
             self._targets = dict(targets)
             self._policies = dict(retry_policies)
+            if policies is not None:
+                self.policies = self.runner.policies = policies
 
     # -- loops ----------------------------------------------------------------------------
 
@@ -165,7 +178,7 @@ class Dispatcher:
                     wait(busy, timeout=self.poll_interval, return_when=FIRST_COMPLETED)
                 else:
                     # While the store is down, back off (doubling, capped) instead of polling hard.
-                    self.sleep(self.outage.delay if self.outage.is_down else self.poll_interval)
+                    self.sleep(self.outage.delay if self.outage.is_down else self._idle_delay())
         finally:
             # Results the store still refuses are given up on within the grace (logged as such).
             self.runner.record_until = self.now() + grace * 0.9
@@ -213,12 +226,20 @@ class Dispatcher:
         if limit <= 0:
             return []
         try:
+            superseded: list = []
             claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
-                                       now=self.now())
+                                       now=self.now(), policies=self.policies, superseded=superseded,
+                                       cancel_kinds=_START_IS_THE_BUILD)
         except StoreUnavailable as exc:
             self.outage.down("cannot claim jobs", exc)
             return []
         self.outage.up()
+        if claimed or superseded:
+            self._idle_claims = 0
+        if superseded:
+            with self._lock:
+                targets = dict(self._targets)
+            self.superseder.handle(superseded, targets, self.feedback)
         if free is not None and len(claimed) > free:
             with self._lock:
                 slow = [cj for cj in claimed[free:] if cj.kind in _START_IS_THE_BUILD
@@ -241,6 +262,15 @@ class Dispatcher:
             fut.add_done_callback(lambda f, cj=cj: self._done(cj, f))
             submitted.append((cj, fut))
         return submitted
+
+    def _idle_delay(self) -> float:
+        """The pause after a claim that got nothing: the poll interval; under policies, doubling
+        up to _POLICED_IDLE_MAX while claims keep getting nothing (jobs held back by a limit
+        would otherwise cost a write transaction every poll, and ingest waits on those)."""
+        if not self.policies.active:
+            return self.poll_interval
+        self._idle_claims = min(self._idle_claims + 1, 16)
+        return min(self.poll_interval * 2 ** (self._idle_claims - 1), max(_POLICED_IDLE_MAX, self.poll_interval))
 
     def _starts_are_quick(self) -> bool:
         """Whether every job in flight is quick to start (so claiming ahead costs nobody a
@@ -274,6 +304,7 @@ class Dispatcher:
         with self._lock:
             self._inflight.pop(cj.id, None)
             self._ahead_blocked = False
+            self._idle_claims = 0         # a slot is free here: claim again soon
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:   # a bug: never lose it with the future
             JobLog.of_job(self.log, cj)(logging.ERROR, "failed in the dispatcher: %s",

@@ -198,7 +198,7 @@ class Mirrors:
         if not SHA.fullmatch(after):
             raise FinalUnknown(f"after {event.after[:80]!r} is not a commit id")
         new_branch = event.created or is_zero(before)
-        if not new_branch and not SHA.fullmatch(before):
+        if not event.is_pull and not new_branch and not SHA.fullmatch(before):
             raise FinalUnknown(f"before {event.before[:80]!r} is not a commit id")
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         created = False
@@ -218,7 +218,9 @@ class Mirrors:
                 # GIT_DIR: a damaged mirror must never make git search upwards into another repo.
                 env = {**self._git_env(url, schemes), "GIT_DIR": str(path)}
                 session = Session(repo, env, shown, self.fetch_timeout, event)
-                if new_branch:
+                if event.is_pull:
+                    files, how = session.pull_request(after, event.base_ref)
+                elif new_branch:
                     files, how = session.new_branch(after)
                 else:
                     files, how = session.existing_branch(before, after)

@@ -9,7 +9,8 @@ counted as old and new path. A new branch: the diff against the merge base with 
 branch (the parent of the oldest pushed commit not on it). When no default branch can be found,
 when the new branch *is* the default branch, or when it shares no history with it, every file in
 `after` counts as changed: too many files only makes a `paths:` rule run, as GitHub Actions does
-when it cannot compute a diff. A deleted ref changed no files; path filters do not apply to tags.
+when it cannot compute a diff. A deleted ref changed no files; path filters do not apply to tags. A pull request: the
+three-dot diff, the head against its merge base with the base branch.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _GONE = re.compile(r"not our ref (?P<sha>[0-9a-f]{40,64})")
 # The server has objects but will not hand them out by id (protocol v0 without
 # uploadpack.allowAnySHA1InWant): fetch the branch instead.
+#: The refs hosts serve a pull request's head under (GitHub, Gitea: pull; GitLab: merge-requests).
+_PULL_REF = re.compile(r"refs/(pull|merge-requests)/[1-9][0-9]{0,9}/head")
 _BY_ID_REFUSED = re.compile(r"unadvertised object|allow-tip-sha1-in-want|allowReachableSHA1InWant")
 
 
@@ -74,7 +77,10 @@ class Session:
         self.deadline = time.monotonic() + timeout
         self.fetched = False
         self.ref = event.ref
-        if not event.is_branch or branch_or_tag_problem(self.ref) is not None:
+        if event.is_pull:
+            if not _PULL_REF.fullmatch(self.ref):
+                raise FinalUnknown(f"ref {event.ref[:200]!r} is not a pull request's ref")
+        elif not event.is_branch or branch_or_tag_problem(self.ref) is not None:
             raise FinalUnknown(f"ref {event.ref[:200]!r} is not a branch name git accepts")
 
     def _git(self, cmd: str, *args: str, timeout: float | None = None) -> tuple[int, bytes, str]:
@@ -202,6 +208,30 @@ class Session:
                     f"'{default}': every file in {after[:12]} counts")
         return (self.diff(base, after),
                 f"a new branch: git diff {base[:12]}..{after[:12]} (merge base with '{default}')")
+
+    def pull_request(self, head: str, base_branch: str):
+        """GitHub Actions' three-dot diff: the files changed between the merge base of the base
+        branch and the head, and the head. Fetches the pull ref (the base repository serves a
+        fork's head there) and the base branch, with their history (the merge base needs it)."""
+        base_ref = f"refs/heads/{base_branch}"
+        if not base_branch or branch_or_tag_problem(base_ref) is not None:
+            raise FinalUnknown(f"base branch {base_branch[:200]!r} is not a branch name git accepts")
+        err = self.fetch(*(["--unshallow"] if self.shallow() else []), "--end-of-options", "origin",
+                         f"+{self.ref}:{self.ref}", f"+{base_ref}:{base_ref}")
+        if err:
+            raise self._fail(err)
+        if not self.has(head):
+            # The pull request moved on since this event: its head by id, if the host serves it.
+            err = self.fetch("--end-of-options", "origin", head)
+            if err or not self.has(head):
+                raise self._fail(err or f"not our ref {head}")
+        status, out, _ = self._git("merge_base", "--end-of-options", head, base_ref)
+        base = out.decode().strip()
+        if status or not SHA.fullmatch(base):
+            return (self.all_files(head), f"a pull request with no history in common with "
+                    f"'{base_branch}': every file in {head[:12]} counts")
+        return (self.diff(base, head), f"git diff {base_ref[len('refs/heads/'):]}...{head[:12]} "
+                f"(merge base {base[:12]})")
 
     def finish(self, after: str) -> None:
         # The branch ref keeps the pushed commit from gc and offers it as a "have" next time.

@@ -13,10 +13,11 @@ from dataclasses import replace
 
 from bridge.dispatch.joblog import JobLog, duration, message, result_level, step_statuses
 from bridge.dispatch.outage import STORE_BACKOFF_MAX
+from bridge.dispatch.pulls import Prepared
 from bridge.dispatch.statuses import Feedback
 from bridge.errors import StoreUnavailable, TargetRejected, TargetUnavailable
 from bridge.jobs import Job
-from bridge.policies import RetryPolicy, backoff
+from bridge.policies import NO_POLICY, Policies, RetryPolicy, backoff
 from bridge.store import Store
 from bridge.targets.base import Target
 
@@ -32,7 +33,9 @@ class JobRunner:
                  sleep: Callable[[float], None], rand: Callable[[], float], log: logging.Logger,
                  metrics=None, feedback: Feedback | None = None,
                  decide_paths: Callable[[Job], tuple[bool, str]] | None = None,
-                 follow_interval: float = 0.0, timing=None):
+                 follow_interval: float = 0.0, timing=None,
+                 prepare: Callable[[Job], Prepared] | None = None,
+                 policies: Policies | None = None, superseder=None):
         self.store = store
         self.owner = owner
         self.now = now
@@ -45,12 +48,22 @@ class JobRunner:
         self.follow_interval = follow_interval
         self.timing = timing or (lambda cj: contextlib.nullcontext())
         self.record_until: float | None = None
+        self.prepare = prepare          # pulls.py: superseded jobs, a comment's head
+        self.policies = policies or Policies()
+        self.superseder = superseder
+
 
     def handle(self, cj: Job, targets: Mapping[str, Target],
                policies: Mapping[str, RetryPolicy]) -> None:
         jlog = JobLog.of_job(self.log, cj)
         paths_reason = None
         try:
+            if self.prepare is not None:
+                ready = self.prepare(cj)
+                cj = ready.job
+                if ready.outcome:
+                    self._not_ready(cj, jlog, policies, ready)
+                    return
             if cj.needs_files and self.decide_paths is not None:
                 run_it, reason = self.decide_paths(cj)
                 paths_reason = reason
@@ -84,13 +97,30 @@ class JobRunner:
                 run = replace(run, detail={**run.detail, "paths": paths_reason})
             self._started(cj, jlog, run)
 
+    def _not_ready(self, cj: Job, jlog: JobLog, policies, ready: Prepared) -> None:
+        """A pull request's job that does not start: superseded, its pull request closed, or
+        its comment's head unknown (retried while the host does not answer)."""
+        if ready.outcome == "retry":
+            self._retry(cj, jlog, policies, ready.reason, ready.retry_after)
+        elif ready.outcome == "dead":
+            self._record(cj, jlog, self.store.record_dead, ready.reason,
+                         statuses=self._statuses("dead", cj, jlog, ready.reason),
+                         said=(logging.ERROR, "dead letter: %s", ready.reason))
+            self._count(cj, "dead")
+        else:
+            statuses = (self._statuses("superseded", cj, jlog, ready.superseded_by)
+                        if ready.superseded_by else [])
+            self._record(cj, jlog, self.store.record_skipped, ready.reason, statuses=statuses,
+                         said=(logging.INFO, "skipped: %s", ready.reason))
+            self._count(cj, "skipped")
+
     def _started(self, cj: Job, jlog: JobLog, run) -> None:
         queued_for = self.now() - cj.first_queued_at
         # Recorded first, then logged and counted: an incident's log never shows a result
         # the store does not have (and a count is never worth a result).
         self._record(cj, jlog, self.store.record_run, run,
                      statuses=self._statuses("accepted", cj, jlog, run, cj.target),
-                     follow_at=self.now() + self.follow_interval,
+                     follow_at=self.now() + self.follow_interval, breaker=self._breaker(cj),
                      # At info only what an operator acts on: the delivery's "accepted" line said the rest.
                      said=(result_level(run.state), "%s%s%s", run.state, f" {run.url}" if run.url else "",
                            f": {run.detail['reason']}" if run.detail.get("reason") else ""))
@@ -110,9 +140,14 @@ class JobRunner:
         delay = backoff(policy, cj.attempt, self.rand)
         if retry_after is not None and retry_after > delay:
             delay = retry_after
-        self._record(cj, jlog, self.store.record_retry, error, now + delay,
+        self._record(cj, jlog, self.store.record_retry, error, now + delay, breaker=self._breaker(cj),
                      said=(logging.WARNING, "transient failure, retry in %.1fs: %s", delay, error))
         self._count(cj, "retry")
+
+    def _breaker(self, cj: Job):
+        """(target, Breaker) when the job's target has a breaker: its results count there."""
+        breaker = self.policies.targets.get(cj.target, NO_POLICY).breaker
+        return (cj.target, breaker) if breaker is not None else None
 
     def _statuses(self, step: str, cj: Job, jlog: JobLog, *args) -> list:
         if self.feedback is None:
@@ -152,6 +187,9 @@ class JobRunner:
         if waited:
             jlog(logging.INFO, "result recorded, the store is back")
         if not applied:
+            if self.superseder is not None and self.superseder.was_cancelled(cj.id):
+                jlog(logging.INFO, "cancelled here, superseded by a newer job of its group (%s)", what)
+                return False
             jlog(logging.WARNING, "lease was taken over by another dispatcher; this result (%s) "
                  "is not recorded", what)
             return False

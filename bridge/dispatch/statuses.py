@@ -127,6 +127,17 @@ class Feedback:
         why = "changed files unknown" if "changed files unknown" in reason else "no matching paths"
         return self._job(job, "final", "success", f"skipped: {why}")
 
+    def superseded(self, job: Job, newer_sha: str, run: Run | None = None) -> list[NewStatus]:
+        """A newer job replaced it: a pull request's queued job (dispatch/pulls.py), or a job of
+        a policy group (on_newer: coalesce / cancel). One that waited ends canceled (none when
+        it showed no pending status: a job that may still be skipped for its paths); a build
+        cancelled for the newer job (`run`) ends in error."""
+        if run is not None:
+            return self._job(job, "final", "error", f"superseded by {newer_sha[:12]}", run.url or None)
+        if job.needs_files and not self.config.rule_report(job.rule).report_skipped:
+            return []
+        return self._job(job, "final", "canceled", f"superseded by {newer_sha[:12]}")
+
     def gave_up(self, job: Job, run: Run, reason: str) -> list[NewStatus]:
         return self._job(job, "final", "error", reason, run.url)
 
@@ -152,7 +163,8 @@ class Feedback:
                 out.append(NewStatus(key=f"skip:{d['delivery']}:{v['rule']}", delivery_id=d["delivery"],
                                      job_id=None, rule=v["rule"], source=d["source"],
                                      provider=d["provider"], repo=event.repo, sha=event.sha,
-                                     ref=event.ref_name, context=report.context, rank=PHASES["final"],
+                                     ref=event.head_ref or event.ref_name, context=report.context,
+                                     rank=PHASES["final"],
                                      state="success", description=cap(description)))
         return out
 
@@ -165,7 +177,8 @@ class Feedback:
         attempt = 0 if phase == "queued" else job.attempt
         return [NewStatus(key=f"job:{job.id}:{attempt}:{phase}", delivery_id=job.delivery,
                           job_id=job.id, rule=job.rule, source=ev.source, provider=ev.provider,
-                          repo=ev.repo, sha=ev.sha, ref=ev.ref_name, context=report.context,
+                          repo=ev.repo, sha=ev.sha, ref=ev.head_ref or ev.ref_name,
+                          context=report.context,
                           rank=attempt * 10 + PHASES[phase],
                           state=state, description=cap(description), target_url=url or None)]
 

@@ -12,7 +12,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from bridge.errors import did_you_mean
-from bridge.events import Event, Ignored
+from bridge.events import PULL_KINDS, Event, Ignored
 from bridge.providers import bitbucket, github, gitlab
 from bridge.providers.gitea import FORGEJO, GITEA
 from bridge.providers.status import StatusClient
@@ -139,14 +139,22 @@ def content_key(event: Event) -> str | None:
     host is the one the payload's first clone URL names, so the same repo name on two hosts
     never dedupes; pushes from a provider's public host (github.com, gitlab.com) keep the key
     they always had, without it, so an existing database still knows them. None when the event
-    names no commit at all (a Gitea `delete` carries no SHA): the delivery id alone dedupes it."""
-    if not event.before and (event.deleted or not event.after):
+    names no commit at all (a Gitea `delete` carries no SHA): the delivery id alone dedupes it.
+    A pull request: the same change of it (number, the host's action, head, the host's
+    `updated_at`); a comment: the same comment (number, comment id, action, `updated_at`)."""
+    if event.kind not in PULL_KINDS and not event.before and (event.deleted or not event.after):
         return None
     provider = _known(event.provider)
     host = _host_of(event.clone_urls)
     public = provider.PUBLIC_HOST if provider is not None else None
     head = event.provider if host == public or (public is not None and not host) \
         else f"{event.provider}@{host}"
+    if event.kind == "pull_request":
+        return "|".join((head, event.repo, "pull", str(event.number), event.host_action, event.head_sha,
+                         event.updated_at))
+    if event.kind == "comment":
+        return "|".join((head, event.repo, "comment", str(event.number), event.comment_id,
+                         event.host_action, event.updated_at))
     return "|".join((head, event.repo, event.ref, event.before, event.after))
 
 

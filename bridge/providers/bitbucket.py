@@ -1,6 +1,7 @@
 """Bitbucket Cloud provider: checks `X-Hub-Signature: sha256=<hex>` over the raw body, then turns
-a `repo:push` delivery into one `Event` per entry of `push.changes` (none: `Ignored`); every
-other event key is `Ignored`. Also all else Bitbucket means: its build-status client, signing
+a `repo:push` delivery into one `Event` per entry of `push.changes` (none: `Ignored`), and
+`pullrequest:created/updated/fulfilled/rejected` and `pullrequest:comment_created` into a pull
+request or comment `Event`; every other event key is `Ignored`. Also all else Bitbucket means: its build-status client, signing
 (for `cibridge send`), API URL, headers and clone rules.
 
 Input: request headers and the raw body bytes. Output: a tuple of `Event`s | `Ignored`
@@ -18,6 +19,7 @@ from urllib.parse import quote
 from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Commit, Event, Ignored
 from bridge.providers import body as b
+from bridge.providers import pulls
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "bitbucket"
@@ -80,6 +82,11 @@ def normalize_all(headers: Mapping[str, str], body: bytes, *, source: str,
     name = event_name(headers)
     if not name:
         raise BadPayload(f"{EVENT_HEADER} header is missing")
+    if name in PULL_KEYS or name == COMMENT_KEY:
+        payload = b.parse_json(body)
+        if name == COMMENT_KEY:
+            return (_pull_event(payload, name, "comment", source=source, delivery_id=delivery_id),)
+        return (_pull_event(payload, name, "pull_request", source=source, delivery_id=delivery_id),)
     if name != "repo:push":
         return Ignored(f"event '{name}' is not handled", event_name=name)
     payload = b.parse_json(body)
@@ -158,6 +165,75 @@ def _change(payload: dict, change: dict, i: int, repo: str, *, source: str,
         head_message=b.field(new, "target.message", str, default="", what=where) if new else "",
         repo_case_insensitive=True,                           # workspace and slug ignore case
     )
+
+
+#: Bitbucket's pull request event keys -> GitHub Actions' words. `updated` comes for new commits
+#: and for edits alike (the payload does not say which): taken as `synchronize`, so a rebuild
+#: may follow a title edit (the content key still dedupes a resend of the same change).
+PULL_KEYS = {"pullrequest:created": "opened", "pullrequest:updated": "synchronize",
+             "pullrequest:fulfilled": "closed", "pullrequest:rejected": "closed"}
+COMMENT_KEY = "pullrequest:comment_created"
+#: Bitbucket writes pull requests' commit hashes abbreviated (12 digits observed: BCLOUD-21201).
+_HASH = re.compile(r"[0-9a-f]{7,40}")
+
+
+def _hash(obj: dict, path: str, what: str) -> str:
+    value = b.field(obj, path, str, required=True, what=what)
+    if not _HASH.fullmatch(value):
+        raise BadPayload(f"{what} field '{path}' is not a commit hash")
+    return value
+
+
+def _pull_event(payload: dict, key: str, kind: str, *, source: str, delivery_id: str) -> Event:
+    """`pullrequest:*` as a pull request event, `pullrequest:comment_created` as a comment.
+    Bitbucket Cloud serves no pull ref: `ref` is the source branch (fetchable from the base
+    repository unless the pull request comes from a fork)."""
+    what = f"{key} payload"
+    pr = b.field(payload, "pullrequest", dict, required=True, what=what)
+    repo = b.field(payload, "repository.full_name", str, required=True, what=what)
+    head_ref = pulls.branch(pr, "source.branch.name", what=what)
+    head_repo = b.field(pr, "source.repository.full_name", str, default="", what=what)
+    fields = dict(
+        provider=NAME, source=source, delivery_id=delivery_id, kind=kind, repo=repo,
+        number=pulls.number(pr, "id", what=what),                        # pullrequest.id
+        ref="refs/heads/" + head_ref,                                    # the source branch
+        head_sha=_hash(pr, "source.commit.hash", what),                  # abbreviated
+        base_ref=pulls.branch(pr, "destination.branch.name", what=what),
+        head_ref=head_ref, head_repo=head_repo, fork=_pull_fork(pr, what),
+        draft=bool(b.field(pr, "draft", bool, default=False, what=what)),
+        pusher=_actor(payload), default_branch=b.field(payload, "repository.mainbranch.name", str,
+                                                       default="", what=what),
+        clone_urls=_clone_urls(payload), author_association="", repo_case_insensitive=True)
+    if kind == "comment":
+        comment = b.field(payload, "comment", dict, required=True, what=what)
+        return pulls.event(**fields, action="created", host_action=key,
+                           comment=b.field(comment, "content.raw", str, default="", what=what),
+                           comment_id=str(b.field(comment, "id", int, required=True, what=what)),
+                           author=_actor(payload),
+                           updated_at=b.field(comment, "updated_on", str, default="", what=what))
+    return pulls.event(
+        **fields, action=PULL_KEYS[key], host_action=key,
+        merged=key == "pullrequest:fulfilled" or pr.get("state") == "MERGED",
+        author=(b.field(pr, "author.nickname", str, what=what)
+                or b.field(pr, "author.display_name", str, default="", what=what)),
+        updated_at=b.field(pr, "updated_on", str, default="", what=what))
+
+
+def _pull_fork(pr: dict, what: str) -> bool:
+    """From another repository: source.repository is not destination.repository (uuid, else
+    full_name)."""
+    source = b.field(pr, "source.repository", dict, what=what)
+    target = b.field(pr, "destination.repository", dict, default={}, what=what)
+    if source is None:
+        return True
+    if source.get("uuid") and target.get("uuid"):
+        return source["uuid"] != target["uuid"]
+    return str(source.get("full_name", "")).lower() != str(target.get("full_name", "")).lower()
+
+
+def _actor(payload: dict) -> str:
+    return (b.field(payload, "actor.nickname", str) or b.field(payload, "actor.username", str)
+            or b.field(payload, "actor.display_name", str, default=""))
 
 
 def _commits(change: dict, where: str) -> tuple[Commit, ...]:

@@ -1,7 +1,8 @@
 """Gitea and Forgejo providers (one shape, two names): check the bare-hex HMAC-SHA256 of the raw
 body (`X-Gitea-Signature` / `X-Forgejo-Signature`, or the GitHub-style `X-Hub-Signature-256`),
-then turn `push` (branches and tags) and `delete` deliveries into an `Event`; `create` repeats a
-push and every other event is `Ignored`. Also all else these hosts mean: commit statuses, signing
+then turn `push` (branches and tags), `delete`, `pull_request` and pull request comments
+(`issue_comment` with `is_pull`) into an `Event`; `create` repeats a push and every other event
+is `Ignored`. Also all else these hosts mean: commit statuses, signing
 (for `cibridge send`), API URL, headers and clone rules.
 
 Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
@@ -19,6 +20,7 @@ from urllib.parse import quote
 from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
+from bridge.providers import pulls
 from bridge.providers.status import Answer, StatusClient, cap
 
 HUB_HEADER = "X-Hub-Signature-256"
@@ -57,6 +59,32 @@ class GiteaStatuses(StatusClient):
             raise StatusUnavailable(message, code, self._retry_after(resp))
         hint = " (the token may not post statuses to this repository)" if code in (401, 403, 404) else ""
         raise StatusRejected(message + hint, code)
+
+
+    def pull_head(self, repo: str, number: int) -> dict:
+        """GET {api_url}/repos/{owner}/{repo}/pulls/{index}: the head a comment's payload lacked,
+        as Event fields (head_sha, sha, after, head_ref, base_ref, head_repo, fork) plus `state`."""
+        owner_repo = "/".join(quote(p, safe="") for p in repo.split("/", 1))
+        resp = self.send("GET", f"{self.api_url}/repos/{owner_repo}/pulls/{int(number)}", headers={
+            "Authorization": f"token {self._token}", "Accept": "application/json", "User-Agent": "bridge"})
+        code = resp.status_code
+        if code != 200:
+            if code in (408, 429) or code >= 500:
+                raise StatusUnavailable(self._message(resp), code, self._retry_after(resp))
+            hint = " (the report: token may not read this repository)" if code in (401, 403, 404) else ""
+            raise StatusRejected(self._message(resp) + hint, code)
+        what = f"GET /repos/{repo}/pulls/{number}"
+        try:
+            doc = {"pull_request": resp.json()}
+            head_sha = b.sha(doc, "pull_request.head.sha", required=True, what=what)
+            return {"head_sha": head_sha, "sha": head_sha, "after": head_sha,
+                    "head_ref": pulls.branch(doc, "pull_request.head.ref", what=what),
+                    "base_ref": pulls.branch(doc, "pull_request.base.ref", what=what),
+                    "head_repo": b.field(doc, "pull_request.head.repo.full_name", str, default="", what=what),
+                    "fork": _fork(doc["pull_request"], what),
+                    "state": b.field(doc, "pull_request.state", str, default="open", what=what)}
+        except (ValueError, BadPayload) as exc:
+            raise StatusRejected(f"{what}: {str(exc)[:200]}", code) from None
 
 
 class ForgejoStatuses(GiteaStatuses):
@@ -128,9 +156,13 @@ class GiteaHost:
         if name == "create":
             return Ignored("event 'create' is not handled: the push event of the same ref is",
                            event_name=name)
-        if name not in ("push", "delete"):
+        if name not in ("push", "delete", "pull_request", "issue_comment"):
             return Ignored(f"event '{name}' is not handled", event_name=name)
         payload = b.parse_json(body)
+        if name == "pull_request":
+            return self._pull_request(payload, source=source, delivery_id=delivery_id)
+        if name == "issue_comment":
+            return self._comment(payload, source=source, delivery_id=delivery_id)
         if name == "delete":
             return self._delete(payload, source=source, delivery_id=delivery_id)
         return self._push(payload, source=source, delivery_id=delivery_id)
@@ -188,6 +220,59 @@ class GiteaHost:
             repo_case_insensitive=True,
         )
 
+    def _pull_request(self, payload: dict, *, source: str, delivery_id: str) -> Event:
+        """`pull_request`: Gitea's actions in GitHub Actions' words (`synchronized` is
+        `synchronize`; a merge is `closed` with `pull_request.merged`)."""
+        what = "pull_request payload"
+        host_action = b.field(payload, "action", str, required=True, what=what)
+        pr = b.field(payload, "pull_request", dict, required=True, what=what)
+        head_sha = b.sha(pr, "head.sha", required=True, what=what)
+        return pulls.event(
+            provider=self.NAME, source=source, delivery_id=delivery_id, kind="pull_request",
+            pull_ref=PULL_REF, repo=_repo(payload, what),         # repository.full_name (the base)
+            number=pulls.number(payload, "number", what=what),    # number (= pull_request.number)
+            action=PULL_ACTIONS.get(host_action, host_action), host_action=host_action,
+            head_sha=head_sha,                                    # pull_request.head.sha
+            base_ref=pulls.branch(pr, "base.ref", what=what),     # pull_request.base.ref
+            head_ref=pulls.branch(pr, "head.ref", what=what),     # pull_request.head.ref
+            head_repo=b.field(pr, "head.repo.full_name", str, default="", what=what),
+            fork=_fork(pr, what),                                 # head.repo_id vs base.repo_id
+            merged=bool(b.field(pr, "merged", bool, default=False, what=what)),
+            draft=bool(b.field(pr, "draft", bool, default=False, what=what)),
+            author=b.field(pr, "user.login", str, default="", what=what),
+            author_association="",                                # Gitea sends no association
+            updated_at=b.field(pr, "updated_at", str, default="", what=what),
+            pusher=b.field(payload, "sender.login", str, default="", what=what),
+            default_branch=b.field(payload, "repository.default_branch", str, default="", what=what),
+            clone_urls=_clone_urls(payload), repo_case_insensitive=True)
+
+    def _comment(self, payload: dict, *, source: str, delivery_id: str) -> Event | Ignored:
+        """`issue_comment` on a pull request (`is_pull: true`): a comment event; the head comes
+        from the payload's `pull_request` where it has one, else the dispatcher asks the API."""
+        what = "issue_comment payload"
+        if not b.field(payload, "is_pull", bool, default=False, what=what):
+            return Ignored("a comment on an issue, not on a pull request", event_name="issue_comment")
+        pr = b.field(payload, "pull_request", dict, default={}, what=what)
+        action = b.field(payload, "action", str, required=True, what=what)
+        return pulls.event(
+            provider=self.NAME, source=source, delivery_id=delivery_id, kind="comment",
+            pull_ref=PULL_REF, repo=_repo(payload, what),
+            number=pulls.number(payload, "issue.number", what=what),
+            action=action, host_action=action,
+            head_sha=b.sha(pr, "head.sha", what=what),
+            base_ref=pulls.branch(pr, "base.ref", what=what, required=False),
+            head_ref=pulls.branch(pr, "head.ref", what=what, required=False),
+            head_repo=b.field(pr, "head.repo.full_name", str, default="", what=what),
+            fork=_fork(pr, what) if pr else False,
+            comment=b.field(payload, "comment.body", str, default="", what=what),
+            comment_id=str(b.field(payload, "comment.id", int, required=True, what=what)),
+            author=b.field(payload, "comment.user.login", str, default="", what=what),
+            author_association="",
+            updated_at=b.field(payload, "comment.updated_at", str, default="", what=what),
+            pusher=b.field(payload, "sender.login", str, default="", what=what),
+            default_branch=b.field(payload, "repository.default_branch", str, default="", what=what),
+            clone_urls=_clone_urls(payload), repo_case_insensitive=True)
+
     def stored_body(self, body: bytes) -> bytes:
         """The body as the store keeps it: without the top-level `secret` that Gitea before 1.13
         (and Gogs) put in every payload, the hook's secret itself (never in the database). Other
@@ -218,6 +303,25 @@ class GiteaHost:
     def clone_host(self, api_host: str) -> str:
         """The API lives on the git host itself (https://HOST/api/v1)."""
         return api_host
+
+
+#: Where Gitea and Forgejo serve a pull request's head in the base repository.
+PULL_REF = "refs/pull/{n}/head"
+#: Gitea's pull request actions that GitHub Actions words differently.
+PULL_ACTIONS = {"synchronized": "synchronize", "label_updated": "labeled", "label_cleared": "unlabeled"}
+
+
+def _fork(pr: dict, what: str) -> bool:
+    """The head repository is not the base: by repo_id (Gitea sends both), else by path; no head
+    repository at all (a deleted fork) is a fork."""
+    head = b.field(pr, "head.repo_id", int, what=what)
+    base = b.field(pr, "base.repo_id", int, what=what)
+    if head is not None and base is not None and (head or base):
+        return head != base
+    head_repo = b.field(pr, "head.repo.full_name", str, what=what)
+    if head_repo is None:
+        return True
+    return head_repo.lower() != b.field(pr, "base.repo.full_name", str, default="", what=what).lower()
 
 
 def _short(ref: str) -> str | None:

@@ -13,13 +13,17 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
+from bridge.providers import pulls
+from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "gitlab"
@@ -163,6 +167,8 @@ def _system_hook(payload: dict, name: str, *, source: str, delivery_id: str) -> 
     kind = b.field(payload, "event_name", str, default="", what="system hook payload")
     if kind in ("push", "tag_push"):
         return _push(payload, name, source=source, delivery_id=delivery_id)
+    if not kind and payload.get("object_kind") == "merge_request":
+        return _merge_request(payload, name, source=source, delivery_id=delivery_id)
     if kind == "repository_update":
         return Ignored("system hook 'repository_update' is not a push (its push event is)", event_name=name)
     return Ignored(f"system hook event '{kind or payload.get('object_kind')}' is not handled", event_name=name)
@@ -227,10 +233,118 @@ def _repo(payload: dict) -> str:
     return path
 
 
+#: Where GitLab serves a merge request's head, in the target project.
+PULL_REF = "refs/merge-requests/{n}/head"
+#: GitLab's merge request actions -> GitHub Actions' words (`update` depends on `oldrev`).
+MR_ACTIONS = {"open": "opened", "reopen": "reopened", "close": "closed", "merge": "closed",
+              "approved": "approved", "approval": "approved", "unapproved": "unapproved",
+              "unapproval": "unapproved"}
+#: A System Hook from before actions were sent: the state says what happened.
+MR_STATES = {"opened": "opened", "closed": "closed", "merged": "closed", "locked": "locked"}
+
+
+def _mr_action(payload: dict, attrs: dict, what: str) -> str:
+    host = b.field(attrs, "action", str, default="", what=what)
+    if host == "update":
+        # oldrev is there only when the code changed: new commits, not a title or label edit
+        if attrs.get("oldrev"):
+            return "synchronize"
+        # `changes.draft` {previous, current} when the draft state was toggled: GitHub's words
+        changes = payload.get("changes")
+        draft = changes.get("draft") if isinstance(changes, dict) else None
+        if isinstance(draft, dict) and isinstance(draft.get("current"), bool):
+            return "converted_to_draft" if draft["current"] else "ready_for_review"
+        return "edited"
+    if host:
+        return MR_ACTIONS.get(host, host)
+    return MR_STATES.get(b.field(attrs, "state", str, default="", what=what), "")
+
+
+def _merge_request(payload: dict, name: str, *, source: str, delivery_id: str) -> Event:
+    """`Merge Request Hook` (project hook or System Hook): repo is the target project."""
+    what = "merge request payload"
+    attrs = b.field(payload, "object_attributes", dict, required=True, what=what)
+    action = _mr_action(payload, attrs, what)
+    host_action = b.field(attrs, "action", str, default="", what=what)
+    merged = host_action == "merge" or attrs.get("state") == "merged"
+    return pulls.event(
+        provider=NAME, source=source, delivery_id=delivery_id, kind="pull_request", pull_ref=PULL_REF,
+        repo_case_insensitive=True,                               # GitLab paths ignore case
+        # object_attributes.target.path_with_namespace; project (the hook's project) otherwise
+        repo=(b.field(attrs, "target.path_with_namespace", str, what=what) or _repo(payload)),
+        number=pulls.number(attrs, "iid", what=what),                     # object_attributes.iid
+        action=action, host_action=host_action,
+        head_sha=b.sha(attrs, "last_commit.id", required=True, what=what),   # last_commit.id
+        before=b.sha(attrs, "oldrev", what=what),                         # oldrev: the old head
+        base_ref=pulls.branch(attrs, "target_branch", what=what),         # target_branch
+        head_ref=pulls.branch(attrs, "source_branch", what=what),         # source_branch
+        head_repo=b.field(attrs, "source.path_with_namespace", str, default="", what=what),
+        fork=_mr_fork(attrs, what),
+        merged=merged,
+        # draft (GitLab 13.2+); work_in_progress before it
+        draft=bool(b.field(attrs, "draft", bool, what=what)
+                   or b.field(attrs, "work_in_progress", bool, default=False, what=what)),
+        author=b.field(payload, "user.username", str, default="", what=what),   # who acted
+        author_association="",                                            # GitLab sends no role
+        updated_at=b.field(attrs, "updated_at", str, default="", what=what),
+        pusher=b.field(payload, "user.username", str, default="", what=what),
+        default_branch=(b.field(attrs, "target.default_branch", str, what=what)
+                        or b.field(payload, "project.default_branch", str, default="", what=what)),
+        clone_urls=(b.field(attrs, "target.git_http_url", str, what=what)
+                    or b.field(payload, "project.git_http_url", str, what=what),
+                    b.field(attrs, "target.git_ssh_url", str, what=what)
+                    or b.field(payload, "project.git_ssh_url", str, what=what)),
+        head_message=b.field(attrs, "last_commit.message", str, default="", what=what),
+    )
+
+
+def _mr_fork(attrs: dict, what: str) -> bool:
+    """From another project: source_project_id is not target_project_id (by id, else path)."""
+    source = b.field(attrs, "source_project_id", int, what=what)
+    target = b.field(attrs, "target_project_id", int, what=what)
+    if source is not None and target is not None:
+        return source != target
+    return (b.field(attrs, "source.path_with_namespace", str, default="", what=what).lower()
+            != b.field(attrs, "target.path_with_namespace", str, default="", what=what).lower())
+
+
+def _note(payload: dict, name: str, *, source: str, delivery_id: str) -> Event | Ignored:
+    """`Note Hook` on a merge request: a comment, with the merge request (and its head) in it."""
+    what = "note payload"
+    attrs = b.field(payload, "object_attributes", dict, required=True, what=what)
+    if b.field(attrs, "noteable_type", str, default="", what=what) != "MergeRequest":
+        return Ignored("a comment, but not on a merge request", event_name=name)
+    mr = b.field(payload, "merge_request", dict, required=True, what=what)
+    host_action = b.field(attrs, "action", str, default="", what=what)   # create/update (16.11+)
+    return pulls.event(
+        provider=NAME, source=source, delivery_id=delivery_id, kind="comment", pull_ref=PULL_REF,
+        repo_case_insensitive=True,                               # GitLab paths ignore case
+        repo=_repo(payload), number=pulls.number(mr, "iid", what=what),
+        action="edited" if host_action == "update" else "created", host_action=host_action,
+        head_sha=b.sha(mr, "last_commit.id", what=what),
+        base_ref=pulls.branch(mr, "target_branch", what=what, required=False),
+        head_ref=pulls.branch(mr, "source_branch", what=what, required=False),
+        head_repo=b.field(mr, "source.path_with_namespace", str, default="", what=what),
+        fork=_mr_fork(mr, what),
+        comment=b.field(attrs, "note", str, default="", what=what),
+        comment_id=str(b.field(attrs, "id", int, default="", what=what)),
+        author=b.field(payload, "user.username", str, default="", what=what),
+        author_association="",
+        updated_at=b.field(attrs, "updated_at", str, default="", what=what),
+        pusher=b.field(payload, "user.username", str, default="", what=what),
+        default_branch=b.field(payload, "project.default_branch", str, default="", what=what),
+        clone_urls=(b.field(payload, "project.git_http_url", str, what=what),
+                    b.field(payload, "project.git_ssh_url", str, what=what)),
+        head_message=b.field(mr, "last_commit.message", str, default="", what=what),
+    )
+
+
 HANDLERS = {
     "Push Hook": _push,
     "Tag Push Hook": _push,
     "System Hook": _system_hook,
+    "Merge Request Hook": _merge_request,
+    "Note Hook": _note,
 }
 
 
@@ -293,3 +407,99 @@ class Statuses(StatusClient):
             raise StatusUnavailable(message, code, self._retry_after(resp))
         hint = " (the token may not post statuses to this project)" if code in (401, 403, 404) else ""
         raise StatusRejected(message + hint, code)
+
+
+# --- what GitLab offers to recover missed deliveries (dispatch/reconcile.py) ---------------------
+# Hook event log: GET /projects/:id/hooks/:hook_id/events (GitLab 17.3+), the last 7 days,
+# `page`/`per_page` pages, each with the request's headers and body; resend with
+# POST .../events/:hook_event_id/resend (17.4+; 5 a minute per hook and user). Both need a
+# Maintainer's token with `api` (or `read_api` to list). Refs: GET /projects/:id/repository/branches
+# and .../tags (`read_api` or `read_repository`). A resend keeps the Idempotency-Key.
+
+RECONCILE_SCOPES = ("a Maintainer's token with `api` scope (hook events need GitLab 17.3, "
+                    "resend 17.4); refs: `read_api`")
+RECOVER_EVENTS = ("Push Hook", "Tag Push Hook", "System Hook")
+
+
+class Reconcile(HostAPI):
+    """GitLab's hook event logs, resend and refs with one token."""
+
+    def auth_headers(self, token):
+        return {"PRIVATE-TOKEN": token}
+
+    def _hook_path(self, hook) -> str:
+        return f"/projects/{quote(hook.repo, safe='')}/hooks/{int(hook.id)}"
+
+    def deliveries(self, hook, *, since: float, max_pages: int = 30):
+        """The hook's events newer than `since` (epoch seconds; GitLab keeps 7 days), newest
+        first as GitLab lists them."""
+        out: list[HostDelivery] = []
+        doc, headers = self.get(self._hook_path(hook) + "/events", {"per_page": 100})
+        for _ in range(max_pages):
+            for item in doc or ():
+                at = _epoch(item.get("created_at"))
+                if at and at < since:
+                    return out
+                req = item.get("request_headers") or {}
+                code = str(item.get("response_status") or "")
+                out.append(HostDelivery(
+                    host_id=str(item.get("id")),
+                    guid=str(req.get("Idempotency-Key") or req.get("X-Gitlab-Event-UUID") or ""),
+                    delivered_at=at, ok=code.isdigit() and 200 <= int(code) < 300,
+                    status_code=int(code) if code.isdigit() else None,
+                    event=str(req.get(EVENT_HEADER) or ""), payload=item.get("request_data"),
+                    headers={k: str(v) for k, v in req.items() if k.lower() != TOKEN_HEADER.lower()}))
+            link = next_link(headers)
+            if not link:
+                break
+            doc, headers = self.get("", url=link)
+        return out
+
+    def redeliver(self, hook, delivery: HostDelivery) -> None:
+        self.post(f"{self._hook_path(hook)}/events/{quote(delivery.host_id, safe='')}/resend")
+
+    def refs(self, repo: str, kind: str) -> list[HostRef]:
+        """Branches (kind "heads") or tags ("tags") of the project `repo`."""
+        path = f"/projects/{quote(repo, safe='')}/repository/{'branches' if kind == 'heads' else 'tags'}"
+        doc, headers = self.get(path, {"per_page": 100})
+        items = list(doc or ())
+        while (link := next_link(headers)):
+            doc, headers = self.get("", url=link)
+            items += list(doc or ())
+        out = []
+        for item in items:
+            commit = str((item.get("commit") or {}).get("id") or "")
+            out.append(HostRef(ref=f"refs/{kind}/{item.get('name')}",
+                               sha=str(item.get("target") or commit), commit=commit))
+        return out
+
+    def peel(self, repo: str, sha: str) -> str:
+        """GitLab lists each tag's commit with it: nothing to ask."""
+        return sha
+
+
+def _epoch(stamp) -> float:
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def clone_url(api_url: str, repo: str) -> str:
+    """The https clone URL of project `repo` on the host `api_url` serves."""
+    return f"https://{clone_host(urlsplit(api_url).netloc)}/{repo}.git"
+
+
+def synthesize_push(*, repo: str, ref: str, before: str, after: str, sha: str, clone: str,
+                    delivery: str) -> tuple[dict, bytes]:
+    """Headers and body of the push GitLab would have sent for `before..after` on `ref`, with no
+    commit list (`total_commits_count` says one is missing: path filters ask the mirror)."""
+    body = {"object_kind": "tag_push" if ref.startswith("refs/tags/") else "push",
+            "ref": ref, "before": before, "after": after,
+            "checkout_sha": None if after == ZERO_SHA else sha,
+            "user_username": "bridge-reconcile", "commits": [], "total_commits_count": 1,
+            "project": {"path_with_namespace": repo, "git_http_url": clone}}
+    event = "Tag Push Hook" if ref.startswith("refs/tags/") else "Push Hook"
+    return ({"Content-Type": "application/json", EVENT_HEADER: event, "X-Gitlab-Event-UUID": delivery,
+             "User-Agent": "bridge-reconcile"},
+            json.dumps(body, sort_keys=True).encode("utf-8"))

@@ -12,12 +12,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
-
-import requests
+from typing import TYPE_CHECKING, Callable
 
 from bridge.errors import StatusUnavailable
 from bridge.policies import retry_after
+
+if TYPE_CHECKING:
+    import requests
 
 #: GitHub answers 422 to a longer description.
 MAX_DESCRIPTION = 140
@@ -58,19 +59,23 @@ class StatusClient:
     def post(self, status) -> Answer:
         """Post one status: its Answer, or StatusUnavailable / StatusRejected."""
         url, headers, body = self.request(status)
+        return self.classify(self.send("POST", url, headers=headers, json=body))
+
+    def send(self, method: str, url: str, **kw) -> requests.Response:
+        """One request on this thread's session; StatusUnavailable when the host did not answer."""
+        import requests   # here, not at the top: only a dispatcher sends (web workers stay light)
+
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
         try:
-            resp = session.post(url, json=body, headers=headers, timeout=self.timeout,
-                                allow_redirects=False)
+            return session.request(method, url, timeout=self.timeout, allow_redirects=False, **kw)
         except requests.Timeout:
             raise StatusUnavailable(f"no answer from {self._host()} within {self.timeout:g}s") from None
         except requests.ConnectionError:
             raise StatusUnavailable(f"cannot connect to {self._host()}") from None
         except requests.RequestException as exc:
             raise StatusUnavailable(f"{type(exc).__name__} talking to {self._host()}") from None
-        return self.classify(resp)
 
     def request(self, status) -> tuple[str, dict, dict]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -17,6 +17,7 @@ from bridge import logs
 from bridge.config.snapshot import load_with_fallback, validate_and_record
 from bridge.dispatch.changes import make_path_decider
 from bridge.dispatch.loop import Dispatcher
+from bridge.dispatch.reconcile import Periodic
 from bridge.dispatch.statuses import Feedback
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.metrics import Metrics, use_multiprocess_dir
@@ -45,6 +46,9 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
         hup = threading.Event()   # a SIGHUP not yet handled
         SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP]).serve(signal_handler(hup, stop))
         threading.Thread(target=reloader.run, args=(stop, hup), name="reload", daemon=True).start()
+    # Recovers missed deliveries every settings.reconcile.interval, on one instance at a time.
+    periodic = Periodic(lambda: reloader.config, dispatcher.store, owner, metrics=dispatcher.metrics)
+    threading.Thread(target=periodic.loop, args=(stop,), name="reconcile", daemon=True).start()
     log.info("dispatcher %s started (rules version %s)", owner, config.version,
              extra={"rules_file": os.path.abspath(rules_path)})
     dispatcher.run(stop)
@@ -73,7 +77,7 @@ def build_dispatcher(config, state_dir, owner: str, concurrency=None) -> Dispatc
                       poll_interval=config.settings.poll_interval,
                       decide_paths=make_path_decider(state_dir, config),
                       metrics=Metrics(), feedback=Feedback(config),
-                      follow=config.settings.follow)
+                      follow=config.settings.follow, policies=config.policies())
 
 
 def signal_handler(hup: threading.Event, stop: threading.Event):
@@ -135,7 +139,8 @@ class Reloader:
         self.config = new
         logs.apply_settings(new.settings)
         self.dispatcher.set_targets({**{n: t for n, (t, _) in carried.items()}, **new.build_targets(state_dir)},
-                                    {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()})
+                                    {**{n: p for n, (_, p) in carried.items()}, **new.retry_policies()},
+                                    new.policies())
         self.dispatcher.decide_paths = make_path_decider(state_dir, new)   # a source's clone_url may change
         self.dispatcher.set_feedback(Feedback(new))   # report: tokens and rules' contexts may change
         log.info("reload: the dispatcher runs rules version %s", new.version,

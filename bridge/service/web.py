@@ -6,17 +6,25 @@ rules.yaml and restarts the workers (a bad file keeps the running rules: config/
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
 from bridge import logs
-from bridge.config.snapshot import accepted_or_file, load_with_fallback, read_status, validate_and_record
+from bridge.config.snapshot import (accepted_or_file, load_with_fallback, read_status, snapshot_source,
+                                   validate_and_record)
+from bridge.errors import ConfigError
 from bridge.metrics import Metrics, child_exit, prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
 from bridge.service.webworker import worker_class
 from bridge.web.app import create_app
 
 log = logging.getLogger("bridge.serve")
+
+#: The rules the gunicorn master loaded (at start, and again on each reload before it forks the
+#: new workers): a worker forked from it serves them without validating the file once more,
+#: as long as they are still the accepted ones (the snapshot's version).
+_MASTER_RULES: dict = {}
 
 WEB_DEFAULTS = {
     "workers": 2, "threads": 4, "keepalive": 5, "timeout": 30,
@@ -41,6 +49,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
     register_process("web")   # gunicorn's arbiter runs in this process
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
+    _MASTER_RULES["config"] = config
     logs.apply_settings(config.settings)
     workers = workers or config.settings.workers
 
@@ -71,12 +80,16 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
         def load(self):
             return make_app(rules_path, state_dir)
 
+    # What the master holds now (libraries, rules) is never collected: the gc then leaves those
+    # objects' pages alone, and the forked workers keep sharing them (less memory per worker).
+    gc.freeze()
     BridgeWeb().run()
 
 
 def _on_web_reload(rules_path, state_dir):
     """gunicorn master, on SIGHUP, before it replaces its workers: they boot on the snapshot,
-    which only a valid file replaces."""
+    which only a valid file replaces, loaded here once (with its secrets read again) and
+    inherited by every new worker."""
     logs.setup()
     problems = validate_and_record(rules_path, state_dir)
     version = (read_status(state_dir) or {}).get("version")
@@ -85,12 +98,20 @@ def _on_web_reload(rules_path, state_dir):
                   rules_path, version, extra={"problems": problems[:5]})
     else:
         log.info("reload: web workers restarting with rules version %s", version)
+    gc.unfreeze()      # the old rules may be collected now (run_web froze them for the workers)
+    _MASTER_RULES.pop("config", None)
+    gc.collect()
+    try:
+        _MASTER_RULES["config"] = load_with_fallback(rules_path, state_dir)[0]
+    except ConfigError:
+        pass     # each worker tries (make_app), and says why
+    gc.freeze()
 
 
 def make_app(rules_path, state_dir):
     """The WSGI app of one gunicorn worker: rules (or the last good ones) + its own store engine."""
     logs.setup()
-    config, problems = accepted_or_file(rules_path, state_dir)
+    config, problems = _inherited_rules(state_dir) or accepted_or_file(rules_path, state_dir)
     logs.apply_settings(config.settings)
     if problems:
         log.error("rules.yaml is invalid; serving the last good rules (version %s)", config.version,
@@ -98,3 +119,12 @@ def make_app(rules_path, state_dir):
     register_process("web-worker")
     return create_app(config, state_dir=state_dir, metrics=Metrics())
 
+
+def _inherited_rules(state_dir):
+    """(config, problems) of the master's rules when they are still the accepted ones, else None."""
+    config = _MASTER_RULES.get("config")
+    source = snapshot_source(state_dir) if config is not None else None
+    if source is None or source.get("version") != config.version:
+        return None
+    status = read_status(state_dir) or {}
+    return config, [] if status.get("ok", True) else list(status.get("problems") or [])

@@ -10,6 +10,7 @@ Job states:
       │                  │ ──record_dead───> dead ──retry_jobs──> queued
       │                  │   (failed, too: `cibridge retry`, as a rerun: see store/operators.py)
       │                  │ ──record_skipped─> skipped
+      │ (claim: a newer job of its group, policy coalesce / cancel) ──> superseded
       └────release───────┘    (lease expired: another dispatcher claims it again, attempt "lost")
 
 - queued: waiting for `next_attempt_at`; a retry is a queued job with attempts > 0 and last_error.
@@ -19,6 +20,8 @@ Job states:
   that ran and failed (non-zero exit), not a delivery problem.
 - dead: a permanent error, or transient ones for longer than the target's give-up time.
 - skipped: the push changes no file the rule's paths / paths-ignore care about.
+- superseded: a newer job of its group (policy `on_newer: coalesce | cancel`, bridge.policies)
+  replaced it while it waited, or (cancel) while its build ran; `superseded_by` names that job.
 
 A started job is followed (`claim_follows`, under a follow lease of its own) until its build ends:
 `finish_follow` moves it to succeeded / failed. Commit statuses for the git host are rows too
@@ -35,16 +38,19 @@ from bridge.store.follows import ClaimedFollow, Follows
 from bridge.store.inbox import Inbox, Ingested, NewDelivery, reused_delivery_id
 from bridge.store.operators import OperatorQueries
 from bridge.store.outbox import ClaimedStatus, NewStatus, Outbox
+from bridge.store.pulls import PullQueries
 from bridge.store.queue import Queue
 from bridge.store.reads import Reads
+from bridge.store.reconcile import ReconcileStore
 
 
-class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, Reads):
+class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, PullQueries, Reads, ReconcileStore):
     """Deliveries, jobs and their attempts, follows and statuses in one database (see above).
 
     One class over the store's nouns: `Inbox` (store/inbox.py), `Queue` (store/queue.py),
     `Follows` (store/follows.py), `Outbox` (store/outbox.py), `OperatorQueries`
-    (store/operators.py) and `Reads` (store/reads.py: the delivery page), all on `Tx`
+    (store/operators.py), `PullQueries` (store/pulls.py), `Reads` (store/reads.py: the
+    delivery page) and `ReconcileStore` (store/reconcile.py: leases, marks), all on `Tx`
     (store/tx.py: engine, transactions, group commit).
     `Store.open(url, ...)` connects; every method is one short transaction (prune: a few), and
     any database failure raises `StoreUnavailable` with nothing half-written.

@@ -23,7 +23,7 @@ from bridge.store.tx import Tx, _cursor, _dumps, _event, _Raw, _row_dict
 _MAX_KEY_BYTES = 2000
 _PRUNE_BATCH = 500
 _JOB_COLUMNS = ("delivery_id", "rule", "target", "kind", "request", "needs_files", "path_filter",
-                "state", "attempts", "first_queued_at", "next_attempt_at", "updated_at")
+                "state", "attempts", "first_queued_at", "next_attempt_at", "updated_at", "policy_group")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class NewDelivery:
     verdicts: list[dict]            # Verdict.to_dict(): rule, matched, reason, needs_files, stopped_by
     rules_version: str
     content_key: str | None         # providers.content_key(event): provider, host, repo, ref, before, after
+    via: str | None = None          # None: the host sent it; "reconcile": synthesized by reconcile
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class Inbox(Tx):
             "outcome": d.outcome, "reason": d.reason, "headers": _dumps(d.headers), "body": d.body,
             "event": _dumps(event.to_dict() if event is not None else None),
             "verdicts": _dumps(d.verdicts), "rules_version": d.rules_version,
-            "content_key": d.content_key, "content_duplicate_of": None,
+            "content_key": d.content_key, "content_duplicate_of": None, "via": d.via,
         })
         key = self._claim_key.params({"key": claim_key(d.content_key), "delivery_id": d.delivery_id,
                                       "claimed_at": d.received_at})
@@ -186,7 +187,8 @@ class Inbox(Tx):
             "delivery_id": delivery_id, "rule": j.rule, "target": j.target, "kind": j.kind,
             "request": _dumps(j.request), "needs_files": bool(j.needs_files),
             "path_filter": _dumps(j.path_filter), "state": "queued", "attempts": 0,
-            "first_queued_at": now, "next_attempt_at": now, "updated_at": now}) for j in new_jobs]
+            "first_queued_at": now, "next_attempt_at": now, "updated_at": now,
+            "policy_group": j.group or None}) for j in new_jobs]
 
     def _insert_jobs(self, cur, job_rows: list) -> list[int]:
         # One INSERT ... RETURNING per job (rarely more than one): executemany cannot return the
@@ -230,7 +232,7 @@ class Inbox(Tx):
                          "attempts": j.attempts, "last_error": j.last_error})
         return [{"delivery": r.id, "source": r.source, "provider": r.provider,
                  "received_at": r.received_at, "repo": r.repo, "ref": r.ref, "outcome": r.outcome,
-                 "reason": r.reason, "content_duplicate_of": r.content_duplicate_of,
+                 "reason": r.reason, "content_duplicate_of": r.content_duplicate_of, "via": r.via,
                  "matched": [v["rule"] for v in r.verdicts if v.get("matched")],
                  "jobs": by_delivery[r.id]} for r in rows]
 
@@ -240,7 +242,7 @@ class Inbox(Tx):
         repos only, so the page is then read in full)."""
         d = deliveries.c
         q = (select(d.id, d.source, d.provider, d.received_at, d.repo, d.ref, d.outcome, d.reason,
-                    d.verdicts, d.content_duplicate_of)
+                    d.verdicts, d.content_duplicate_of, d.via)
              .order_by(d.received_at.desc(), d.id.desc()))
         if source is not None:
             q = q.where(d.source == source)

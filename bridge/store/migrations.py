@@ -22,7 +22,9 @@ from typing import Callable
 from sqlalchemy import String, func, insert, inspect, select, text
 
 from bridge.errors import StoreUnavailable
-from bridge.store.schema import SCHEMA_VERSION, deliveries, follows, metadata, schema_version, statuses
+from bridge.store.schema import (SCHEMA_VERSION, deliveries, follows, jobs, leases, metadata, policy_state,
+                                 reconcile_marks,
+                                 schema_version, statuses)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,26 @@ def _page_indexes(conn) -> None:
             next(i for i in deliveries.indexes if i.name == name).create(conn)
 
 
+def _policies(conn) -> None:
+    """Per-target policy: jobs.policy_group and superseded_by and the policy_state table; each
+    only if missing (a database made from a newer schema.py)."""
+    have = {c["name"] for c in inspect(conn).get_columns(jobs.name)}
+    for name in ("policy_group", "superseded_by"):
+        if name not in have:
+            kind = jobs.c[name].type.compile(conn.dialect)
+            conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {kind}"))
+    policy_state.create(conn, checkfirst=True)
+
+
+def _reconcile(conn) -> None:
+    """Reconcile's lease and marks tables, and deliveries.via. Written to find any of them
+    already there (a database made from a newer metadata than its stamp)."""
+    leases.create(conn, checkfirst=True)
+    reconcile_marks.create(conn, checkfirst=True)
+    if "via" not in {c["name"] for c in inspect(conn).get_columns(deliveries.name)}:
+        conn.execute(text("ALTER TABLE deliveries ADD COLUMN via TEXT"))
+
+
 #: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
 STEPS: tuple[Step, ...] = (
     Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
@@ -71,6 +93,8 @@ STEPS: tuple[Step, ...] = (
          _no_length_limits),
     Step(4, "the delivery page's indexes: repository of any case, outcome by time",
          _page_indexes),
+    Step(5, "per-target policy: jobs' group and superseded_by, the policy state", _policies),
+    Step(6, "reconcile: leases, reconcile_marks, deliveries.via", _reconcile),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.

@@ -7,9 +7,11 @@ a mixin of `Store`.
 """
 from __future__ import annotations
 
-from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, select, update
+from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, or_, select, update
 
 from bridge.jobs import JOB_STATES, Job, Run
+from bridge.policies import Breaker, Policies
+from bridge.store import admission
 from bridge.store.group import GroupCommit
 from bridge.store.outbox import NewStatus
 from bridge.store.schema import deliveries, job_attempts, jobs
@@ -39,32 +41,59 @@ class Queue(Tx):
         self._finishes = GroupCommit(lambda items: self._write_batch(items, self._finish_one,
                                                                      self._tx_cursor))
 
-    def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float) -> list[Job]:
+    def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float,
+              policies: Policies | None = None, superseded: list | None = None,
+              cancel_kinds=("exec",)) -> list[Job]:
         """Lease up to `limit` due jobs to `owner`: queued ones whose time has come, and running
         ones whose lease expired (their dispatcher died; the lost attempt is recorded). Each
         `Job` carries its attempt (1 on the first try), its lease's end and its parsed event.
 
         A read without any lock comes first, so an idle dispatcher polling often costs nothing.
+
+        With `policies` (bridge.policies) that limit anything, only jobs their policy lets start
+        now are leased, decided in this transaction with every claimer's running jobs counted
+        (store/admission.py); waiting jobs a newer one of their group supersedes end
+        `superseded`, and so do running builds it cancels: each is appended to `superseded`
+        (`Superseded`: the job, its successor, the build to cancel). `cancel_kinds`: target
+        kinds whose start is the build (a build under this owner's own lease can be cancelled).
         """
         if limit <= 0 or not self._any_due(now):
             return []
         expires = now + lease_seconds
+        waiting: list = []              # coalesced jobs' ids, read whole after the commit
+        events = None
         with self._tx() as conn:
-            rows = self._pick(conn, limit, now)
-            if not rows:
-                return []
-            lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
-                     "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
-                     "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
-                    for r in rows if r.state == "running"]
-            if lost:
-                conn.execute(self._q.insert_attempt, lost)
-            conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
-                                         "expires": expires})
+            if policies is not None and policies.active:
+                rows = self._pick_policed(conn, limit, now, owner, policies,
+                                          superseded if superseded is not None else [], cancel_kinds,
+                                          waiting)
+            else:
+                rows = self._pick(conn, limit, now)
+            if rows:
+                self._lease(conn, rows, owner, now, expires)
+                # A policed pick reads no event (most rows it reads do not start): now theirs.
+                events = (dict(conn.execute(self._q.events, {"ids": [r.id for r in rows]}).all())
+                          if policies is not None and policies.active else None)
+        if waiting and superseded is not None:
+            with self._tx(read=True) as conn:
+                superseded += admission.superseded_jobs(conn, waiting)
         return [Job(id=r.id, delivery=r.delivery_id, rule=r.rule, target=r.target, kind=r.kind,
-                    request=r.request, event=_event(r.event), attempt=r.attempts + 1,
-                    first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
-                    path_filter=r.path_filter, lease_expires_at=expires) for r in rows]
+                    request=r.request, event=_event(events[r.id] if events else r.event),
+                    attempt=r.attempts + 1, first_queued_at=r.first_queued_at,
+                    needs_files=bool(r.needs_files), path_filter=r.path_filter,
+                    lease_expires_at=expires, group=r.policy_group or "")
+                for r in rows]
+
+    def _lease(self, conn, rows, owner: str, now: float, expires: float) -> None:
+        """Lease the picked rows to `owner`; a taken-over one's lost attempt is recorded."""
+        lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
+                 "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
+                 "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
+                for r in rows if r.state == "running"]
+        if lost:
+            conn.execute(self._q.insert_attempt, lost)
+        conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
+                                     "expires": expires})
 
     def _any_due(self, now: float) -> bool:
         """A lock-free look: is any job queued and due, or running on an expired lease?"""
@@ -81,6 +110,97 @@ class Queue(Tx):
         if len(rows) < limit:
             rows += conn.execute(self._q.pick_queued, {"now": now, "limit": limit - len(rows)}).all()
         return rows
+
+    def _pick_policed(self, conn, limit: int, now: float, owner: str, policies: Policies,
+                      superseded: list, cancel_kinds, waiting: list) -> list:
+        """Due rows their policies let start, in the order `_pick` takes them, read page by
+        page past the jobs that must wait (a target that is full is left out of the next page)."""
+        admission.lock(conn)
+        adm = admission.Admission(conn, policies, now)
+        taken: list = []
+        full: set[str] = set()
+        page = max(4 * limit, 64)
+        for pick, order in ((self._q.light_expired, jobs.c.lease_expires_at),
+                            (self._q.light_queued, jobs.c.next_attempt_at)):
+            after = None
+            for _ in range(50):       # bounded: a claim never reads the whole queue
+                q = pick.where(jobs.c.target.not_in(sorted(full))) if full else pick
+                if after is not None:
+                    q = q.where(or_(order > after[0], and_(order == after[0], jobs.c.id > after[1])))
+                rows = conn.execute(q, {"now": now, "limit": page}).all()
+                for row in rows:
+                    if row.target in full or len(taken) >= limit:
+                        continue
+                    self._admit(adm, row, owner, policies, superseded, cancel_kinds, taken, full)
+                if len(taken) >= limit or len(rows) < page:
+                    break
+                last = rows[-1]
+                after = (last.lease_expires_at if order is jobs.c.lease_expires_at
+                         else last.next_attempt_at, last.id)
+            if len(taken) >= limit:
+                break
+        adm.save(self._dialect_insert)
+        waiting += adm.waiting_superseded
+        return taken
+
+    @staticmethod
+    def _admit(adm, row, owner, policies, superseded, cancel_kinds, taken, full) -> None:
+        policy = policies.of(row.target, row.rule)
+        if row.state == "queued" and row.policy_group and policy.on_newer in ("coalesce", "cancel"):
+            newest = adm.newest_waiting(row)
+            if newest is not None:
+                adm.supersede_waiting(row, newest)
+                return
+        builds = (adm.cancellable(row, owner, cancel_kinds)
+                  if policy.on_newer == "cancel" and row.policy_group else [])
+        why = adm.reason(row, policy, freed=len(builds))
+        if why is not None:
+            if adm.target_wide(why):
+                full.add(row.target)
+            return
+        superseded += adm.cancel(row, builds)
+        adm.take(row, policy, freed=len(builds))
+        taken.append(row)
+
+    def waiting_reasons(self, job_ids, policies: Policies | None, *, now: float) -> dict[int, str]:
+        """Why each queued job of `job_ids` has not started (operators: `cibridge deliveries`):
+        "retry at 12:00:10", "waiting: max_running 8 reached", "waiting: debounce until
+        12:00:10", "waiting: breaker open until ...", "superseded by job N at the next claim",
+        or "waiting for a free dispatcher". The claim's own checks, on a read transaction."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        policies = policies or Policies()
+        cols = (jobs.c.id, jobs.c.target, jobs.c.rule, jobs.c.policy_group, jobs.c.first_queued_at,
+                jobs.c.next_attempt_at, jobs.c.attempts, jobs.c.state)
+        out = {}
+        with self._tx(read=True) as conn:
+            rows = conn.execute(select(*cols).where(jobs.c.id.in_(ids), jobs.c.state == "queued")).all()
+            adm = admission.Admission(conn, policies, now) if rows and policies.active else None
+            for row in rows:
+                out[row.id] = self._why_waiting(adm, row, policies, now)
+        return out
+
+    @staticmethod
+    def _why_waiting(adm, row, policies: Policies, now: float) -> str:
+        if row.next_attempt_at > now:
+            return f"{'retry' if row.attempts else 'due'} at {admission.clock(row.next_attempt_at)}"
+        if adm is None:
+            return "waiting for a free dispatcher"
+        policy = policies.of(row.target, row.rule)
+        if row.policy_group and policy.on_newer in ("coalesce", "cancel"):
+            newest = adm.newest_waiting(row)
+            if newest is not None:
+                return f"superseded by job {newest} at the next claim"
+        why = adm.reason(row, policy)
+        return f"waiting: {why}" if why else "waiting for a free dispatcher"
+
+    def breaker_states(self, policies: Policies, *, now: float) -> dict[str, str]:
+        """target -> "closed" | "open" | "half_open" for each target with a breaker."""
+        if not any(p.breaker is not None for p in policies.targets.values()):
+            return {}
+        with self._tx(read=True) as conn:
+            return admission.breaker_states(conn, policies, now)
 
     def renew_leases(self, owner: str, job_ids: list[int], *, lease_seconds: float,
                      now: float) -> list[int]:
@@ -119,23 +239,34 @@ class Queue(Tx):
         return True
 
     def record_run(self, job_id: int, owner: str, run: Run, *, now: float,
-                   statuses: list[NewStatus] = (), follow_at: float | None = None) -> bool:
+                   statuses: list[NewStatus] = (), follow_at: float | None = None,
+                   breaker: tuple[str, Breaker] | None = None) -> bool:
         """The target accepted the job: started (remote build) or finished (exec, memory).
         A started build is followed from `follow_at` (default now) until it ends; `statuses`
-        are stored with the result."""
+        are stored with the result. `breaker` (target name, its Breaker): the start closes it."""
         state = _RUN_STATES.get(run.state, "started")
 
         def after(conn):
             if state == "started":
                 self._start_follow(conn, job_id, run, now, follow_at)
             self._insert_statuses(conn, statuses, now)
+            if breaker is not None:
+                admission.breaker_result(conn, self._dialect_insert, breaker[0], True,
+                                         breaker[1].failures, now)
         return self._finish(job_id, owner, now, state, state=state, remote_id=run.remote_id,
                             url=run.url or None, detail=run.detail, after=after)
 
-    def record_retry(self, job_id: int, owner: str, error: str, retry_at: float, *, now: float) -> bool:
-        """A transient failure: queued again for `retry_at`."""
+    def record_retry(self, job_id: int, owner: str, error: str, retry_at: float, *, now: float,
+                     breaker: tuple[str, Breaker] | None = None) -> bool:
+        """A transient failure: queued again for `retry_at`. `breaker` (target name, its
+        Breaker): the failure counts toward opening it."""
+        after = None
+        if breaker is not None:
+            def after(conn):
+                admission.breaker_result(conn, self._dialect_insert, breaker[0], False,
+                                         breaker[1].failures, now)
         return self._finish(job_id, owner, now, "retry", state="queued", next_attempt_at=retry_at,
-                            error=_clip(error))
+                            error=_clip(error), after=after)
 
     def record_dead(self, job_id: int, owner: str, error: str, *, now: float,
                     statuses: list[NewStatus] = ()) -> bool:
@@ -188,12 +319,20 @@ class _Statements:
         pick = (select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.target, jobs.c.kind,
                        jobs.c.request, jobs.c.needs_files, jobs.c.path_filter, jobs.c.state,
                        jobs.c.attempts, jobs.c.first_queued_at, jobs.c.lease_owner,
-                       jobs.c.leased_at, deliveries.c.event)
+                       jobs.c.leased_at, jobs.c.policy_group, jobs.c.next_attempt_at,
+                       jobs.c.lease_expires_at, deliveries.c.event)
                 .join(deliveries, deliveries.c.id == jobs.c.delivery_id)
                 .limit(bindparam("limit", type_=Integer))
                 .with_for_update(of=jobs, skip_locked=True))
         self.pick_queued = pick.where(queued).order_by(jobs.c.next_attempt_at, jobs.c.id)
         self.pick_expired = pick.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
+        # The policed claim's: the same rows without their events (read for those it takes).
+        light = (select(*[c for c in pick.selected_columns if c.table is jobs])
+                 .limit(bindparam("limit", type_=Integer)).with_for_update(of=jobs, skip_locked=True))
+        self.light_queued = light.where(queued).order_by(jobs.c.next_attempt_at, jobs.c.id)
+        self.light_expired = light.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
+        self.events = (select(jobs.c.id, deliveries.c.event)
+                       .join(deliveries, deliveries.c.id == jobs.c.delivery_id).where(jobs.c.id.in_(ids)))
         self.lease = update(jobs).where(jobs.c.id.in_(ids)).values(
             state="running", lease_owner=bindparam("owner"), leased_at=now,
             lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,

@@ -9,7 +9,7 @@ from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Intege
                         MetaData, Table, Text, func)
 
 #: Bumped on every change of the layout below; a database at another version is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 # Text everywhere, never VARCHAR(n): PostgreSQL enforces a length that SQLite ignores, so a long
 # ref or repository name was stored by one backend and refused (503, forever) by the other.
@@ -45,6 +45,7 @@ deliveries = Table(
     Column("rules_version", Text, nullable=False),
     Column("content_key", Text),
     Column("content_duplicate_of", Text),
+    Column("via", Text),                                  # None: the host sent it; reconcile | redelivery
 )
 Index("deliveries_received_at", deliveries.c.received_at)
 Index("deliveries_repo", deliveries.c.repo, postgresql_using="hash")   # a b-tree on SQLite
@@ -84,11 +85,15 @@ jobs = Table(
     Column("detail", _Json),                              # the last Run.detail / skip reason
     Column("last_error", Text),
     Column("updated_at", Double, nullable=False),
+    Column("policy_group", Text),                         # the policy's group, rendered at ingest
+    Column("superseded_by", Integer),                     # the newer job of the group that replaced it
 )
 Index("jobs_delivery", jobs.c.delivery_id)
 # Claims read these in order and stop at their limit: no sort, however long the queue.
 Index("jobs_due", jobs.c.state, jobs.c.next_attempt_at, jobs.c.id)
 Index("jobs_lease", jobs.c.state, jobs.c.lease_expires_at, jobs.c.id)
+# No index on policy_group: the claim looks a group up among its queued, running or started
+# jobs (few, through jobs_due and jobs_lease), never among its thousands of finished ones.
 
 job_attempts = Table(
     "job_attempts", metadata,
@@ -108,6 +113,20 @@ job_attempts = Table(
 )
 Index("job_attempts_job", job_attempts.c.job_id)
 
+# The claim's policy state (bridge.policies): a token bucket per target (key "target:NAME") and
+# per rule with a rate of its own ("rule:NAME"), and a target's circuit breaker. Read and written
+# inside the claim's transaction, so every dispatcher sharing the database sees one state.
+policy_state = Table(
+    "policy_state", metadata,
+    Column("key", Text, primary_key=True),
+    Column("tokens", Double),                             # the bucket's tokens at refilled_at
+    Column("refilled_at", Double),
+    Column("failures", Integer, nullable=False),          # transient failures in a row
+    Column("opened_at", Double),                          # the breaker opened then (None: closed)
+    Column("probe_job", Integer),                         # half open: the one job let through
+    Column("updated_at", Double, nullable=False),
+)
+
 # --- feedback: following builds and commit statuses (bridge/dispatch/statuses.py) -------------
 # New tables only: `create_all` adds them to an existing database, no rewrite of the ones above.
 # No foreign keys: `prune` deletes these rows with their deliveries.
@@ -119,7 +138,7 @@ follows = Table(
     Column("remote_id", Text, nullable=False),
     Column("url", Text),
     Column("detail", _Json),
-    Column("state", Text, nullable=False),                # following | done | gave_up
+    Column("state", Text, nullable=False),                # following | done | gave_up | cancelled
     Column("since", Double, nullable=False),              # the give-up clock starts here
     Column("checks", Integer, nullable=False),
     Column("next_check_at", Double, nullable=False),
@@ -162,3 +181,22 @@ statuses = Table(
 Index("statuses_due", statuses.c.post_state, statuses.c.next_attempt_at, statuses.c.id)
 Index("statuses_job", statuses.c.job_id, statuses.c.rank)
 Index("statuses_delivery", statuses.c.delivery_id)
+
+# --- reconcile: recovering deliveries the bridge never received (bridge/dispatch/reconcile.py) --
+
+# Named leases: one instance at a time runs a periodic task ("reconcile").
+leases = Table(
+    "leases", metadata,
+    Column("name", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
+# What reconcile remembers between runs: a delivery log's cursor, the refs a watch last saw,
+# the host deliveries it asked to redeliver. key -> JSON value.
+reconcile_marks = Table(
+    "reconcile_marks", metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", _Json, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)

@@ -1,4 +1,5 @@
-"""The target adapter interface: `Target.start(job) -> Run`, used only by the dispatcher.
+"""The target adapter interface: `Target.start(job) -> Run`, `follow(run)`, `cancel(run)`, used only
+by the dispatcher.
 
 Input: a `Job` (bridge.jobs: the rendered `run:` request plus its event). Output: a `Run`
 naming what the target started, or `TargetUnavailable` (retry) / `TargetRejected` (dead letter).
@@ -59,6 +60,14 @@ class Target:
     def follow(self, run: Run) -> Run:
         """Ask the target where a started run is now; final states end the follow."""
         return run
+
+    def cancel(self, run: Run) -> bool:
+        """Stop a build a newer one of its group superseded (policy `on_newer: cancel`): a run
+        as `start`/`follow` returned it, or, for a build still inside `start` in this process,
+        `Run(remote_id="", detail={"job_id": N})`. True if the target was asked to stop it (a
+        build that already ended is no error); False if this kind cannot cancel. Raises
+        `TargetUnavailable` / `TargetRejected` as `start` does."""
+        return False
 
     def ping(self) -> str | None:
         """`/readyz?targets=1`: raise if the target cannot be reached; return None or "ok"."""

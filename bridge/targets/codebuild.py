@@ -1,6 +1,7 @@
 """AWS CodeBuild target: starts a rule's project through boto3 and follows the build's status.
 
-Input: a `Job` whose request names a CodeBuild `project`, `source_version`, `env` and overrides.
+Input: a `Job` whose request names a CodeBuild `project`, `source_version`, `env` and overrides
+(its keys and their checks: `CodeBuildSpec`, codebuild_spec.py).
 Output: a `Run` (build id and console link), or `TargetUnavailable` / `TargetRejected`,
 translated at one point (`_translated`).
 """
@@ -21,13 +22,12 @@ import botocore.exceptions as bx
 from bridge.errors import TargetError, TargetRejected, TargetUnavailable
 from bridge.events import ZERO_SHA
 from bridge.jobs import Job, Run, rerun_suffix
-from bridge.targets.base import Target
+from bridge.targets.codebuild_spec import ENV_REFERENCES, CodeBuildSpec
 
 #: One quick retry inside botocore (safe: StartBuild carries an idempotency token); beyond that
 #: the dispatcher's backoff governs.
 CLIENT_CONFIG = botocore.config.Config(retries={"total_max_attempts": 2, "mode": "standard"},
                                        connect_timeout=5, read_timeout=30)
-ENV_REFERENCES = {"parameter_store": "PARAMETER_STORE", "secrets_manager": "SECRETS_MANAGER"}
 FINAL_OK = "SUCCEEDED"
 #: Assumed-role credentials are renewed this long before they expire.
 REFRESH_MARGIN = datetime.timedelta(minutes=5)
@@ -72,14 +72,8 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-class CodeBuildTarget(Target):
+class CodeBuildTarget(CodeBuildSpec):
     """A CodeBuild region (and account). boto3 clients are thread-safe: one is shared."""
-
-    kind = "codebuild"
-    config_keys = {"kind": True, "region": True, "profile": False, "role_arn": False,
-                   "endpoint_url": False, "retry": False}
-    run_keys = {"target": True, "project": True, "source_version": False, "env": False,
-                "buildspec_override": False, "compute_type_override": False}
 
     def __init__(self, name: str, options: dict[str, Any], *, session: boto3.Session | None = None,
                  now: Callable[[], datetime.datetime] = _utcnow):
@@ -90,46 +84,6 @@ class CodeBuildTarget(Target):
         self._client = None
         self._expires: datetime.datetime | None = None
         self._lock = threading.Lock()
-
-    # --- configuration checks --------------------------------------------------------------
-
-    @classmethod
-    def validate(cls, options: dict[str, Any]) -> list[str]:
-        problems = []
-        if not isinstance(options.get("region"), str) or not options.get("region"):
-            problems.append("region must be an AWS region such as eu-west-1")
-        role = options.get("role_arn")
-        if role is not None and (not isinstance(role, str) or not role.startswith("arn:")):
-            problems.append(f"role_arn must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME), not {role!r}")
-        url = options.get("endpoint_url")
-        if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-            problems.append(f"endpoint_url must be an http:// or https:// URL, not {url!r}")
-        if "profile" in options and not isinstance(options["profile"], str):
-            problems.append("profile must be the name of an AWS config profile")
-        return problems
-
-    @classmethod
-    def validate_run(cls, run: dict[str, Any]) -> list[str]:
-        problems = []
-        if not isinstance(run.get("project"), str) or not run.get("project"):
-            problems.append("'run.project' must be a CodeBuild project name")
-        for key in ("source_version", "buildspec_override", "compute_type_override"):
-            if key in run and not isinstance(run[key], str):
-                problems.append(f"'run.{key}' must be a string")
-        env = run.get("env", {})
-        if not isinstance(env, dict):
-            return problems + ["'run.env' must be a mapping of variable name to value"]
-        for name, value in env.items():
-            if str(name).startswith("CODEBUILD_"):
-                problems.append(f"'run.env.{name}': names starting with CODEBUILD_ are reserved by CodeBuild")
-            if isinstance(value, dict):
-                if len(value) != 1 or next(iter(value)) not in ENV_REFERENCES \
-                        or not isinstance(next(iter(value.values())), str):
-                    problems.append(f"'run.env.{name}' must be a value, or one of "
-                                    "{parameter_store: NAME} / {secrets_manager: ARN}")
-            elif isinstance(value, (list, bool)) or value is None:
-                problems.append(f"'run.env.{name}' must be a string (quote true/false)")
-        return problems
 
     # --- starting and following ------------------------------------------------------------
 
@@ -168,6 +122,12 @@ class CodeBuildTarget(Target):
         if status == "IN_PROGRESS":
             return replace(run, detail=detail)
         return replace(run, state="succeeded" if status == FINAL_OK else "failed", detail=detail)
+
+    def cancel(self, run: Run) -> bool:
+        """StopBuild; a build that already ended answers with its final status, no error."""
+        with self._translated(run.detail.get("project", "")):
+            self.client().stop_build(id=run.remote_id)
+        return True
 
     def ping(self) -> str:
         """`/readyz?targets=1`: an authenticated, read-only call to CodeBuild."""

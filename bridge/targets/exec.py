@@ -51,6 +51,8 @@ class ExecTarget(Target):
         super().__init__(name, options)
         self.term_grace = term_grace
         self._running: set[subprocess.Popen] = set()
+        self._by_job: dict[int, subprocess.Popen] = {}     # job id -> its running command
+        self._cancelled: set[int] = set()                  # pids of commands cancel() stopped
         self._lock = threading.Lock()
         self._closed = False
 
@@ -114,6 +116,8 @@ class ExecTarget(Target):
             raise TargetUnavailable(f"cannot start '{argv[0]}': {exc.strerror}") from exc
         with self._lock:
             self._running.add(proc)
+            if job.id is not None:
+                self._by_job[job.id] = proc
             if self._closed:     # close() ran while we were spawning
                 _killpg(proc.pid, signal.SIGKILL)
         started = time.monotonic()
@@ -122,6 +126,10 @@ class ExecTarget(Target):
         finally:
             with self._lock:
                 self._running.discard(proc)
+                if self._by_job.get(job.id) is proc:
+                    del self._by_job[job.id]
+                cancelled = proc.pid in self._cancelled
+                self._cancelled.discard(proc.pid)
         if self._closed and proc.returncode == -signal.SIGKILL:
             raise TargetUnavailable(f"'{argv[0]}' was stopped: the bridge is shutting down")
 
@@ -129,6 +137,9 @@ class ExecTarget(Target):
                   "output_bytes": total, "duration": round(time.monotonic() - started, 3)}
         if timed_out:
             detail["reason"] = f"timed out after {timeout:g}s"
+            return Run(remote_id=f"pid-{proc.pid}", state="failed", detail=detail)
+        if cancelled:
+            detail.update(reason="cancelled: superseded by a newer job of its group", cancelled=True)
             return Run(remote_id=f"pid-{proc.pid}", state="failed", detail=detail)
         if proc.returncode != 0:
             detail["reason"] = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
@@ -212,6 +223,18 @@ class ExecTarget(Target):
         except subprocess.TimeoutExpired:
             _killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def cancel(self, run: Run) -> bool:
+        """SIGTERM to the process group of a job's command still running here (then SIGKILL
+        after `term_grace`, as on timeout). The job's `start` returns a failed run whose detail
+        says `cancelled`. False if no command of that job runs in this process."""
+        with self._lock:
+            proc = self._by_job.get(run.detail.get("job_id"))
+            if proc is None:
+                return False
+            self._cancelled.add(proc.pid)
+        threading.Thread(target=self._terminate, args=(proc,), name="exec-cancel", daemon=True).start()
+        return True
 
     def close(self) -> None:
         """Shutdown: kill every running command; their jobs raise TargetUnavailable (retried)."""

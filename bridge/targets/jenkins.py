@@ -1,13 +1,12 @@
 """Jenkins target: starts a rule's job through python-jenkins and follows it to a result.
 
-Input: a `Job` whose request names a Jenkins `job` (folder path), `parameters`, `unique`, `delay`.
-Output: a `Run` (build number and URL, or the queue item, linked to the job's page, while Jenkins
-has not started a build), or `TargetUnavailable` / `TargetRejected`, translated at one point
+Input: a `Job` whose request names a Jenkins `job` (folder path), `parameters`, `unique`, `delay`
+(its keys and their checks: `JenkinsSpec`, jenkins_spec.py). Output: a `Run` (build number and
+URL, or the queue item, linked to the job's page, while Jenkins has not started a build), or `TargetUnavailable` / `TargetRejected`, translated at one point
 (`JenkinsConnection.translated` in jenkins_http.py; the queue and builds: jenkins_queue.py).
 """
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Callable
 
@@ -15,27 +14,13 @@ import jenkins
 import requests
 
 from bridge.jobs import Job, Run, rerun_suffix
-from bridge.targets.base import Target
 from bridge.targets.jenkins_http import JenkinsConnection, http_status
-from bridge.targets.jenkins_queue import UNIQUE_PARAMETER, JenkinsQueue, merged_queue_id
-
-#: Query parameters Jenkins (or python-jenkins) reads itself: never job parameters.
-RESERVED_PARAMETERS = ("token", "delay", "cause")
-DEFAULT_TIMEOUT = 10.0
-#: Target options that must be secret references in rules.yaml, never literal text (config/load.py).
-SECRET_OPTIONS = ("token", "build_token")
-
-_DELAY = re.compile(r"^(\d+)(sec)?$")
+from bridge.targets.jenkins_queue import JenkinsQueue, merged_queue_id
+from bridge.targets.jenkins_spec import DEFAULT_TIMEOUT, DELAY, UNIQUE_PARAMETER, JenkinsSpec
 
 
-class JenkinsTarget(Target):
+class JenkinsTarget(JenkinsSpec):
     """A Jenkins server. One client per dispatcher thread; `sleep`/`now` drive the queue wait."""
-
-    kind = "jenkins"
-    secret_keys = SECRET_OPTIONS
-    config_keys = {"kind": True, "url": True, "user": False, "token": False, "build_token": False,
-                   "timeout": False, "verify_tls": False, "ca_bundle": False, "retry": False}
-    run_keys = {"target": True, "job": True, "parameters": False, "unique": False, "delay": False}
 
     def __init__(self, name: str, options: dict[str, Any], *, client: jenkins.Jenkins | None = None,
                  sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.monotonic,
@@ -47,58 +32,6 @@ class JenkinsTarget(Target):
         self._conn = JenkinsConnection(name, self.url, options, timeout=self.timeout, client=client)
         self._queue = JenkinsQueue(self._conn, sleep=sleep, now=now, queue_wait=queue_wait,
                                    poll_interval=poll_interval)
-
-    # --- configuration checks --------------------------------------------------------------
-
-    @classmethod
-    def validate(cls, options: dict[str, Any]) -> list[str]:
-        problems = []
-        url = options.get("url")
-        if not isinstance(url, str) or not re.match(r"^https?://[^/?#\s]+", url):
-            problems.append(f"url must be an http:// or https:// URL, not {url!r}")
-        elif "?" in url or "#" in url:
-            problems.append("url must not carry a query string or fragment")
-        if ("user" in options) != ("token" in options):
-            problems.append("'user' and 'token' go together (the token is the user's API token)")
-        timeout = options.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            problems.append(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if not isinstance(options.get("verify_tls", True), bool):
-            problems.append("verify_tls must be true or false")
-        if "ca_bundle" in options and not isinstance(options["ca_bundle"], str):
-            problems.append("ca_bundle must be the path of a PEM file")
-        return problems
-
-    @classmethod
-    def validate_run(cls, run: dict[str, Any]) -> list[str]:
-        problems = []
-        name = run.get("job")
-        if not isinstance(name, str) or not name.strip("/"):
-            problems.append("'run.job' must be a job name or folder path such as 'team/api/build'")
-        elif name.startswith("/") or name.endswith("/") or "//" in name:
-            problems.append(f"'run.job' {name!r}: write folder paths as 'team/api/build'")
-        elif name.startswith("job/"):
-            problems.append(f"'run.job' {name!r}: write the folder path ('team/api/build'), "
-                            "not the URL path ('job/team/job/api/job/build')")
-        unique = run.get("unique", True)
-        if not isinstance(unique, bool):
-            problems.append("'run.unique' must be true or false")
-        params = run.get("parameters", {})
-        if not isinstance(params, dict):
-            problems.append("'run.parameters' must be a mapping of parameter name to value")
-            params = {}
-        for key, value in params.items():
-            if key in RESERVED_PARAMETERS:
-                problems.append(f"'run.parameters.{key}': Jenkins reads '{key}' itself; "
-                                "it cannot be a job parameter")
-            elif key == UNIQUE_PARAMETER and unique is not False:
-                problems.append(f"'run.parameters.{key}': the bridge sets {UNIQUE_PARAMETER} itself "
-                                "(set unique: false to send your own)")
-            if isinstance(value, (dict, list)):
-                problems.append(f"'run.parameters.{key}' must be a single value")
-        if "delay" in run and not _DELAY.match(str(run["delay"])):
-            problems.append(f"'run.delay' must be seconds, e.g. 0 or '0sec', not {run['delay']!r}")
-        return problems
 
     # --- starting and following ------------------------------------------------------------
 
@@ -112,7 +45,7 @@ class JenkinsTarget(Target):
             params[UNIQUE_PARAMETER] = f"{job.delivery}-{job.id}{rerun_suffix(job)}"
         delay = None
         if req.get("delay") is not None:
-            delay = f"{_DELAY.match(str(req['delay'])).group(1)}sec"
+            delay = f"{DELAY.match(str(req['delay'])).group(1)}sec"
         hint = (f" (unique: true sends {UNIQUE_PARAMETER}: add that string parameter to the job, "
                 "or set unique: false)") if unique else ""
         queue = self._queue
@@ -135,6 +68,11 @@ class JenkinsTarget(Target):
     def follow(self, run: Run) -> Run:
         """Queue item -> build -> result. SUCCESS is "succeeded"; any other result is "failed"."""
         return self._queue.follow(run)
+
+    def cancel(self, run: Run) -> bool:
+        """A queued item is cancelled (POST /queue/cancelItem?id=N), a running build stopped
+        (POST /job/.../N/stop); an item that became a build meanwhile is stopped as a build."""
+        return self._queue.cancel(run)
 
     def ping(self) -> str:
         """`/readyz?targets=1`: one authenticated call."""

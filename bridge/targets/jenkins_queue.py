@@ -19,9 +19,8 @@ import requests
 from bridge.errors import TargetError, TargetUnavailable
 from bridge.jobs import Run
 from bridge.targets.jenkins_http import JenkinsConnection, http_error, http_status, jenkins_message
+from bridge.targets.jenkins_spec import UNIQUE_PARAMETER
 
-#: The parameter that keeps Jenkins from merging two pushes into one queued build.
-UNIQUE_PARAMETER = "BRIDGE_DELIVERY"
 #: How many of the job's newest builds are searched for a request of ours (one API call).
 LOOKBACK_BUILDS = 50
 #: Looks for the build of a queue item that vanished before we saw its build: then "unknown".
@@ -91,6 +90,24 @@ class JenkinsQueue:
             return run
         return replace(run, state="succeeded" if result == "SUCCESS" else "failed",
                        detail={**run.detail, "result": result})
+
+    def cancel(self, run: Run) -> bool:
+        """Cancel the queue item, then (it may have left the queue meanwhile) stop its build."""
+        name = run.detail.get("job", "")
+        if run.state == "queued":
+            with self.conn.translated(name):
+                # Jenkins answers 204, or 404 for an item no longer in the queue (python-jenkins
+                # takes that 404 as the best effort it is).
+                self.conn.client().cancel_queue(int(run.detail["queue_id"]))
+            run = self.from_queue(run)[0]
+        if run.state != "started" or run.detail.get("number") is None:
+            return True
+        with self.conn.translated(name):
+            try:
+                self.conn.client().stop_build(name, int(run.detail["number"]))
+            except jenkins.NotFoundException:
+                pass      # the build is gone (rotated away): nothing runs
+        return True
 
     def requested_before(self, name: str, value: str) -> Run | None:
         """The queue item or recent build that carries BRIDGE_DELIVERY=`value`, if any. The queue

@@ -48,5 +48,6 @@ def metrics():
     state = current_app.extensions["bridge"]
     if state.metrics is None:
         return jsonify({"error": "metrics are off in this process"}), 404
-    body, content_type = state.metrics.render(state.store, rules_status=read_status(state.state_dir))
+    body, content_type = state.metrics.render(state.store, rules_status=read_status(state.state_dir),
+                                              policies=state.config.policies())
     return Response(body, content_type=content_type)

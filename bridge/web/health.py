@@ -1,10 +1,12 @@
-"""Health endpoints: `/healthz` (the process answers) and `/readyz` (store writable, rules loaded).
+"""Health endpoints: `/healthz` (the process answers) and `/readyz` (store writable, rules loaded;
+with `?targets=1` each target's answer and its policy breaker's state).
 
 Input: a GET. Output: 200 or 503 with a short JSON body.
 """
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -42,6 +44,12 @@ def readyz():
             return forbidden()
         body["targets"] = target_reachability(state.config)
         ok = ok and all(t.startswith("ok") for t in body["targets"].values())
+        try:       # policy breakers: "open" while the bridge holds a target's jobs back
+            breakers = state.store.breaker_states(state.config.policies(), now=time.time())
+        except StoreUnavailable:
+            breakers = {}
+        if breakers:
+            body["breakers"] = breakers
     body["status"] = "ready" if ok else "unavailable"
     return jsonify(body), 200 if ok else 503
 

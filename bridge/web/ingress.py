@@ -227,10 +227,14 @@ def _reply(state, source, started, record, verdicts, jobs, ingested, others=0):
                       "reason": "this delivery (same id and body) was already received"}, 200)
     if ingested.content_duplicate_of:
         state.observe(source, 200, started, outcome="duplicate")
-        log.info("same push already accepted as %s; no jobs", ingested.content_duplicate_of,
+        pull = record.event is not None and record.event.number is not None
+        what = "the same pull request change" if pull else "the same push"
+        log.info("%s already accepted as %s; no jobs", what, ingested.content_duplicate_of,
                  extra={**extra, "status": 200})
         return _json({"delivery": delivery, "duplicate_of": ingested.content_duplicate_of,
-                      "reason": "the same push (repo, ref, before, after) was already accepted"}, 200)
+                      "reason": "the same pull request change (number, action, head, time) was already "
+                                "accepted" if pull else
+                                "the same push (repo, ref, before, after) was already accepted"}, 200)
     if record.outcome == "ignored":
         state.observe(source, 200, started, outcome="ignored")
         log.info("ignored: %s", record.reason, extra={**extra, "status": 200})

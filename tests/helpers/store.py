@@ -186,7 +186,9 @@ def small_disk(tmp_path):
 def fill_disk(directory: Path) -> Path:
     """Write zeros under `directory` until the disk is full; returns the file (unlink to free)."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a write cut short by the full disk leaves nothing behind for close() to flush
+    # (which would raise ENOSPC again, from outside the try).
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)

@@ -19,6 +19,22 @@ HEAVY = {"git", "jenkins", "boto3", "botocore", "gunicorn", "prometheus_client",
          "psycopg", "sqlalchemy", "werkzeug", "flask", "jsonschema", "readline", "pty", "termios"}
 
 
+#: The modules that import one of ours by name (importlib), and why: nothing else may.
+IMPORT_BY_NAME = {
+    "bridge/targets/__init__.py": "a target kind's class, named by string, imported when a rule uses it",
+    "bridge/cli/lazy.py": "a `cibridge` command's module, imported when the command runs (click's "
+                          "LazyGroup): `cibridge --version` and `--help` stay fast",
+}
+
+
+def imports_by_name(path: Path) -> list[int]:
+    """Lines of the file calling importlib.import_module, import_module or __import__."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+        (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+        or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__")))]
+
+
 def function_level_imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every import inside a function or method of the file."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
@@ -46,6 +62,11 @@ def test_no_function_imports_one_of_our_modules():
                  for path in sorted(BRIDGE.rglob("*.py"))
                  for line, module in function_level_imports(path) if ours(module)]
     assert offenders == [], "import these at the top of the module:\n" + "\n".join(offenders)
+
+
+def test_only_the_allowed_modules_import_by_name():
+    found = {str(path.relative_to(ROOT)) for path in sorted(BRIDGE.rglob("*.py")) if imports_by_name(path)}
+    assert found == set(IMPORT_BY_NAME), "import by name only where IMPORT_BY_NAME says why"
 
 
 def test_only_heavy_libraries_are_imported_late():

@@ -1,5 +1,6 @@
 """A GitHub REST API stand-in for tests: a real HTTP server on 127.0.0.1 that answers the commit
-status endpoint (`POST /repos/{owner}/{repo}/statuses/{sha}`) as GitHub does on the wire.
+status endpoint (`POST /repos/{owner}/{repo}/statuses/{sha}`) and a pull request's
+(`GET /repos/{owner}/{repo}/pulls/{number}`, those `add_pull` made) as GitHub does on the wire.
 
 Input: the token it accepts, an optional path prefix (GHES: /api/v3), the commits it knows, and
 answers scripted by the test (403/422/429/500, slow answers for timeouts). Output: HTTP answers,
@@ -119,7 +120,7 @@ class ApiStandin(ServesHTTP):
             with self._lock:
                 status, doc, headers = self.handle(h, rec)
         rec.status = status
-        payload = doc if isinstance(doc, (bytes, str)) else json.dumps(doc or {})
+        payload = doc if isinstance(doc, (bytes, str)) else json.dumps({} if doc is None else doc)
         payload = payload.encode() if isinstance(payload, str) else payload
         try:
             h.send_response(status)
@@ -154,15 +155,38 @@ class GitHubAPIStandin(ApiStandin):
     a description over 140 characters, 401 for a bad token, 404 elsewhere)."""
 
     _PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/statuses/([^/]+)$")
+    _PULL = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/([0-9]+)$")
 
     def __init__(self, token: str = "ghp_standin0000000000000000000000000000", *, prefix: str = "",
                  known_shas: set[str] | None = None):
         super().__init__(token, prefix)
         self.known_shas = known_shas     # None: every commit exists
         self._next_id = 1
+        self.pulls: dict[tuple[str, int], dict] = {}     # (owner/repo, number) -> GET pulls/N
+        self.hooks = None                # github_hooks.GitHubHooks: hooks, delivery logs, refs
+
+    def add_pull(self, repo: str, number: int, head_sha: str, *, head_ref: str = "feature",
+                 base_ref: str = "main", head_repo: str | None = None, state: str = "open") -> None:
+        """A pull request `GET /repos/{repo}/pulls/{number}` answers, in GitHub's shape."""
+        head_repo = head_repo or repo
+        with self._lock:
+            self.pulls[(repo, number)] = {
+                "url": f"{self.url}/repos/{repo}/pulls/{number}", "number": number, "state": state,
+                "draft": False, "merged": False, "user": {"login": "contributor"},
+                "head": {"label": f"{head_repo.split('/')[0]}:{head_ref}", "ref": head_ref, "sha": head_sha,
+                         "repo": {"id": hash(head_repo) & 0xFFFFFF, "full_name": head_repo}},
+                "base": {"label": f"{repo.split('/')[0]}:{base_ref}", "ref": base_ref, "sha": "b" * 40,
+                         "repo": {"id": hash(repo) & 0xFFFFFF, "full_name": repo}}}
 
     def handle(self, h, rec):
         path = rec.path[len(self.prefix):] if rec.path.startswith(self.prefix + "/") else None
+        if self.hooks is not None and path is not None:
+            answer = self.hooks.handle(rec, path)
+            if answer is not None:
+                return answer
+        pull = self._PULL.match(path or "")
+        if rec.method == "GET" and pull is not None:
+            return self._get_pull(rec, f"{pull[1]}/{pull[2]}", int(pull[3]))
         m = self._PATH.match(path or "")
         if rec.method != "POST" or m is None:
             self._problem(f"{rec.method} {rec.path}: not the statuses endpoint")
@@ -205,6 +229,16 @@ class GitHubAPIStandin(ApiStandin):
         return 201, {"id": self._next_id, "state": status.state, "description": status.description,
                      "target_url": status.target_url, "context": status.context,
                      "url": f"{self.url}/repos/{owner}/{repo}/statuses/{sha}"}, {}
+
+    def _get_pull(self, rec, repo: str, number: int):
+        if rec.headers.get("authorization", "") not in (f"Bearer {self.token}", f"token {self.token}"):
+            self._problem(f"{rec.path}: bad Authorization header")
+            return 401, {"message": "Bad credentials"}, {}
+        doc = self.pulls.get((repo, number))
+        if doc is None:
+            return 404, {"message": "Not Found",
+                         "documentation_url": "https://docs.github.com/rest/pulls/pulls#get-a-pull-request"}, {}
+        return 200, doc, {}
 
 
 class _Handler(BaseHTTPRequestHandler):

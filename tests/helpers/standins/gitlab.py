@@ -26,6 +26,7 @@ class GitLabAPIStandin(ApiStandin):
         super().__init__(token, prefix)
         self.current: dict[tuple, str] = {}    # (project, sha, name, ref) -> state
         self._next_id = 1
+        self.hooks = None                      # gitlab_hooks.GitLabHooks: hooks, event logs, refs
 
     @property
     def api_url(self) -> str:
@@ -33,6 +34,10 @@ class GitLabAPIStandin(ApiStandin):
 
     def handle(self, h, rec):
         path = rec.path[len(self.prefix):] if rec.path.startswith(self.prefix + "/") else None
+        if self.hooks is not None and path is not None:
+            answer = self.hooks.handle(rec, path)
+            if answer is not None:
+                return answer
         m = self._PATH.match(path or "")
         if rec.method != "POST" or m is None:
             self._problem(f"{rec.method} {rec.path}: not the statuses endpoint (is the project "

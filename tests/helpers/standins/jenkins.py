@@ -106,6 +106,34 @@ class JenkinsStandin(JenkinsDocuments, ServesHTTP):
             item = self.queue[queue_id]
             item.cancelled, item.left_at = True, self.now()
 
+    def peak_running(self) -> int:
+        """The most builds that were running at one moment (stopped builds end when stopped)."""
+        with self._lock:
+            self._tick()
+            edges = sorted((t, d) for job in self._jobs() for b in job.builds.values()
+                           for t, d in ((b.started, 1), (b.finish_at, -1)) if b.finish_at > b.started)
+        peak = running = 0
+        for _, delta in edges:      # an end sorts before a start at the same moment
+            running += delta
+            peak = max(peak, running)
+        return peak
+
+    def builds(self) -> list[StandinBuild]:
+        """Every build of every job, oldest first."""
+        with self._lock:
+            self._tick()
+            return sorted((b for job in self._jobs() for b in job.builds.values()),
+                          key=lambda b: (b.started, b.queue_id))
+
+    def _jobs(self):
+        stack = [self.root]
+        while stack:
+            for child in stack.pop().values():
+                if isinstance(child, dict):
+                    stack.append(child)
+                else:
+                    yield child
+
     def posts(self) -> list[Recorded]:
         """Build requests (POSTs) received, in order."""
         return [r for r in self.requests if r.method == "POST"]
@@ -187,6 +215,27 @@ class JenkinsStandin(JenkinsDocuments, ServesHTTP):
         self._next_queue_id += 1
         h.answer(201, b"", {"Location": f"{self.url}queue/item/{item.id}/"})
 
+    def _cancel_item(self, h: Handler, query) -> None:
+        """POST /queue/cancelItem?id=N, as Jenkins core's Queue.doCancelItem: 204 for an item
+        still in the queue, 404 "Provided id (N) not found" for one that left it (or never was)."""
+        raw = (query.get("id") or [""])[0]
+        item = self.queue.get(int(raw)) if raw.isdigit() else None
+        if item is None or item.left_at is not None:
+            return h.error_page(404, f"Provided id ({raw}) not found")
+        item.cancelled, item.left_at = True, self.now()
+        h.answer(204, b"")
+
+    def _stop(self, h: Handler, job: StandinJob, number: int) -> None:
+        """POST /job/.../N/stop, as Run.doStop: a running build is aborted (result ABORTED); a
+        finished one is left as it is; either way a 302 back to the build's page."""
+        build = job.builds.get(number)
+        if build is None:
+            return h.error_page(404, "Not Found")
+        now = self.now()
+        if now < build.finish_at:
+            build.finish_at, build.result = max(now, build.started), "ABORTED"
+        h.answer(302, b"", {"Location": f"{self._job_url(job.full_name)}{number}/"})
+
     def handle(self, h: Handler) -> None:
         split = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
@@ -247,6 +296,8 @@ class JenkinsStandin(JenkinsDocuments, ServesHTTP):
         if h.command == "GET" and len(parts) == 5 and parts[:2] == ["queue", "item"] and parts[3:] == ["api", "json"]:
             item = self.queue.get(int(parts[2])) if parts[2].isdigit() else None
             return h.json(self._queue_json(item)) if item else h.error_page(404, "Not Found")
+        if h.command == "POST" and parts == ["queue", "cancelItem"]:
+            return self._cancel_item(h, query)
         found = self._find(parts) if parts[:1] == ["job"] else None
         if found is None:
             return h.error_page(404, "Not Found")
@@ -261,6 +312,10 @@ class JenkinsStandin(JenkinsDocuments, ServesHTTP):
         if isinstance(node, StandinJob):
             if h.command == "POST" and rest in (["build"], ["buildWithParameters"]):
                 return self._build(h, node, full_name, rest[0], query, user)
+            if h.command == "POST" and len(rest) == 2 and rest[0].isdigit() and rest[1] == "stop":
+                return self._stop(h, node, int(rest[0]))
+            if h.command == "GET" and len(rest) == 1 and rest[0].isdigit() and int(rest[0]) in node.builds:
+                return h.answer(200, page(f"{full_name} #{rest[0]}", f"<h1>Build #{rest[0]}</h1>"))
             if h.command == "GET" and len(rest) == 3 and rest[0].isdigit() and rest[1:] == ["api", "json"]:
                 build = node.builds.get(int(rest[0]))
                 return h.json(self._build_json(build)) if build else h.error_page(404, "Not Found")

@@ -16,6 +16,8 @@ from helpers.payloads import payload_files, payloads_dir
 EVENT_KEYS = {"provider", "source", "delivery_id", "kind", "repo", "ref", "ref_name", "before", "after",
               "sha", "created", "deleted", "forced", "commits", "commits_complete", "pusher",
               "default_branch", "clone_urls", "head_message", "repo_case_insensitive"}
+PULL_KEYS = {"number", "action", "host_action", "base_ref", "head_ref", "head_sha", "head_repo", "fork",
+             "merged", "draft", "author", "author_association", "comment", "comment_id", "updated_at"}
 
 RULES = BASE_RULES + """\
   - name: api-src
@@ -41,7 +43,8 @@ def test_explain_json_on_every_shared_payload(rules, tmp_path, rel):
         return
     assert data["events"] == [data["event"]]
     assert data["matches"] == [{"files": data["files"], "rules": data["rules"]}]
-    assert set(data["event"]) == EVENT_KEYS
+    pull = data["event"]["kind"] == "pull_request"
+    assert set(data["event"]) == (EVENT_KEYS | PULL_KEYS if pull else EVENT_KEYS)
     assert [r["name"] for r in data["rules"]] == ["every-branch", "tags", "api-src"]
     for r in data["rules"]:
         assert set(r) == {"name", "matched", "reason", "needs_files", "jobs"}

@@ -177,8 +177,10 @@ def test_show_gives_the_state_the_git_host_got_and_its_answer(state):
 def _options_without_help(command: click.Command, path: str) -> list[str]:
     found = [f"{path} {param.opts[0]}" for param in command.params
              if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip()]
-    for name, sub in getattr(command, "commands", {}).items():
-        found += _options_without_help(sub, f"{path} {name}")
+    if isinstance(command, click.Group):   # the top group loads its commands when asked (cli/lazy.py)
+        for name in command.list_commands(click.Context(command)):
+            found += _options_without_help(command.get_command(click.Context(command), name),
+                                           f"{path} {name}")
     return found
 
 

@@ -71,7 +71,7 @@ def test_version_2_is_upgraded_and_then_takes_any_length(db_url):
     store = Store.open(db_url, upgrade=True)
     try:
         st = store.schema_status()
-        assert [v for v, _ in st.applied] == [1, 2, 3, 4] == list(range(1, SCHEMA_VERSION + 1))
+        assert [v for v, _ in st.applied] == list(range(1, SCHEMA_VERSION + 1))
         assert st.drift == [] and st.current
         assert store.get_delivery("before-upgrade")["jobs"][0]["state"] == "queued"
         first = store.ingest(new_delivery("long-1", **long), [new_job()])

@@ -96,8 +96,8 @@ def test_every_problem_at_once_with_lines(tmp_path):
         "rules.yaml:19: rule 'a': unknown target 'mam' (did you mean 'mem'?)",
         "rules.yaml:20: rule 'a': duplicate rule name (first at line 12)",
         "rules.yaml:21: rule 'a': on.tags: bad pattern 'v[': unclosed '['",
-        "rules.yaml:21: rule 'a': unknown event 'pushh' in on.events (did you mean 'push'?); known: push, tag, delete",
-        "rules.yaml:22: rule 'a': template '${shaa}' names an unknown field (did you mean '${sha}'?); fields: after, before, branch, delivery, kind, provider, pusher, ref, ref_name, repo, sha, short_sha, source, tag",
+        "rules.yaml:21: rule 'a': unknown event 'pushh' in on.events (did you mean 'push'?); known: push, tag, delete, pull_request, comment",
+        "rules.yaml:22: rule 'a': template '${shaa}' names an unknown field (did you mean '${sha}'?); fields: action, after, base_ref, before, branch, delivery, head_ref, head_repo, head_sha, kind, number, provider, pusher, ref, ref_name, repo, sha, short_sha, source, tag",
         "rules.yaml:25: rule 'c': secret references like '${env:GH_SECRET}' are not allowed in 'run:' (they would be stored with the job); give the target the secret instead",
         "rules.yaml:26: rule 'c': on_unknown_files must be 'run' or 'skip', not 'maybe'",
     ]

@@ -34,12 +34,14 @@ BASE = {
     "sources": {"gh": {"provider": "github", "secrets": ["${env:GH}"],
                        "report": {"token": "${env:T}", "retry": {"initial": "5s"}}}},
     "targets": {
-        "ci": {"kind": "jenkins", "url": "https://jenkins.example.com", "retry": {"initial": "5s"}},
+        "ci": {"kind": "jenkins", "url": "https://jenkins.example.com", "retry": {"initial": "5s"},
+               "policy": {"max_running": 4, "breaker": {"failures": 3}}},
         "aws": {"kind": "codebuild", "region": "eu-west-1"},
         "local": {"kind": "exec"},
         "mem": {"kind": "memory"}},
     "rules": [
-        {"name": "jenkins", "on": {"repo": "**"}, "run": {"target": "ci", "job": "a/b"}},
+        {"name": "jenkins", "on": {"repo": "**"}, "run": {"target": "ci", "job": "a/b"},
+         "policy": {"on_newer": "coalesce"}},
         {"name": "codebuild", "on": {"repo": "**"}, "run": {"target": "aws", "project": "p"}},
         {"name": "exec", "on": {"repo": "**"}, "run": {"target": "local", "command": ["true"]}},
         {"name": "memory", "on": {"repo": "**"}, "run": {"target": "mem"}}],
@@ -69,6 +71,12 @@ def places():
     out.append(("target retry", ("targets", "ci", "retry"),
                 next(b["then"] for b in props["targets"]["additionalProperties"]["allOf"]
                      if b["then"]["properties"]["kind"]["const"] == "jenkins")["properties"]["retry"]))
+    jenkins = next(b["then"] for b in props["targets"]["additionalProperties"]["allOf"]
+                   if b["then"]["properties"]["kind"]["const"] == "jenkins")
+    out += [("target policy", ("targets", "ci", "policy"), jenkins["properties"]["policy"]),
+            ("breaker", ("targets", "ci", "policy", "breaker"),
+             jenkins["properties"]["policy"]["properties"]["breaker"]),
+            ("rule policy", ("rules", 0, "policy"), rule["properties"]["policy"])]
     for run in rule["properties"]["run"]["anyOf"]:
         kind = run["description"].rsplit(" ", 1)[1]
         out.append((f"run {kind}", ("rules", RUN_RULE[kind], "run"), run))
@@ -105,7 +113,7 @@ def test_the_schema_is_valid_draft_2020_12_and_the_base_passes_both():
 
 def test_every_place_of_the_schema_is_covered():
     kinds = {name.split()[1] for name, _, _ in places() if name.startswith(("target ", "run "))
-             and name != "target retry"}
+             and name not in ("target retry", "target policy")}
     assert kinds == set(TARGET_KINDS)
 
 
@@ -133,7 +141,7 @@ def test_target_kinds_and_their_keys_match_the_target_classes():
         then = branch["then"]
         kind = then["properties"]["kind"]["const"]
         cls = target_class(kind)
-        assert set(then["properties"]) == set(cls.config_keys) | {"kind", "retry"}
+        assert set(then["properties"]) == set(cls.config_keys) | {"kind", "retry", "policy"}
         assert set(then.get("required", [])) == {k for k, r in cls.config_keys.items() if r} | {"kind"}
     runs = SCHEMA["properties"]["rules"]["items"]["properties"]["run"]["anyOf"]
     assert {frozenset(r["properties"]) for r in runs} == \
@@ -149,6 +157,10 @@ def test_target_kinds_and_their_keys_match_the_target_classes():
     (lambda d: d["rules"][2]["run"].update(command="make"), "command must be a list"),
     (lambda d: d["sources"]["gh"].update(secrets=["plain-text"]), "a literal secret"),
     (lambda d: d.pop("sources"), "no sources"),
+    (lambda d: d["targets"]["ci"]["policy"].update(on_newer="replace"), "on_newer"),
+    (lambda d: d["targets"]["ci"]["policy"].update(rate="lots"), "rate"),
+    (lambda d: d["targets"]["ci"]["policy"].update(max_running=0), "max_running"),
+    (lambda d: d["rules"][0]["policy"].update(breaker={"failures": 2}), "a rule's breaker"),
 ])
 def test_both_refuse_the_same_mistakes(mutate, why):
     doc = copy.deepcopy(BASE)

@@ -65,10 +65,8 @@ def test_gitlab_system_hook_tag_push():
 def test_gitlab_system_hook_non_pushes_are_ignored():
     assert normalize("gitlab", "gitlab/system_hook__docs-repository-update.json") == Ignored(
         "system hook 'repository_update' is not a push (its push event is)", event_name="System Hook")
-    assert normalize("gitlab", "gitlab/system_hook__docs-merge-request-2017.json").reason == \
-        "system hook event 'merge_request' is not handled"
-    assert normalize("gitlab", "gitlab/merge_request_hook__docs-open.json").reason == \
-        "event 'Merge Request Hook' is not handled"
+    # A System Hook merge_request is a merge request (tests/integration/web/test_pull_payloads.py).
+    assert normalize("gitlab", "gitlab/system_hook__docs-merge-request-2017.json").kind == "pull_request"
 
 
 def test_gitlab_repo_falls_back_to_repository_homepage():
@@ -95,3 +93,16 @@ def test_gitlab_push_shape_errors(changes, message):
     with pytest.raises(BadPayload) as exc:
         gitlab.normalize(Headers(headers), body, source="s", delivery_id="d")
     assert exc.value.message == message
+
+
+def test_gitlab_merge_request_update_without_new_commits_is_edited_or_a_draft_toggle():
+    body, headers = load_payload("gitlab/merge_request_hook__woodpecker-update-oldrev.json")
+    payload = json.loads(body)
+    del payload["object_attributes"]["oldrev"]
+    normalize_mr = lambda p: gitlab.normalize(Headers(headers), json.dumps(p).encode(), source="s",  # noqa: E731
+                                              delivery_id="d")
+    assert (normalize_mr(payload).action, normalize_mr(payload).host_action) == ("edited", "update")
+    payload["changes"] = {"draft": {"previous": False, "current": True}}
+    assert normalize_mr(payload).action == "converted_to_draft"
+    payload["changes"] = {"draft": {"previous": True, "current": False}}
+    assert normalize_mr(payload).action == "ready_for_review"

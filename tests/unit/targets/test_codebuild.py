@@ -295,3 +295,15 @@ def test_a_deletion_leaves_source_version_out_and_sends_an_allowed_empty_sha_as_
                          "env": {"GIT_SHA": ""}}))
     assert "sourceVersion" not in sent[0]          # the project's default source, never 000...0
     assert {"name": "GIT_SHA", "value": "", "type": "PLAINTEXT"} in sent[0]["environmentVariablesOverride"]
+
+
+def test_cancel_stops_the_build_with_stop_build(moto_endpoint):
+    t = target(moto_endpoint)
+    run = t.start(job({"project": "api"}))
+    sent = record(t, "StopBuild")
+    assert t.cancel(run) is True
+    assert sent == [{"id": run.remote_id}]
+    # moto answered with the build it stopped (its next BatchGetBuilds completes every build anyway)
+    with pytest.raises(TargetRejected, match="project 'api' not found"):
+        t.cancel(replace(run, remote_id="api:00000000-0000-0000-0000-000000000000",
+                         detail={"project": "api"}))

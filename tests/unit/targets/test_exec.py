@@ -11,7 +11,7 @@ import pytest
 
 from bridge.errors import TargetRejected, TargetUnavailable
 from bridge.events import Event
-from bridge.jobs import Job
+from bridge.jobs import Job, Run
 from bridge.targets import target_class
 from bridge.targets.exec import OUTPUT_LIMIT, ExecTarget
 
@@ -165,6 +165,27 @@ def test_close_interrupts_running_commands_and_refuses_new_ones():
     assert errors == ["'sleep' was stopped: the bridge is shutting down"]
     with pytest.raises(TargetUnavailable, match="shutting down"):
         target.start(job(["true"]))
+
+
+def test_cancel_sends_sigterm_to_the_process_group_and_the_run_says_cancelled(tmp_path):
+    target = ExecTarget("local", {}, term_grace=5.0)
+    marker = tmp_path / "terminated"
+    # The shell traps TERM (as a build script cleaning up would) and its child sleeps: the whole
+    # group gets the signal.
+    script = f"trap 'echo term > {marker}; exit 143' TERM; sleep 30 & wait"
+    runs = []
+    thread = threading.Thread(target=lambda: runs.append(target.start(job(["sh", "-c", script]))))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not target._by_job and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert target.cancel(Run(remote_id="", detail={"job_id": 41})) is False     # not ours
+    assert target.cancel(Run(remote_id="", detail={"job_id": 42})) is True
+    thread.join(10)
+    assert marker.read_text() == "term\n"
+    assert runs[0].state == "failed" and runs[0].detail["cancelled"] is True
+    assert runs[0].detail["reason"] == "cancelled: superseded by a newer job of its group"
+    assert target._by_job == {}
 
 
 NOT_ARGV = "command must be a non-empty list of strings (an argv list; no shell)"
