@@ -192,3 +192,25 @@ def test_the_token_hint_on_a_refusal(gitea, code, hint):
     got, message = outcome(gitea, code)
     assert got == "failed" and message.startswith(str(code))
     assert ("(the token may not post statuses to this repository)" in message) is hint
+
+
+# --- pull requests: fork by path when the payload has no repo ids ------------------------------
+
+def pull(change) -> dict:
+    doc = json.loads(load_payload("gitea/pull_request__woodpecker-synchronized.json")[0])
+    pr = doc["pull_request"]
+    for side in ("head", "base"):
+        pr[side].pop("repo_id", None)
+    change(pr)
+    return doc
+
+
+@pytest.mark.parametrize("head, fork", [
+    ({"full_name": "acme/api"}, False), ({"full_name": "ACME/Api"}, False),
+    ({"full_name": "someone/api"}, True), (None, True),           # None: a deleted fork
+])
+def test_fork_by_repository_path_without_repo_ids(head, fork):
+    def change(pr):
+        pr["base"]["repo"] = {"full_name": "acme/api"}
+        pr["head"]["repo"] = head
+    assert normalize(pull(change), "pull_request").fork is fork
