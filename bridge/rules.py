@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Iterable
 
 from bridge.events import Event
 from bridge.globs import GlobError, PatternList
@@ -18,73 +18,12 @@ from bridge.policies import DEFAULT_GROUP
 from bridge.pullfilters import (CommentFilter, PullFilter, comment_problem, compile_comment, compile_forks,
                                 compile_pull, pull_problem)
 from bridge.templates import compile_template, copy_plain
+from bridge.verdicts import PATHS_IGNORE_REASON, PATHS_REASON, SKIP_REASON, StoppedBy, Verdict
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]")
 _SKIP_TRAILER = re.compile(r"^skip-checks:\s*true\s*$", re.IGNORECASE | re.MULTILINE)
 _GLOB_CHARS = set("*?+[]!\\")
 DEFAULT_EVENTS = ("push", "tag")
-# How reasons begin for the clauses a skipped-status reports (StoppedBy.from_reason reads them).
-_SKIP_REASON = "head commit message contains '"
-_PATHS_REASON = "no changed file matches paths "
-_PATHS_IGNORE_REASON = "every changed file is in paths-ignore "
-
-
-class StoppedBy(NamedTuple):
-    """Which clause of a rule's `on:` stopped it, with what the reason quotes.
-
-    `clause`: "source", "repo", "events", "ref" (neither a branch nor a tag), "branches" /
-    "tags" (the include list, or the rule filters only the other kind of ref), "branches-ignore"
-    / "tags-ignore", "skip" (a skip marker in the head commit's message), "paths" /
-    "paths-ignore"; for pull requests "pull_request.types", "pull_request.branches",
-    "pull_request.branches-ignore", "forks", "comment" (not a new comment), "comment.pattern",
-    "comment.authors" (bridge/pullfilters.py). `value`: the event's value the clause refused (the source, repo, event kind,
-    ref name, the full ref when the kind of ref was refused, the marker, or how many files
-    changed). `patterns`: the clause's patterns that decided (all of an include list, none of
-    which matched; the one of an ignore list that did)."""
-    clause: str
-    value: str
-    patterns: tuple = ()
-
-    def to_dict(self) -> dict:
-        return {"clause": self.clause, "value": self.value, "patterns": list(self.patterns)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "StoppedBy":
-        return cls(d["clause"], d.get("value", ""), tuple(d.get("patterns") or ()))
-
-    @classmethod
-    def from_reason(cls, reason: str) -> "StoppedBy | None":
-        """For a verdict stored before verdicts kept `stopped_by`: the skip-marker and path
-        clauses, read back from the reason's words (the formats below); None for the others."""
-        if reason.startswith(_SKIP_REASON) and reason.endswith("'"):
-            return cls("skip", reason[len(_SKIP_REASON):-1])
-        if reason.startswith(_PATHS_REASON):
-            return cls("paths", "")
-        if reason.startswith(_PATHS_IGNORE_REASON):
-            return cls("paths-ignore", "")
-        return None
-
-
-@dataclass(slots=True)
-class Verdict:
-    """One rule's decision on one event. Falsy unless the rule matched (STYLE.md #4); a "no"
-    says why in words (`reason`) and as data (`stopped_by`)."""
-    rule: str
-    matched: bool
-    reason: str
-    needs_files: bool = False
-    jobs: tuple = ()
-    stopped_by: StoppedBy | None = None
-
-    def __bool__(self) -> bool:
-        return self.matched
-
-    def to_dict(self) -> dict:
-        return {"rule": self.rule, "matched": self.matched, "reason": self.reason,
-                "needs_files": self.needs_files,
-                "stopped_by": self.stopped_by.to_dict() if self.stopped_by is not None else None}
-
-
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -227,12 +166,12 @@ def _paths_decision(paths, ignore, files) -> tuple[bool, str]:
         for f in files:
             if paths.matches(f):
                 return True, f"file '{f}' matches paths {_fmt(paths)}"
-        return False, f"{_PATHS_REASON}{_fmt(paths)} ({_count(files)})"
+        return False, f"{PATHS_REASON}{_fmt(paths)} ({_count(files)})"
     if ignore is not None:
         for f in files:
             if not ignore.matches(f):
                 return True, f"file '{f}' is not in paths-ignore {_fmt(ignore)}"
-        return False, f"{_PATHS_IGNORE_REASON}{_fmt(ignore)} ({_count(files)})"
+        return False, f"{PATHS_IGNORE_REASON}{_fmt(ignore)} ({_count(files)})"
     return True, "no path filter"
 
 
@@ -297,7 +236,7 @@ def evaluate(rule: Rule, event: Event, facts: _Facts | None = None, *, repo_know
     if refused:
         return Verdict(rule.name, False, refused[0], stopped_by=refused[1])
     if facts.skip:
-        return Verdict(rule.name, False, f"{_SKIP_REASON}{facts.skip}'",
+        return Verdict(rule.name, False, f"{SKIP_REASON}{facts.skip}'",
                        stopped_by=StoppedBy("skip", facts.skip))
     needs_files = False
     why = "matched"
@@ -327,7 +266,7 @@ def _pull_request(rule: Rule, event: Event, facts: _Facts) -> Verdict:
     if refused:
         return Verdict(rule.name, False, refused[0], stopped_by=StoppedBy(*refused[1:]))
     if facts.skip:
-        return Verdict(rule.name, False, f"{_SKIP_REASON}{facts.skip}'",
+        return Verdict(rule.name, False, f"{SKIP_REASON}{facts.skip}'",
                        stopped_by=StoppedBy("skip", facts.skip))
     pull = rule.pull
     path_filter = None

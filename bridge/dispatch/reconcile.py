@@ -112,9 +112,9 @@ class Run:
 def safe_headers(provider, headers: dict) -> dict:
     """A logged request's headers as a stored delivery keeps them: the host's identification
     headers only (a hook's custom headers may carry credentials), never a token or signature."""
-    secret = {h.lower() for h in provider.SECRET_HEADERS}
+    dropped = {h.lower() for h in provider.SECRET_HEADERS}     # header names, not values
     return {k: str(v)[:512] for k, v in headers.items()
-            if k.lower() not in secret and (k.lower() in ("content-type", "user-agent", "idempotency-key")
+            if k.lower() not in dropped and (k.lower() in ("content-type", "user-agent", "idempotency-key")
                                             or k.lower().startswith(provider.KEEP_PREFIXES))}
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
-
-import requests
 
 from bridge.policies import MAX_RETRY_AFTER, retry_after
 from bridge.providers.status import cap
+
+if TYPE_CHECKING:
+    import requests
 
 
 class ApiError(Exception):
@@ -60,6 +61,8 @@ class HostAPI:
         self._token = token or ""
         self.timeout = timeout
         self._now = now
+        import requests   # here, not at the top: only a dispatcher asks (web workers stay light)
+        self._requests = requests
         self._session = requests.Session()
         self.calls = 0
 
@@ -85,9 +88,9 @@ class HostAPI:
         try:
             resp = self._session.request(method, url, params=params, headers=headers,
                                          timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout:
+        except self._requests.Timeout:
             raise ApiUnavailable(f"no answer from {self._host()} within {self.timeout:g}s") from None
-        except requests.RequestException as exc:
+        except self._requests.RequestException as exc:
             raise ApiUnavailable(f"cannot reach {self._host()} ({type(exc).__name__})") from None
         if 200 <= resp.status_code < 300:
             try:

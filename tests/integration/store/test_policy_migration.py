@@ -51,12 +51,12 @@ def make_version_4(url: str) -> None:
 
 
 def test_version_4_is_upgraded_and_its_waiting_job_runs_under_a_policy(db_url):
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION >= 5
     make_version_4(db_url)
     store = Store.open(db_url, upgrade=True)
     try:
         st = store.schema_status()
-        assert [v for v, _ in st.applied] == [1, 2, 3, 4, 5]
+        assert [v for v, _ in st.applied] == list(range(1, SCHEMA_VERSION + 1))
         assert st.drift == [] and st.current
         policies = Policies(targets={"ci": TargetPolicy(max_running=1, on_newer="coalesce")})
         (new,) = store.ingest(new_delivery("after-upgrade", received_at=1001.0),
