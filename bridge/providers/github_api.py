@@ -9,7 +9,6 @@ lists, or a synthesized delivery.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from bridge.errors import BadPayload, StatusRejected, StatusUnavailable
@@ -17,7 +16,7 @@ from bridge.events import ZERO_SHA
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
 from bridge.providers import pulls
-from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
+from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, epoch, next_link
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "github"
@@ -165,7 +164,7 @@ class Reconcile(HostAPI):
         doc, headers = self.get(self._hook_path(hook) + "/deliveries", {"per_page": 100})
         for _ in range(max_pages):
             for item in doc or ():
-                at = _epoch(item.get("delivered_at"))
+                at = epoch(item.get("delivered_at"))
                 if at and at < since:
                     return out
                 code = item.get("status_code")
@@ -207,13 +206,6 @@ class Reconcile(HostAPI):
 
 def _repo_path(repo: str) -> str:
     return "/".join(quote(p, safe="") for p in repo.split("/", 1))
-
-
-def _epoch(stamp) -> float:
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def clone_url(api_url: str, repo: str) -> str:

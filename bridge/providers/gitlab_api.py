@@ -8,12 +8,11 @@ answers as StatusClient answers, `HostDelivery`/`HostRef` lists, or a synthesize
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.events import ZERO_SHA
-from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, next_link
+from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, epoch, next_link
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "gitlab"
@@ -87,7 +86,7 @@ class Reconcile(HostAPI):
         doc, headers = self.get(self._hook_path(hook) + "/events", {"per_page": 100})
         for _ in range(max_pages):
             for item in doc or ():
-                at = _epoch(item.get("created_at"))
+                at = epoch(item.get("created_at"))
                 if at and at < since:
                     return out
                 req = item.get("request_headers") or {}
@@ -126,13 +125,6 @@ class Reconcile(HostAPI):
     def peel(self, repo: str, sha: str) -> str:
         """GitLab lists each tag's commit with it: nothing to ask."""
         return sha
-
-
-def _epoch(stamp) -> float:
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def clone_url(api_url: str, repo: str) -> str:

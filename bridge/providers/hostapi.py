@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
@@ -169,6 +170,14 @@ class HostRef:
     ref: str
     sha: str
     commit: str | None
+
+
+def epoch(stamp) -> float:
+    """An API's ISO 8601 timestamp (`Z` or an offset) as epoch seconds; 0.0 when it is none."""
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def next_link(headers) -> str | None:
