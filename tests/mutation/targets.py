@@ -14,14 +14,26 @@ TARGETS = {
     "providers/github": {
         "path": "bridge/providers/github.py",
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/providers/test_github_push_fields.py",
-                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py",
-                  "tests/unit/providers/test_status_answers.py"],
+                  "tests/integration/cli/test_send_signing.py", "tests/integration/web/test_pull_payloads.py",
+                  "tests/integration/web/test_pull_comments.py"],
+    },
+    "providers/github_api": {
+        "path": "bridge/providers/github_api.py",
+        "tests": ["tests/unit/providers/test_status_clients.py", "tests/unit/providers/test_status_answers.py",
+                  "tests/unit/providers/test_hostapi.py", "tests/integration/web/test_pull_payloads.py",
+                  "tests/integration/dispatch/test_pull_jobs.py", "tests/integration/dispatch/test_reconcile_github.py"],
     },
     "providers/gitlab": {
         "path": "bridge/providers/gitlab.py",
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/integration/web/test_gitlab_system_hook.py", "tests/unit/providers/test_gitlab_refs.py",
-                  "tests/unit/providers/test_status_clients.py", "tests/integration/cli/test_send_signing.py",
-                  "tests/unit/providers/test_status_answers.py"],
+                  "tests/integration/cli/test_send_signing.py", "tests/integration/web/test_pull_payloads.py",
+                  "tests/integration/web/test_pull_comments.py"],
+    },
+    "providers/gitlab_api": {
+        "path": "bridge/providers/gitlab_api.py",
+        "tests": ["tests/unit/providers/test_status_clients.py", "tests/unit/providers/test_status_answers.py",
+                  "tests/unit/providers/test_hostapi.py", "tests/integration/dispatch/test_pull_jobs.py",
+                  "tests/integration/dispatch/test_reconcile_gitlab.py"],
     },
     "providers/body": {
         "path": "bridge/providers/body.py",
@@ -39,7 +51,8 @@ TARGETS = {
         "tests": ["tests/unit/providers/test_gitea_fields.py", "tests/unit/providers/test_host_signatures.py", "tests/unit/providers/test_registry_and_signatures.py",
                   "tests/unit/providers/test_content_keys.py", "tests/unit/providers/test_host_status_clients.py",
                   "tests/integration/web/test_gitea_payloads.py", "tests/integration/web/test_gitea_pulls.py", "tests/integration/web/test_host_refusals.py",
-                  "tests/integration/cli/test_send_signing.py"],
+                  "tests/integration/cli/test_send_signing.py", "tests/unit/providers/test_gitea_pull_head.py",
+                  "tests/integration/dispatch/test_gitea_comment_head.py"],
     },
     "providers/bitbucket": {
         "path": "bridge/providers/bitbucket.py",

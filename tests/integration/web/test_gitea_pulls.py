@@ -126,9 +126,13 @@ def test_a_pull_request_comment_rebuilds_for_the_listed_authors(make_app, author
         assert resp.status_code == 200 and data["matched"] == []
 
 
-def test_a_comment_on_an_issue_is_ignored(make_app):
+@pytest.mark.parametrize("with_head", [False, True])
+def test_a_comment_on_an_issue_is_ignored(make_app, with_head):
+    # A plain issue's comment: `is_pull: false` and no `pull_request` object at all (Gitea leaves
+    # it out, `omitempty`); also with one, whatever else the payload holds.
     app, _ = make_app(RULES)
-    body = _comment("alice", is_pull=False)
+    body = _comment("alice", is_pull=False, with_head=with_head)
+    assert ("pull_request" in json.loads(body)) is with_head
     resp = app.test_client().post("/hooks/gitea", data=body,
                                   headers=host_headers("gitea", body, {"X-Gitea-Event": "issue_comment"}))
     assert resp.status_code == 200
@@ -144,4 +148,17 @@ def test_a_comment_without_its_head_keeps_the_templates_for_the_dispatcher(make_
     assert resp.status_code == 202
     # The head is asked for when the job runs (GET /repos/acme/api/pulls/7), then rendered.
     assert data["jobs"][0]["request"]["parameters"] == {"N": "${number}", "SHA": "${sha}"}
-    assert store.get_delivery(data["delivery"])["event"]["sha"] is None
+    event = store.get_delivery(data["delivery"])["event"]
+    assert (event["sha"], event["head_sha"], event["fork"], event["number"]) == (None, "", False, 7)
+
+
+def test_a_comment_on_a_fork_s_pull_request_names_the_fork(make_app):
+    app, store = make_app(RULES)
+    doc = json.loads(_comment("alice"))
+    doc["pull_request"]["head"].update(repo_id=9, repo={"full_name": "mallory/api"})
+    body = json.dumps(doc).encode()
+    resp = app.test_client().post("/hooks/gitea", data=body,
+                                  headers=host_headers("gitea", body, {"X-Gitea-Event": "issue_comment"}))
+    data = resp.get_json()
+    event = store.get_delivery(data["delivery"])["event"]
+    assert (event["fork"], event["head_repo"], event["head_sha"]) == (True, "mallory/api", "a" * 40)

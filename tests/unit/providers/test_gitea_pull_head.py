@@ -52,6 +52,14 @@ def test_owner_and_name_are_quoted_and_the_index_is_a_number(gitea):
     assert gitea.requests[0].path == "/api/v1/repos/acme%20corp/api%232/pulls/12"
 
 
+def test_the_name_is_one_path_segment(gitea):
+    # Split once at the owner: a '/' after it is part of the name, sent encoded (Gitea then
+    # answers 404 for a name it cannot hold, rather than another repository's pull request).
+    with pytest.raises(StatusRejected):
+        head(gitea, "acme/api/pulls/7/x")
+    assert gitea.requests[0].path == "/api/v1/repos/acme/api%2Fpulls%2F7%2Fx/pulls/7"
+
+
 @pytest.mark.parametrize("head_repo, repo_ids, fork, shown", [
     ("mallory/api", True, True, "mallory/api"),        # another repository: repo_id differs
     ("", True, True, ""),                              # the head repository was deleted (repo_id 0, repo null)
@@ -142,3 +150,13 @@ def test_a_body_that_is_no_pull_request(gitea, doc, problem):
     assert raised.value.code == 200
     assert str(raised.value).startswith("GET /repos/acme/api/pulls/7: ")
     assert problem in str(raised.value)
+
+
+def test_the_problem_is_cut_at_200_characters(gitea):
+    # The reason lands in the job's row and log line: a host's long name or value is cut.
+    repo = "acme/" + "r" * 300
+    gitea.answer_next(200, {"number": 7, "head": {"sha": "nope"}})
+    with pytest.raises(StatusRejected) as raised:
+        head(gitea, repo)
+    what = f"GET /repos/{repo}/pulls/7"
+    assert str(raised.value) == f"{what}: {what[:200]}"     # the problem named the field after it
