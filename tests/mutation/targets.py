@@ -21,7 +21,8 @@ TARGETS = {
         "path": "bridge/providers/github_api.py",
         "tests": ["tests/unit/providers/test_status_clients.py", "tests/unit/providers/test_status_answers.py",
                   "tests/unit/providers/test_hostapi.py", "tests/integration/web/test_pull_payloads.py",
-                  "tests/integration/dispatch/test_pull_jobs.py", "tests/integration/dispatch/test_reconcile_github.py"],
+                  "tests/integration/dispatch/test_pull_jobs.py", "tests/integration/dispatch/test_reconcile_github.py",
+                  "tests/unit/providers/test_github_pull_head.py"],
     },
     "providers/gitlab": {
         "path": "bridge/providers/gitlab.py",
@@ -71,7 +72,9 @@ TARGETS = {
         "tests": ["tests/unit/test_rules.py", "tests/unit/config/test_load.py", "tests/integration/cli/test_explain_files.py",
                   "tests/unit/test_templates_render.py", "tests/unit/test_rule_templates_check.py",
                   "tests/unit/dispatch/test_paths_recheck.py", "tests/unit/test_rule_refs.py", "tests/unit/test_rule_repo_case.py",
-                  "tests/unit/test_nearest.py"],
+                  "tests/unit/test_nearest.py", "tests/unit/config/test_policy.py",
+                  "tests/integration/web/test_pull_payloads.py", "tests/integration/web/test_pull_comments.py",
+                  "tests/integration/dispatch/test_pull_actions_table.py"],
     },
     "store/inbox": {
         "path": "bridge/store/inbox.py",
