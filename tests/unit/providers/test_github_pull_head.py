@@ -47,6 +47,24 @@ def test_a_fork_a_closed_one_and_no_state(github):
     assert (got["fork"], got["head_repo"], got["state"]) == (True, "", "open")
 
 
+@pytest.mark.parametrize("head_repo, fork", [("mallory/api", True), ("ACME/Api", False)])
+def test_without_repository_ids_a_fork_is_told_by_name(github, head_repo, fork):
+    # Ids first (a renamed repository keeps its id); without them the full names, in any case.
+    github.add_pull("acme/api", 7, HEAD, head_repo=head_repo)
+    pull = github.pulls[("acme/api", 7)]
+    del pull["head"]["repo"]["id"], pull["base"]["repo"]["id"]
+    assert head(github)["fork"] is fork
+
+
+def test_the_ids_decide_over_the_names(github):
+    github.add_pull("acme/api", 7, HEAD)
+    pull = github.pulls[("acme/api", 7)]
+    pull["head"]["repo"]["id"], pull["base"]["repo"]["id"] = 1, 2     # same name, another repository
+    assert head(github)["fork"] is True
+    pull["head"]["repo"]["full_name"], pull["head"]["repo"]["id"] = "old-name/api", 2   # renamed, same id
+    assert head(github)["fork"] is False
+
+
 def test_the_owner_and_name_are_quoted_and_the_number_is_a_number(github):
     with pytest.raises(StatusRejected):
         head(github, "acme corp/api/x", "12")
