@@ -22,7 +22,8 @@ TARGETS = {
         "tests": ["tests/unit/providers/test_status_clients.py", "tests/unit/providers/test_status_answers.py",
                   "tests/unit/providers/test_hostapi.py", "tests/integration/web/test_pull_payloads.py",
                   "tests/integration/dispatch/test_pull_jobs.py", "tests/integration/dispatch/test_reconcile_github.py",
-                  "tests/unit/providers/test_github_pull_head.py", "tests/integration/providers/test_clone_hosts.py"],
+                  "tests/unit/providers/test_github_pull_head.py", "tests/integration/providers/test_clone_hosts.py",
+                  "tests/unit/providers/test_github_reconcile_api.py"],
     },
     "providers/gitlab": {
         "path": "bridge/providers/gitlab.py",
