@@ -71,6 +71,9 @@ def test_refs_and_peeled_tags(api):
     assert [(r.ref, r.sha, r.commit) for r in c.refs(REPO, "tags")] == [
         ("refs/tags/v1", "2" * 40, "2" * 40), ("refs/tags/v2", "3" * 40, None)]
     assert c.peel(REPO, "3" * 40) == "4" * 40
+    assert [r.path for r in api.requests] == [
+        f"/repos/{REPO}/git/matching-refs/heads/?per_page=100", f"/repos/{REPO}/git/matching-refs/tags/?per_page=100",
+        f"/repos/{REPO}/git/tags/{'3' * 40}"]
 
 
 @pytest.mark.parametrize("api_url, url", [
