@@ -96,3 +96,9 @@ def test_the_push_github_would_have_sent(before, after, created, deleted):
     assert (doc["created"], doc["deleted"], doc["forced"], doc["commits"]) == (created, deleted, False, [])
     assert doc["head_commit"] == (None if deleted else {"id": after, "message": ""})
     assert doc["repository"] == {"full_name": REPO, "clone_url": "https://github.com/acme/api.git"}
+
+
+def test_the_repository_is_two_path_segments(api):
+    # Split once at the owner: a '/' after it is part of the name, sent encoded.
+    assert client(api).refs("acme/x/y z", "heads") == []
+    assert api.requests[0].path == "/repos/acme/x%2Fy%20z/git/matching-refs/heads/?per_page=100"
