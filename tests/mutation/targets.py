@@ -35,7 +35,8 @@ TARGETS = {
         "path": "bridge/providers/gitlab_api.py",
         "tests": ["tests/unit/providers/test_status_clients.py", "tests/unit/providers/test_status_answers.py",
                   "tests/unit/providers/test_hostapi.py", "tests/integration/dispatch/test_pull_jobs.py",
-                  "tests/integration/dispatch/test_reconcile_gitlab.py"],
+                  "tests/integration/dispatch/test_reconcile_gitlab.py", "tests/integration/providers/test_clone_hosts.py",
+                  "tests/unit/providers/test_gitlab_reconcile_api.py"],
     },
     "providers/body": {
         "path": "bridge/providers/body.py",

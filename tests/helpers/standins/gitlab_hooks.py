@@ -2,7 +2,7 @@
 deliver pushes with `X-Gitlab-Token` and an `Idempotency-Key` to a URL (the bridge) and log every
 attempt; the hook events API (`GET /projects/:id/hooks/:hook_id/events`, 17.3+: newest first,
 `page`/`per_page` pages with X-Next-Page and a Link header, each event with its request headers
-and body), resend (`POST .../events/:id/resend`, 17.4+: 201, sent a moment later, 5 a minute per
+and body and its `created_at`), resend (`POST .../events/:id/resend`, 17.4+: 201, sent a moment later, 5 a minute per
 hook, then 429), `repository/branches` and `repository/tags`.
 
 `version` (17.3 or 17.4) says whether resend exists (17.3: 404). Tokens: the stand-in's own is a
@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
@@ -34,6 +35,7 @@ class Event:
     headers: dict
     data: dict
     status: str          # "200", "502", "internal error"
+    created_at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -164,7 +166,9 @@ class GitLabHooks:
         chunk, extra = self._page(events, query, f"/api/v4/projects/{quote(project, safe='')}/hooks/{hook_id}/events")
         return 200, [{"id": e.id, "url": hook.url, "trigger": "push_hooks", "request_headers": e.headers,
                       "request_data": e.data, "response_headers": {}, "response_body": "",
-                      "execution_duration": 0.01, "response_status": e.status} for e in chunk], extra
+                      "execution_duration": 0.01, "response_status": e.status,
+                      "created_at": datetime.fromtimestamp(e.created_at, timezone.utc)
+                      .strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for e in chunk], extra
 
     def _resend(self, query, project, hook_id, event_id):
         hook = self._hook(project, hook_id)
