@@ -2,8 +2,8 @@
 deliver pushes with `X-Gitlab-Token` and an `Idempotency-Key` to a URL (the bridge) and log every
 attempt; the hook events API (`GET /projects/:id/hooks/:hook_id/events`, 17.3+: newest first,
 `page`/`per_page` pages with X-Next-Page and a Link header, each event with its request headers
-and body and its `created_at`), resend (`POST .../events/:id/resend`, 17.4+: 201, sent a moment later, 5 a minute per
-hook, then 429), `repository/branches` and `repository/tags`.
+and body and its `created_at`), resend (`POST .../events/:id/resend`, 17.4+: 201, sent a moment
+later, 5 a minute per hook, then 429), `repository/branches` and `repository/tags`.
 
 `version` (17.3 or 17.4) says whether resend exists (17.3: 404). Tokens: the stand-in's own is a
 Maintainer's with `api`; `limited` ones get 403 insufficient_scope from hook endpoints; a hook
