@@ -106,12 +106,34 @@ class Workspace:
         return ("survived" if code == 0 else "killed"), time.monotonic() - started
 
 
+def survivors_of(path: str, rel: str) -> set[str]:
+    """The mutants of `rel` (`line function :: change`) a previous run's output lists as survived
+    or timed out, in either form it prints them (`-v` lines or the summary). The module must be
+    unchanged since (only tests added)."""
+    keys = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        word, _, rest = line.strip().partition(" ")
+        where, _, what = rest.strip().partition(" ")
+        if not where.startswith(rel + ":"):
+            continue
+        line_no = where[len(rel) + 1:]
+        if word in ("survived", "timeout"):
+            keys.add(f"{line_no} {what}")
+        elif word in ("SURVIVED", "TIMEOUT"):
+            function, _, change = what.partition(": ")
+            keys.add(f"{line_no} {function} :: {change}")
+    return keys
+
+
 def run_module(name: str, args, equivalents, base: Path) -> dict:
     entry = TARGETS[name]
     rel = entry["path"]
     source = (ROOT / rel).read_text(encoding="utf-8")
     tests = entry["tests"]
     found = mutants(rel, source, entry.get("functions"))
+    if args.again:
+        wanted = survivors_of(args.again, rel)
+        found = [m for m in found if f"{m.line} {m.key}" in wanted]
     if args.limit:
         found = found[:args.limit]
     workers = [Workspace(base) for _ in range(max(1, args.jobs))]
@@ -148,7 +170,8 @@ def run_module(name: str, args, equivalents, base: Path) -> dict:
     scored = len(found) - counts["equivalent"]
     score = 100.0 * (counts["killed"] + counts["timeout"]) / scored if scored else 100.0
     used = {m.key for m, o in results if o == "equivalent"}
-    stale = [k for (mod, k) in equivalents if mod == name and k not in used and not args.limit]
+    stale = [k for (mod, k) in equivalents if mod == name and k not in used
+             and not args.limit and not args.again]
     print(f"{name}: {len(found)} mutants: {counts['killed']} killed, {counts['survived']} survived, "
           f"{counts['timeout']} timed out, {counts['equivalent']} accepted equivalent -> "
           f"score {score:.1f} % (baseline tests {took:.1f}s, timeout {timeout:.0f}s)")
@@ -169,6 +192,10 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-timeout", type=float, default=600)
     parser.add_argument("--fail-under", type=float, default=0, help="exit 1 if a module scores less")
     parser.add_argument("--limit", type=int, default=0, help="only the first N mutants (to try the tool)")
+    parser.add_argument("--again", metavar="OUTPUT",
+                        help="only the mutants a previous run's output file lists as survived or timed "
+                             "out (after adding tests for them; killed ones stay killed: tests were "
+                             "only added)")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every mutant's outcome")
     args = parser.parse_args(argv)

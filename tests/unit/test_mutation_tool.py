@@ -60,3 +60,18 @@ def test_a_moved_module_fails_clearly(monkeypatch):
 def test_the_table_is_valid_today():
     run.check_table(list(run.TARGETS))
     assert run.load_equivalents()
+
+
+def test_again_reads_the_survivors_of_a_previous_output(tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("\n".join([
+        "  killed    bridge/x.py:3 cap :: negate: 'a'",
+        "  survived  bridge/x.py:4 cap :: flip: 'a > b' -> 'a <= b'",
+        "  timeout   bridge/x.py:5 <module> :: int: 1 -> 2 in 'N = 1'",
+        "  SURVIVED bridge/x.py:4 cap: flip: 'a > b' -> 'a <= b'",
+        "  SURVIVED bridge/y.py:9 other: negate: 'b'",
+        "  SURVIVED bridge/x.py:7 Store.claim: return None: 'return []'",
+    ]))
+    assert run.survivors_of(str(out), "bridge/x.py") == {
+        "4 cap :: flip: 'a > b' -> 'a <= b'", "5 <module> :: int: 1 -> 2 in 'N = 1'",
+        "7 Store.claim :: return None: 'return []'"}
