@@ -7,6 +7,8 @@ import pytest
 from bridge.errors import BadPayload
 from bridge.events import ZERO_SHA, Ignored
 from bridge.providers import github
+from helpers.payloads import load_payload
+from helpers.pulls import issue_comment
 
 A, B = "a" * 40, "b" * 40
 
@@ -84,3 +86,17 @@ def test_a_bad_full_name_is_quoted_clipped_to_100_characters():
         push(repository={"full_name": "x" * 150})
     assert caught.value.message == \
         f"push payload field 'repository.full_name' is not owner/name: {'x' * 100!r}"
+
+
+@pytest.mark.parametrize("event", ["pull_request", "issue_comment"])
+def test_a_pull_request_s_bad_full_name_is_clipped_too(event):
+    if event == "pull_request":
+        payload = json.loads(load_payload("github/pull_request__octokit-opened.json")[0])
+    else:
+        payload = issue_comment()
+    payload["repository"]["full_name"] = "y" * 150
+    with pytest.raises(BadPayload) as caught:
+        github.normalize({"X-GitHub-Event": event, "Content-Type": "application/json"},
+                         json.dumps(payload).encode(), source="gh", delivery_id="d-1")
+    assert caught.value.message == \
+        f"{event} payload field 'repository.full_name' is not owner/name: {'y' * 100!r}"
