@@ -159,6 +159,11 @@ def test_gitlab_accept_forms_and_rotation():
     gitlab.verify(Headers(signed_gl(-9999, **token)), GL_BODY, secrets, accept=both, now=lambda: NOW)
     assert refused(gitlab, signed_gl(-9999), body=GL_BODY, secrets=secrets, accept=both,
                    now=lambda: NOW).startswith("webhook-timestamp is more than 5 minutes")
+    # Both sent and neither right: refused (the signature's failure falls back to the token's).
+    assert refused(gitlab, signed_gl(-9999, **{"X-Gitlab-Token": "not-it"}), body=GL_BODY, secrets=secrets,
+                   accept=both, now=lambda: NOW) == "X-Gitlab-Token does not match"
+    assert refused(gitlab, signed_gl(**{"X-Gitlab-Token": "not-it"}), body=GL_BODY + b" ", secrets=secrets,
+                   accept=both, now=lambda: NOW) == "X-Gitlab-Token does not match"
 
 
 def test_signing_for_cibridge_send():
