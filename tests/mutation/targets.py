@@ -80,11 +80,11 @@ TARGETS = {
     },
     "store/inbox": {
         "path": "bridge/store/inbox.py",
-        "functions": ["Inbox.ingest", "Inbox._ingest_params", "Inbox._ingest_one",
+        "functions": ["Inbox.ingest", "Inbox.ingest_all", "Inbox._ingest_several", "Inbox._ingest_params", "Inbox._ingest_one",
                       "Inbox._id_taken", "Inbox._content_duplicate", "Inbox._job_rows",
                       "Inbox._insert_jobs", "reused_delivery_id", "claim_key"],
         "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_reused_delivery_id.py", "tests/integration/store/test_ingest_batches.py",
-                  "tests/unit/test_claim_key.py"],
+                  "tests/unit/test_claim_key.py", "tests/integration/store/test_ingest_all.py"],
     },
     "store/queue": {
         "path": "bridge/store/queue.py",
