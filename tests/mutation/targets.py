@@ -29,7 +29,8 @@ TARGETS = {
         "path": "bridge/providers/gitlab.py",
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/integration/web/test_gitlab_system_hook.py", "tests/unit/providers/test_gitlab_refs.py",
                   "tests/integration/cli/test_send_signing.py", "tests/integration/web/test_pull_payloads.py",
-                  "tests/integration/web/test_pull_comments.py", "tests/unit/providers/test_host_signatures.py"],
+                  "tests/integration/web/test_pull_comments.py", "tests/unit/providers/test_host_signatures.py",
+                  "tests/unit/config/test_accept.py"],
     },
     "providers/gitlab_api": {
         "path": "bridge/providers/gitlab_api.py",

@@ -122,9 +122,12 @@ def test_gitlab_signature_outside_the_window_is_refused(offset):
     ({"webhook-signature": None}, "webhook-signature is missing"),
     ({"webhook-id": None}, "webhook-id is missing"),
     ({"webhook-timestamp": "soon"}, "webhook-timestamp is malformed: expected Unix seconds"),
+    ({"webhook-timestamp": "1" * 13}, "webhook-timestamp is malformed: expected Unix seconds"),
+    ({"webhook-timestamp": "9" * 12}, "webhook-timestamp is more than 5 minutes from the bridge's clock "
+                                      "(an old delivery replayed, or a clock off)"),    # 12 digits: read
     ({"webhook-id": "msg_2"}, "webhook-signature does not match the body"),     # the id is signed
     ({"webhook-signature": "v1a,AAAA"}, "webhook-signature is malformed: expected 'v1,' and base64"),
-], ids=["no-signature", "no-id", "bad-timestamp", "other-id", "ed25519-only"])
+], ids=["no-signature", "no-id", "bad-timestamp", "13-digits", "12-digits", "other-id", "ed25519-only"])
 def test_gitlab_signature_refusals(change, message):
     headers = {k: v for k, v in {**signed_gl(), **change}.items() if v is not None}
     assert refused(gitlab, headers, body=GL_BODY, secrets=[SIGNING.encode()], accept=("signature",),
