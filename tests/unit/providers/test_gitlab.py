@@ -106,3 +106,57 @@ def test_gitlab_merge_request_update_without_new_commits_is_edited_or_a_draft_to
     assert normalize_mr(payload).action == "converted_to_draft"
     payload["changes"] = {"draft": {"previous": True, "current": False}}
     assert normalize_mr(payload).action == "ready_for_review"
+
+
+def mr(change=None, rel="gitlab/merge_request_hook__buildbot-open-forked.json"):
+    body, headers = load_payload(rel)
+    payload = json.loads(body)
+    (change or (lambda attrs: None))(payload["object_attributes"])
+    return gitlab.normalize(Headers(headers), json.dumps(payload).encode(), source="s", delivery_id="d")
+
+
+def _no_ids(attrs):
+    attrs.pop("source_project_id"), attrs.pop("target_project_id")
+
+
+def _same_path_other_case(attrs):
+    _no_ids(attrs)
+    attrs["source"]["path_with_namespace"] = attrs["target"]["path_with_namespace"].upper()
+
+
+def _ids_decide(attrs):
+    attrs["source"]["path_with_namespace"] = attrs["target"]["path_with_namespace"]   # same path,
+    attrs["target_project_id"] = attrs["source_project_id"] + 1                       # other project
+
+
+def _one_id(attrs):
+    attrs.pop("target_project_id")
+
+
+@pytest.mark.parametrize("change, fork", [
+    (None, True),                       # build/awesome_project (2337) into mmusterman/awesome_project (239)
+    (_no_ids, True),                    # no ids: by path
+    (_same_path_other_case, False),     # by path, in any case
+    (_ids_decide, True),                # ids first
+    (_one_id, True),                    # one id only: by path
+])
+def test_a_merge_request_from_a_fork(change, fork):
+    assert mr(change).fork is fork
+
+
+def test_a_merge_request_from_the_same_project_by_id_or_path():
+    def same(attrs):
+        attrs["source_project_id"] = attrs["target_project_id"]
+    assert mr(same).fork is False
+
+    def same_path_one_id(attrs):
+        attrs.pop("source_project_id")
+        attrs["source"]["path_with_namespace"] = attrs["target"]["path_with_namespace"]
+    assert mr(same_path_one_id).fork is False
+
+
+@pytest.mark.parametrize("name", ["Pipeline Hook", "Job Hook", "Issue Hook", "Wiki Page Hook"])
+def test_other_events_are_ignored(name):
+    got = gitlab.normalize(Headers({"X-Gitlab-Event": name}), b"{}", source="s", delivery_id="d")
+    assert isinstance(got, Ignored)
+    assert (got.reason, got.event_name) == (f"event '{name}' is not handled", name)
