@@ -5,6 +5,7 @@ window, rotation between the plain token and the signature). Wrong, missing, mal
 signatures; messages name the header and never a secret."""
 from __future__ import annotations
 
+import hashlib
 import pytest
 from helpers.hosts import hmac_hex, standard_webhooks
 from helpers.payloads import load_payload
@@ -194,3 +195,11 @@ def test_signature_headers_are_never_kept_identification_headers_are():
     assert kept_headers(sent) == {"X-Gogs-Delivery": "g", "X-Forgejo-Event": "push",
                                   "X-Event-Key": "repo:push", "X-Request-UUID": "u", "X-Hook-UUID": "h",
                                   "webhook-id": "m"}
+
+
+def test_gitlab_signing_without_a_delivery_names_the_body():
+    # The id is the body's: the same body signed again keeps it (a resend is known as one).
+    headers = gitlab.signature(GL_BODY, SIGNING.encode(), now=lambda: NOW)
+    assert headers["webhook-id"] == "msg_" + hashlib.sha256(GL_BODY).hexdigest()[:24]
+    assert headers["webhook-timestamp"] == str(int(NOW))
+    gitlab.verify(Headers(headers), GL_BODY, [SIGNING.encode()], accept=("signature",), now=lambda: NOW)
