@@ -73,8 +73,9 @@ TARGETS = {
     },
     "ingress": {
         "path": "bridge/web/ingress.py",
-        "tests": ["tests/integration/web/test_ingress.py", "tests/integration/web/test_body_cap.py", "tests/integration/web/test_stored_record.py",
-                  "tests/integration/web/test_ingress_outcomes.py"],
+        "tests": ["tests/integration/web/test_duplicate_reasons.py", "tests/integration/web/test_ingress_many.py",
+                  "tests/integration/web/test_ingress.py", "tests/integration/web/test_body_cap.py", "tests/integration/web/test_stored_record.py",
+                  "tests/integration/web/test_ingress_outcomes.py", "tests/integration/web/test_bitbucket_payloads.py"],
     },
     "rules": {
         "path": "bridge/rules.py",
