@@ -4,10 +4,11 @@ each rule matched once; a store that cannot be reached a 503 with Retry-After an
 stored. The real Bitbucket payload, signed as Bitbucket signs it."""
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
-from helpers.hosts import signed
+from helpers.hosts import host_headers, signed
 from helpers.rules import BASE_RULES, HOSTS_RULES
 from prometheus_client import CollectorRegistry
 
@@ -92,3 +93,17 @@ def test_a_store_that_cannot_be_reached_is_a_503(write_rules, tmp_path, monkeypa
     assert resp.get_json() == {"delivery": MULTI, "error": "the bridge could not store the delivery; "
                                                            "nothing was accepted, please redeliver"}
     assert counted(app) == ({("unavailable", "503"): 1}, {})
+
+
+def test_two_changes_are_two_events(app_with):
+    # The least that is "several": both changes stored and built, not only the first.
+    app, store = app_with(HOSTS_RULES)
+    body, headers = signed("bitbucket", REL)
+    payload = json.loads(body)
+    payload["push"]["changes"] = payload["push"]["changes"][:2]
+    two = json.dumps(payload).encode()
+    resp = app.test_client().post("/hooks/bitbucket", data=two, headers=host_headers("bitbucket", two, headers))
+    assert resp.status_code == 202
+    assert [(e["delivery"], e["ref"]) for e in resp.get_json()["events"]] == [
+        (MULTI, "refs/heads/main"), (MULTI + "+2", "refs/heads/manchu")]
+    assert len(resp.get_json()["jobs"]) == 2 and len(store.list_deliveries()) == 2
