@@ -1,0 +1,34 @@
+"""The policed claim reads the queue page by page (64 rows for a small limit) past the jobs that
+must wait: a job that may start behind more than a page of waiting ones is still found, with
+jobs queued at the same instant told apart by id, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bridge.policies import Policies, TargetPolicy
+from helpers.store import db_url, open_store  # noqa: F401  (fixtures)
+from helpers.store import new_delivery, new_job
+
+LEASE = 60
+
+
+def queue(store, n: int, *, group: str, at: float, prefix: str, step: float = 0.0) -> list[int]:
+    ids = []
+    for i in range(n):
+        d = new_delivery(f"{prefix}-{i}", received_at=at + i * step)
+        ids += store.ingest(d, [replace(new_job("build", "ci"), group=group)]).job_ids
+    return ids
+
+
+@pytest.mark.parametrize("step", [0.0, 1.0], ids=["same-instant", "one-a-second"])
+def test_a_job_that_may_start_behind_two_pages_of_waiting_ones_is_found(open_store, step):
+    store = open_store()
+    pol = Policies(targets={"ci": TargetPolicy(max_running_per_group=1)})
+    busy = queue(store, 150, group="busy", at=1000, prefix="b", step=step)
+    free = queue(store, 1, group="free", at=1000 + 150 * step, prefix="f")
+    got = store.claim("A", 2, lease_seconds=LEASE, now=5000, policies=pol)
+    assert [j.id for j in got] == [busy[0], free[0]]
+    # Nothing else may start: the busy group has its one build.
+    assert store.claim("A", 2, lease_seconds=LEASE, now=5000, policies=pol) == []
