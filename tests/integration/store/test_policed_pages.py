@@ -32,3 +32,20 @@ def test_a_job_that_may_start_behind_two_pages_of_waiting_ones_is_found(open_sto
     assert [j.id for j in got] == [busy[0], free[0]]
     # Nothing else may start: the busy group has its one build.
     assert store.claim("A", 2, lease_seconds=LEASE, now=5000, policies=pol) == []
+
+
+def test_a_page_ends_where_the_next_begins_no_job_is_taken_twice(open_store):
+    # ci is full after its first job (target-wide: the next pages leave it out); the 64th row,
+    # the last of the first page, starts and the next page must begin after it.
+    store = open_store()
+    pol = Policies(targets={"ci": TargetPolicy(max_running=1), "cd": TargetPolicy(max_running=100)})
+    ci = []
+    for i in range(63):
+        d = new_delivery(f"ci-{i}", received_at=1000 + i)
+        ci += store.ingest(d, [new_job("build", "ci")]).job_ids
+    cd = []
+    for i in range(3):
+        d = new_delivery(f"cd-{i}", received_at=1063 + i)
+        cd += store.ingest(d, [new_job("deploy", "cd")]).job_ids
+    got = store.claim("A", 3, lease_seconds=LEASE, now=5000, policies=pol)
+    assert [j.id for j in got] == [ci[0], cd[0], cd[1]]
