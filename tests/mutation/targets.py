@@ -98,7 +98,8 @@ TARGETS = {
         "path": "bridge/store/queue.py",
         "functions": ["Queue.claim", "Queue._lease", "Queue._any_due", "Queue._pick", "Queue._pick_policed",
                       "Queue._admit", "Queue._finish", "Queue._finish_one", "Queue.record_run"],
-        "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_store_claims.py",
+        "tests": ["tests/integration/store/test_policed_pages.py", "tests/integration/store/test_inbox.py",
+                  "tests/integration/store/test_queue.py", "tests/integration/store/test_store_claims.py",
                   "tests/integration/store/test_policies.py"],
     },
     "policies/backoff": {
