@@ -324,9 +324,21 @@ class PatternList:
         self._literals = None
         if all(p._literal is not None and not p.negated for p in self._patterns):
             self._literals = frozenset(p._literal for p in self._patterns)
-        self._run = _automaton(self.sources).run
         # The answer for each deciding pattern, and for none (-1, the last entry).
         self._included = tuple(not p.negated for p in self._patterns) + (False,)
+
+    @property
+    def _run(self):
+        # Built on first use: a list of plain names answers `matches` without it (and a
+        # thousand rules' `repo: org/name` lists need none until `first_match` is asked).
+        run = self.__dict__.get("_automaton_run")
+        if run is None:
+            run = self.__dict__["_automaton_run"] = _automaton(self.sources).run
+        return run
+
+    def __reduce__(self):
+        # Pickled as its patterns (service/handover.py): rebuilt, and shared, where it lands.
+        return pattern_list, (self.sources,)
 
     def matches(self, value: str) -> bool:
         """True when `value` is included by the list."""
@@ -346,3 +358,18 @@ class PatternList:
 
     def __repr__(self) -> str:
         return f"PatternList({list(self.sources)!r})"
+
+
+_SHARED: dict = {}     # patterns -> their PatternList (immutable, so one for every rule)
+
+
+def pattern_list(patterns: Sequence[str]) -> PatternList:
+    """`PatternList(patterns)`, the same object for the same patterns: ten thousand rules with
+    `branches: [main]` hold one list. Raises GlobError as PatternList does."""
+    key = tuple(patterns)
+    shared = _SHARED.get(key)
+    if shared is None:
+        shared = PatternList(key)
+        if len(_SHARED) < 65536:
+            _SHARED[key] = shared
+    return shared

@@ -232,10 +232,15 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
     if os.environ.get(SUPERVISED):
         status = read_status(state_dir) or {}
         return [] if status.get("ok", True) else list(status.get("problems") or [])
+    return validate_record_config(rules_path, state_dir)[1]
+
+
+def validate_record_config(rules_path, state_dir):
+    """`validate_and_record` that also returns what it accepted: (config, []) or (None, problems)."""
     config, text, problems = load_file(rules_path)
     if not problems:
         record_good(state_dir, config, text, rules_path)
-        return []
+        return config, []
     old = read_status(state_dir) or {}
     write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
-    return problems
+    return None, problems

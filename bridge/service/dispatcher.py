@@ -22,6 +22,7 @@ from bridge.dispatch.statuses import Feedback
 from bridge.errors import ConfigError, StoreUnavailable
 from bridge.metrics import Metrics, use_multiprocess_dir
 from bridge.scrape_metrics import register_process
+from bridge.service.handover import receive
 from bridge.service.sigpipe import SignalPipe
 from bridge.store import open_for
 
@@ -121,7 +122,9 @@ class Reloader:
         # Validated here too: under bridge-dispatcher.service nobody else checks the file first.
         problems = validate_and_record(rules_path, state_dir)
         try:
-            new = None if problems else load_with_fallback(rules_path, state_dir)[0]
+            # Under `cibridge serve`: the rules it validated and handed over (handover.py).
+            handed = None if problems else receive(state_dir)
+            new = None if problems else handed[0] if handed else load_with_fallback(rules_path, state_dir)[0]
         except ConfigError as exc:   # a secret went missing since the validation
             problems = exc.problems
         if problems:

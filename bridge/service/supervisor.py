@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from bridge import logs
 from bridge.config.snapshot import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal, has_snapshot,
                                    load_file, load_with_fallback, read_status, record_good,
-                                   validate_and_record, write_status)
+                                   validate_record_config, write_status)
 from bridge.errors import ConfigError
 from bridge.metrics import prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
 from bridge.service.dispatcher import open_store_or_exit
+from bridge.service.handover import CHANNEL, Handover
 from bridge.service.listener import BindError, Listener
 from bridge.service.sigpipe import SignalPipe
 
@@ -49,6 +50,8 @@ class Supervisor:
         self.stopping = False
         self.restarts: dict[str, list[float]] = {}
         self.listener: Listener | None = None
+        # The accepted rules, validated here once and handed to every child (handover.py).
+        self.handover = Handover()
 
     def argv(self, role):
         base = [sys.executable, "-m", "bridge", role, "--rules", self.rules_path,
@@ -63,11 +66,16 @@ class Supervisor:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)   # only the supervisor talks to systemd
         env[SUPERVISED] = "1"
-        fds = ()
+        channel = self.handover.channel(role)
+        env[CHANNEL] = str(channel.fileno())
+        fds = (channel.fileno(),)
         if role == "web":
             self.listener.ensure()
-            fds = (self.listener.fileno(),)
-        self.children[role] = subprocess.Popen(self.argv(role), env=env, pass_fds=fds)
+            fds += (self.listener.fileno(),)
+        try:
+            self.children[role] = subprocess.Popen(self.argv(role), env=env, pass_fds=fds)
+        finally:
+            channel.close()
         log.info("started %s (pid %d)", role, self.children[role].pid)
 
     def run(self) -> int:
@@ -86,6 +94,7 @@ class Supervisor:
             return self._serve(starting)
         finally:
             self.listener.close()
+            self.handover.close()
 
     def _serve(self, starting: StartingRules) -> int:
         from gunicorn.systemd import sd_notify
@@ -93,6 +102,10 @@ class Supervisor:
         config = self.put_in_service(starting)
         logs.apply_settings(config.settings)
         open_store_or_exit(config, self.state_dir).close()   # schema, once
+        self.handover.publish(config)
+        version = config.version
+        # The children have them now: this process needs their version only.
+        starting.config = starting.text = config = None
         prepare_multiprocess_dir(self.state_dir)
         register_process("supervisor")
         signals = SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
@@ -104,7 +117,7 @@ class Supervisor:
             if not ready and not self.stopping and self.listener.probe():
                 ready = True
                 logs.say(f"bridge: listening on {self.listener.url} (rules "
-                         f"{describe_rules(self.rules_path, config.version, starting.problems)}, "
+                         f"{describe_rules(self.rules_path, version, starting.problems)}, "
                          f"state {os.path.abspath(self.state_dir)})")
                 sd_notify("READY=1\nSTATUS=bridge serving", log)
             if not self.stopping and self._restart_exited(roles) is False:
@@ -185,7 +198,7 @@ class Supervisor:
                 child.send_signal(signal.SIGTERM)
 
     def reload(self):
-        problems = validate_and_record(self.rules_path, self.state_dir)
+        config, problems = validate_record_config(self.rules_path, self.state_dir)
         version = (read_status(self.state_dir) or {}).get("version")
         if problems:
             log.error("reload refused: %s is invalid; rules version %s keeps serving: %s",
@@ -194,7 +207,10 @@ class Supervisor:
             return
         log.info("reload: rules version %s of %s is valid; reloading web workers and dispatcher",
                  version, os.path.abspath(self.rules_path))
+        self.handover.publish(config)
+        del config
         # The dispatcher first: jobs for a target new in this version must find it there.
         for role in sorted(self.children, key=lambda r: r != "dispatch"):
             if self.children[role].poll() is None:
+                self.handover.send(role)      # before the signal: the child reads it on SIGHUP
                 self.children[role].send_signal(signal.SIGHUP)
