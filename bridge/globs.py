@@ -295,6 +295,16 @@ def validate_patterns(patterns) -> list[str]:
     """Every problem with a list of patterns, as messages; an empty list means valid."""
     if isinstance(patterns, (str, bytes)) or not isinstance(patterns, (list, tuple)):
         return [f"expected a list of patterns, got {patterns!r}"]
+    if not all(type(p) is str for p in patterns):
+        return _validate(patterns)
+    key = tuple(patterns)
+    return list(_VALID[key]) if key in _VALID else _validate(key)
+
+
+_VALID: dict = {}      # patterns -> their problems: ten thousand rules repeat a few lists
+
+
+def _validate(patterns) -> list[str]:
     problems = []
     for p in patterns:
         try:
@@ -303,6 +313,8 @@ def validate_patterns(patterns) -> list[str]:
             problems.append(str(exc))
     if patterns and all(isinstance(p, str) and p.startswith("!") for p in patterns):
         problems.append(_only_negative(patterns))
+    if isinstance(patterns, tuple) and len(_VALID) < 65536:
+        _VALID[patterns] = tuple(problems)
     return problems
 
 

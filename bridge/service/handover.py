@@ -23,6 +23,7 @@ import socket
 import stat
 import struct
 
+from bridge.config.load import paused_gc
 from bridge.config.model import Config
 from bridge.config.snapshot import read_status, snapshot_source
 
@@ -224,7 +225,8 @@ def receive(state_dir, *, expected: str | None = None) -> tuple[Config, list[str
                      "those", header.get("version"), expected)
             return None
         data = _read_memfd(fd, int(header.get("size", -1)))
-        config = _RulesUnpickler(io.BytesIO(data)).load()
+        with paused_gc():
+            config = _RulesUnpickler(io.BytesIO(data)).load()
     except (OSError, ValueError, TypeError, pickle.UnpicklingError, AttributeError, EOFError,
             ImportError) as exc:
         log.warning("the rules handed over by cibridge serve cannot be used (%s); loading them "
