@@ -11,7 +11,7 @@ from bridge.cli.common import default_state_dir, load_accepted_or_exit, rules_op
 from bridge.cli.options import log_options
 from bridge.logs import setup
 from bridge.service.dispatcher import run_dispatcher
-from bridge.service.handover import receive
+from bridge.service.handover import received_at_start
 
 
 @click.command()
@@ -27,6 +27,5 @@ def dispatch(rules_path, state_dir, concurrency):
     setup()
     state_dir = state_dir or default_state_dir()
     # Under `cibridge serve`: the rules it validated (handover.py); else validated here.
-    handed = receive(state_dir)
-    config = handed[0] if handed else load_accepted_or_exit(rules_path, state_dir)
+    config = received_at_start(rules_path, state_dir) or load_accepted_or_exit(rules_path, state_dir)
     run_dispatcher(rules_path, state_dir, concurrency=concurrency, config=config)

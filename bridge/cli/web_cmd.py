@@ -13,7 +13,7 @@ from bridge.cli.common import DEFAULT_BIND, default_state_dir, load_accepted_or_
 from bridge.cli.options import log_options
 from bridge.cli.stores import open_store
 from bridge.logs import setup
-from bridge.service.handover import receive
+from bridge.service.handover import received_at_start
 from bridge.service.listener import BindError, Listener
 from bridge.service.web import run_web
 
@@ -47,8 +47,7 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
             click.echo(f"bridge: {exc}; nothing started", err=True)
             sys.exit(1)
     # Under `cibridge serve`: the rules it validated (handover.py); else validated here.
-    handed = receive(state_dir)
-    config = handed[0] if handed else load_accepted_or_exit(rules_path, state_dir)
+    config = received_at_start(rules_path, state_dir) or load_accepted_or_exit(rules_path, state_dir)
     open_store(config, state_dir).close()
     run_web(rules_path, state_dir, bind, workers=workers, threads=threads, config_file=gunicorn_config,
             config=config)

@@ -25,7 +25,7 @@ import struct
 
 from bridge.config.load import paused_gc
 from bridge.config.model import Config
-from bridge.config.snapshot import read_status, snapshot_source
+from bridge.config.snapshot import read_status, snapshot_source, warn_if_edited
 
 log = logging.getLogger("bridge.serve")
 
@@ -206,6 +206,21 @@ def _read_memfd(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
+
+
+def received_at_start(rules_path, state_dir) -> Config | None:
+    """A child's rules at its start, when `cibridge serve` handed them over (else None: the
+    child loads the accepted rules itself), with load_accepted's warnings."""
+    handed = receive(state_dir)
+    if handed is None:
+        return None
+    config, problems = handed
+    if problems:
+        log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
+                    rules_path, config.version, extra={"problems": problems[:5]})
+    else:
+        warn_if_edited(rules_path, config)
+    return config
 
 
 def receive(state_dir, *, expected: str | None = None) -> tuple[Config, list[str]] | None:
