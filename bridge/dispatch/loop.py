@@ -38,6 +38,8 @@ _START_IS_THE_BUILD = frozenset({"exec"})
 _QUICK_START = 0.25
 # The longest pause between claims while policies hold every due job back.
 _POLICED_IDLE_MAX = 0.2
+# Seconds between the background thread's WAL checkpoints (store/engine.py CHECKPOINT_BACKSTOP).
+_CHECKPOINT_EVERY = 0.5
 
 
 class Dispatcher:
@@ -186,12 +188,22 @@ class Dispatcher:
             self._shutdown(grace)
 
     def _background(self, stop: threading.Event, interval: float) -> None:
+        checkpointed = 0.0
         while not stop.wait(interval):
             try:
                 self._follow_due()
                 self.poster.tick()
             except Exception:   # noqa: BLE001 - keep following and posting whatever one round did
                 self.log.error("follow/status round failed", exc_info=True, extra={"delivery": None})
+            if time.monotonic() - checkpointed >= _CHECKPOINT_EVERY:
+                checkpointed = time.monotonic()
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """The store's WAL back into its file, here rather than in an acknowledgement's commit
+        (store/engine.py CHECKPOINT_BACKSTOP). A store that is down is the claim loop's to report."""
+        with contextlib.suppress(StoreUnavailable):
+            self.store.checkpoint()
 
     def _shutdown(self, grace: float) -> None:
         with self._lock:
