@@ -87,6 +87,10 @@ class Floor(Application):
             self.cfg.set("workers", int(sys.argv[2]))
         if sys.argv[3] != "-":
             self.cfg.set("threads", int(sys.argv[3]))
+        if len(sys.argv) > 4:   # the bridge's own worker class (reads each request whole first)
+            from bridge.config.model import Settings
+            from bridge.service.webworker import worker_class
+            self.cfg.set("worker_class", worker_class(Settings()))
     def init(self, parser, opts, args):
         return None
     def load(self):
@@ -480,7 +484,8 @@ def part_floor(workdir: Path, args, summary: Summary) -> dict:
     script = workdir / "floor_app.py"
     script.write_text(FLOOR_APP.format(root=str(ROOT)), encoding="utf-8")
     server = Server([sys.executable, str(script), f"127.0.0.1:{port}", str(args.workers or "-"),
-                     str(args.threads or "-")], port, workdir / "floor.log")
+                     str(args.threads or "-")] + (["bridge-worker"] if args.floor_worker else []),
+                    port, workdir / "floor.log")
     out = {}
     try:
         for rate in args.rates:
@@ -635,6 +640,9 @@ def main(argv=None) -> int:
     p.add_argument("--memory-gap", type=float, default=0.05,
                    help="seconds between ack -> memory samples (the dispatcher idles in between)")
     p.add_argument("--exec-jobs", type=int, default=3000, help="jobs to queue for the exec part")
+    p.add_argument("--floor-worker", action="store_true",
+                   help="the floor on the bridge's own gunicorn worker class (webworker.py), "
+                        "not gthread: what that worker costs")
     p.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
     args = p.parse_args(argv)
     args.parts = [x for x in args.parts.split(",") if x]
