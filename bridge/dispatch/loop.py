@@ -91,6 +91,7 @@ class Dispatcher:
         self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
         self._idle_claims = 0         # claims in a row that got nothing (see _idle_delay)
+        self._last_full = False       # the last claim got all it asked for: more are likely waiting
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self.outage = Outage(log, recovered="store available again", interval=poll_interval)
@@ -241,11 +242,14 @@ class Dispatcher:
             superseded: list = []
             claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
                                        now=self.now(), policies=self.policies, superseded=superseded,
-                                       cancel_kinds=_START_IS_THE_BUILD)
+                                       cancel_kinds=_START_IS_THE_BUILD,
+                                       look_first=not self._last_full)
         except StoreUnavailable as exc:
+            self._last_full = False
             self.outage.down("cannot claim jobs", exc)
             return []
         self.outage.up()
+        self._last_full = len(claimed) >= limit
         if claimed or superseded:
             self._idle_claims = 0
         if superseded:
