@@ -192,6 +192,29 @@ class Tx:
         finally:
             raw.close()
 
+    @contextmanager
+    def _driver_read(self):
+        """A read on the driver's own connection, without the writer lock: yields a cursor.
+        Each statement sees the latest commit (the transaction, if the driver opened one, is
+        rolled back at the end). Failures surface as StoreUnavailable."""
+        try:
+            raw = self.engine.raw_connection()
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise _unavailable(exc) from exc
+        try:
+            cur = raw.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+                if self._pg:
+                    raw.rollback()
+        except self._dbapi_error as exc:
+            raw.invalidate()
+            raise _unavailable(exc) from exc
+        finally:
+            raw.close()
+
     def _write_batch(self, items: list, one, tx) -> list:
         """`one(*tx_values, *item)` for the items of concurrent callers in one transaction (group
         commit). If it fails, each is tried again alone, so one cannot take the others with it;
@@ -240,6 +263,11 @@ def _cursor(conn):
         yield cur
     finally:
         cur.close()
+
+
+def _loads(value):
+    """A JSON column read on the driver's cursor: text on SQLite, already parsed by psycopg."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _dumps(value) -> str | None:
