@@ -43,12 +43,13 @@ class Queue(Tx):
 
     def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float,
               policies: Policies | None = None, superseded: list | None = None,
-              cancel_kinds=("exec",)) -> list[Job]:
+              cancel_kinds=("exec",), look_first: bool = True) -> list[Job]:
         """Lease up to `limit` due jobs to `owner`: queued ones whose time has come, and running
         ones whose lease expired (their dispatcher died; the lost attempt is recorded). Each
         `Job` carries its attempt (1 on the first try), its lease's end and its parsed event.
 
-        A read without any lock comes first, so an idle dispatcher polling often costs nothing.
+        A read without any lock comes first, so an idle dispatcher polling often costs nothing;
+        `look_first=False` skips it when the caller knows jobs are waiting (its last claim was full).
 
         With `policies` (bridge.policies) that limit anything, only jobs their policy lets start
         now are leased, decided in this transaction with every claimer's running jobs counted
@@ -57,7 +58,7 @@ class Queue(Tx):
         (`Superseded`: the job, its successor, the build to cancel). `cancel_kinds`: target
         kinds whose start is the build (a build under this owner's own lease can be cancelled).
         """
-        if limit <= 0 or not self._any_due(now):
+        if limit <= 0 or (look_first and not self._any_due(now)):
             return []
         expires = now + lease_seconds
         waiting: list = []              # coalesced jobs' ids, read whole after the commit
