@@ -38,17 +38,17 @@ class RefusalRecorder:
              delivery: str | None, peer: str | None) -> bool:
         """Record this refusal after `response` has been sent, if its turn has come; else count
         it. Returns whether it will be written. Never raises."""
+        dropped = self._take()
+        if dropped is None:
+            return False
         try:
-            dropped = self._take()
-            if dropped is None:
-                return False
             row = NewRefusal(received_at=self._wall(), source=source, status=status, reason=reason,
                              delivery=delivery, peer=peer, dropped=dropped)
             response.call_on_close(lambda: self.write(store, row))
             return True
         except Exception:   # noqa: BLE001 - a refusal's record must not break its reply
             log.exception("refused delivery not recorded")
-            self._done(1)
+            self._done(dropped + 1)
             return False
 
     def _take(self) -> int | None:
