@@ -71,7 +71,8 @@ def build_dispatcher(config, state_dir, owner: str, concurrency=None) -> Dispatc
     concurrency = concurrency or config.settings.dispatcher_concurrency
     # One connection per job thread and follow thread, plus the claim loop and the status poster.
     store = open_store_or_exit(config, state_dir,
-                               pool_size=concurrency + config.settings.follow.concurrency + 2)
+                               pool_size=concurrency + config.settings.follow.concurrency + 2,
+                               background_checkpoints=True)
     return Dispatcher(store, config.build_targets(state_dir), config.retry_policies(), owner=owner,
                       concurrency=concurrency,
                       lease_seconds=config.settings.lease_seconds,

@@ -1,11 +1,14 @@
-"""Per-process state of a web worker: the current Config, the Store and the metrics sink.
+"""Per-process state of a web worker: the current Config, the Store, the metrics sink and the
+recorder of refused deliveries.
 
 Input: what create_app was given. Output: one object the views read (`current_app.extensions["bridge"]`).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bridge.web.refusals import RefusalRecorder
 
 
 @dataclass
@@ -14,6 +17,7 @@ class AppState:
     store: object
     state_dir: str = "var"
     metrics: object = None
+    refusals: RefusalRecorder = field(default_factory=RefusalRecorder)
 
     def observe(self, source: str, status: int, started: float, *, outcome: str, matched=()):
         """Record one delivery's outcome (metrics, sender health). Never raises (Metrics logs

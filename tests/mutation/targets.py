@@ -70,7 +70,7 @@ TARGETS = {
     },
     "store/queue": {
         "path": "bridge/store/queue.py",
-        "functions": ["Queue.claim", "Queue._any_due", "Queue._pick", "Queue._finish", "Queue._finish_one",
+        "functions": ["Queue.claim", "Queue._any_due", "Queue._pick_raw", "Queue._lease_raw", "Queue._job", "Queue._finish", "Queue._finish_one",
                       "Queue.record_run"],
         "tests": ["tests/integration/store/test_inbox.py", "tests/integration/store/test_queue.py", "tests/integration/store/test_store_claims.py"],
     },

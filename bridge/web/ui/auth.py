@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 import re
 import secrets
@@ -19,6 +18,7 @@ from flask import current_app, g, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from bridge.web.admin import admin_allowed
+from bridge.web.peers import client_address, in_networks
 
 SESSION_COOKIE = "bridge_ui_session"
 CSRF_COOKIE = "bridge_ui_csrf"
@@ -65,25 +65,15 @@ def _sessions() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(ui_key(), salt="bridge-ui-session")
 
 
-def in_networks(addr: str | None, networks) -> bool:
-    if not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    for net in networks:
-        try:
-            if ip in ipaddress.ip_network(net, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def from_proxy() -> bool:
     """Whether the peer is one of settings.ui.trusted_proxies (default the local host)."""
     return in_networks(request.remote_addr, _state().config.settings.ui.trusted_proxies)
+
+
+def client() -> str:
+    """The client's address: the trusted proxy's X-Forwarded-For, else the peer's."""
+    return client_address(request.remote_addr, request.headers,
+                          _state().config.settings.ui.trusted_proxies)
 
 
 def current_user() -> str | None:

@@ -1,6 +1,6 @@
 """The read pages: the deliveries list (filters, keyset pages, the 24-hour chart, the rules in
-force) and one delivery (event, stored verdicts, today's explain trace, jobs with attempts and
-statuses, headers and body).
+force; refused deliveries among them), one delivery (event, stored verdicts, today's explain
+trace, jobs with attempts and statuses, headers and body) and one refusal (what little is kept).
 
 Input: GET requests with filters in the query string. Output: HTML from the templates; 400 for
 a filter that does not parse, 404 for an unknown delivery. Reads only the store and the config.
@@ -17,7 +17,7 @@ from bridge.config.snapshot import read_status
 from bridge.errors import BridgeError, DeliveryError
 from bridge.explain import explain_payload
 from bridge.globs import GlobError
-from bridge.jobs import JOB_STATES, OUTCOMES
+from bridge.jobs import JOB_STATES, LISTED_OUTCOMES, REFUSED
 from bridge.policies import parse_duration
 from bridge.providers import host_view
 from bridge.store.reads import DeliveryFilter
@@ -25,8 +25,13 @@ from bridge.web.ui import chart
 from bridge.web.ui.base import bp, refused
 
 PAGE_SIZE = 50
+#: Every outcome the list shows, in the filter's order.
 OUTCOME_LABELS = {"matched": "accepted", "no_match": "no match", "ignored": "ignored",
-                  "duplicate": "duplicate"}
+                  "refused": "refused", "duplicate": "duplicate"}
+#: Where a delivery came from when the host did not simply send it (deliveries.via).
+VIA_LABELS = {"reconcile": "recovered by reconcile: made from the host's records, the host never "
+                           "delivered it",
+              "redelivery": "redelivered: the host sent it again when reconcile asked"}
 #: Request keys never shown (a rule's `run:` holds no secret today; a future one must not leak).
 _SECRET_WORDS = ("token", "secret", "password", "passwd", "credential", "signature", "authorization")
 
@@ -41,7 +46,7 @@ def parse_filter(args) -> DeliveryFilter:
         value = args.get(name, "").strip()
         return value or None
     outcome, state = arg("outcome"), arg("state")
-    if outcome and outcome not in OUTCOMES:
+    if outcome and outcome not in LISTED_OUTCOMES:
         raise ValueError(f"unknown outcome '{outcome}'")
     if state and state not in JOB_STATES:
         raise ValueError(f"unknown job state '{state}'")
@@ -56,13 +61,21 @@ def parse_filter(args) -> DeliveryFilter:
 
 
 def parse_cursor(value: str | None):
-    """`<received_at>:<id>` (the float as repr'd, which reads back exactly) or None."""
+    """`<received_at>:<id>` after a delivery, `r<received_at>:<id>` after a refusal (the float
+    as repr'd, which reads back exactly), or None."""
     if not value:
         return None
-    ts, sep, delivery = value.partition(":")
+    refusal = value.startswith("r")
+    ts, sep, key = value[refusal:].partition(":")
     if not sep:
         raise ValueError("a bad page cursor")
-    return float(ts), delivery
+    return (float(ts), int(key), REFUSED) if refusal else (float(ts), key)
+
+
+def format_cursor(cursor) -> str:
+    if len(cursor) == 3:
+        return f"r{cursor[0]!r}:{cursor[1]}"
+    return f"{cursor[0]!r}:{cursor[1]}"
 
 
 def rules_in_force() -> dict:
@@ -87,11 +100,11 @@ def deliveries():
     counts = current_app.extensions.setdefault("bridge_ui", {}).setdefault("counts", chart.Counts())
     graph = counts.chart(state.store, now) if cursor is None else None
     args = {k: v for k, v in request.args.items() if k != "after" and v}
-    nxt = dict(args, after=f"{page.next[0]!r}:{page.next[1]}") if page.next else None
+    nxt = dict(args, after=format_cursor(page.next)) if page.next else None
     return render_template("deliveries.html", page=page, args=args, next_args=nxt, chart=graph,
                            chart_size=(chart.WIDTH, chart.HEIGHT), outcomes=OUTCOME_LABELS,
                            job_states=JOB_STATES, sources=sorted(state.config.sources),
-                           rules=rules_in_force(), first=cursor is None)
+                           rules=rules_in_force(), first=cursor is None, via=VIA_LABELS)
 
 
 @bp.get("/ui/deliveries/<path:delivery_id>")
@@ -111,7 +124,16 @@ def delivery(delivery_id: str):
         trace, trace_error = None, str(exc)
     return render_template("delivery.html", d=d, body=pretty_body(d["body"]), trace=trace,
                            trace_error=trace_error, skipped=[s for s in statuses if s["job_id"] is None],
-                           outcomes=OUTCOME_LABELS)
+                           outcomes=OUTCOME_LABELS, via=VIA_LABELS)
+
+
+@bp.get("/ui/refused/<int:refusal>")
+def refusal(refusal: int):
+    """A refused delivery: only what the record keeps (no body, no headers: nothing to replay)."""
+    r = _state().store.get_refusal(refusal)
+    if r is None:
+        return refused(404, f"no refused delivery {refusal} (only the newest are kept)")
+    return render_template("refusal.html", r=r)
 
 
 def hide_secrets(value):
