@@ -385,3 +385,12 @@ def pattern_list(patterns: Sequence[str]) -> PatternList:
         if len(_SHARED) < 65536:
             _SHARED[key] = shared
     return shared
+
+
+def forget_shared() -> None:
+    """Drop the shared lists, checks and automata of the rules loaded so far (a new load starts
+    its own; lists the running rules hold stay theirs): a reload never keeps the old rules'."""
+    _SHARED.clear()
+    _VALID.clear()
+    _compile.cache_clear()
+    _automaton.cache_clear()

@@ -56,6 +56,11 @@ def _compile_string(value: str):
     return compiled
 
 
+def forget_shared() -> None:
+    """Drop the compiled strings shared so far (globs.forget_shared's twin)."""
+    _STRINGS.clear()
+
+
 class _Field:
     """`${name}` alone: the field's value."""
     __slots__ = ("name",)

@@ -12,6 +12,7 @@ import gc
 import hashlib
 import os
 
+from bridge import globs, templates
 from bridge.config.keys import MAX_RULES_FILE, TOP_KEYS
 from bridge.config.model import Config
 from bridge.config.problems import Problems, reading_secrets, resolving
@@ -50,6 +51,14 @@ def paused_gc():
             gc.enable()
 
 
+def forget_shared() -> None:
+    """Drop what loads share between rules (pattern lists, their checks, compiled templates):
+    each load starts afresh, and a process done with loading (the supervisor, once it handed
+    the rules over) frees them."""
+    globs.forget_shared()
+    templates.forget_shared()
+
+
 def read_rules_text(path) -> str:
     """rules.yaml's text, read within MAX_RULES_FILE and as UTF-8 (CRLF kept: it is part of
     the version); raises ConfigError."""
@@ -74,6 +83,7 @@ def rules_version(text: str) -> str:
 
 def _load_config(path, environ, text) -> Config:
     filename = os.path.basename(path) or path
+    forget_shared()
     if text is None:
         text = read_rules_text(path)
     version = rules_version(text)

@@ -19,11 +19,12 @@ import json
 import logging
 import os
 import pickle
+import select
 import socket
 import stat
 import struct
 
-from bridge.config.load import paused_gc
+from bridge.config.load import forget_shared, paused_gc
 from bridge.config.model import Config
 from bridge.config.snapshot import read_status, snapshot_source, warn_if_edited
 
@@ -69,7 +70,8 @@ class Handover:
         old = self.channels.pop(role, None)
         if old is not None:
             old.close()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # Messages with their boundaries, and an end of file when this process is gone.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         self.channels[role] = ours
         self.send(role)
@@ -130,11 +132,15 @@ def _take_channel() -> socket.socket | None:
     return sock
 
 
-def _latest() -> tuple[dict, int] | None:
-    """The last message waiting on the channel: (header, memfd); earlier ones are closed."""
+def _latest(wait: bool = False) -> tuple[dict, int] | None:
+    """The last message waiting on the channel: (header, memfd); earlier ones are closed.
+    `wait`: until one comes (a child's start: `cibridge serve` validates the rules while the
+    child imports its code) or the supervisor is gone (SystemExit)."""
     sock = _take_channel()
     if sock is None:
         return None
+    if wait:
+        select.select([sock], [], [])
     latest = None
     while True:
         try:
@@ -144,7 +150,10 @@ def _latest() -> tuple[dict, int] | None:
         except OSError as exc:
             log.warning("the rules channel failed: %s", exc)
             break
-        if not msg and not fds:
+        if not msg and not fds:         # the supervisor's end is closed
+            if wait and latest is None:
+                log.error("cibridge serve stopped before it handed over the rules; exiting")
+                raise SystemExit(1)
             break
         if latest is not None:
             os.close(latest[1])
@@ -210,8 +219,9 @@ def _read_memfd(fd: int, size: int) -> bytes:
 
 def received_at_start(rules_path, state_dir) -> Config | None:
     """A child's rules at its start, when `cibridge serve` handed them over (else None: the
-    child loads the accepted rules itself), with load_accepted's warnings."""
-    handed = receive(state_dir)
+    child loads the accepted rules itself), with load_accepted's warnings. A child of
+    `cibridge serve` waits for them; it exits 1 if the supervisor stops first."""
+    handed = receive(state_dir, wait=True)
     if handed is None:
         return None
     config, problems = handed
@@ -223,12 +233,13 @@ def received_at_start(rules_path, state_dir) -> Config | None:
     return config
 
 
-def receive(state_dir, *, expected: str | None = None) -> tuple[Config, list[str]] | None:
+def receive(state_dir, *, expected: str | None = None,
+            wait: bool = False) -> tuple[Config, list[str]] | None:
     """(config, problems) handed over by `cibridge serve`, if it is the accepted version
     (`expected`, default the snapshot's); None when this process was not started with a channel,
     nothing is waiting, or what waits is not the accepted version: the caller loads the rules
     itself. `problems`: why the last reload was refused (rules-status.json), if it was."""
-    got = _latest()
+    got = _latest(wait)
     if got is None:
         return None
     header, fd = got
@@ -240,6 +251,7 @@ def receive(state_dir, *, expected: str | None = None) -> tuple[Config, list[str
                      "those", header.get("version"), expected)
             return None
         data = _read_memfd(fd, int(header.get("size", -1)))
+        forget_shared()       # the pattern lists the unpickling shares: this version's only
         with paused_gc():
             config = _RulesUnpickler(io.BytesIO(data)).load()
     except (OSError, ValueError, TypeError, pickle.UnpicklingError, AttributeError, EOFError,

@@ -8,6 +8,7 @@ running rules), SIGTERM stops both, a child that dies is restarted on the last-g
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from bridge import logs
+from bridge.config.load import forget_shared
 from bridge.config.snapshot import (LAST_GOOD, SUPERVISED, describe_rules, fallback_refusal, has_snapshot,
                                    load_file, load_with_fallback, read_status, record_good,
                                    validate_record_config, write_status)
@@ -79,45 +81,51 @@ class Supervisor:
         log.info("started %s (pid %d)", role, self.children[role].pid)
 
     def run(self) -> int:
-        """Check the rules, bind the port, start the children, supervise them; the exit code.
-        Nothing is written to the state directory before the port is ours: a second instance
-        started by mistake changes nothing of the first one's."""
-        starting = self.starting_rules()
-        if starting is None:
-            return 1
+        """Bind the port, start the children, check the rules and hand them over, supervise;
+        the exit code. Nothing is written to the state directory before the port is ours: a
+        second instance started by mistake changes nothing of the first one's. The children
+        start first and import their code while this process validates the rules, which they
+        wait for (handover.py); they are stopped when nothing can start."""
         try:
             self.listener = Listener(self.bind)
         except BindError as exc:
             logs.say(f"bridge: {exc}; nothing started", logging.ERROR)
             return 1
         try:
-            return self._serve(starting)
+            return self._serve()
         finally:
+            self._stop_waiting_children()
+            self.handover.close()       # a child still waiting for the rules exits
             self.listener.close()
-            self.handover.close()
 
-    def _serve(self, starting: StartingRules) -> int:
+    def _serve(self) -> int:
         from gunicorn.systemd import sd_notify
 
-        config = self.put_in_service(starting)
-        logs.apply_settings(config.settings)
-        open_store_or_exit(config, self.state_dir).close()   # schema, once
-        self.handover.publish(config)
-        version = config.version
-        # The children have them now: this process needs their version only.
-        starting.config = starting.text = config = None
         prepare_multiprocess_dir(self.state_dir)
         register_process("supervisor")
-        signals = SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
         roles = ["web"] + (["dispatch"] if self.with_dispatcher else [])
         for role in roles:
-            self.start(role)
+            self.start(role)            # they wait for the rules on their channel
+        starting = self.starting_rules()
+        if starting is None:
+            return 1
+        config = self.put_in_service(starting)
+        logs.apply_settings(config.settings)
+        open_store_or_exit(config, self.state_dir).close()   # schema, once, before they open it
+        self.handover.publish(config)
+        for role in roles:
+            self.handover.send(role)
+        version, problems = config.version, starting.problems
+        # The children have them now: this process needs their version only.
+        starting = config = None
+        self._release()
+        signals = SignalPipe([signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
         ready = False
         while True:
             if not ready and not self.stopping and self.listener.probe():
                 ready = True
                 logs.say(f"bridge: listening on {self.listener.url} (rules "
-                         f"{describe_rules(self.rules_path, version, starting.problems)}, "
+                         f"{describe_rules(self.rules_path, version, problems)}, "
                          f"state {os.path.abspath(self.state_dir)})")
                 sd_notify("READY=1\nSTATUS=bridge serving", log)
             if not self.stopping and self._restart_exited(roles) is False:
@@ -129,6 +137,21 @@ class Supervisor:
                     self.reload()
                 else:
                     self.stop()
+
+    def _stop_waiting_children(self) -> None:
+        """Children that never got rules (nothing valid to start on, the database down) are
+        stopped, quietly: they have done nothing but import their code."""
+        if self.handover.memfd is not None:
+            return
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children.values():
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
     def _restart_exited(self, roles) -> bool:
         """Restart every child that exited; False once one exited five times within a minute."""
@@ -188,6 +211,13 @@ class Supervisor:
                   "; ".join(starting.problems[:3]), extra={"problems": starting.problems[:20]})
         return config
 
+    @staticmethod
+    def _release() -> None:
+        """Free what the load of the rules left (10,000 rules: some 60 MiB) once they are
+        handed over: the shared pattern lists and checks pin the load's memory otherwise."""
+        forget_shared()
+        gc.collect()
+
     def stop(self):
         """Stop listening at once (gunicorn finishes the requests it has), then stop the children."""
         if not self.stopping:
@@ -208,9 +238,10 @@ class Supervisor:
         log.info("reload: rules version %s of %s is valid; reloading web workers and dispatcher",
                  version, os.path.abspath(self.rules_path))
         self.handover.publish(config)
-        del config
+        config = None
         # The dispatcher first: jobs for a target new in this version must find it there.
         for role in sorted(self.children, key=lambda r: r != "dispatch"):
             if self.children[role].poll() is None:
                 self.handover.send(role)      # before the signal: the child reads it on SIGHUP
                 self.children[role].send_signal(signal.SIGHUP)
+        self._release()     # while the children reload
