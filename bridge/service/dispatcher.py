@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 
 from bridge import logs
@@ -19,12 +18,12 @@ from bridge.dispatch.changes import make_path_decider
 from bridge.dispatch.loop import Dispatcher
 from bridge.dispatch.reconcile import Periodic
 from bridge.dispatch.statuses import Feedback
-from bridge.errors import ConfigError, StoreUnavailable
+from bridge.errors import ConfigError
 from bridge.metrics import Metrics, use_multiprocess_dir
 from bridge.scrape_metrics import register_process
 from bridge.service.handover import receive
 from bridge.service.sigpipe import SignalPipe
-from bridge.store import open_for
+from bridge.service.storeopen import open_store_or_exit
 
 log = logging.getLogger("bridge.serve")
 
@@ -54,16 +53,6 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
              extra={"rules_file": os.path.abspath(rules_path)})
     dispatcher.run(stop)
     log.info("dispatcher %s stopped", owner)
-
-
-def open_store_or_exit(config, state_dir, **kw):
-    """`store.open_for`, or exit 1 with its message (database down, schema to upgrade) - no
-    traceback."""
-    try:
-        return open_for(config, state_dir, **kw)
-    except StoreUnavailable as exc:
-        print(f"bridge: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
 
 
 def build_dispatcher(config, state_dir, owner: str, concurrency=None) -> Dispatcher:

@@ -25,10 +25,10 @@ from bridge.config.snapshot import (LAST_GOOD, SUPERVISED, describe_rules, fallb
 from bridge.errors import ConfigError
 from bridge.metrics import prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
-from bridge.service.dispatcher import open_store_or_exit
 from bridge.service.handover import CHANNEL, Handover
 from bridge.service.listener import BindError, Listener
 from bridge.service.sigpipe import SignalPipe
+from bridge.service.storeopen import open_store_or_exit
 
 log = logging.getLogger("bridge.serve")
 
