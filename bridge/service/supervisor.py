@@ -9,12 +9,14 @@ running rules), SIGTERM stops both, a child that dies is restarted on the last-g
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from bridge import logs
@@ -28,7 +30,6 @@ from bridge.scrape_metrics import register_process
 from bridge.service.handover import CHANNEL, Handover
 from bridge.service.listener import BindError, Listener
 from bridge.service.sigpipe import SignalPipe
-from bridge.service.storeopen import open_store_or_exit
 
 log = logging.getLogger("bridge.serve")
 
@@ -111,7 +112,7 @@ class Supervisor:
             return 1
         config = self.put_in_service(starting)
         logs.apply_settings(config.settings)
-        open_store_or_exit(config, self.state_dir).close()   # schema, once, before they open it
+        self._create_schema(config)     # once, before they open the store
         self.handover.publish(config)
         for role in roles:
             self.handover.send(role)
@@ -137,6 +138,29 @@ class Supervisor:
                     self.reload()
                 else:
                     self.stop()
+
+    def _create_schema(self, config) -> None:
+        """The store's schema created (or checked) once, before the children open the store,
+        in a child forked for it: the store's code and SQLAlchemy (some 20 MiB) never load into
+        this long-lived process. Exits 1 when the store cannot be opened (the child said why)."""
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                storeopen = importlib.import_module("bridge.service.storeopen")
+                storeopen.open_store_or_exit(config, self.state_dir).close()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:       # noqa: BLE001 - said, then exit 1 as the parent would
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(1)
 
     def _stop_waiting_children(self) -> None:
         """Children that never got rules (nothing valid to start on, the database down) are

@@ -11,12 +11,15 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 import requests
 
-from helpers.process import children, wait_for
-from helpers.rules import GITHUB_SECRET
+from helpers.ports import free_port
+from helpers.process import ROOT, children, cmdline, wait_for
+from helpers.rules import GITHUB_SECRET, SECRET_ENV
 from helpers.service import (RECORD, build_counts, job_states, push, rules, settled,
                              start_bridge)  # noqa: F401  (fixture)
 
@@ -148,3 +151,22 @@ def test_a_child_started_alone_validates_the_rules_itself(tmp_path, start_bridge
     assert HANDED not in web.logs()
     assert "is no rules channel from cibridge serve" in web.logs()
     assert [r["matched"] for r in send_pushes(web, 2)] == [["build"]] * 2
+
+
+def test_nothing_left_running_when_the_store_cannot_be_opened(tmp_path):
+    """The children start before the rules are checked and the schema created (in a child the
+    supervisor forks: it never loads SQLAlchemy itself); when the database is down, they are
+    stopped and `cibridge serve` exits 1 with the store's message."""
+    text = rules(tmp_path / "builds.log", "{target: local, command: [/bin/true]}", settings=(
+        'database_url: "postgresql://bridge@127.0.0.1:1/nope"'))
+    (tmp_path / "rules.yaml").write_text(text)
+    done = subprocess.run([sys.executable, "-m", "bridge", "serve", "--rules", str(tmp_path / "rules.yaml"),
+                           "--state-dir", str(tmp_path / "var"), "--bind", f"127.0.0.1:{free_port()}"],
+                          cwd=ROOT, text=True, capture_output=True, timeout=120,
+                          env={**os.environ, **SECRET_ENV})
+    assert done.returncode == 1, done
+    assert "bridge: store unavailable" in done.stderr and "Traceback" not in done.stderr
+    assert "listening on" not in done.stderr and HANDED not in done.stdout + done.stderr
+    leftovers = [pid for pid in os.listdir("/proc") if pid.isdigit()
+                 and str(tmp_path) in cmdline(int(pid))]
+    assert leftovers == []
