@@ -21,6 +21,8 @@ KEEP = 10_000
 TRIM_EVERY = 100
 #: Longest stored text of each column (a reason, a source from the URL, a delivery id, an address).
 _LIMITS = {"source": 100, "reason": 300, "delivery": 200, "peer": 64}
+#: The ids the id column holds (PostgreSQL's INTEGER: 32 bits): a page's URL may name any number.
+_ID_MIN, _ID_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Refusals(Tx):
             return n + self._trim_refusals(conn, keep)
 
     def get_refusal(self, rid: int) -> dict | None:
+        if not _ID_MIN <= rid <= _ID_MAX:      # no such row (and no driver error over it)
+            return None
         with self._tx(read=True) as conn:
             row = conn.execute(select(refusals).where(refusals.c.id == rid)).first()
         return None if row is None else refusal_dict(row)
@@ -97,7 +101,8 @@ class Refusals(Tx):
         if after is not None:
             ts, key = after[0], after[1]
             if len(after) == 3:          # after a refusal: the older ones, or older ids of that time
-                q = q.where(or_(r.received_at < ts, and_(r.received_at == ts, r.id < int(key))))
+                key = min(max(int(key), _ID_MIN), _ID_MAX)     # a hand-made cursor: any number
+                q = q.where(or_(r.received_at < ts, and_(r.received_at == ts, r.id < key)))
             else:                        # after a delivery: every refusal of its time is still to come
                 q = q.where(r.received_at <= ts)
         return [refusal_dict(row) for row in conn.execute(q.limit(limit))]

@@ -129,3 +129,16 @@ def test_a_version_6_database_upgrades_to_7_and_records_refusals(db_url):
         assert [r.get("refusal") for r in store.delivery_page().rows] == [rid, None]
     finally:
         store.close()
+
+
+def test_ids_beyond_the_columns_range_find_nothing_and_break_nothing(open_store):
+    """A cursor or a page address is typed by whoever holds the URL: an id no integer column can
+    hold is no row (get_refusal None) and no reason for an error (a page after it, on either
+    backend: SQLite raised OverflowError, PostgreSQL 'integer out of range')."""
+    store = open_store()
+    rid = store.record_refusal(refusal(1000.0))
+    for huge in (2 ** 31, -(2 ** 31) - 1, 2 ** 63, 10 ** 30):
+        assert store.get_refusal(huge) is None
+    assert [r["refusal"] for r in store.delivery_page(after=(1000.0, 10 ** 30, "refused")).rows] == [rid]
+    assert store.delivery_page(after=(1000.0, -(10 ** 30), "refused")).rows == []
+    assert store.get_refusal(rid)["refusal"] == rid        # the store still answers
