@@ -12,7 +12,7 @@ from bridge.store import refusals as refusals_module
 from bridge.store.engine import open_engine
 from bridge.store.reads import DeliveryFilter
 from bridge.store.schema import SCHEMA_VERSION, refusals
-from helpers.store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
+from helpers.store import db_url, new_delivery, new_job, open_store, run_sql  # noqa: F401  (fixtures)
 from helpers.ui import fill
 
 
@@ -142,3 +142,25 @@ def test_ids_beyond_the_columns_range_find_nothing_and_break_nothing(open_store)
     assert [r["refusal"] for r in store.delivery_page(after=(1000.0, 10 ** 30, "refused")).rows] == [rid]
     assert store.delivery_page(after=(1000.0, -(10 ** 30), "refused")).rows == []
     assert store.get_refusal(rid)["refusal"] == rid        # the store still answers
+
+
+def test_pages_keep_the_databases_order_of_deliveries_of_one_time(db_url):
+    """Deliveries of the same time are paged in the database's order of their ids (its
+    collation: en_US and ICU ones put 'a' before 'B', Python's str order does not); merging the
+    refusals in must keep that order, or the next page's cursor skips and repeats rows."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite compares ids as Python does (BINARY)")
+    store = Store.open(db_url)
+    try:
+        try:
+            run_sql(db_url, 'ALTER TABLE deliveries ALTER COLUMN id TYPE text COLLATE "en-x-icu"')
+        except Exception as exc:       # noqa: BLE001 - a server built without ICU
+            pytest.skip(f"no ICU collation on this server: {exc}")
+        for did in ("a", "B", "c", "D", "e"):
+            store.ingest(new_delivery(did, received_at=1000.0), [])
+        rid = store.record_refusal(refusal(500.0))
+        for limit in (1, 2, 3, 4):
+            rows = all_pages(store, limit=limit)
+            assert [key(r) for r in rows] == [("d", d) for d in ("e", "D", "c", "B", "a")] + [("r", rid)], limit
+    finally:
+        store.close()
