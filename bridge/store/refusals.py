@@ -21,7 +21,8 @@ KEEP = 10_000
 TRIM_EVERY = 100
 #: Longest stored text of each column (a reason, a source from the URL, a delivery id, an address).
 _LIMITS = {"source": 100, "reason": 300, "delivery": 200, "peer": 64}
-#: The ids the id column holds (PostgreSQL's INTEGER: 32 bits): a page's URL may name any number.
+#: What an INTEGER column holds (PostgreSQL: 32 bits): a page's URL may name any id, and
+#: `dropped` may add up past it.
 _ID_MIN, _ID_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
@@ -58,7 +59,8 @@ class Refusals(Tx):
         values["reason"] = values["reason"] or ""
         with self._tx() as conn:
             rid = conn.execute(insert(refusals).values(
-                received_at=float(r.received_at), status=int(r.status), dropped=max(int(r.dropped), 0),
+                received_at=float(r.received_at), status=int(r.status),
+                dropped=min(max(int(r.dropped), 0), _ID_MAX),   # a count past the column: its top
                 **values).returning(refusals.c.id)).scalar_one()
             if rid % TRIM_EVERY == 0:
                 self._trim_refusals(conn, keep)

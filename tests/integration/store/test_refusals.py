@@ -164,3 +164,11 @@ def test_pages_keep_the_databases_order_of_deliveries_of_one_time(db_url):
             assert [key(r) for r in rows] == [("d", d) for d in ("e", "D", "c", "B", "a")] + [("r", rid)], limit
     finally:
         store.close()
+
+
+def test_a_count_of_dropped_refusals_beyond_the_column_is_kept_at_its_top(open_store):
+    """The recorder adds up every refusal it could not write (a flood while the store was down
+    for long): a sum past the INTEGER column must not make every later row fail to write."""
+    store = open_store()
+    rid = store.record_refusal(refusal(1000.0, dropped=2 ** 40))
+    assert store.get_refusal(rid)["dropped"] == 2 ** 31 - 1
