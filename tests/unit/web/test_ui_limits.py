@@ -65,6 +65,19 @@ def test_the_client_address_comes_from_a_trusted_proxy_only():
     assert client_address(None, {}, trusted) == "local"
 
 
+
+def test_behind_a_chain_of_trusted_proxies_the_client_is_the_nearest_untrusted_address():
+    """Proxies that append ($proxy_add_x_forwarded_for) leave the client's address before their
+    own: the last entry is then a trusted proxy, and every client would share its address (one
+    login brake for all, every refusal "from" the proxy). Entries a client wrote itself, left of
+    the one the first proxy appended, still count for nothing."""
+    trusted = ["127.0.0.1", "10.0.0.0/24"]
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "203.0.113.7, 10.0.0.2"}, trusted) == "203.0.113.7"
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "1.1.1.1, 203.0.113.7, 10.0.0.2"},
+                          trusted) == "203.0.113.7"
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "10.0.0.3, 10.0.0.2"}, trusted) == "10.0.0.3"
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "<x>, 10.0.0.2"}, trusted) == "10.0.0.2"
+
 def test_the_recorder_writes_one_a_second_one_at_a_time_and_counts_the_rest(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")
     clock = Clock(5.0)
