@@ -117,7 +117,8 @@ def deliveries():
 @bp.get("/ui/deliveries/<path:delivery_id>")
 def delivery(delivery_id: str):
     state = _state()
-    d = state.store.get_delivery(delivery_id)
+    # No stored id holds a NUL (ingress escapes them), and PostgreSQL refuses to compare one.
+    d = None if "\x00" in delivery_id else state.store.get_delivery(delivery_id)
     if d is None:
         return refused(404, f"no delivery '{delivery_id}'")
     statuses = [{**s, **host_view(s)} for s in state.store.statuses_of(delivery_id)]

@@ -52,3 +52,8 @@ def test_a_nul_in_a_filter_is_a_400(ui, name):
 def test_a_refusal_beyond_any_id_is_not_found(ui):
     assert ui.get("/ui/refused/99999999999999999999999").status_code == 404
     assert ui.get(f"/ui/refused/{ui.rid}").status_code == 200
+
+
+def test_a_delivery_address_with_a_nul_is_not_found(ui):
+    assert ui.get("/ui/deliveries/a%00b").status_code == 404
+    assert ui.get("/ui/").status_code == 200
