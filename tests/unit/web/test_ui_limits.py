@@ -8,9 +8,9 @@ from flask import Response
 from bridge.store import Store
 from bridge.web.peers import client_address
 from bridge.web.refusals import RefusalRecorder
+from bridge.web.throttle import TokenBrake, client_key
 from bridge.web.ui import chart
 from bridge.web.ui.pages import format_cursor, parse_cursor
-from bridge.web.ui.throttle import LoginLimiter, client_key
 
 
 class Clock:
@@ -23,7 +23,7 @@ class Clock:
 
 def test_a_few_failures_a_minute_then_wait_until_the_oldest_is_a_minute_old():
     clock = Clock()
-    limiter = LoginLimiter(failures=3, window=60.0, clock=clock)
+    limiter = TokenBrake(failures=3, window=60.0, clock=clock)
     for i in range(3):
         assert limiter.wait("192.0.2.1") == 0
         limiter.failed("192.0.2.1")
@@ -40,7 +40,7 @@ def test_a_few_failures_a_minute_then_wait_until_the_oldest_is_a_minute_old():
 
 def test_a_wait_is_at_least_a_second_and_old_clients_are_forgotten():
     clock = Clock()
-    limiter = LoginLimiter(failures=1, window=60.0, clock=clock, max_clients=2)
+    limiter = TokenBrake(failures=1, window=60.0, clock=clock, max_clients=2)
     limiter.failed("192.0.2.1")
     clock.now += 59.9
     assert limiter.wait("192.0.2.1") == 1
