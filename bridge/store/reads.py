@@ -103,9 +103,10 @@ def _position(row: dict) -> tuple:
 
 
 def _newest_first(row: dict) -> tuple:
-    """The list's order, descending: time, then deliveries before refusals, then id."""
-    refused = row["outcome"] == REFUSED
-    return (row["received_at"], not refused, row["refusal"] if refused else row["delivery"])
+    """The list's order, descending: time, then deliveries before refusals. Rows of one kind and
+    one time keep the order the database gave them (the sort is stable): its collation orders
+    delivery ids, and Python's str order is not every collation's (en_US: 'a' before 'B')."""
+    return (row["received_at"], row["outcome"] != REFUSED)
 
 
 def like_filter(pattern: str) -> str | None:

@@ -21,6 +21,9 @@ KEEP = 10_000
 TRIM_EVERY = 100
 #: Longest stored text of each column (a reason, a source from the URL, a delivery id, an address).
 _LIMITS = {"source": 100, "reason": 300, "delivery": 200, "peer": 64}
+#: What an INTEGER column holds (PostgreSQL: 32 bits): a page's URL may name any id, and
+#: `dropped` may add up past it.
+_ID_MIN, _ID_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Refusals(Tx):
         values["reason"] = values["reason"] or ""
         with self._tx() as conn:
             rid = conn.execute(insert(refusals).values(
-                received_at=float(r.received_at), status=int(r.status), dropped=max(int(r.dropped), 0),
+                received_at=float(r.received_at), status=int(r.status),
+                dropped=min(max(int(r.dropped), 0), _ID_MAX),   # a count past the column: its top
                 **values).returning(refusals.c.id)).scalar_one()
             if rid % TRIM_EVERY == 0:
                 self._trim_refusals(conn, keep)
@@ -78,6 +82,8 @@ class Refusals(Tx):
             return n + self._trim_refusals(conn, keep)
 
     def get_refusal(self, rid: int) -> dict | None:
+        if not _ID_MIN <= rid <= _ID_MAX:      # no such row (and no driver error over it)
+            return None
         with self._tx(read=True) as conn:
             row = conn.execute(select(refusals).where(refusals.c.id == rid)).first()
         return None if row is None else refusal_dict(row)
@@ -97,7 +103,8 @@ class Refusals(Tx):
         if after is not None:
             ts, key = after[0], after[1]
             if len(after) == 3:          # after a refusal: the older ones, or older ids of that time
-                q = q.where(or_(r.received_at < ts, and_(r.received_at == ts, r.id < int(key))))
+                key = min(max(int(key), _ID_MIN), _ID_MAX)     # a hand-made cursor: any number
+                q = q.where(or_(r.received_at < ts, and_(r.received_at == ts, r.id < key)))
             else:                        # after a delivery: every refusal of its time is still to come
                 q = q.where(r.received_at <= ts)
         return [refusal_dict(row) for row in conn.execute(q.limit(limit))]

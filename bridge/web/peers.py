@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 
+#: X-Forwarded-For entries read at most (from the right): a chain of proxies is short.
+_MAX_HOPS = 16
+
 
 def in_networks(addr: str | None, networks) -> bool:
     if not addr:
@@ -26,14 +29,18 @@ def in_networks(addr: str | None, networks) -> bool:
 
 
 def client_address(remote_addr: str | None, headers, trusted) -> str:
-    """The client's address: from a trusted proxy, the last address of its X-Forwarded-For (the
-    shipped nginx site sets it to the client's alone); else the peer's own. "local" for a Unix
-    socket."""
+    """The client's address: from a trusted proxy, the nearest address of its X-Forwarded-For
+    that is not a trusted proxy too (read from the right: what a client wrote itself, left of
+    what the first proxy appended, counts for nothing; the shipped nginx site sends the client's
+    alone); else the peer's own. "local" for a Unix socket."""
+    address = remote_addr
     if in_networks(remote_addr, trusted):
-        forwarded = headers.get("X-Forwarded-For", "")
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        try:
-            return str(ipaddress.ip_address(last))
-        except ValueError:
-            pass
-    return remote_addr or "local"
+        hops = headers.get("X-Forwarded-For", "").split(",")
+        for hop in reversed(hops[-_MAX_HOPS:]):
+            try:
+                address = str(ipaddress.ip_address(hop.strip()))
+            except ValueError:
+                break          # not an address: the proxies' chain ends here
+            if not in_networks(address, trusted):
+                break
+    return address or "local"

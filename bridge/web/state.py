@@ -1,5 +1,5 @@
-"""Per-process state of a web worker: the current Config, the Store, the metrics sink and the
-recorder of refused deliveries.
+"""Per-process state of a web worker: the current Config, the Store, the metrics sink, the
+recorder of refused deliveries and the brake on wrong admin tokens.
 
 Input: what create_app was given. Output: one object the views read (`current_app.extensions["bridge"]`).
 """
@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from bridge.web.refusals import RefusalRecorder
+from bridge.web.throttle import TokenBrake
 
 
 @dataclass
@@ -18,6 +19,8 @@ class AppState:
     state_dir: str = "var"
     metrics: object = None
     refusals: RefusalRecorder = field(default_factory=RefusalRecorder)
+    #: Wrong admin tokens per client, through the login form and the bearer header together.
+    brake: TokenBrake = field(default_factory=TokenBrake)
 
     def observe(self, source: str, status: int, started: float, *, outcome: str, matched=()):
         """Record one delivery's outcome (metrics, sender health). Never raises (Metrics logs

@@ -8,6 +8,7 @@ a filter that does not parse, 404 for an unknown delivery. Reads only the store 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -44,6 +45,8 @@ def parse_filter(args) -> DeliveryFilter:
     """The list's filters from the query string; ValueError with a message on a bad one."""
     def arg(name):
         value = args.get(name, "").strip()
+        if "\x00" in value:       # no stored text holds one, and PostgreSQL refuses it
+            raise ValueError(f"a NUL character in {name}")
         return value or None
     outcome, state = arg("outcome"), arg("state")
     if outcome and outcome not in LISTED_OUTCOMES:
@@ -62,14 +65,18 @@ def parse_filter(args) -> DeliveryFilter:
 
 def parse_cursor(value: str | None):
     """`<received_at>:<id>` after a delivery, `r<received_at>:<id>` after a refusal (the float
-    as repr'd, which reads back exactly), or None."""
+    as repr'd, which reads back exactly), or None. ValueError for anything else: a time that is
+    not a finite number, a refusal id that is not an integer, a NUL (PostgreSQL refuses it)."""
     if not value:
         return None
     refusal = value.startswith("r")
     ts, sep, key = value[refusal:].partition(":")
-    if not sep:
+    if not sep or "\x00" in key:
         raise ValueError("a bad page cursor")
-    return (float(ts), int(key), REFUSED) if refusal else (float(ts), key)
+    at = float(ts)
+    if not math.isfinite(at):
+        raise ValueError("a bad page cursor")
+    return (at, int(key), REFUSED) if refusal else (at, key)
 
 
 def format_cursor(cursor) -> str:
@@ -110,7 +117,8 @@ def deliveries():
 @bp.get("/ui/deliveries/<path:delivery_id>")
 def delivery(delivery_id: str):
     state = _state()
-    d = state.store.get_delivery(delivery_id)
+    # No stored id holds a NUL (ingress escapes them), and PostgreSQL refuses to compare one.
+    d = None if "\x00" in delivery_id else state.store.get_delivery(delivery_id)
     if d is None:
         return refused(404, f"no delivery '{delivery_id}'")
     statuses = [{**s, **host_view(s)} for s in state.store.statuses_of(delivery_id)]

@@ -13,7 +13,6 @@ from flask import current_app, redirect, render_template, request, url_for
 
 from bridge.web.ui import auth
 from bridge.web.ui.base import bp
-from bridge.web.ui.throttle import LoginLimiter
 
 log = logging.getLogger("bridge.ui")
 
@@ -31,35 +30,27 @@ def login():
         return render_template("login.html", disabled=True), 404
     error = None
     if request.method == "POST":
-        who, limiter = auth.client(), login_limiter()
-        wait = limiter.wait(who)
+        who = auth.client()
+        ok, wait = auth.try_token(request.form.get("token", ""))
         if wait:
-            log.warning("ui: login from %s refused for %d s: too many failed logins", who, wait,
+            log.warning("ui: login from %s refused for %d s: too many wrong admin tokens", who, wait,
                         extra={"peer": who})
             resp = current_app.make_response((render_template(
                 "login.html", disabled=False, next=_next_url(),
-                error=f"too many failed logins from your address: try again in {wait} seconds"), 429))
+                error=f"too many wrong admin tokens from your address: try again in {wait} seconds"), 429))
             resp.headers["Retry-After"] = str(wait)
             return resp
-        if auth.token_matches(request.form.get("token", "")):
-            limiter.succeeded(who)
+        if ok:
             log.info("ui: login from %s", who, extra={"user": "admin", "peer": who})
             resp = redirect(_next_url(), code=303)
             resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(), max_age=auth.SESSION_MAX_AGE,
                             httponly=True, samesite="Strict", secure=auth.secure(),
                             path=request.script_root + "/")
             return resp
-        limiter.failed(who)
         log.warning("ui: failed login from %s", who, extra={"peer": who})
         error = "that is not the admin token"
     return render_template("login.html", disabled=False, error=error, next=_next_url()), \
         401 if error else 200
-
-
-def login_limiter() -> LoginLimiter:
-    """This worker's limiter (made on first use)."""
-    return current_app.extensions.setdefault("bridge_ui", {}).setdefault("login_limiter",
-                                                                         LoginLimiter())
 
 
 @bp.post("/ui/logout")

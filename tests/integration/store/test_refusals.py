@@ -12,7 +12,7 @@ from bridge.store import refusals as refusals_module
 from bridge.store.engine import open_engine
 from bridge.store.reads import DeliveryFilter
 from bridge.store.schema import SCHEMA_VERSION, refusals
-from helpers.store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
+from helpers.store import db_url, new_delivery, new_job, open_store, run_sql  # noqa: F401  (fixtures)
 from helpers.ui import fill
 
 
@@ -129,3 +129,46 @@ def test_a_version_6_database_upgrades_to_7_and_records_refusals(db_url):
         assert [r.get("refusal") for r in store.delivery_page().rows] == [rid, None]
     finally:
         store.close()
+
+
+def test_ids_beyond_the_columns_range_find_nothing_and_break_nothing(open_store):
+    """A cursor or a page address is typed by whoever holds the URL: an id no integer column can
+    hold is no row (get_refusal None) and no reason for an error (a page after it, on either
+    backend: SQLite raised OverflowError, PostgreSQL 'integer out of range')."""
+    store = open_store()
+    rid = store.record_refusal(refusal(1000.0))
+    for huge in (2 ** 31, -(2 ** 31) - 1, 2 ** 63, 10 ** 30):
+        assert store.get_refusal(huge) is None
+    assert [r["refusal"] for r in store.delivery_page(after=(1000.0, 10 ** 30, "refused")).rows] == [rid]
+    assert store.delivery_page(after=(1000.0, -(10 ** 30), "refused")).rows == []
+    assert store.get_refusal(rid)["refusal"] == rid        # the store still answers
+
+
+def test_pages_keep_the_databases_order_of_deliveries_of_one_time(db_url):
+    """Deliveries of the same time are paged in the database's order of their ids (its
+    collation: en_US and ICU ones put 'a' before 'B', Python's str order does not); merging the
+    refusals in must keep that order, or the next page's cursor skips and repeats rows."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite compares ids as Python does (BINARY)")
+    store = Store.open(db_url)
+    try:
+        try:
+            run_sql(db_url, 'ALTER TABLE deliveries ALTER COLUMN id TYPE text COLLATE "en-x-icu"')
+        except Exception as exc:       # noqa: BLE001 - a server built without ICU
+            pytest.skip(f"no ICU collation on this server: {exc}")
+        for did in ("a", "B", "c", "D", "e"):
+            store.ingest(new_delivery(did, received_at=1000.0), [])
+        rid = store.record_refusal(refusal(500.0))
+        for limit in (1, 2, 3, 4):
+            rows = all_pages(store, limit=limit)
+            assert [key(r) for r in rows] == [("d", d) for d in ("e", "D", "c", "B", "a")] + [("r", rid)], limit
+    finally:
+        store.close()
+
+
+def test_a_count_of_dropped_refusals_beyond_the_column_is_kept_at_its_top(open_store):
+    """The recorder adds up every refusal it could not write (a flood while the store was down
+    for long): a sum past the INTEGER column must not make every later row fail to write."""
+    store = open_store()
+    rid = store.record_refusal(refusal(1000.0, dropped=2 ** 40))
+    assert store.get_refusal(rid)["dropped"] == 2 ** 31 - 1

@@ -6,7 +6,7 @@ import pytest
 from helpers.rules import BASE_RULES
 from helpers.ui import csrf_of
 
-from bridge.web.ui.throttle import FAILURES, LoginLimiter
+from bridge.web.throttle import FAILURES, TokenBrake
 
 ADMIN = "admin-token-5b1d"
 WITH_LOGIN = BASE_RULES + """\
@@ -103,7 +103,7 @@ class Clock:
 
 def test_failed_logins_from_one_client_get_429_then_pass_after_the_window(app):
     clock = Clock()
-    app.extensions.setdefault("bridge_ui", {})["login_limiter"] = LoginLimiter(clock=clock)
+    app.extensions["bridge"].brake = TokenBrake(clock=clock)
     c = app.test_client()
     token = csrf_of(c.get("/ui/login", headers=PROXY).data)
 
@@ -113,7 +113,7 @@ def test_failed_logins_from_one_client_get_429_then_pass_after_the_window(app):
     clock.now += 15
     locked = login(ADMIN)                       # even the right token is not looked at now
     assert locked.status_code == 429 and locked.headers["Retry-After"] == "45"
-    assert "too many failed logins" in locked.get_data(as_text=True)
+    assert "too many wrong admin tokens" in locked.get_data(as_text=True)
     assert "bridge_ui_session=" not in " ".join(locked.headers.getlist("Set-Cookie"))
     other = login(ADMIN, {"X-Forwarded-For": "203.0.113.10"})     # another client behind the proxy
     assert other.status_code == 303

@@ -8,9 +8,9 @@ from flask import Response
 from bridge.store import Store
 from bridge.web.peers import client_address
 from bridge.web.refusals import RefusalRecorder
+from bridge.web.throttle import TokenBrake, client_key
 from bridge.web.ui import chart
 from bridge.web.ui.pages import format_cursor, parse_cursor
-from bridge.web.ui.throttle import LoginLimiter, client_key
 
 
 class Clock:
@@ -23,7 +23,7 @@ class Clock:
 
 def test_a_few_failures_a_minute_then_wait_until_the_oldest_is_a_minute_old():
     clock = Clock()
-    limiter = LoginLimiter(failures=3, window=60.0, clock=clock)
+    limiter = TokenBrake(failures=3, window=60.0, clock=clock)
     for i in range(3):
         assert limiter.wait("192.0.2.1") == 0
         limiter.failed("192.0.2.1")
@@ -40,7 +40,7 @@ def test_a_few_failures_a_minute_then_wait_until_the_oldest_is_a_minute_old():
 
 def test_a_wait_is_at_least_a_second_and_old_clients_are_forgotten():
     clock = Clock()
-    limiter = LoginLimiter(failures=1, window=60.0, clock=clock, max_clients=2)
+    limiter = TokenBrake(failures=1, window=60.0, clock=clock, max_clients=2)
     limiter.failed("192.0.2.1")
     clock.now += 59.9
     assert limiter.wait("192.0.2.1") == 1
@@ -64,6 +64,19 @@ def test_the_client_address_comes_from_a_trusted_proxy_only():
     assert client_address("127.0.0.1", {}, trusted) == "127.0.0.1"
     assert client_address(None, {}, trusted) == "local"
 
+
+
+def test_behind_a_chain_of_trusted_proxies_the_client_is_the_nearest_untrusted_address():
+    """Proxies that append ($proxy_add_x_forwarded_for) leave the client's address before their
+    own: the last entry is then a trusted proxy, and every client would share its address (one
+    login brake for all, every refusal "from" the proxy). Entries a client wrote itself, left of
+    the one the first proxy appended, still count for nothing."""
+    trusted = ["127.0.0.1", "10.0.0.0/24"]
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "203.0.113.7, 10.0.0.2"}, trusted) == "203.0.113.7"
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "1.1.1.1, 203.0.113.7, 10.0.0.2"},
+                          trusted) == "203.0.113.7"
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "10.0.0.3, 10.0.0.2"}, trusted) == "10.0.0.3"
+    assert client_address("127.0.0.1", {"X-Forwarded-For": "<x>, 10.0.0.2"}, trusted) == "10.0.0.2"
 
 def test_the_recorder_writes_one_a_second_one_at_a_time_and_counts_the_rest(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path / 'bridge.db'}")

@@ -1,5 +1,6 @@
-"""The login form's brake: a few failed logins a minute per client address, then 429 until the
-oldest of them is a minute old. In-process: each web worker counts its own.
+"""The brake on guessing settings.admin_token: a few wrong tokens a minute per client address
+(through the login form and the bearer header alike), then 429 until the oldest of them is a
+minute old. In-process: each web worker counts its own.
 
 Input: the client's address (web/peers.py: the trusted proxy's X-Forwarded-For, else the peer),
 a clock. Output: how long that client must wait before its next try (0: go ahead).
@@ -12,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 
-#: Failed logins allowed per client in WINDOW seconds; the next try waits.
+#: Wrong admin tokens allowed per client in WINDOW seconds; the next try waits.
 FAILURES = 5
 WINDOW = 60.0
 #: Clients remembered per worker (the least recently failed are forgotten first).
@@ -32,8 +33,8 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
-class LoginLimiter:
-    """Failed logins per client in a sliding window of `window` seconds."""
+class TokenBrake:
+    """Wrong admin tokens per client in a sliding window of `window` seconds."""
 
     def __init__(self, failures: int = FAILURES, window: float = WINDOW, *,
                  clock=time.monotonic, max_clients: int = MAX_CLIENTS):
