@@ -87,6 +87,10 @@ class Floor(Application):
             self.cfg.set("workers", int(sys.argv[2]))
         if sys.argv[3] != "-":
             self.cfg.set("threads", int(sys.argv[3]))
+        if len(sys.argv) > 4:   # the bridge's own worker class (reads each request whole first)
+            from bridge.config.model import Settings
+            from bridge.service.webworker import worker_class
+            self.cfg.set("worker_class", worker_class(Settings()))
     def init(self, parser, opts, args):
         return None
     def load(self):
@@ -480,7 +484,8 @@ def part_floor(workdir: Path, args, summary: Summary) -> dict:
     script = workdir / "floor_app.py"
     script.write_text(FLOOR_APP.format(root=str(ROOT)), encoding="utf-8")
     server = Server([sys.executable, str(script), f"127.0.0.1:{port}", str(args.workers or "-"),
-                     str(args.threads or "-")], port, workdir / "floor.log")
+                     str(args.threads or "-")] + (["bridge-worker"] if args.floor_worker else []),
+                    port, workdir / "floor.log")
     out = {}
     try:
         for rate in args.rates:
@@ -502,7 +507,7 @@ def part_floor(workdir: Path, args, summary: Summary) -> dict:
 def part_closed(workdir: Path, args, durability: str, summary: Summary) -> None:
     bridge = Bridge(workdir, durability=durability, run=MEMORY_RUN, args=args,
                     name=f"closed-{durability}")
-    goal = {"normal": 1500, "full": 800}[durability]
+    goal = {"normal": 2000, "full": 1600}[durability]
     try:
         for n in args.connections:
             r = run_load(bridge.port, connections=n, duration=args.duration,
@@ -527,13 +532,13 @@ def part_open(workdir: Path, args, durability: str, floor: dict, summary: Summar
             p99 = r.pct(0.99)
             beside = ""
             if rate in floor:
-                beside = f"   floor p99 {floor[rate]:.1f} ms -> ratio {p99 / floor[rate]:.2f} (goal <= 2)"
+                beside = f"   floor p99 {floor[rate]:.1f} ms -> ratio {p99 / floor[rate]:.2f} (goal <= 3)"
             print(r.line() + beside, flush=True)
             all_built = report_built(bridge, r)
             if rate in floor:
                 summary.add(f"{durability} open loop {rate:g}/s p99 (floor p99)",
-                            f"{p99:.1f} ms ({floor[rate]:.1f} ms)", "goal <= 2 x floor",
-                            all_built and p99 <= 2 * floor[rate])
+                            f"{p99:.1f} ms ({floor[rate]:.1f} ms)", "goal <= 3 x floor",
+                            all_built and p99 <= 3 * floor[rate])
     finally:
         bridge.stop()
 
@@ -603,7 +608,7 @@ def part_exec(workdir: Path, args, durability: str, summary: Summary) -> None:
               f"{cpu / max(total, 1) * 1000:.2f} ms per build, start-up included)", flush=True)
         summary.add(f"{durability} exec /bin/true, none dropped",
                     f"{rate:.0f} builds/s{'' if not missing else f' ({missing} MISSING)'}",
-                    "goal >= 600", rate >= 600 and not missing)
+                    "goal >= 1000", rate >= 1000 and not missing)
     finally:
         if dispatcher is not None:
             dispatcher.send_signal(signal.SIGTERM)
@@ -635,6 +640,9 @@ def main(argv=None) -> int:
     p.add_argument("--memory-gap", type=float, default=0.05,
                    help="seconds between ack -> memory samples (the dispatcher idles in between)")
     p.add_argument("--exec-jobs", type=int, default=3000, help="jobs to queue for the exec part")
+    p.add_argument("--floor-worker", action="store_true",
+                   help="the floor on the bridge's own gunicorn worker class (webworker.py), "
+                        "not gthread: what that worker costs")
     p.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
     args = p.parse_args(argv)
     args.parts = [x for x in args.parts.split(",") if x]

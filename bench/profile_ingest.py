@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             post_all(app, requests)
             profiler.disable()
             stats = pstats.Stats(profiler)
-            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_N", "25")))
         store.close()
         logging.getLogger("bridge").handlers.clear()
     return 0

@@ -295,6 +295,16 @@ def validate_patterns(patterns) -> list[str]:
     """Every problem with a list of patterns, as messages; an empty list means valid."""
     if isinstance(patterns, (str, bytes)) or not isinstance(patterns, (list, tuple)):
         return [f"expected a list of patterns, got {patterns!r}"]
+    if not all(type(p) is str for p in patterns):
+        return _validate(patterns)
+    key = tuple(patterns)
+    return list(_VALID[key]) if key in _VALID else _validate(key)
+
+
+_VALID: dict = {}      # patterns -> their problems: ten thousand rules repeat a few lists
+
+
+def _validate(patterns) -> list[str]:
     problems = []
     for p in patterns:
         try:
@@ -303,6 +313,8 @@ def validate_patterns(patterns) -> list[str]:
             problems.append(str(exc))
     if patterns and all(isinstance(p, str) and p.startswith("!") for p in patterns):
         problems.append(_only_negative(patterns))
+    if isinstance(patterns, tuple) and len(_VALID) < 65536:
+        _VALID[patterns] = tuple(problems)
     return problems
 
 
@@ -324,9 +336,21 @@ class PatternList:
         self._literals = None
         if all(p._literal is not None and not p.negated for p in self._patterns):
             self._literals = frozenset(p._literal for p in self._patterns)
-        self._run = _automaton(self.sources).run
         # The answer for each deciding pattern, and for none (-1, the last entry).
         self._included = tuple(not p.negated for p in self._patterns) + (False,)
+
+    @property
+    def _run(self):
+        # Built on first use: a list of plain names answers `matches` without it (and a
+        # thousand rules' `repo: org/name` lists need none until `first_match` is asked).
+        run = self.__dict__.get("_automaton_run")
+        if run is None:
+            run = self.__dict__["_automaton_run"] = _automaton(self.sources).run
+        return run
+
+    def __reduce__(self):
+        # Pickled as its patterns (service/handover.py): rebuilt, and shared, where it lands.
+        return pattern_list, (self.sources,)
 
     def matches(self, value: str) -> bool:
         """True when `value` is included by the list."""
@@ -346,3 +370,27 @@ class PatternList:
 
     def __repr__(self) -> str:
         return f"PatternList({list(self.sources)!r})"
+
+
+_SHARED: dict = {}     # patterns -> their PatternList (immutable, so one for every rule)
+
+
+def pattern_list(patterns: Sequence[str]) -> PatternList:
+    """`PatternList(patterns)`, the same object for the same patterns: ten thousand rules with
+    `branches: [main]` hold one list. Raises GlobError as PatternList does."""
+    key = tuple(patterns)
+    shared = _SHARED.get(key)
+    if shared is None:
+        shared = PatternList(key)
+        if len(_SHARED) < 65536:
+            _SHARED[key] = shared
+    return shared
+
+
+def forget_shared() -> None:
+    """Drop the shared lists, checks and automata of the rules loaded so far (a new load starts
+    its own; lists the running rules hold stay theirs): a reload never keeps the old rules'."""
+    _SHARED.clear()
+    _VALID.clear()
+    _compile.cache_clear()
+    _automaton.cache_clear()

@@ -14,6 +14,11 @@ JOB_STATES = ("queued", "running", "started", "succeeded", "failed", "dead", "sk
 OPEN_STATES = ("queued", "running")
 #: Delivery outcomes (`duplicate`: the same push was already accepted under another id).
 OUTCOMES = ("matched", "no_match", "ignored", "duplicate")
+#: A delivery refused before it was stored (bad signature, unknown source, too large, not JSON):
+#: never a stored delivery's outcome, only a row of the store's capped record of refusals.
+REFUSED = "refused"
+#: What the delivery page lists and charts: the stored outcomes and the refusals.
+LISTED_OUTCOMES = OUTCOMES + (REFUSED,)
 
 #: A job's request key counting how often an operator had a failed build run again (`bridge
 #: retry`): targets with an idempotency key (Jenkins' BRIDGE_DELIVERY, CodeBuild's token) put it

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from bridge.events import AUTHOR_ASSOCIATIONS, DEFAULT_PULL_TYPES, Event
-from bridge.globs import PatternList
+from bridge.globs import PatternList, pattern_list
 
 #: Who may start a build from a fork's pull request or by a comment, when a rule names nobody.
 DEFAULT_AUTHORS = ("OWNER", "MEMBER", "COLLABORATOR")
@@ -44,7 +44,7 @@ def _patterns(spec: dict, key: str) -> PatternList | None:
     value = spec.get(key)
     if value is None:
         return None
-    return PatternList([value] if isinstance(value, str) else list(value))
+    return pattern_list((value,) if isinstance(value, str) else value)
 
 
 def compile_pull(on: dict) -> PullFilter | None:

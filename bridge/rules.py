@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from bridge.events import Event
-from bridge.globs import GlobError, PatternList
+from bridge.globs import GlobError, PatternList, pattern_list
 from bridge.jobs import Job
 from bridge.nearest import NearIndex
 from bridge.policies import DEFAULT_GROUP
@@ -66,7 +66,7 @@ def _patterns(on, key) -> PatternList | None:
     if key not in on:
         return None
     value = on[key]
-    return PatternList([value] if isinstance(value, str) else list(value))
+    return pattern_list((value,) if isinstance(value, str) else value)
 
 
 def compile_rule(name, line, on, run, *, kind, on_unknown_files="run", group=DEFAULT_GROUP) -> Rule:
@@ -78,7 +78,7 @@ def compile_rule(name, line, on, run, *, kind, on_unknown_files="run", group=DEF
     elif repos is not None:
         # GitHub and GitLab paths ignore case: their events are compared with these, folded too.
         try:
-            folded = PatternList([p.lower() for p in repos.sources])
+            folded = pattern_list([p.lower() for p in repos.sources])
         except GlobError:       # not expected (ranges are a-z, A-Z, 0-9): then as written
             folded = repos
     # A rule with pull_request: or comment: (and no events:) takes only those.

@@ -13,35 +13,108 @@ _TEMPLATE_CHECK = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")    # the last: a `${` n
 
 
 def compile_template(value):
-    """Precompile `run:` once: a function fields -> rendered copy, constants shared, not re-walked."""
+    """Precompile `run:` once: a callable fields -> rendered copy (None when `value` holds no
+    template), constants shared, not re-walked. The callables are plain objects (they travel,
+    pickled, from `cibridge serve` to its children: service/handover.py), and a string's is
+    shared by every rule that has that string (`${sha}` in ten thousand rules: one object)."""
     if isinstance(value, str):
-        if "$" not in value:
-            return None
-        parts = []
-        pos = 0
-        for m in _TEMPLATE.finditer(value):
-            parts.append(value[pos:m.start()])
-            parts.append("$" if m.group(0) == "$$" else (m.group(1),))
-            pos = m.end()
-        parts.append(value[pos:])
-        parts = [p for p in parts if p != ""]
-        if len(parts) == 1 and not isinstance(parts[0], str):
-            name = parts[0][0]
-            return lambda fields: fields[name]
-        return lambda fields: "".join([p if isinstance(p, str) else fields[p[0]] for p in parts])
+        return _compile_string(value) if "$" in value else None
     if isinstance(value, dict):
         compiled = {k: compile_template(v) for k, v in value.items()}
         if all(c is None for c in compiled.values()):
             return None
-        items = [(k, value[k], c) for k, c in compiled.items()]
-        return lambda fields: {k: (c(fields) if c is not None else copy_plain(v)) for k, v, c in items}
+        return _Mapping(tuple((k, value[k], c) for k, c in compiled.items()))
     if isinstance(value, list):
         compiled = [compile_template(v) for v in value]
         if all(c is None for c in compiled):
             return None
-        items = list(zip(value, compiled))
-        return lambda fields: [c(fields) if c is not None else copy_plain(v) for v, c in items]
+        return _Sequence(tuple(zip(value, compiled)))
     return None
+
+
+_STRINGS: dict = {}     # template text -> its compiled form (immutable, so shared)
+
+
+def _compile_string(value: str):
+    compiled = _STRINGS.get(value)
+    if compiled is not None:
+        return compiled
+    parts = []
+    pos = 0
+    for m in _TEMPLATE.finditer(value):
+        parts.append(value[pos:m.start()])
+        parts.append("$" if m.group(0) == "$$" else (m.group(1),))
+        pos = m.end()
+    parts.append(value[pos:])
+    parts = [p for p in parts if p != ""]
+    if len(parts) == 1 and not isinstance(parts[0], str):
+        compiled = _Field(parts[0][0])
+    else:
+        compiled = _Join(tuple(parts))
+    if len(_STRINGS) < 65536:
+        _STRINGS[value] = compiled
+    return compiled
+
+
+def forget_shared() -> None:
+    """Drop the compiled strings shared so far (globs.forget_shared's twin)."""
+    _STRINGS.clear()
+
+
+class _Field:
+    """`${name}` alone: the field's value."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, fields):
+        return fields[self.name]
+
+    def __reduce__(self):
+        return _Field, (self.name,)
+
+
+class _Join:
+    """Text with `${name}`s in it: literal parts (str) and fields ((name,)) joined."""
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __call__(self, fields):
+        return "".join([p if isinstance(p, str) else fields[p[0]] for p in self.parts])
+
+    def __reduce__(self):
+        return _Join, (self.parts,)
+
+
+class _Mapping:
+    """A mapping: (key, value, compiled value or None) per item."""
+    __slots__ = ("items",)
+
+    def __init__(self, items):
+        self.items = items
+
+    def __call__(self, fields):
+        return {k: (c(fields) if c is not None else copy_plain(v)) for k, v, c in self.items}
+
+    def __reduce__(self):
+        return _Mapping, (self.items,)
+
+
+class _Sequence:
+    """A list: (value, compiled value or None) per item."""
+    __slots__ = ("items",)
+
+    def __init__(self, items):
+        self.items = items
+
+    def __call__(self, fields):
+        return [c(fields) if c is not None else copy_plain(v) for v, c in self.items]
+
+    def __reduce__(self):
+        return _Sequence, (self.items,)
 
 
 def copy_plain(value):

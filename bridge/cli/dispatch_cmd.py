@@ -11,6 +11,7 @@ from bridge.cli.common import default_state_dir, load_accepted_or_exit, rules_op
 from bridge.cli.options import log_options
 from bridge.logs import setup
 from bridge.service.dispatcher import run_dispatcher
+from bridge.service.handover import received_at_start
 
 
 @click.command()
@@ -25,5 +26,6 @@ def dispatch(rules_path, state_dir, concurrency):
     rules.yaml nobody reloaded: send SIGHUP (`systemctl reload`) to load the file."""
     setup()
     state_dir = state_dir or default_state_dir()
-    config = load_accepted_or_exit(rules_path, state_dir)
+    # Under `cibridge serve`: the rules it validated (handover.py); else validated here.
+    config = received_at_start(rules_path, state_dir) or load_accepted_or_exit(rules_path, state_dir)
     run_dispatcher(rules_path, state_dir, concurrency=concurrency, config=config)

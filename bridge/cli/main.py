@@ -29,7 +29,7 @@ COMMANDS = {
                 "matches or not."),
     "mirrors": ("bridge.cli.mirrors", "mirrors", "Git mirrors that compute changed files for path filters."),
     "prune": ("bridge.cli.prune", "prune",
-              "Delete finished deliveries (and their jobs) older than the given age."),
+              "Delete finished deliveries (and their jobs) and refusal records older than the given age."),
     "reconcile": ("bridge.cli.reconcile", "reconcile",
                   "Recover missed deliveries: failed ones in the hosts' delivery logs are redelivered, "
                   "and watched branches and tags ahead of the deliveries get a synthesized push "

@@ -13,6 +13,7 @@ from bridge.cli.common import DEFAULT_BIND, default_state_dir, load_accepted_or_
 from bridge.cli.options import log_options
 from bridge.cli.stores import open_store
 from bridge.logs import setup
+from bridge.service.handover import received_at_start
 from bridge.service.listener import BindError, Listener
 from bridge.service.web import run_web
 
@@ -45,7 +46,8 @@ def web(rules_path, state_dir, bind, workers, threads, gunicorn_config):
         except BindError as exc:
             click.echo(f"bridge: {exc}; nothing started", err=True)
             sys.exit(1)
-    config = load_accepted_or_exit(rules_path, state_dir)
+    # Under `cibridge serve`: the rules it validated (handover.py); else validated here.
+    config = received_at_start(rules_path, state_dir) or load_accepted_or_exit(rules_path, state_dir)
     open_store(config, state_dir).close()
     run_web(rules_path, state_dir, bind, workers=workers, threads=threads, config_file=gunicorn_config,
             config=config)

@@ -126,6 +126,10 @@ class Config:
         return Policies(targets={name: t.policy for name, t in self.targets.items()},
                         rules={name: own for name, own in self.rule_policies.items() if own})
 
+    def __getstate__(self):
+        # Pickled (service/handover.py) without the match index: rebuilt where it is used.
+        return {k: v for k, v in self.__dict__.items() if k != "_ruleset"}
+
     @property
     def ruleset(self) -> RuleSet:
         cached = self.__dict__.get("_ruleset")

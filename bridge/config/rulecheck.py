@@ -6,6 +6,8 @@ rule's `RuleReport`, each problem added to the load's `Problems` under the rule'
 """
 from __future__ import annotations
 
+import re
+
 from bridge.config.keys import ON_KEYS, RULE_KEYS
 from bridge.config.model import RuleReport
 from bridge.config.policy import rule_policy
@@ -18,6 +20,8 @@ from bridge.globs import validate_patterns
 from bridge.rules import DEFAULT_EVENTS, Rule, compile_rule
 from bridge.targets import target_spec
 from bridge.templates import commit_templates, template_problems, templates_in
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def parse_rules(doc, problems, sources, targets, rule_reports, broken_targets=frozenset(),
@@ -168,7 +172,7 @@ def _rule_report(spec, name, problems) -> RuleReport:
     """`context:` (default bridge/<name>), `report:` and `report_skipped:` of one rule."""
     context = spec.get("context", f"bridge/{name}")
     if not isinstance(context, str) or not context.strip() or len(context) > 255 \
-            or any(ord(c) < 32 for c in context):
+            or _CONTROL.search(context):
         problems.add(spec.line_of("context"), "context must be a one-line name of at most 255 "
                                               f"characters, such as 'ci/{name}'", name)
         context = f"bridge/{name}"

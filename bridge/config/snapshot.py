@@ -149,12 +149,17 @@ def load_accepted(rules_path, state_dir):
         log.warning("the last reload of %s was refused; starting on the last good rules (version %s)",
                     rules_path, config.version, extra={"problems": problems[:5]})
     else:
-        text, _ = _read_rules(rules_path)
-        if text is not None and rules_version(text) != config.version:
-            log.warning("%s was edited since the rules were last loaded; this process runs the "
-                        "accepted rules (version %s) until a reload (SIGHUP)", rules_path,
-                        config.version)
+        warn_if_edited(rules_path, config)
     return config, problems
+
+
+def warn_if_edited(rules_path, config) -> None:
+    """Say so when rules.yaml was edited since `config` (the accepted rules) was loaded from it."""
+    text, _ = _read_rules(rules_path)
+    if text is not None and rules_version(text) != config.version:
+        log.warning("%s was edited since the rules were last loaded; this process runs the "
+                    "accepted rules (version %s) until a reload (SIGHUP)", rules_path,
+                    config.version)
 
 
 def _start_on_file(rules_path, state_dir, refusal: str):
@@ -232,10 +237,15 @@ def validate_and_record(rules_path, state_dir) -> list[str]:
     if os.environ.get(SUPERVISED):
         status = read_status(state_dir) or {}
         return [] if status.get("ok", True) else list(status.get("problems") or [])
+    return validate_record_config(rules_path, state_dir)[1]
+
+
+def validate_record_config(rules_path, state_dir):
+    """`validate_and_record` that also returns what it accepted: (config, []) or (None, problems)."""
     config, text, problems = load_file(rules_path)
     if not problems:
         record_good(state_dir, config, text, rules_path)
-        return []
+        return config, []
     old = read_status(state_dir) or {}
     write_status(state_dir, ok=False, version=old.get("version"), problems=problems)
-    return problems
+    return None, problems

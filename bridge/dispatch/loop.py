@@ -38,6 +38,8 @@ _START_IS_THE_BUILD = frozenset({"exec"})
 _QUICK_START = 0.25
 # The longest pause between claims while policies hold every due job back.
 _POLICED_IDLE_MAX = 0.2
+# Seconds between the background thread's WAL checkpoints (store/engine.py CHECKPOINT_BACKSTOP).
+_CHECKPOINT_EVERY = 0.5
 
 
 class Dispatcher:
@@ -89,6 +91,7 @@ class Dispatcher:
         self._start_seconds: dict[str, float] = {}    # target -> moving average of start() durations
         self._ahead_blocked = False   # a slow job was claimed ahead and released: not again until a slot frees
         self._idle_claims = 0         # claims in a row that got nothing (see _idle_delay)
+        self._last_full = False       # the last claim got all it asked for: more are likely waiting
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._last_renewal = now()
         self.outage = Outage(log, recovered="store available again", interval=poll_interval)
@@ -186,12 +189,22 @@ class Dispatcher:
             self._shutdown(grace)
 
     def _background(self, stop: threading.Event, interval: float) -> None:
+        checkpointed = 0.0
         while not stop.wait(interval):
             try:
                 self._follow_due()
                 self.poster.tick()
             except Exception:   # noqa: BLE001 - keep following and posting whatever one round did
                 self.log.error("follow/status round failed", exc_info=True, extra={"delivery": None})
+            if time.monotonic() - checkpointed >= _CHECKPOINT_EVERY:
+                checkpointed = time.monotonic()
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """The store's WAL back into its file, here rather than in an acknowledgement's commit
+        (store/engine.py CHECKPOINT_BACKSTOP). A store that is down is the claim loop's to report."""
+        with contextlib.suppress(StoreUnavailable):
+            self.store.checkpoint()
 
     def _shutdown(self, grace: float) -> None:
         with self._lock:
@@ -229,11 +242,14 @@ class Dispatcher:
             superseded: list = []
             claimed = self.store.claim(self.owner, limit, lease_seconds=self.lease_seconds,
                                        now=self.now(), policies=self.policies, superseded=superseded,
-                                       cancel_kinds=_START_IS_THE_BUILD)
+                                       cancel_kinds=_START_IS_THE_BUILD,
+                                       look_first=not self._last_full)
         except StoreUnavailable as exc:
+            self._last_full = False
             self.outage.down("cannot claim jobs", exc)
             return []
         self.outage.up()
+        self._last_full = len(claimed) >= limit
         if claimed or superseded:
             self._idle_claims = 0
         if superseded:

@@ -59,12 +59,14 @@ class PullSteps:
         """The comment named no commit: GET the pull request with the source's report: token."""
         feedback = self.feedback()
         client = feedback.client(ev.source) if feedback is not None else None
-        ask = getattr(client, "pull_head", None)
-        if ask is None:
+        if client is None:
             return Prepared(job, "dead", f"the comment names no commit and source '{ev.source}' has no "
                                          f"report: token to ask {ev.provider} for the head of {n}")
+        if not client.asks_pull_heads:
+            return Prepared(job, "dead", f"the comment names no commit and {ev.provider} is not asked "
+                                         f"for the head of {n}")
         try:
-            got = ask(ev.repo, ev.number)
+            got = client.pull_head(ev.repo, ev.number)
         except StatusUnavailable as exc:
             return Prepared(job, "retry", f"cannot ask for the head of {n} yet: {exc}",
                             retry_after=exc.retry_after)

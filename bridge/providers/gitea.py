@@ -34,6 +34,7 @@ class GiteaStatuses(StatusClient):
     """POST {api_url}/repos/{owner}/{repo}/statuses/{sha}, Authorization: token."""
 
     provider = "gitea"
+    asks_pull_heads = True
     #: Our states (a superset) -> Gitea's (pending, success, error, failure, warning).
     states = {"pending": "pending", "running": "pending", "success": "success",
               "failure": "failure", "canceled": "error", "error": "error"}

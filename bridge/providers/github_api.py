@@ -53,6 +53,7 @@ class Statuses(StatusClient):
 
     provider = NAME
     states = STATES
+    asks_pull_heads = True
 
     def request(self, status):
         body = {"state": self.states[status.state], "description": cap(status.description),

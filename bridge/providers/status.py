@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from bridge.errors import StatusUnavailable
+from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.policies import retry_after
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class StatusClient:
 
     provider = ""
     states: dict[str, str] = {}
+    #: Whether `pull_head` asks the host (its comment events name no commit; GitHub, Gitea).
+    asks_pull_heads = False
 
     def __init__(self, api_url: str, token: str, *, timeout: float = 10.0,
                  now: Callable[[], float] = time.time):
@@ -60,6 +62,11 @@ class StatusClient:
         """Post one status: its Answer, or StatusUnavailable / StatusRejected."""
         url, headers, body = self.request(status)
         return self.classify(self.send("POST", url, headers=headers, json=body))
+
+    def pull_head(self, repo: str, number: int) -> dict:
+        """A pull request's head as the Event fields a comment lacked, plus `state`; hosts whose
+        comments name their commit (`asks_pull_heads` False) have nothing to ask."""
+        raise StatusRejected(f"{self.provider or 'this host'} is not asked for pull request heads")
 
     def send(self, method: str, url: str, **kw) -> requests.Response:
         """One request on this thread's session; StatusUnavailable when the host did not answer."""

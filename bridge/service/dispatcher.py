@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 
 from bridge import logs
@@ -19,11 +18,12 @@ from bridge.dispatch.changes import make_path_decider
 from bridge.dispatch.loop import Dispatcher
 from bridge.dispatch.reconcile import Periodic
 from bridge.dispatch.statuses import Feedback
-from bridge.errors import ConfigError, StoreUnavailable
+from bridge.errors import ConfigError
 from bridge.metrics import Metrics, use_multiprocess_dir
 from bridge.scrape_metrics import register_process
+from bridge.service.handover import receive
 from bridge.service.sigpipe import SignalPipe
-from bridge.store import open_for
+from bridge.service.storeopen import open_store_or_exit
 
 log = logging.getLogger("bridge.serve")
 
@@ -55,22 +55,13 @@ def run_dispatcher(rules_path, state_dir, *, concurrency=None, owner=None, stop=
     log.info("dispatcher %s stopped", owner)
 
 
-def open_store_or_exit(config, state_dir, **kw):
-    """`store.open_for`, or exit 1 with its message (database down, schema to upgrade) - no
-    traceback."""
-    try:
-        return open_for(config, state_dir, **kw)
-    except StoreUnavailable as exc:
-        print(f"bridge: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
-
-
 def build_dispatcher(config, state_dir, owner: str, concurrency=None) -> Dispatcher:
     """A Dispatcher on `config`: its store, targets, path decider and status poster."""
     concurrency = concurrency or config.settings.dispatcher_concurrency
     # One connection per job thread and follow thread, plus the claim loop and the status poster.
     store = open_store_or_exit(config, state_dir,
-                               pool_size=concurrency + config.settings.follow.concurrency + 2)
+                               pool_size=concurrency + config.settings.follow.concurrency + 2,
+                               background_checkpoints=True)
     return Dispatcher(store, config.build_targets(state_dir), config.retry_policies(), owner=owner,
                       concurrency=concurrency,
                       lease_seconds=config.settings.lease_seconds,
@@ -121,7 +112,9 @@ class Reloader:
         # Validated here too: under bridge-dispatcher.service nobody else checks the file first.
         problems = validate_and_record(rules_path, state_dir)
         try:
-            new = None if problems else load_with_fallback(rules_path, state_dir)[0]
+            # Under `cibridge serve`: the rules it validated and handed over (handover.py).
+            handed = None if problems else receive(state_dir)
+            new = None if problems else handed[0] if handed else load_with_fallback(rules_path, state_dir)[0]
         except ConfigError as exc:   # a secret went missing since the validation
             problems = exc.problems
         if problems:

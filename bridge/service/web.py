@@ -16,6 +16,7 @@ from bridge.config.snapshot import (accepted_or_file, load_with_fallback, read_s
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics, child_exit, prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
+from bridge.service.handover import receive
 from bridge.service.webworker import worker_class
 from bridge.web.app import create_app
 
@@ -50,6 +51,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
     if config is None:
         config = load_with_fallback(rules_path, state_dir)[0]
     _MASTER_RULES["config"] = config
+    config.ruleset      # the match index too, built once here and shared by every worker
     logs.apply_settings(config.settings)
     workers = workers or config.settings.workers
 
@@ -102,7 +104,10 @@ def _on_web_reload(rules_path, state_dir):
     _MASTER_RULES.pop("config", None)
     gc.collect()
     try:
-        _MASTER_RULES["config"] = load_with_fallback(rules_path, state_dir)[0]
+        handed = receive(state_dir)       # under `cibridge serve`: the rules it validated
+        config = handed[0] if handed else load_with_fallback(rules_path, state_dir)[0]
+        config.ruleset
+        _MASTER_RULES["config"] = config
     except ConfigError:
         pass     # each worker tries (make_app), and says why
     gc.freeze()

@@ -42,22 +42,25 @@ from bridge.store.pulls import PullQueries
 from bridge.store.queue import Queue
 from bridge.store.reads import Reads
 from bridge.store.reconcile import ReconcileStore
+from bridge.store.refusals import NewRefusal, Refusals
 
 
-class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, PullQueries, Reads, ReconcileStore):
+class Store(Inbox, Queue, Follows, Outbox, OperatorQueries, PullQueries, Reads, ReconcileStore,
+            Refusals):
     """Deliveries, jobs and their attempts, follows and statuses in one database (see above).
 
     One class over the store's nouns: `Inbox` (store/inbox.py), `Queue` (store/queue.py),
     `Follows` (store/follows.py), `Outbox` (store/outbox.py), `OperatorQueries`
     (store/operators.py), `PullQueries` (store/pulls.py), `Reads` (store/reads.py: the
-    delivery page) and `ReconcileStore` (store/reconcile.py: leases, marks), all on `Tx`
+    delivery page), `ReconcileStore` (store/reconcile.py: leases, marks) and `Refusals`
+    (store/refusals.py: the capped record of refused deliveries), all on `Tx`
     (store/tx.py: engine, transactions, group commit).
     `Store.open(url, ...)` connects; every method is one short transaction (prune: a few), and
     any database failure raises `StoreUnavailable` with nothing half-written.
     """
 
 
-__all__ = ["ClaimedFollow", "ClaimedStatus", "Ingested", "NewDelivery", "NewStatus", "Store",
+__all__ = ["ClaimedFollow", "ClaimedStatus", "Ingested", "NewDelivery", "NewRefusal", "NewStatus", "Store",
            "reused_delivery_id"]
 
 

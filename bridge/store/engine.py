@@ -36,6 +36,15 @@ DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 # writes without it (an operator's sqlite3 shell).
 _BUSY_TIMEOUT_MS = 5000
 
+# SQLite copies the WAL back into the database file when a commit leaves it over 1,000 pages
+# (4 MB): that commit, an acknowledgement's, then spends milliseconds on the copy (and, with
+# durability "full", on the database's fsync) while it still holds the writer lock, which is the
+# tail of the ack latency. Long-running processes (web workers, the dispatcher) open with
+# background_checkpoints: the dispatcher checkpoints every half second off the ack path
+# (`Store.checkpoint`, PASSIVE: it waits for no reader or writer), and a commit checkpoints
+# only past this backstop, when no dispatcher runs or it fell far behind.
+CHECKPOINT_BACKSTOP = 16384   # pages: 64 MB of WAL
+
 # PostgreSQL, per process. A gunicorn gthread worker uses at most one connection per thread (4 by
 # default) and a dispatcher one per job slot plus its claim loop; `pool_size` connections stay
 # open, bursts open up to as many again, closed when returned. A whole instance therefore holds
@@ -109,15 +118,17 @@ def normalize_url(url: str):
 
 
 def open_engine(url: str, durability: str = "full", *, create_dir: bool = True,
-                pool_size: int | None = None):
+                pool_size: int | None = None, background_checkpoints: bool = False):
     """Return (engine, WriterLock or None) for `url`; None where the database serializes itself.
-    `pool_size`: PostgreSQL connections kept per process (default POOL_SIZE)."""
+    `pool_size`: PostgreSQL connections kept per process (default POOL_SIZE).
+    `background_checkpoints`: SQLite's WAL is copied back into the database by the dispatcher's
+    `Store.checkpoint()`, not by whichever commit crosses 1,000 pages (see CHECKPOINT_BACKSTOP)."""
     if durability not in DURABILITY:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not '{durability}'")
     u = normalize_url(url)
     backend = u.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(u, durability, create_dir)
+        return _sqlite_engine(u, durability, create_dir, background_checkpoints)
     if backend == "postgresql":
         return _postgresql_engine(u, durability, pool_size or POOL_SIZE), None
     raise ValueError(f"unsupported database '{backend}' (use sqlite:/// or postgresql://)")
@@ -135,7 +146,7 @@ def _require_psycopg() -> None:
             "--postgres, which installs requirements/postgres.lock)") from exc
 
 
-def _sqlite_engine(u, durability: str, create_dir: bool):
+def _sqlite_engine(u, durability: str, create_dir: bool, background_checkpoints: bool):
     path = u.database
     if not path or path == ":memory:" or u.query.get("mode") == "memory":
         raise ValueError("the store needs an SQLite file (sqlite:///path/bridge.db), not a memory database")
@@ -162,6 +173,8 @@ def _sqlite_engine(u, durability: str, create_dir: bool):
             cur.execute("PRAGMA foreign_keys = ON")
             # Index pages of random delivery ids and content keys stay cached (default is 2 MB).
             cur.execute("PRAGMA cache_size = -32768")
+            if background_checkpoints:
+                cur.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_BACKSTOP}")
         finally:
             cur.close()
 

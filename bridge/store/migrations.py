@@ -23,8 +23,7 @@ from sqlalchemy import String, func, insert, inspect, select, text
 
 from bridge.errors import StoreUnavailable
 from bridge.store.schema import (SCHEMA_VERSION, deliveries, follows, jobs, leases, metadata, policy_state,
-                                 reconcile_marks,
-                                 schema_version, statuses)
+                                 reconcile_marks, refusals, schema_version, statuses)
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,12 @@ def _reconcile(conn) -> None:
         conn.execute(text("ALTER TABLE deliveries ADD COLUMN via TEXT"))
 
 
+def _refusals(conn) -> None:
+    """The record of refused deliveries (store/refusals.py), with its index; unless there
+    already (a database made from a newer metadata than its stamp)."""
+    refusals.create(conn, checkfirst=True)
+
+
 #: Steps after the baseline, oldest first: Step(2, ...), Step(3, ...).
 STEPS: tuple[Step, ...] = (
     Step(2, "follows and statuses: builds followed to their end, commit statuses to post",
@@ -95,6 +100,8 @@ STEPS: tuple[Step, ...] = (
          _page_indexes),
     Step(5, "per-target policy: jobs' group and superseded_by, the policy state", _policies),
     Step(6, "reconcile: leases, reconcile_marks, deliveries.via", _reconcile),
+    Step(7, "refusals: a capped record of the deliveries refused before they were stored",
+         _refusals),
 )
 
 # Any constant: serializes schema changes of PostgreSQL instances starting at the same time.

@@ -7,6 +7,8 @@ a mixin of `Store`.
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 from sqlalchemy import Double, Integer, Text, and_, bindparam, func, insert, or_, select, update
 
 from bridge.jobs import JOB_STATES, Job, Run
@@ -15,7 +17,7 @@ from bridge.store import admission
 from bridge.store.group import GroupCommit
 from bridge.store.outbox import NewStatus
 from bridge.store.schema import deliveries, job_attempts, jobs
-from bridge.store.tx import Tx, _clip, _dumps, _event, _Raw
+from bridge.store.tx import Tx, _clip, _dumps, _event, _loads, _Raw
 
 # Run.state -> job state. A target that only queued or started a build leaves the job "started".
 _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
@@ -34,6 +36,12 @@ class Queue(Tx):
         self._finish_job = _Raw(self._q.finish, dialect)
         self._insert_attempt = _Raw(insert(job_attempts).values(
             {c: bindparam(c) for c in _ATTEMPT_COLUMNS}), dialect)
+        # The claim without policies, on the driver's cursor (like ingest and _finish).
+        q = self._q
+        self._any_queued, self._any_expired = _Raw(q.any_queued, dialect), _Raw(q.any_expired, dialect)
+        self._pick_queued, self._pick_expired = _Raw(q.pick_queued, dialect), _Raw(q.pick_expired, dialect)
+        self._lease_one = _Raw(q.lease_one, dialect)
+        self._picked = namedtuple("Picked", [c.name for c in q.pick_queued.selected_columns])
 
     def _group_commits(self) -> None:
         super()._group_commits()
@@ -43,12 +51,13 @@ class Queue(Tx):
 
     def claim(self, owner: str, limit: int, *, lease_seconds: float, now: float,
               policies: Policies | None = None, superseded: list | None = None,
-              cancel_kinds=("exec",)) -> list[Job]:
+              cancel_kinds=("exec",), look_first: bool = True) -> list[Job]:
         """Lease up to `limit` due jobs to `owner`: queued ones whose time has come, and running
         ones whose lease expired (their dispatcher died; the lost attempt is recorded). Each
         `Job` carries its attempt (1 on the first try), its lease's end and its parsed event.
 
-        A read without any lock comes first, so an idle dispatcher polling often costs nothing.
+        A read without any lock comes first, so an idle dispatcher polling often costs nothing;
+        `look_first=False` skips it when the caller knows jobs are waiting (its last claim was full).
 
         With `policies` (bridge.policies) that limit anything, only jobs their policy lets start
         now are leased, decided in this transaction with every claimer's running jobs counted
@@ -57,32 +66,61 @@ class Queue(Tx):
         (`Superseded`: the job, its successor, the build to cancel). `cancel_kinds`: target
         kinds whose start is the build (a build under this owner's own lease can be cancelled).
         """
-        if limit <= 0 or not self._any_due(now):
+        if limit <= 0 or (look_first and not self._any_due(now)):
             return []
         expires = now + lease_seconds
+        if policies is None or not policies.active:
+            with self._driver_tx() as (cur,):
+                rows = self._pick_raw(cur, limit, now)
+                if rows:
+                    self._lease_raw(cur, rows, owner, now, expires)
+            return [self._job(r, _loads(r.request), _loads(r.event), _loads(r.path_filter), expires)
+                    for r in rows]
         waiting: list = []              # coalesced jobs' ids, read whole after the commit
-        events = None
         with self._tx() as conn:
-            if policies is not None and policies.active:
-                rows = self._pick_policed(conn, limit, now, owner, policies,
-                                          superseded if superseded is not None else [], cancel_kinds,
-                                          waiting)
-            else:
-                rows = self._pick(conn, limit, now)
+            rows = self._pick_policed(conn, limit, now, owner, policies,
+                                      superseded if superseded is not None else [], cancel_kinds,
+                                      waiting)
             if rows:
                 self._lease(conn, rows, owner, now, expires)
                 # A policed pick reads no event (most rows it reads do not start): now theirs.
-                events = (dict(conn.execute(self._q.events, {"ids": [r.id for r in rows]}).all())
-                          if policies is not None and policies.active else None)
+                events = dict(conn.execute(self._q.events, {"ids": [r.id for r in rows]}).all())
         if waiting and superseded is not None:
             with self._tx(read=True) as conn:
                 superseded += admission.superseded_jobs(conn, waiting)
-        return [Job(id=r.id, delivery=r.delivery_id, rule=r.rule, target=r.target, kind=r.kind,
-                    request=r.request, event=_event(events[r.id] if events else r.event),
-                    attempt=r.attempts + 1, first_queued_at=r.first_queued_at,
-                    needs_files=bool(r.needs_files), path_filter=r.path_filter,
-                    lease_expires_at=expires, group=r.policy_group or "")
-                for r in rows]
+        return [self._job(r, r.request, events[r.id], r.path_filter, expires) for r in rows]
+
+    @staticmethod
+    def _job(r, request, event, path_filter, expires: float) -> Job:
+        return Job(id=r.id, delivery=r.delivery_id, rule=r.rule, target=r.target, kind=r.kind,
+                   request=request, event=_event(event), attempt=r.attempts + 1,
+                   first_queued_at=r.first_queued_at, needs_files=bool(r.needs_files),
+                   path_filter=path_filter, lease_expires_at=expires, group=r.policy_group or "")
+
+    def _pick_raw(self, cur, limit: int, now: float) -> list:
+        """Due rows, expired leases first, locked for this transaction. Two index range scans,
+        each stopping at `limit`: one ORDER BY over an OR would sort every due job (and read its
+        event) on each claim of a long queue."""
+        cur.execute(self._pick_expired.sql, self._pick_expired.params({"now": now, "limit": limit}))
+        rows = [self._picked(*r) for r in cur.fetchall()]
+        if len(rows) < limit:
+            cur.execute(self._pick_queued.sql,
+                        self._pick_queued.params({"now": now, "limit": limit - len(rows)}))
+            rows += [self._picked(*r) for r in cur.fetchall()]
+        return rows
+
+    def _lease_raw(self, cur, rows, owner: str, now: float, expires: float) -> None:
+        """Lease the picked rows to `owner` (as `_lease`); a taken-over one's lost attempt is recorded."""
+        lost = [self._insert_attempt.params({
+                    "job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
+                    "started_at": r.leased_at, "finished_at": now, "outcome": "lost", "error":
+                    f"lease of {r.lease_owner} expired; taken over by {owner}", "remote_id": None,
+                    "url": None, "detail": None})
+                for r in rows if r.state == "running"]
+        if lost:
+            cur.executemany(self._insert_attempt.sql, lost)
+        cur.executemany(self._lease_one.sql, [self._lease_one.params(
+            {"id": r.id, "owner": owner, "now": now, "expires": expires}) for r in rows])
 
     def _lease(self, conn, rows, owner: str, now: float, expires: float) -> None:
         """Lease the picked rows to `owner`; a taken-over one's lost attempt is recorded."""
@@ -97,19 +135,12 @@ class Queue(Tx):
 
     def _any_due(self, now: float) -> bool:
         """A lock-free look: is any job queued and due, or running on an expired lease?"""
-        q = self._q
-        with self._tx(read=True) as conn:
-            return (conn.execute(q.any_queued, {"now": now}).first() is not None
-                    or conn.execute(q.any_expired, {"now": now}).first() is not None)
-
-    def _pick(self, conn, limit: int, now: float) -> list:
-        """Due rows, expired leases first, locked for this transaction."""
-        # Two index range scans, each stopping at `limit`: one ORDER BY over an OR would
-        # sort every due job (and read its event) on each claim of a long queue.
-        rows = conn.execute(self._q.pick_expired, {"now": now, "limit": limit}).all()
-        if len(rows) < limit:
-            rows += conn.execute(self._q.pick_queued, {"now": now, "limit": limit - len(rows)}).all()
-        return rows
+        with self._driver_read() as cur:
+            for q in (self._any_queued, self._any_expired):
+                cur.execute(q.sql, q.params({"now": now}))
+                if cur.fetchone() is not None:
+                    return True
+        return False
 
     def _pick_policed(self, conn, limit: int, now: float, owner: str, policies: Policies,
                       superseded: list, cancel_kinds, waiting: list) -> list:
@@ -333,6 +364,10 @@ class _Statements:
         self.light_expired = light.where(expired).order_by(jobs.c.lease_expires_at, jobs.c.id)
         self.events = (select(jobs.c.id, deliveries.c.event)
                        .join(deliveries, deliveries.c.id == jobs.c.delivery_id).where(jobs.c.id.in_(ids)))
+        self.lease_one = update(jobs).where(jobs.c.id == bindparam("id")).values(
+            state="running", lease_owner=bindparam("owner"), leased_at=now,
+            lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,
+            updated_at=now)
         self.lease = update(jobs).where(jobs.c.id.in_(ids)).values(
             state="running", lease_owner=bindparam("owner"), leased_at=now,
             lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,

@@ -1,9 +1,11 @@
-"""Read queries of the delivery page (web/ui): deliveries filtered and paged by keyset, the
-per-minute counts by outcome for its chart, and a delivery's stored jobs as new ones (replay).
+"""Read queries of the delivery page (web/ui): deliveries and refusals filtered and paged by
+keyset, the per-minute counts by outcome for its chart, and a delivery's stored jobs as new ones
+(replay).
 
-Input: filters (`DeliveryFilter`) and a cursor (received_at, id) from the page's URL. Output:
-plain dicts in the shape of `list_deliveries`, and the cursor of the next page. A mixin of
-`Store` (it uses the store's `_tx`); SQLite and PostgreSQL alike.
+Input: filters (`DeliveryFilter`) and a cursor from the page's URL: (received_at, id) after a
+delivery, (received_at, id, "refused") after a refusal. Output: plain dicts in the shape of
+`list_deliveries` (refusals: store/refusals.py's), and the cursor of the next page. A mixin of
+`Store` (it uses the store's `_tx` and `Refusals`' reads); SQLite and PostgreSQL alike.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Integer, and_, cast, exists, func, or_, select
 
-from bridge.jobs import JOB_STATES, OUTCOMES, RERUN_KEY, Job
+from bridge.jobs import JOB_STATES, LISTED_OUTCOMES, OUTCOMES, REFUSED, RERUN_KEY, Job
 from bridge.store.operators import _GLOB_CHARS, is_glob, repo_matcher
 from bridge.store.schema import deliveries, jobs
 
@@ -28,7 +30,7 @@ class DeliveryFilter:
     repo: str | None = None          # a glob of the rules' syntax, any case; or one repository
     ref: str | None = None           # a full ref, or a branch or tag name
     rule: str | None = None          # a rule that got a job
-    outcome: str | None = None       # OUTCOMES
+    outcome: str | None = None       # LISTED_OUTCOMES ("refused": the refusals alone)
     job_state: str | None = None     # JOB_STATES: deliveries with a job in it
     since: float | None = None       # received at or after (epoch seconds)
     until: float | None = None       # received before
@@ -50,8 +52,8 @@ def _where(q, f: DeliveryFilter):
     if f.source:
         q = q.where(d.source == f.source)
     if f.outcome:
-        if f.outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome '{f.outcome}': use one of {', '.join(OUTCOMES)}")
+        if f.outcome not in LISTED_OUTCOMES:
+            raise ValueError(f"unknown outcome '{f.outcome}': use one of {', '.join(LISTED_OUTCOMES)}")
         q = q.where(d.outcome == f.outcome)
     if f.job_state:
         if f.job_state not in JOB_STATES:
@@ -73,12 +75,38 @@ def _where(q, f: DeliveryFilter):
 
 
 def _after(q, cursor):
-    """Keyset: the rows after `cursor` in the newest-first order (never OFFSET)."""
+    """Keyset: the rows after `cursor` in the newest-first order (never OFFSET). Of one time,
+    deliveries come before refusals: after a refusal, only older deliveries are left."""
     if cursor is None:
         return q
     d = deliveries.c
+    if len(cursor) == 3:
+        return q.where(d.received_at < cursor[0])
     ts, did = cursor
     return q.where(or_(d.received_at < ts, and_(d.received_at == ts, d.id < did)))
+
+
+def lists_deliveries(f: "DeliveryFilter") -> bool:
+    return f.outcome != REFUSED
+
+
+def lists_refusals(f: "DeliveryFilter") -> bool:
+    """Refusals have a source and a time, nothing else: any other filter leaves them out."""
+    return f.outcome in (None, REFUSED) and not (f.repo or f.ref or f.rule or f.job_state)
+
+
+def _position(row: dict) -> tuple:
+    """A listed row's keyset cursor (see `_after`)."""
+    if row["outcome"] == REFUSED:
+        return (row["received_at"], row["refusal"], REFUSED)
+    return (row["received_at"], row["delivery"])
+
+
+def _newest_first(row: dict) -> tuple:
+    """The list's order, descending: time, then deliveries before refusals. Rows of one kind and
+    one time keep the order the database gave them (the sort is stable): its collation orders
+    delivery ids, and Python's str order is not every collation's (en_US: 'a' before 'B')."""
+    return (row["received_at"], row["outcome"] != REFUSED)
 
 
 def like_filter(pattern: str) -> str | None:
@@ -118,13 +146,18 @@ class Reads:
         with self._tx(read=True) as conn:
             if f.repo and is_glob(f.repo):
                 keys, nxt, out = self._glob_keys(conn, f, after, limit)
-            else:
+                return Page(self._page_rows(conn, [k.id for k in keys]), nxt, out)
+            rows = []
+            if lists_deliveries(f):
                 q = _after(_where(select(d.id, d.received_at), f), after).order_by(*order)
                 keys = conn.execute(q.limit(limit + 1)).all()
-                nxt = (keys[limit - 1].received_at, keys[limit - 1].id) if len(keys) > limit else None
-                keys, out = keys[:limit], False
-            rows = self._page_rows(conn, [k.id for k in keys])
-        return Page(rows, nxt, out)
+                rows = self._page_rows(conn, [k.id for k in keys])
+            if lists_refusals(f):
+                rows += self._refusal_rows(conn, source=f.source, since=f.since, until=f.until,
+                                           after=after, limit=limit + 1)
+                rows.sort(key=_newest_first, reverse=True)
+        nxt = _position(rows[limit - 1]) if len(rows) > limit else None
+        return Page(rows[:limit], nxt, False)
 
     def _glob_keys(self, conn, f: DeliveryFilter, after, limit: int):
         """Keys of a page whose repository filter is a glob, matched batch by batch."""
@@ -154,17 +187,18 @@ class Reads:
             return []
         d = deliveries.c
         rows = conn.execute(select(d.id, d.source, d.provider, d.received_at, d.repo, d.ref, d.outcome,
-                                   d.reason, d.verdicts, d.event, d.content_duplicate_of)
+                                   d.reason, d.verdicts, d.event, d.content_duplicate_of, d.via)
                             .where(d.id.in_(ids))).all()
         by_delivery: dict[str, list[dict]] = {i: [] for i in ids}
         for j in conn.execute(select(jobs.c.id, jobs.c.delivery_id, jobs.c.rule, jobs.c.target,
-                                     jobs.c.state, jobs.c.attempts, jobs.c.url)
+                                     jobs.c.state, jobs.c.attempts, jobs.c.url, jobs.c.superseded_by)
                               .where(jobs.c.delivery_id.in_(ids)).order_by(jobs.c.id)):
             by_delivery[j.delivery_id].append({"id": j.id, "rule": j.rule, "target": j.target,
-                                               "state": j.state, "attempts": j.attempts, "url": j.url})
+                                               "state": j.state, "attempts": j.attempts, "url": j.url,
+                                               "superseded_by": j.superseded_by})
         out = {r.id: {"delivery": r.id, "source": r.source, "provider": r.provider,
                       "received_at": r.received_at, "repo": r.repo, "ref": r.ref, "outcome": r.outcome,
-                      "reason": r.reason, "content_duplicate_of": r.content_duplicate_of,
+                      "reason": r.reason, "content_duplicate_of": r.content_duplicate_of, "via": r.via,
                       "sha": ((r.event or {}).get("sha") or (r.event or {}).get("after") or "")[:12],
                       "matched": [v["rule"] for v in r.verdicts if v.get("matched")],
                       "jobs": by_delivery[r.id]} for r in rows}
@@ -172,7 +206,8 @@ class Reads:
 
     def outcome_counts(self, *, since: float, until: float, bucket: int = 60) -> list[tuple]:
         """(bucket start, outcome, count) of the deliveries received in [since, until), by
-        `bucket` seconds: the delivery page's chart."""
+        `bucket` seconds, and of the refusals ("refused", with those the recorder let go): the
+        delivery page's chart."""
         d = deliveries.c
         with self._tx(read=True) as conn:
             if conn.dialect.name == "postgresql":
@@ -184,7 +219,8 @@ class Reads:
                                 .where(d.outcome.in_(OUTCOMES), d.received_at >= since,
                                        d.received_at < until)
                                 .group_by(slot, d.outcome)).all()
-        return [(int(r[0]) * bucket, r[1], r[2]) for r in rows]
+            refused = self._refusal_counts(conn, since=since, until=until, bucket=bucket)
+        return [(int(r[0]) * bucket, r[1], r[2]) for r in rows] + refused
 
 
 def stored_jobs(delivery: dict) -> list[Job]:

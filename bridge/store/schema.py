@@ -1,7 +1,7 @@
 """Store schema: the SQLAlchemy Core tables shared by SQLite and PostgreSQL.
 
 Input: nothing. Output: `metadata` with deliveries, content_keys, jobs, job_attempts, follows,
-statuses and schema_version, and `SCHEMA_VERSION`, the layout this code reads and writes.
+statuses, refusals and schema_version, and `SCHEMA_VERSION`, the layout this code reads and writes.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import (JSON, Boolean, Column, Double, ForeignKey, Index, Intege
                         MetaData, Table, Text, func)
 
 #: Bumped on every change of the layout below; a database at another version is refused.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Text everywhere, never VARCHAR(n): PostgreSQL enforces a length that SQLite ignores, so a long
 # ref or repository name was stored by one backend and refused (503, forever) by the other.
@@ -200,3 +200,21 @@ reconcile_marks = Table(
     Column("value", _Json, nullable=False),
     Column("updated_at", Double, nullable=False),
 )
+
+# --- refusals: deliveries refused before anything was stored (bridge/store/refusals.py) -------
+
+# A bounded record for the delivery page: at most about one row a second per web worker (the
+# rest are counted in the next row's `dropped`), trimmed to the newest rows. Our own message
+# only: never a body, a signature or a header value (the host's delivery id aside, clipped).
+refusals = Table(
+    "refusals", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", Double, nullable=False),
+    Column("source", Text, nullable=False),               # the URL's /hooks/<source>, clipped
+    Column("status", Integer, nullable=False),            # the HTTP status answered: 400/401/404/413
+    Column("reason", Text, nullable=False),               # our message, clipped
+    Column("delivery", Text),                             # the host's delivery id, clipped; None: none sent
+    Column("peer", Text),                                 # the client's address
+    Column("dropped", Integer, nullable=False),           # refusals not recorded just before this one
+)
+Index("refusals_received_at", refusals.c.received_at, refusals.c.id)

@@ -57,7 +57,8 @@ class Tx:
 
     @classmethod
     def open(cls, url: str, *, durability: str = "full", create: bool = True,
-             upgrade: bool | None = None, check: bool = True, pool_size: int | None = None):
+             upgrade: bool | None = None, check: bool = True, pool_size: int | None = None,
+             background_checkpoints: bool = False):
         """Connect to `url` (sqlite:///path or postgresql://...) and check the schema version.
 
         `create`: install the schema in an empty database (safe when several processes start at
@@ -66,10 +67,12 @@ class Tx:
         PostgreSQL, whose instances may run two releases during a rolling deploy: there it takes
         `cibridge db upgrade` (upgrade=True). A schema newer than the code is always refused.
         `check=False` opens without any of this (`cibridge db status`). `pool_size`: connections
-        kept per process on PostgreSQL (see engine.py). Failures are `StoreUnavailable`.
+        kept per process on PostgreSQL (see engine.py). `background_checkpoints`: SQLite's commits
+        leave the WAL to `checkpoint()` (engine.py). Failures are `StoreUnavailable`.
         """
         try:
-            engine, lock = open_engine(url, durability, create_dir=create, pool_size=pool_size)
+            engine, lock = open_engine(url, durability, create_dir=create, pool_size=pool_size,
+                                       background_checkpoints=background_checkpoints)
         except OSError as exc:
             raise StoreUnavailable(f"store unavailable: cannot create the state directory: "
                                    f"{exc.strerror}") from exc
@@ -108,6 +111,19 @@ class Tx:
         if self._writer is not None:
             self._writer.after_fork()
         self._group_commits()
+
+    def checkpoint(self) -> int:
+        """SQLite: copy what the WAL holds back into the database file, waiting for no reader or
+        writer (PASSIVE) and outside the writer lock; the WAL frames still to copy. PostgreSQL: 0."""
+        if self._pg:
+            return 0
+        try:
+            with self.engine.connect() as conn:
+                busy, frames, copied = conn.connection.driver_connection.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise _unavailable(exc) from exc
+        return max(frames - copied, 0) if frames >= 0 else 0
 
     def ping(self) -> None:
         """Readiness: a real write (and commit) that touches no delivery; raises StoreUnavailable."""
@@ -176,6 +192,29 @@ class Tx:
         finally:
             raw.close()
 
+    @contextmanager
+    def _driver_read(self):
+        """A read on the driver's own connection, without the writer lock: yields a cursor.
+        Each statement sees the latest commit (the transaction, if the driver opened one, is
+        rolled back at the end). Failures surface as StoreUnavailable."""
+        try:
+            raw = self.engine.raw_connection()
+        except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise _unavailable(exc) from exc
+        try:
+            cur = raw.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+                if self._pg:
+                    raw.rollback()
+        except self._dbapi_error as exc:
+            raw.invalidate()
+            raise _unavailable(exc) from exc
+        finally:
+            raw.close()
+
     def _write_batch(self, items: list, one, tx) -> list:
         """`one(*tx_values, *item)` for the items of concurrent callers in one transaction (group
         commit). If it fails, each is tried again alone, so one cannot take the others with it;
@@ -224,6 +263,11 @@ def _cursor(conn):
         yield cur
     finally:
         cur.close()
+
+
+def _loads(value):
+    """A JSON column read on the driver's cursor: text on SQLite, already parsed by psycopg."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _dumps(value) -> str | None:

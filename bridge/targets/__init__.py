@@ -43,12 +43,19 @@ def target_spec(kind: str) -> type[Target]:
     return _imported(TARGET_SPECS, kind)
 
 
+_CLASSES: dict = {}     # (module:attr) -> the class, once imported (a load asks per rule)
+
+
 def _imported(table: dict[str, str], kind: str) -> type[Target]:
     try:
-        module_name, _, attr = table[kind].partition(":")
+        where = table[kind]
     except KeyError:
         raise KeyError(unknown_kind_message(kind)) from None
-    return getattr(importlib.import_module(module_name), attr)
+    cls = _CLASSES.get(where)
+    if cls is None:
+        module_name, _, attr = where.partition(":")
+        cls = _CLASSES[where] = getattr(importlib.import_module(module_name), attr)
+    return cls
 
 
 __all__ = ["TARGET_KINDS", "TARGET_SPECS", "Target", "target_class", "target_spec", "unknown_kind_message"]

@@ -23,7 +23,8 @@ def create_app(config, store=None, state_dir="var", metrics=None):
     app.config["MAX_CONTENT_LENGTH"] = None   # ingress enforces the configured cap itself
     if store is None:
         store = _OpenWhenReachable(lambda: Store.open(config.database_url(state_dir),
-                                                      durability=config.settings.durability))
+                                                      durability=config.settings.durability,
+                                                      background_checkpoints=True))
     app.extensions["bridge"] = AppState(config=config, store=store, state_dir=str(state_dir),
                                         metrics=metrics)
     app.register_blueprint(ingress_bp)

@@ -1,7 +1,8 @@
 """Ingress stage: the HTTP view `POST /hooks/<source>`: bytes -> verify -> normalize -> match -> store -> reply.
 
 Input: a webhook delivery. Output: the reply DESIGN.md's table prescribes (401/404/413/400/200/202/503);
-a 2xx only after the delivery and its jobs are committed. Web workers never call a target. A
+a 2xx only after the delivery and its jobs are committed; a refusal also goes to the recorder of
+refusals (web/refusals.py), after its reply. Web workers never call a target. A
 delivery meaning several events (Bitbucket: one per change) is stored as one row per event, all in
 one transaction, each matched and deduplicated on its own (`_receive_many`).
 """
@@ -20,6 +21,7 @@ from bridge.events import Ignored
 from bridge.providers import (content_key, events_of, get_provider, kept_header_prefixes, secret_headers,
                               stored_body)
 from bridge.store import NewDelivery
+from bridge.web.peers import client_address
 
 log = logging.getLogger("bridge.ingress")
 bp = Blueprint("ingress", __name__)
@@ -109,7 +111,12 @@ def receive(source: str):
         state.observe(source, exc.status, started, outcome="refused")
         log.warning("refused: %s", exc.message,
                     extra={"delivery": delivery, "source": source, "status": exc.status})
-        return _error(exc, delivery)
+        resp = _error(exc, delivery)
+        # For the delivery page, after the reply: rate-limited, never the body or a secret.
+        state.refusals.note(state.store, resp, source=source, status=exc.status, reason=exc.message,
+                            delivery=delivery, peer=client_address(
+                                req.remote_addr, headers, config.settings.ui.trusted_proxies))
+        return resp
 
     kept = kept_headers(headers, provider.SECRET_HEADERS)
     if not isinstance(result, Ignored) and len(result) > 1:

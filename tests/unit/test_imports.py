@@ -24,6 +24,9 @@ IMPORT_BY_NAME = {
     "bridge/targets/__init__.py": "a target kind's class, named by string, imported when a rule uses it",
     "bridge/cli/lazy.py": "a `cibridge` command's module, imported when the command runs (click's "
                           "LazyGroup): `cibridge --version` and `--help` stay fast",
+    "bridge/service/supervisor.py": "the store, imported only in the child `cibridge serve` forks to "
+                                    "create the schema: the long-lived supervisor never loads "
+                                    "SQLAlchemy (some 20 MiB)",
 }
 
 

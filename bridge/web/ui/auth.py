@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 import re
 import secrets
@@ -18,7 +17,8 @@ import secrets
 from flask import current_app, g, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bridge.web.admin import admin_allowed
+from bridge.web import admin
+from bridge.web.peers import in_networks
 
 SESSION_COOKIE = "bridge_ui_session"
 CSRF_COOKIE = "bridge_ui_csrf"
@@ -65,25 +65,14 @@ def _sessions() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(ui_key(), salt="bridge-ui-session")
 
 
-def in_networks(addr: str | None, networks) -> bool:
-    if not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    for net in networks:
-        try:
-            if ip in ipaddress.ip_network(net, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def from_proxy() -> bool:
     """Whether the peer is one of settings.ui.trusted_proxies (default the local host)."""
     return in_networks(request.remote_addr, _state().config.settings.ui.trusted_proxies)
+
+
+def client() -> str:
+    """The client's address: the trusted proxy's X-Forwarded-For, else the peer's."""
+    return admin.client()
 
 
 def current_user() -> str | None:
@@ -103,15 +92,16 @@ def current_user() -> str | None:
             user = str(data.get("u", "admin"))[:100]
         except BadSignature:
             user = None
-    if user is None and admin_allowed():
+    if user is None and admin.admin_allowed():
         user = "token" if request.headers.get("Authorization", "").startswith("Bearer ") else "local"
     g.ui_user = user
     return user
 
 
-def token_matches(given: str) -> bool:
-    token = _state().config.settings.admin_token
-    return bool(token) and hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+def try_token(given: str) -> tuple[bool, int]:
+    """The login form's try of the admin token: web/admin.py's, braked per client together with
+    the bearer header's tries."""
+    return admin.try_admin_token(given)
 
 
 def session_cookie() -> str:

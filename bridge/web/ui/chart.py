@@ -1,4 +1,5 @@
-"""The list's chart: deliveries per minute by outcome over the last 24 hours, as SVG shapes.
+"""The list's chart: deliveries per minute by outcome over the last 24 hours (refusals too), as
+SVG shapes.
 
 Input: (minute start, outcome, count) rows from `Store.outcome_counts`. Output: a `Chart`: one
 SVG path per outcome (its stacked bars, numbers only) and axis labels in a 1440 x 100 box, which
@@ -16,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from bridge.jobs import OUTCOMES
+from bridge.jobs import LISTED_OUTCOMES
 
 WIDTH, HEIGHT, SPAN, BUCKET = 1440, 100, 24 * 3600, 60
 
@@ -56,19 +57,19 @@ def _draw(per_slot: dict, start: int) -> Chart:
 def _bars(per_slot: dict, peak: int) -> tuple[dict, dict]:
     """(outcome -> path data, outcome -> deliveries) of the slots' stacked bars under `peak`."""
     scale = HEIGHT / peak if peak else 0
-    totals = {o: 0 for o in OUTCOMES}
+    totals = {o: 0 for o in LISTED_OUTCOMES}
     parts: dict[str, list[str]] = {}
     for slot in sorted(per_slot):
         counts = per_slot[slot]
         y = HEIGHT
-        for outcome in OUTCOMES:
+        for outcome in LISTED_OUTCOMES:
             n = counts.get(outcome, 0)
             if n:
                 totals[outcome] += n
                 h = max(n * scale, 0.5)
                 y -= h
                 parts.setdefault(outcome, []).append(f"M{slot} {max(y, 0.0):.2f}h1v{h:.2f}h-1z")
-    return {o: "".join(parts[o]) for o in OUTCOMES if o in parts}, totals
+    return {o: "".join(parts[o]) for o in LISTED_OUTCOMES if o in parts}, totals
 
 
 def _finish(paths: dict, totals: dict, peak: int, start: int) -> Chart:
@@ -110,6 +111,6 @@ class Counts:
                 self._drawn = ((current, peak), _bars(per_slot, peak))
             paths, totals = self._drawn[1]
         live_paths, live_totals = _bars({(current - start) // BUCKET: live}, peak) if live else ({}, {})
-        return _finish({o: paths.get(o, "") + live_paths.get(o, "") for o in OUTCOMES
+        return _finish({o: paths.get(o, "") + live_paths.get(o, "") for o in LISTED_OUTCOMES
                         if o in paths or o in live_paths},
-                       {o: totals[o] + live_totals.get(o, 0) for o in OUTCOMES}, peak, start)
+                       {o: totals[o] + live_totals.get(o, 0) for o in LISTED_OUTCOMES}, peak, start)

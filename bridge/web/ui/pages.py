@@ -1,6 +1,6 @@
 """The read pages: the deliveries list (filters, keyset pages, the 24-hour chart, the rules in
-force) and one delivery (event, stored verdicts, today's explain trace, jobs with attempts and
-statuses, headers and body).
+force; refused deliveries among them), one delivery (event, stored verdicts, today's explain
+trace, jobs with attempts and statuses, headers and body) and one refusal (what little is kept).
 
 Input: GET requests with filters in the query string. Output: HTML from the templates; 400 for
 a filter that does not parse, 404 for an unknown delivery. Reads only the store and the config.
@@ -8,6 +8,7 @@ a filter that does not parse, 404 for an unknown delivery. Reads only the store 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -17,7 +18,7 @@ from bridge.config.snapshot import read_status
 from bridge.errors import BridgeError, DeliveryError
 from bridge.explain import explain_payload
 from bridge.globs import GlobError
-from bridge.jobs import JOB_STATES, OUTCOMES
+from bridge.jobs import JOB_STATES, LISTED_OUTCOMES, REFUSED
 from bridge.policies import parse_duration
 from bridge.providers import host_view
 from bridge.store.reads import DeliveryFilter
@@ -25,8 +26,13 @@ from bridge.web.ui import chart
 from bridge.web.ui.base import bp, refused
 
 PAGE_SIZE = 50
+#: Every outcome the list shows, in the filter's order.
 OUTCOME_LABELS = {"matched": "accepted", "no_match": "no match", "ignored": "ignored",
-                  "duplicate": "duplicate"}
+                  "refused": "refused", "duplicate": "duplicate"}
+#: Where a delivery came from when the host did not simply send it (deliveries.via).
+VIA_LABELS = {"reconcile": "recovered by reconcile: made from the host's records, the host never "
+                           "delivered it",
+              "redelivery": "redelivered: the host sent it again when reconcile asked"}
 #: Request keys never shown (a rule's `run:` holds no secret today; a future one must not leak).
 _SECRET_WORDS = ("token", "secret", "password", "passwd", "credential", "signature", "authorization")
 
@@ -39,9 +45,11 @@ def parse_filter(args) -> DeliveryFilter:
     """The list's filters from the query string; ValueError with a message on a bad one."""
     def arg(name):
         value = args.get(name, "").strip()
+        if "\x00" in value:       # no stored text holds one, and PostgreSQL refuses it
+            raise ValueError(f"a NUL character in {name}")
         return value or None
     outcome, state = arg("outcome"), arg("state")
-    if outcome and outcome not in OUTCOMES:
+    if outcome and outcome not in LISTED_OUTCOMES:
         raise ValueError(f"unknown outcome '{outcome}'")
     if state and state not in JOB_STATES:
         raise ValueError(f"unknown job state '{state}'")
@@ -56,13 +64,25 @@ def parse_filter(args) -> DeliveryFilter:
 
 
 def parse_cursor(value: str | None):
-    """`<received_at>:<id>` (the float as repr'd, which reads back exactly) or None."""
+    """`<received_at>:<id>` after a delivery, `r<received_at>:<id>` after a refusal (the float
+    as repr'd, which reads back exactly), or None. ValueError for anything else: a time that is
+    not a finite number, a refusal id that is not an integer, a NUL (PostgreSQL refuses it)."""
     if not value:
         return None
-    ts, sep, delivery = value.partition(":")
-    if not sep:
+    refusal = value.startswith("r")
+    ts, sep, key = value[refusal:].partition(":")
+    if not sep or "\x00" in key:
         raise ValueError("a bad page cursor")
-    return float(ts), delivery
+    at = float(ts)
+    if not math.isfinite(at):
+        raise ValueError("a bad page cursor")
+    return (at, int(key), REFUSED) if refusal else (at, key)
+
+
+def format_cursor(cursor) -> str:
+    if len(cursor) == 3:
+        return f"r{cursor[0]!r}:{cursor[1]}"
+    return f"{cursor[0]!r}:{cursor[1]}"
 
 
 def rules_in_force() -> dict:
@@ -87,17 +107,18 @@ def deliveries():
     counts = current_app.extensions.setdefault("bridge_ui", {}).setdefault("counts", chart.Counts())
     graph = counts.chart(state.store, now) if cursor is None else None
     args = {k: v for k, v in request.args.items() if k != "after" and v}
-    nxt = dict(args, after=f"{page.next[0]!r}:{page.next[1]}") if page.next else None
+    nxt = dict(args, after=format_cursor(page.next)) if page.next else None
     return render_template("deliveries.html", page=page, args=args, next_args=nxt, chart=graph,
                            chart_size=(chart.WIDTH, chart.HEIGHT), outcomes=OUTCOME_LABELS,
                            job_states=JOB_STATES, sources=sorted(state.config.sources),
-                           rules=rules_in_force(), first=cursor is None)
+                           rules=rules_in_force(), first=cursor is None, via=VIA_LABELS)
 
 
 @bp.get("/ui/deliveries/<path:delivery_id>")
 def delivery(delivery_id: str):
     state = _state()
-    d = state.store.get_delivery(delivery_id)
+    # No stored id holds a NUL (ingress escapes them), and PostgreSQL refuses to compare one.
+    d = None if "\x00" in delivery_id else state.store.get_delivery(delivery_id)
     if d is None:
         return refused(404, f"no delivery '{delivery_id}'")
     statuses = [{**s, **host_view(s)} for s in state.store.statuses_of(delivery_id)]
@@ -111,7 +132,16 @@ def delivery(delivery_id: str):
         trace, trace_error = None, str(exc)
     return render_template("delivery.html", d=d, body=pretty_body(d["body"]), trace=trace,
                            trace_error=trace_error, skipped=[s for s in statuses if s["job_id"] is None],
-                           outcomes=OUTCOME_LABELS)
+                           outcomes=OUTCOME_LABELS, via=VIA_LABELS)
+
+
+@bp.get("/ui/refused/<int:refusal>")
+def refusal(refusal: int):
+    """A refused delivery: only what the record keeps (no body, no headers: nothing to replay)."""
+    r = _state().store.get_refusal(refusal)
+    if r is None:
+        return refused(404, f"no refused delivery {refusal} (only the newest are kept)")
+    return render_template("refusal.html", r=r)
 
 
 def hide_secrets(value):

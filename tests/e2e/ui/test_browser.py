@@ -1,6 +1,7 @@
 """The delivery page in a real browser: Debian's headless Chromium driven by selenium against a
 real `cibridge serve` (gunicorn + dispatcher) on 127.0.0.1, its store filled with 200 deliveries
-of every outcome. Screenshots of each page go to the test's tmp dir (printed at the end)."""
+of every outcome, refused ones among them (and one refused by the running bridge itself).
+Screenshots of each page go to the test's tmp dir (printed at the end)."""
 from __future__ import annotations
 
 import re
@@ -10,11 +11,12 @@ import time
 import pytest
 import requests
 from helpers.payloads import load_payload, payload_files, sign_github
-from helpers.process import BridgeProcess
+from helpers.process import BridgeProcess, wait_for
 from helpers.rules import BUILD_EVERY_PUSH, GITHUB_SECRET, SECRET_ENV
 from helpers.ui import SCRIPT_BRANCH, fill
 
 from bridge.store import Store
+from bridge.store.reads import DeliveryFilter
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -33,16 +35,27 @@ def bridge(tmp_path_factory):
     directory = tmp_path_factory.mktemp("ui-bridge")
     store = Store.open(f"sqlite:///{directory / 'var' / 'bridge.db'}", durability="normal")
     try:
-        filled = fill(store, 200, start=time.time() - 200 * 60, step=60.0)
+        filled = fill(store, 180, start=time.time() - 200 * 60, step=60.0, refused=20)
     finally:
         store.close()
     proc = BridgeProcess(directory, BUILD_EVERY_PUSH, env=SECRET_ENV).start()
     proc.filled = filled
-    body, headers = load_payload("github/push__f110-single-commit.json")   # one real push, newest
-    headers.update(sign_github(body, GITHUB_SECRET))
+    body, headers = load_payload("github/push__f110-single-commit.json")
+    wrong = {**headers, "X-GitHub-Delivery": "live-refusal", **sign_github(body, "not-the-secret")}
+    assert proc.post("github", body, wrong).status_code == 401       # refused by the bridge itself
+    wait_for(lambda: _refusals(proc) == 21, timeout=30, what="the live refusal's row")
+    headers.update(sign_github(body, GITHUB_SECRET))                 # one real push, newest
     proc.real = proc.post("github", body, headers).json()["delivery"]
     yield proc
     proc.stop()
+
+
+def _refusals(proc) -> int:
+    store = proc.store()
+    try:
+        return len(store.delivery_page(DeliveryFilter(outcome="refused"), limit=100).rows)
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +94,10 @@ def test_list_filter_and_open_a_delivery_with_its_trace(bridge, browser, shot):
     assert len(rows(browser)) == 50
     assert browser.find_elements(By.CSS_SELECTOR, "#chart svg path")      # the last 24 hours
     badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#deliveries .badge")}
-    assert {"accepted", "no match", "ignored", "duplicate", "build: dead", "build: succeeded"} <= badges
+    assert {"accepted", "no match", "ignored", "duplicate", "refused", "build: dead",
+            "build: succeeded"} <= badges
+    assert browser.find_elements(By.CSS_SELECTOR, "#deliveries tr.refused")
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg path.o-refused")
     shot("1-deliveries")
 
     browser.find_element(By.ID, "f-repo").send_keys("acme/api")
@@ -108,6 +124,25 @@ def test_list_filter_and_open_a_delivery_with_its_trace(bridge, browser, shot):
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text                                       # the branch ran nothing
     shot("4-script-branch-as-text")
+
+
+def test_filter_the_refused_and_open_one(bridge, browser, shot):
+    browser.get(f"{bridge.url}/ui/")
+    Select(browser.find_element(By.ID, "f-outcome")).select_by_value("refused")
+    browser.find_element(By.ID, "apply").click()
+    WebDriverWait(browser, 30).until(lambda b: "outcome=refused" in b.current_url)
+    found = rows(browser)
+    assert len(found) == 21 and all("refused" in r.get_attribute("class") for r in found)
+    assert all(r.find_element(By.CSS_SELECTOR, ".badge").text == "refused" for r in found)
+    live = found[0]          # the newest: refused by the running bridge
+    assert "github: X-Hub-Signature-256 does not match the body" in live.text and "401" in live.text
+    assert any("unknown source 'nope'" in r.text for r in found)
+    shot("8-refused-only")
+    live.find_element(By.CSS_SELECTOR, "a.open").click()
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.ID, "refusal-id"))
+    fields = browser.find_element(By.ID, "fields").text
+    assert "live-refusal" in fields and "127.0.0.1" in fields and "401" in fields
+    shot("9-one-refusal")
 
 
 def test_retry_a_dead_job_and_see_it_succeed(bridge, browser, shot):

@@ -1,12 +1,13 @@
 """The store's side of reconcile on SQLite and PostgreSQL: the lease that lets one instance run it
 at a time, the marks it keeps between runs, the heads of refs from stored pushes, `via`, and the
-upgrade of a version-5 database to version 6 keeping what it holds."""
+upgrade of a version-5 database to version 6 (and on) keeping what it holds."""
 from __future__ import annotations
 
 from sqlalchemy import text
 
 from bridge.store import Store
 from bridge.store.engine import open_engine
+from bridge.store.schema import SCHEMA_VERSION
 from helpers.store import db_url, new_delivery, new_job, open_store  # noqa: F401  (fixtures)
 
 
@@ -66,12 +67,14 @@ def test_a_version_5_database_upgrades_to_6_keeping_its_deliveries(db_url):
         conn.execute(text("DROP TABLE leases"))
         conn.execute(text("DROP TABLE reconcile_marks"))
         conn.execute(text("ALTER TABLE deliveries DROP COLUMN via"))
-        conn.execute(text("UPDATE schema_version SET version = 5 WHERE version = 6"))
+        conn.execute(text("DROP TABLE refusals"))              # version 7's
+        conn.execute(text(f"UPDATE schema_version SET version = 5 WHERE version = {SCHEMA_VERSION}"))
     engine.dispose()
     store = Store.open(db_url, upgrade=True)
     try:
         status = store.schema_status()
-        assert status.version == 6 and status.drift == [] and status.current
+        assert [v for v, _ in status.applied] == [5, *range(6, SCHEMA_VERSION + 1)]
+        assert status.version == SCHEMA_VERSION and status.drift == [] and status.current
         assert [(r["delivery"], r["via"]) for r in store.list_deliveries()] == [("kept", None)]
         assert store.take_lease("reconcile", "a", 60, now=1.0)
     finally:

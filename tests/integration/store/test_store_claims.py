@@ -109,3 +109,16 @@ def test_a_followed_build_carries_the_job_and_its_event(open_store):
         k: (j.id, j.rule, 1, j.event) for k, j in claimed.items()}
     assert follows["d-2"].job.event.sha is None          # a deletion names no commit
     assert (follows["d-1"].run.remote_id, follows["d-1"].checks) == ("r", 1)
+
+
+def test_a_claim_without_the_first_look_takes_the_same_jobs(open_store):
+    """look_first=False (the dispatcher's last claim was full) skips only the lock-free look:
+    the same due jobs are leased, and none when none is due."""
+    store = open_store()
+    ids = _jobs(store, 3)
+    assert store.claim("a", 5, lease_seconds=10, now=0.0, look_first=False) == []   # not due yet
+    got = store.claim("a", 2, lease_seconds=10, now=1000.0, look_first=False)
+    assert len(got) == 2
+    rest = store.claim("a", 5, lease_seconds=10, now=1000.0, look_first=False)
+    assert {j.id for j in got + rest} == set(ids)
+    assert store.claim("a", 5, lease_seconds=10, now=1000.0, look_first=False) == []

@@ -1,10 +1,12 @@
 """Who may use the delivery page: the local host, the admin token's login session (cookie flags),
-a trusted proxy's user header, nobody else; CSRF on every form."""
+a trusted proxy's user header, nobody else; CSRF on every form; failed logins braked per client."""
 from __future__ import annotations
 
 import pytest
 from helpers.rules import BASE_RULES
 from helpers.ui import csrf_of
+
+from bridge.web.throttle import FAILURES, TokenBrake
 
 ADMIN = "admin-token-5b1d"
 WITH_LOGIN = BASE_RULES + """\
@@ -89,3 +91,41 @@ def test_the_json_api_needs_json_and_an_admin(client):
     assert client.post("/api/explain", data="source=github").status_code == 415
     assert client.post("/api/explain", json={"source": "github"},
                        environ_base={"REMOTE_ADDR": "192.0.2.4"}).status_code == 403
+
+
+class Clock:
+    def __init__(self):
+        self.now = 500.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_failed_logins_from_one_client_get_429_then_pass_after_the_window(app):
+    clock = Clock()
+    app.extensions["bridge"].brake = TokenBrake(clock=clock)
+    c = app.test_client()
+    token = csrf_of(c.get("/ui/login", headers=PROXY).data)
+
+    def login(secret, headers=PROXY):
+        return c.post("/ui/login", data={"csrf": token, "token": secret}, headers=headers)
+    assert [login(f"guess-{i}").status_code for i in range(FAILURES)] == [401] * FAILURES
+    clock.now += 15
+    locked = login(ADMIN)                       # even the right token is not looked at now
+    assert locked.status_code == 429 and locked.headers["Retry-After"] == "45"
+    assert "too many wrong admin tokens" in locked.get_data(as_text=True)
+    assert "bridge_ui_session=" not in " ".join(locked.headers.getlist("Set-Cookie"))
+    other = login(ADMIN, {"X-Forwarded-For": "203.0.113.10"})     # another client behind the proxy
+    assert other.status_code == 303
+    clock.now += 45
+    assert login(ADMIN).status_code == 303      # the window has passed
+    # a success forgets the failures: a new run of them starts from none
+    assert [login("guess").status_code for _ in range(FAILURES)] == [401] * FAILURES
+    assert login("guess").status_code == 429
+
+
+def test_a_successful_login_is_never_counted(app):
+    c = app.test_client()
+    token = csrf_of(c.get("/ui/login", headers=PROXY).data)
+    for _ in range(FAILURES * 3):
+        assert c.post("/ui/login", data={"csrf": token, "token": ADMIN}, headers=PROXY).status_code == 303

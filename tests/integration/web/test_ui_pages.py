@@ -4,10 +4,11 @@ the security headers, and links under the proxy's prefix."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from helpers.store import new_delivery, new_job
-from helpers.ui import SCRIPT_BRANCH, fill
+from helpers.ui import SCRIPT_BRANCH, fill, supersede
 
 NOW_FILL = dict(start=1_000_000.0, step=30.0)
 
@@ -90,3 +91,32 @@ def test_links_carry_the_proxys_prefix_only_from_a_trusted_proxy(ui):
     stranger = ui.get("/ui/", headers={"X-Forwarded-Prefix": "/evil"},
                       environ_base={"REMOTE_ADDR": "10.9.8.7"})
     assert stranger.status_code == 403 and "/evil" not in stranger.get_data(as_text=True)
+
+
+def test_via_shows_on_the_row_and_the_delivery(make_app):
+    app, store = make_app()
+    store.ingest(replace(new_delivery("d-recovered", received_at=1000.0), via="reconcile"), [new_job()])
+    store.ingest(new_delivery("d-again", received_at=1001.0, after="c" * 40), [new_job()])
+    store.mark_via(["d-again"], "redelivery")
+    store.ingest(new_delivery("d-plain", received_at=1002.0, after="d" * 40), [new_job()])
+    c = app.test_client()
+    html = c.get("/ui/").get_data(as_text=True)
+    assert html.count('<span class="badge via"') == 2
+    assert ">via reconcile</span>" in html and ">via redelivery</span>" in html
+    page = c.get("/ui/deliveries/d-recovered").get_data(as_text=True)
+    assert 'id="via"' in page and "recovered by reconcile" in page
+    assert 'id="via"' not in c.get("/ui/deliveries/d-plain").get_data(as_text=True)
+
+
+def test_a_superseded_job_is_a_badge_of_its_own_and_names_its_successor(make_app):
+    app, store = make_app()
+    older, job, newer = supersede(store)
+    c = app.test_client()
+    html = c.get("/ui/").get_data(as_text=True)
+    assert re.search(rf'<span class="badge s-superseded" title="build -> mem; superseded by job {newer}">'
+                     r"build: superseded</span>", html)
+    assert "<option value=\"superseded\"" in html
+    assert rows(c.get("/ui/?state=superseded")) == [older]
+    page = c.get(f"/ui/deliveries/{older}").get_data(as_text=True)
+    assert f"job {newer}, a newer job of its group" in page
+    assert ".s-superseded {" in c.get("/ui/static/ui.css").get_data(as_text=True)

@@ -77,7 +77,8 @@ def test_quick_exec_jobs_are_claimed_ahead_slow_ones_released_at_once(tmp_path):
                        owner="A", concurrency=1, poll_interval=0.01)
         d._start_seconds["quick"] = _QUICK_START / 10      # as after a few /bin/true builds
         for i, target in enumerate(["quick", "quick", "slow"]):
-            store.ingest(new_delivery(f"d-{i}", received_at=time.time() + i * 1e-3),
+            # In the past (due at once), in this order.
+            store.ingest(new_delivery(f"d-{i}", received_at=time.time() - 1 + i * 1e-3),
                          [new_job(target=target, kind="exec", command=["sleep", "0.5"])])
         first = d._claim_and_submit(1, free=1)
         assert [cj.target for cj, _ in first] == ["quick"]

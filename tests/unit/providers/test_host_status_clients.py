@@ -12,6 +12,7 @@ from helpers.standins.gitea import GiteaAPIStandin
 from helpers.statuses import SHA, status
 
 from bridge import providers
+from bridge.providers.status import StatusClient
 from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.providers.bitbucket import COMMIT_PAGE
 from bridge.providers.bitbucket import Statuses as BitbucketStatuses
@@ -131,3 +132,15 @@ def test_host_view_in_each_hosts_words():
     assert providers.host_view({"provider": "bitbucket", "state": "canceled", "post_state": "sent"}) == {
         "host_state": "STOPPED", "received": True}
     assert providers.host_view({"provider": "gitea", "state": "running"})["host_state"] == "pending"
+
+
+@pytest.mark.parametrize("name", providers.names())
+def test_a_host_asks_for_pull_heads_exactly_when_its_client_implements_it(name):
+    """dispatch/pulls.py asks a pull request's head only of a client that says it can; a client
+    that cannot refuses for good instead of answering nothing."""
+    client = providers.status_client(name, "http://127.0.0.1:9", "t")
+    own = type(client).pull_head is not StatusClient.pull_head
+    assert client.asks_pull_heads == own
+    if not own:
+        with pytest.raises(StatusRejected):
+            client.pull_head("acme/api", 1)

@@ -1,0 +1,93 @@
+"""WAL checkpoints off the ack path: a store opened with background_checkpoints leaves SQLite's
+WAL to `Store.checkpoint()`, which the dispatcher's background thread calls; commits alone do not
+copy it back until the backstop.
+
+Real SQLite files (the database file only grows when a checkpoint copies pages into it), a real
+Dispatcher thread on the memory target, and PostgreSQL for the no-op."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+
+from bridge.dispatch.loop import Dispatcher
+from bridge.policies import RetryPolicy
+from bridge.store import Store
+from bridge.store.engine import CHECKPOINT_BACKSTOP
+from bridge.targets.memory import MemoryTarget
+from helpers.process import wait_for
+from helpers.store import new_delivery, new_job, pg_schema
+
+
+def _fill(store: Store, n: int, tag: str, target: str = "ci") -> None:
+    for i in range(n):
+        store.ingest(new_delivery(f"{tag}-{i}", body=os.urandom(3000)), [new_job(target=target)])
+
+
+def _wal_pages(path) -> int:
+    """Frames in the WAL file (4,096-byte pages, 24-byte frame headers), read from its size:
+    asking SQLite would checkpoint them."""
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size // 4120 if wal.exists() else 0
+
+
+def test_commits_of_a_background_store_leave_the_wal_to_checkpoint(tmp_path):
+    path = tmp_path / "bridge.db"
+    store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
+    try:
+        with store.engine.connect() as conn:
+            pages = conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert pages == CHECKPOINT_BACKSTOP
+        size_before = path.stat().st_size
+        _fill(store, 600, "d")                     # well over SQLite's default 1,000 pages of WAL
+        assert _wal_pages(path) > 1000
+        assert path.stat().st_size == size_before  # nothing copied back by a commit
+        assert store.checkpoint() == 0             # all of it copied now, nobody reading
+        assert path.stat().st_size > size_before + 600 * 3000
+    finally:
+        store.close()
+
+
+def test_a_default_store_checkpoints_in_its_commits(tmp_path):
+    path = tmp_path / "bridge.db"
+    store = Store.open(f"sqlite:///{path}", durability="normal")
+    try:
+        size_before = path.stat().st_size
+        _fill(store, 600, "d")
+        assert path.stat().st_size > size_before   # SQLite's own autocheckpoint ran
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    conn.close()
+
+
+def test_the_dispatchers_background_thread_checkpoints(tmp_path):
+    path = tmp_path / "bridge.db"
+    store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
+    name = f"ckpt-{os.getpid()}-{id(tmp_path)}"    # MemoryTarget.started is per process
+    target = MemoryTarget(name, {})
+    dispatcher = Dispatcher(store, {name: target}, {name: RetryPolicy()}, owner="d1", poll_interval=0.01)
+    stop = threading.Event()
+    thread = threading.Thread(target=dispatcher.run, args=(stop,), kwargs={"background_interval": 0.05})
+    try:
+        size_before = path.stat().st_size
+        _fill(store, 300, "d", target=name)
+        thread.start()
+        wait_for(lambda: len(MemoryTarget.started.get(name, [])) == 300, timeout=60, what="every job to run")
+        wait_for(lambda: path.stat().st_size > size_before + 300 * 3000, timeout=30,
+                 what="the dispatcher to copy the WAL into the database")
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(30)
+        store.close()
+
+
+def test_checkpoint_is_a_no_op_on_postgresql():
+    with pg_schema() as url:
+        store = Store.open(url, background_checkpoints=True)
+        try:
+            assert store.checkpoint() == 0
+        finally:
+            store.close()
