@@ -49,3 +49,18 @@ def test_a_page_ends_where_the_next_begins_no_job_is_taken_twice(open_store):
         cd += store.ingest(d, [new_job("deploy", "cd")]).job_ids
     got = store.claim("A", 3, lease_seconds=LEASE, now=5000, policies=pol)
     assert [j.id for j in got] == [ci[0], cd[0], cd[1]]
+
+
+def test_a_policed_claim_records_a_taken_over_lease_as_lost(open_store):
+    # A dead instance's lease, taken over by a policed claim: its attempt is lost, the fresh
+    # job beside it has no history.
+    store = open_store()
+    pol = Policies(targets={"ci": TargetPolicy(max_running=5)})
+    first = queue(store, 1, group="a", at=1000, prefix="a")
+    [mine] = store.claim("A", 1, lease_seconds=10, now=1001, policies=pol)
+    fresh = queue(store, 1, group="b", at=1002, prefix="b")
+    got = store.claim("B", 5, lease_seconds=10, now=1020, policies=pol)
+    assert sorted(j.id for j in got) == sorted(first + fresh) and mine.id == first[0]
+    history = {j["id"]: j["history"] for d in ("a-0", "b-0") for j in store.get_delivery(d)["jobs"]}
+    assert [(h["outcome"], h["owner"], h["attempt"]) for h in history[first[0]]] == [("lost", "A", 1)]
+    assert history[fresh[0]] == []
