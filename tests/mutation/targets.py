@@ -84,7 +84,7 @@ TARGETS = {
                   "tests/unit/dispatch/test_paths_recheck.py", "tests/unit/test_rule_refs.py", "tests/unit/test_rule_repo_case.py",
                   "tests/unit/test_nearest.py", "tests/unit/config/test_policy.py",
                   "tests/integration/web/test_pull_payloads.py", "tests/integration/web/test_pull_comments.py",
-                  "tests/integration/dispatch/test_pull_actions_table.py"],
+                  "tests/integration/dispatch/test_pull_actions_table.py", "tests/unit/test_rule_groups.py"],
     },
     "store/inbox": {
         "path": "bridge/store/inbox.py",

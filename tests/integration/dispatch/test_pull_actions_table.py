@@ -5,6 +5,7 @@ computed in a real git repository's mirror (a file changed on the base after the
 not in the diff)."""
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -13,7 +14,9 @@ from helpers.mirrors import make_upstream, mirrors  # noqa: F401 - fixtures
 from bridge.config.load import load_config
 from bridge.dispatch.changes import resolve_changed_files
 from bridge.events import Event
+from bridge.providers import github
 from bridge.rules import decide_paths
+from helpers.pulls import issue_comment
 
 HEAD = "c" * 40
 
@@ -163,3 +166,22 @@ def test_a_pull_request_whose_head_is_gone_from_the_host_is_unknown(tmp_path, di
     assert "refs/pull/7/head is not on" in resolution.reason
     [verdict] = rule(tmp_path, PR % "{paths: ['src/**']}").explain(pull(head=head))
     assert decide_paths(verdict.jobs[0].path_filter, resolution)[0] is True     # on_unknown_files: run
+
+
+@pytest.mark.parametrize("action, matched", [("opened", True), ("closed", False)])
+def test_events_pull_request_alone_takes_the_default_types(tmp_path, action, matched):
+    # `events: [pull_request]` without a `pull_request:` key: the same as `pull_request: {}`.
+    [verdict] = rule(tmp_path, "{repo: acme/api, events: [pull_request]}").match(pull(action=action))
+    assert verdict.matched is matched
+    stopped = None if matched else {"clause": "pull_request.types", "value": "closed",
+                                    "patterns": ["opened", "synchronize", "reopened"]}
+    assert verdict.to_dict().get("stopped_by") == stopped
+
+
+def test_a_refused_comment_names_its_clause(tmp_path):
+    event = github.normalize({"X-GitHub-Event": "issue_comment", "Content-Type": "application/json"},
+                             json.dumps(issue_comment(body="looks good")).encode(), source="github",
+                             delivery_id="d-1")
+    [verdict] = rule(tmp_path, '{repo: acme/api, comment: {pattern: "^/retest"}}').match(event)
+    assert verdict.matched is False
+    assert verdict.to_dict()["stopped_by"]["clause"].startswith("comment")
