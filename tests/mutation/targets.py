@@ -66,7 +66,7 @@ TARGETS = {
     },
     "providers/bitbucket": {
         "path": "bridge/providers/bitbucket.py",
-        "tests": ["tests/unit/providers/test_bitbucket_fields.py", "tests/unit/providers/test_host_signatures.py", "tests/unit/providers/test_registry_and_signatures.py",
+        "tests": ["tests/unit/providers/test_bitbucket_pull_forks.py", "tests/unit/providers/test_bitbucket_fields.py", "tests/unit/providers/test_host_signatures.py", "tests/unit/providers/test_registry_and_signatures.py",
                   "tests/unit/providers/test_content_keys.py", "tests/unit/providers/test_host_status_clients.py",
                   "tests/integration/web/test_bitbucket_payloads.py", "tests/integration/web/test_bitbucket_pulls.py", "tests/integration/web/test_host_refusals.py",
                   "tests/integration/cli/test_send_signing.py", "tests/integration/cli/test_hosts_replay.py"],
