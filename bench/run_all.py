@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["cli_bench.py", "match_bench.py", "start_bench.py", "load.py", "jenkins_dispatch.py",
+ORDER = ["cli_bench.py", "match_bench.py", "start_bench.py", "load.py", "dispatch_bench.py", "jenkins_dispatch.py",
          "changes_bench.py", "pulls_bench.py", "pg_bench.py", "ui_bench.py", "flood.py"]
 
 
