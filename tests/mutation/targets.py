@@ -9,7 +9,7 @@ scopes a large file to the parts named; without it the whole file is mutated.
 TARGETS = {
     "globs": {
         "path": "bridge/globs.py",
-        "tests": ["tests/unit/test_globs.py", "tests/unit/test_globs_linear.py", "tests/unit/test_glob_classes.py"],
+        "tests": ["tests/unit/test_glob_sharing.py", "tests/unit/test_globs.py", "tests/unit/test_globs_linear.py", "tests/unit/test_glob_classes.py"],
     },
     "providers/github": {
         "path": "bridge/providers/github.py",
