@@ -16,7 +16,7 @@ from bridge.events import ZERO_SHA
 from bridge.policies import MAX_RETRY_AFTER
 from bridge.providers import body as b
 from bridge.providers import pulls
-from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, epoch, next_link
+from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, epoch
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "github"
@@ -162,21 +162,16 @@ class Reconcile(HostAPI):
     def deliveries(self, hook, *, since: float, max_pages: int = 30):
         """The hook's delivery attempts newer than `since` (epoch seconds), newest first."""
         out: list[HostDelivery] = []
-        doc, headers = self.get(self._hook_path(hook) + "/deliveries", {"per_page": 100})
-        for _ in range(max_pages):
-            for item in doc or ():
-                at = epoch(item.get("delivered_at"))
-                if at and at < since:
-                    return out
-                code = item.get("status_code")
-                out.append(HostDelivery(host_id=str(item.get("id")), guid=str(item.get("guid") or ""),
-                                        delivered_at=at, ok=isinstance(code, int) and 200 <= code < 300,
-                                        status_code=code, event=str(item.get("event") or ""),
-                                        redelivery=bool(item.get("redelivery"))))
-            link = next_link(headers)
-            if not link:
+        for item in self.pages(self._hook_path(hook) + "/deliveries", {"per_page": 100},
+                               max_pages=max_pages):
+            at = epoch(item.get("delivered_at"))
+            if at and at < since:
                 break
-            doc, headers = self.get("", url=link)
+            code = item.get("status_code")
+            out.append(HostDelivery(host_id=str(item.get("id")), guid=str(item.get("guid") or ""),
+                                    delivered_at=at, ok=isinstance(code, int) and 200 <= code < 300,
+                                    status_code=code, event=str(item.get("event") or ""),
+                                    redelivery=bool(item.get("redelivery"))))
         return out
 
     def redeliver(self, hook, delivery: HostDelivery) -> None:
@@ -186,13 +181,8 @@ class Reconcile(HostAPI):
         """Branches (kind "heads") or tags ("tags") of `repo`; an annotated tag's commit is left
         None (`peel` finds it, only for the tags a run acts on: one call each)."""
         path = f"/repos/{_repo_path(repo)}/git/matching-refs/{kind}/"
-        doc, headers = self.get(path, {"per_page": 100})
-        items = list(doc or ())
-        while (link := next_link(headers)):
-            doc, headers = self.get("", url=link)
-            items += list(doc or ())
         out = []
-        for item in items:
+        for item in self.pages(path, {"per_page": 100}):
             obj = item.get("object") or {}
             sha = str(obj.get("sha") or "")
             out.append(HostRef(ref=str(item.get("ref") or ""), sha=sha,

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from bridge.errors import StatusRejected, StatusUnavailable
 from bridge.events import ZERO_SHA
-from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, epoch, next_link
+from bridge.providers.hostapi import HostAPI, HostDelivery, HostRef, epoch
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "gitlab"
@@ -83,25 +83,20 @@ class Reconcile(HostAPI):
         """The hook's events newer than `since` (epoch seconds; GitLab keeps 7 days), newest
         first as GitLab lists them."""
         out: list[HostDelivery] = []
-        doc, headers = self.get(self._hook_path(hook) + "/events", {"per_page": 100})
-        for _ in range(max_pages):
-            for item in doc or ():
-                at = epoch(item.get("created_at"))
-                if at and at < since:
-                    return out
-                req = item.get("request_headers") or {}
-                code = str(item.get("response_status") or "")
-                out.append(HostDelivery(
-                    host_id=str(item.get("id")),
-                    guid=str(req.get("Idempotency-Key") or req.get("X-Gitlab-Event-UUID") or ""),
-                    delivered_at=at, ok=code.isdigit() and 200 <= int(code) < 300,
-                    status_code=int(code) if code.isdigit() else None,
-                    event=str(req.get(EVENT_HEADER) or ""), payload=item.get("request_data"),
-                    headers={k: str(v) for k, v in req.items() if k.lower() != TOKEN_HEADER.lower()}))
-            link = next_link(headers)
-            if not link:
+        for item in self.pages(self._hook_path(hook) + "/events", {"per_page": 100},
+                               max_pages=max_pages):
+            at = epoch(item.get("created_at"))
+            if at and at < since:
                 break
-            doc, headers = self.get("", url=link)
+            req = item.get("request_headers") or {}
+            code = str(item.get("response_status") or "")
+            out.append(HostDelivery(
+                host_id=str(item.get("id")),
+                guid=str(req.get("Idempotency-Key") or req.get("X-Gitlab-Event-UUID") or ""),
+                delivered_at=at, ok=code.isdigit() and 200 <= int(code) < 300,
+                status_code=int(code) if code.isdigit() else None,
+                event=str(req.get(EVENT_HEADER) or ""), payload=item.get("request_data"),
+                headers={k: str(v) for k, v in req.items() if k.lower() != TOKEN_HEADER.lower()}))
         return out
 
     def redeliver(self, hook, delivery: HostDelivery) -> None:
@@ -110,13 +105,8 @@ class Reconcile(HostAPI):
     def refs(self, repo: str, kind: str) -> list[HostRef]:
         """Branches (kind "heads") or tags ("tags") of the project `repo`."""
         path = f"/projects/{quote(repo, safe='')}/repository/{'branches' if kind == 'heads' else 'tags'}"
-        doc, headers = self.get(path, {"per_page": 100})
-        items = list(doc or ())
-        while (link := next_link(headers)):
-            doc, headers = self.get("", url=link)
-            items += list(doc or ())
         out = []
-        for item in items:
+        for item in self.pages(path, {"per_page": 100}):
             commit = str((item.get("commit") or {}).get("id") or "")
             out.append(HostRef(ref=f"refs/{kind}/{item.get('name')}",
                                sha=str(item.get("target") or commit), commit=commit))

@@ -80,6 +80,19 @@ class HostAPI:
             raise ApiDenied(f"refusing a next-page link to another host ({urlsplit(url).netloc})")
         return self._call("GET", url or self.api_url + path, params)
 
+    def pages(self, path: str, params: dict | None = None, *, max_pages: int | None = None):
+        """The items of GET `path`, page after page by the Link header's `rel="next"`; the next
+        page is asked for only when the caller reads past this one, and at most `max_pages`."""
+        doc, headers = self.get(path, params)
+        read = 1
+        while True:
+            yield from doc or ()
+            link = next_link(headers)
+            if not link or (max_pages is not None and read >= max_pages):
+                return
+            doc, headers = self.get("", url=link)
+            read += 1
+
     def post(self, path: str, params: dict | None = None):
         return self._call("POST", self.api_url + path, params)
 

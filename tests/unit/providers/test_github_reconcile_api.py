@@ -60,6 +60,7 @@ def test_at_most_max_pages_are_read(api):
     got = client(api).deliveries(hook, since=0)
     assert len(got) == 3000                                      # 30 pages of 100 by default
     assert len(client(api).deliveries(hook, since=0, max_pages=2)) == 200
+    assert len(api.requests) == 30 + 2                           # no page asked and left unread
 
 
 def test_refs_and_peeled_tags(api):
