@@ -10,8 +10,6 @@ Input: request headers and the raw body bytes. Output: a tuple of `Event`s | `Ig
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
@@ -20,6 +18,7 @@ from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, Verific
 from bridge.events import ZERO_SHA, Commit, Event, Ignored
 from bridge.providers import body as b
 from bridge.providers import pulls
+from bridge.providers.hmacsig import hex_digest, signed_by_one_of
 from bridge.providers.status import Answer, StatusClient, cap
 
 NAME = "bitbucket"
@@ -52,12 +51,8 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) ->
     match = _SIGNATURE.fullmatch(header) if isinstance(header, str) else None
     if match is None:
         raise VerificationFailed(f"{SIGNATURE_HEADER} is malformed: expected 'sha256=' and 64 hex digits")
-    given = match.group(1).lower().encode("ascii")
-    for secret in secrets:
-        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
-        if hmac.compare_digest(expected, given):
-            return
-    raise VerificationFailed(f"{SIGNATURE_HEADER} does not match the body")
+    if not signed_by_one_of(body, secrets, match.group(1)):
+        raise VerificationFailed(f"{SIGNATURE_HEADER} does not match the body")
 
 
 def delivery_id(headers: Mapping[str, str]) -> str | None:
@@ -265,7 +260,7 @@ def _clone_urls(payload: dict) -> tuple[str, ...]:
 
 def signature(body: bytes, secret: bytes) -> dict[str, str]:
     """The header Bitbucket signs `body` with: `sha256=` HMAC-SHA256 under `secret`."""
-    return {SIGNATURE_HEADER: "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()}
+    return {SIGNATURE_HEADER: "sha256=" + hex_digest(secret, body)}
 
 
 def sign(body: bytes, secret: bytes, *, event: str | None = None, delivery: str) -> dict[str, str]:

@@ -10,8 +10,6 @@ Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -21,6 +19,7 @@ from bridge.errors import BadPayload, StatusRejected, StatusUnavailable, Verific
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
 from bridge.providers import pulls
+from bridge.providers.hmacsig import hex_digest, signed_by_one_of
 from bridge.providers.status import Answer, StatusClient, cap
 
 HUB_HEADER = "X-Hub-Signature-256"
@@ -133,12 +132,8 @@ class GiteaHost:
         if match is None or (name == HUB_HEADER) != value.startswith("sha256="):
             raise VerificationFailed(f"{name} is malformed: expected 64 hex digits"
                                      + (" after 'sha256='" if name == HUB_HEADER else ""))
-        given = match.group(1).lower().encode("ascii")
-        for secret in secrets:
-            expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
-            if hmac.compare_digest(expected, given):
-                return
-        raise VerificationFailed(f"{name} does not match the body")
+        if not signed_by_one_of(body, secrets, match.group(1)):
+            raise VerificationFailed(f"{name} does not match the body")
 
     def delivery_id(self, headers: Mapping[str, str]) -> str | None:
         return next((headers[h] for h in self._delivery_headers if headers.get(h)), None)
@@ -290,7 +285,7 @@ class GiteaHost:
 
     def signature(self, body: bytes, secret: bytes) -> dict[str, str]:
         """The signature headers the host sends: bare hex, and GitHub's form of the same."""
-        digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        digest = hex_digest(secret, body)
         return {self.SIGNATURE_HEADER: digest, HUB_HEADER: f"sha256={digest}"}
 
     def sign(self, body: bytes, secret: bytes, *, event: str | None = None,

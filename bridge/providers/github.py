@@ -9,8 +9,6 @@ Input: request headers and the raw body bytes. Output: `Event` | `Ignored`, or
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping, Sequence
 
@@ -18,6 +16,7 @@ from bridge.errors import BadPayload, VerificationFailed
 from bridge.events import ZERO_SHA, Event, Ignored
 from bridge.providers import body as b
 from bridge.providers import pulls
+from bridge.providers.hmacsig import hex_digest, signed_by_one_of
 # The host's REST API (statuses, pull heads, reconcile's listings) lives beside it; this module is its face.
 from bridge.providers.github_api import (DELIVERY_HEADER, EVENT_HEADER, NAME, RECONCILE_SCOPES,  # noqa: F401
                                          RECOVER_EVENTS, STATES, Reconcile, Statuses, clone_host,
@@ -55,12 +54,8 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[bytes]) ->
     match = _SIGNATURE.fullmatch(header) if isinstance(header, str) else None
     if match is None:
         raise VerificationFailed(f"{SIGNATURE_HEADER} is malformed: expected 'sha256=' and 64 hex digits")
-    given = match.group(1).lower().encode("ascii")
-    for secret in secrets:
-        expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
-        if hmac.compare_digest(expected, given):
-            return
-    raise VerificationFailed(f"{SIGNATURE_HEADER} does not match the body")
+    if not signed_by_one_of(body, secrets, match.group(1)):
+        raise VerificationFailed(f"{SIGNATURE_HEADER} does not match the body")
 
 
 def delivery_id(headers: Mapping[str, str]) -> str | None:
@@ -212,7 +207,7 @@ HANDLERS = {
 
 def signature(body: bytes, secret: bytes) -> dict[str, str]:
     """The header GitHub signs `body` with: HMAC-SHA256 under `secret`."""
-    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    digest = hex_digest(secret, body)
     return {SIGNATURE_HEADER: f"sha256={digest}"}
 
 

@@ -43,6 +43,11 @@ TARGETS = {
                   "tests/integration/dispatch/test_reconcile_gitlab.py",
                   "tests/integration/providers/test_clone_hosts.py"],
     },
+    "providers/hmacsig": {
+        "path": "bridge/providers/hmacsig.py",
+        "tests": ["tests/unit/providers/test_host_signatures.py", "tests/unit/providers/test_registry_and_signatures.py",
+                  "tests/unit/providers/test_github.py"],
+    },
     "providers/body": {
         "path": "bridge/providers/body.py",
         "tests": ["tests/unit/providers/test_registry_and_signatures.py", "tests/unit/providers/test_github.py", "tests/unit/providers/test_gitlab.py", "tests/unit/providers/test_bad_bodies.py", "tests/unit/test_helpers_payloads.py",
