@@ -105,15 +105,7 @@ class Statuses(StatusClient):
             raise StatusRejected(self._message(resp) + hint, code)
         what = f"GET /repos/{repo}/pulls/{number}"
         try:
-            doc = {"pull_request": resp.json()}
-            head_sha = b.sha(doc, "pull_request.head.sha", required=True, what=what)
-            return {"head_sha": head_sha, "sha": head_sha, "after": head_sha,
-                    "head_ref": pulls.branch(doc, "pull_request.head.ref", what=what),
-                    "base_ref": pulls.branch(doc, "pull_request.base.ref", what=what),
-                    "head_repo": b.field(doc, "pull_request.head.repo.full_name", str, default="",
-                                         what=what),
-                    "fork": head_is_fork(doc, what),
-                    "state": b.field(doc, "pull_request.state", str, default="open", what=what)}
+            return pulls.head_of(resp.json(), what=what, fork=lambda doc: head_is_fork(doc, what))
         except (ValueError, BadPayload) as exc:
             raise StatusRejected(f"{what}: {str(exc)[:200]}", code) from None
 

@@ -6,6 +6,8 @@ or `comment`, with the host's pull ref as `ref`, or `BadPayload` for a branch na
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bridge.errors import BadPayload
 from bridge.events import Event
 from bridge.providers import body as b
@@ -33,6 +35,21 @@ def number(obj: dict, path: str, *, what: str) -> int:
     if value < 1:
         raise BadPayload(f"{what} field '{path}' is not a pull request number")
     return value
+
+
+def head_of(pull, *, what: str, fork: Callable[[dict], bool]) -> dict:
+    """A pull request as the host's API answers `GET .../pulls/{n}` (GitHub, Gitea), as the Event
+    fields a comment's payload lacks (head_sha, sha, after, head_ref, base_ref, head_repo, fork)
+    plus `state`. `fork(doc)` tells a fork by the host's own fields, `doc` holding the answer
+    under `pull_request`. Raises BadPayload for an answer that is no pull request."""
+    doc = {"pull_request": pull}
+    head_sha = b.sha(doc, "pull_request.head.sha", required=True, what=what)
+    return {"head_sha": head_sha, "sha": head_sha, "after": head_sha,
+            "head_ref": branch(doc, "pull_request.head.ref", what=what),
+            "base_ref": branch(doc, "pull_request.base.ref", what=what),
+            "head_repo": b.field(doc, "pull_request.head.repo.full_name", str, default="", what=what),
+            "fork": fork(doc),
+            "state": b.field(doc, "pull_request.state", str, default="open", what=what)}
 
 
 def ref_of(n: int, template: str | None = None) -> str:
