@@ -17,7 +17,7 @@ from bridge.store import admission
 from bridge.store.group import GroupCommit
 from bridge.store.outbox import NewStatus
 from bridge.store.schema import deliveries, job_attempts, jobs
-from bridge.store.tx import Tx, _clip, _dumps, _event, _loads, _Raw
+from bridge.store.tx import Tx, _clip, _cursor, _dumps, _event, _loads, _Raw
 
 # Run.state -> job state. A target that only queued or started a build leaves the job "started".
 _RUN_STATES = {"succeeded": "succeeded", "failed": "failed", "started": "started", "queued": "started"}
@@ -82,7 +82,8 @@ class Queue(Tx):
                                       superseded if superseded is not None else [], cancel_kinds,
                                       waiting)
             if rows:
-                self._lease(conn, rows, owner, now, expires)
+                with _cursor(conn) as cur:
+                    self._lease_raw(cur, rows, owner, now, expires)
                 # A policed pick reads no event (most rows it reads do not start): now theirs.
                 events = dict(conn.execute(self._q.events, {"ids": [r.id for r in rows]}).all())
         if waiting and superseded is not None:
@@ -110,7 +111,7 @@ class Queue(Tx):
         return rows
 
     def _lease_raw(self, cur, rows, owner: str, now: float, expires: float) -> None:
-        """Lease the picked rows to `owner` (as `_lease`); a taken-over one's lost attempt is recorded."""
+        """Lease the picked rows to `owner`; a taken-over one's lost attempt is recorded."""
         lost = [self._insert_attempt.params({
                     "job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
                     "started_at": r.leased_at, "finished_at": now, "outcome": "lost", "error":
@@ -121,17 +122,6 @@ class Queue(Tx):
             cur.executemany(self._insert_attempt.sql, lost)
         cur.executemany(self._lease_one.sql, [self._lease_one.params(
             {"id": r.id, "owner": owner, "now": now, "expires": expires}) for r in rows])
-
-    def _lease(self, conn, rows, owner: str, now: float, expires: float) -> None:
-        """Lease the picked rows to `owner`; a taken-over one's lost attempt is recorded."""
-        lost = [{"job_id": r.id, "attempt": r.attempts, "owner": r.lease_owner or "",
-                 "started_at": r.leased_at, "finished_at": now, "outcome": "lost",
-                 "error": f"lease of {r.lease_owner} expired; taken over by {owner}"}
-                for r in rows if r.state == "running"]
-        if lost:
-            conn.execute(self._q.insert_attempt, lost)
-        conn.execute(self._q.lease, {"ids": [r.id for r in rows], "owner": owner, "now": now,
-                                     "expires": expires})
 
     def _any_due(self, now: float) -> bool:
         """A lock-free look: is any job queued and due, or running on an expired lease?"""
@@ -368,10 +358,6 @@ class _Statements:
             state="running", lease_owner=bindparam("owner"), leased_at=now,
             lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,
             updated_at=now)
-        self.lease = update(jobs).where(jobs.c.id.in_(ids)).values(
-            state="running", lease_owner=bindparam("owner"), leased_at=now,
-            lease_expires_at=bindparam("expires", type_=Double), attempts=jobs.c.attempts + 1,
-            updated_at=now)
         self.renew = (update(jobs).where(jobs.c.id.in_(ids), mine)
                       .values(lease_expires_at=bindparam("expires", type_=Double), updated_at=now)
                       .returning(jobs.c.id))
@@ -388,4 +374,3 @@ class _Statements:
         self.release = (update(jobs).where(jobs.c.id == bindparam("job_id"), mine)
                         .values(state="queued", attempts=jobs.c.attempts - 1, lease_owner=None,
                                 leased_at=None, lease_expires_at=None))
-        self.insert_attempt = insert(job_attempts)

@@ -101,7 +101,7 @@ TARGETS = {
     },
     "store/queue": {
         "path": "bridge/store/queue.py",
-        "functions": ["Queue.claim", "Queue._lease", "Queue._any_due", "Queue._pick_raw", "Queue._lease_raw",
+        "functions": ["Queue.claim", "Queue._any_due", "Queue._pick_raw", "Queue._lease_raw",
                       "Queue._job", "Queue._pick_policed", "Queue._admit", "Queue._finish", "Queue._finish_one",
                       "Queue.record_run"],
         "tests": ["tests/integration/store/test_policed_pages.py", "tests/integration/store/test_inbox.py",
