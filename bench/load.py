@@ -151,16 +151,18 @@ class Conn:
 
     def read(self) -> tuple[int, bool] | None:
         """(status, keep-alive) once a whole response is in; None while more is to come."""
-        while True:
+        closed = False
+        while not closed:
             try:
                 chunk = self.sock.recv(65536)
             except BlockingIOError:
                 break
-            if not chunk:
-                raise ConnectionError("server closed the connection")
+            closed = not chunk       # after a whole reply (Connection: close) or in the middle
             self.buf += chunk
         end = self.buf.find(b"\r\n\r\n")
         if end < 0:
+            if closed:
+                raise ConnectionError("server closed the connection")
             return None
         head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
         length = 0
@@ -173,8 +175,10 @@ class Conn:
             elif name == "connection" and value.strip().lower() == "close":
                 keep = False
         if len(self.buf) < end + 4 + length:
+            if closed:
+                raise ConnectionError("server closed the connection")
             return None
-        return int(head[0].split()[1]), keep
+        return int(head[0].split()[1]), keep and not closed
 
     def close(self) -> None:
         self.sock.close()

@@ -17,6 +17,7 @@ from bridge.errors import ConfigError
 from bridge.metrics import Metrics, child_exit, prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
 from bridge.service.handover import receive
+from bridge.service.spread import Spread
 from bridge.service.webworker import worker_class
 from bridge.web.app import create_app
 
@@ -65,7 +66,7 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
             self.cfg.set("bind", [bind])
             # gthread that reads each request whole, with deadlines, before a thread serves it:
             # slow clients hold no thread (webworker.py). Not left to the config file.
-            self.cfg.set("worker_class", worker_class(config.settings))
+            self.cfg.set("worker_class", worker_class(config.settings, spread))
             # Our socket (fd://N) is the one to serve on: workers binding their own with
             # SO_REUSEPORT would ignore it.
             self.cfg.set("reuse_port", False)
@@ -74,13 +75,20 @@ def run_web(rules_path, state_dir, bind, *, workers=None, threads=None, config_f
             if threads:
                 self.cfg.set("threads", threads)
             self.cfg.set("on_reload", lambda arbiter: _on_web_reload(rules_path, state_dir))
-            self.cfg.set("child_exit", child_exit)
+            self.cfg.set("pre_fork", lambda arbiter, worker: spread.assign(worker))
+            self.cfg.set("child_exit", _child_exit)
 
         def init(self, parser, opts, args):
             return None
 
         def load(self):
             return make_app(rules_path, state_dir)
+
+    spread = Spread()     # the workers' connection counts, shared with each worker it forks
+
+    def _child_exit(arbiter, worker):
+        spread.release(worker)
+        child_exit(arbiter, worker)
 
     # What the master holds now (libraries, rules) is never collected: the gc then leaves those
     # objects' pages alone, and the forked workers keep sharing them (less memory per worker).

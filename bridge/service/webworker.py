@@ -30,6 +30,8 @@ _LINGER, _LINGER_BYTES = 2.0, 4 * 2**20
 #: What this worker overrides or calls in gunicorn's gthread worker (gunicorn 27).
 _GTHREAD_HOOKS = ("accept", "set_accept_enabled", "on_client_socket_readable", "enqueue_req",
                   "finish_request", "murder_pending", "handle", "handle_request", "_keepalive_after")
+#: What the spreading of connections over the workers overrides there.
+_SPREAD_HOOKS = ("set_accept_enabled", "wait_for_and_dispatch_events", "notify")
 
 
 class BufferedUnreader(Unreader):
@@ -62,6 +64,8 @@ class ReadAheadWorker(ThreadWorker):
     header_timeout = 10.0
     body_timeout = 30.0
     max_body = 25 * 2**20
+    #: The workers' shared connection counts (spread.py), mapped by the master; None: not spread.
+    spread = None
 
     def init_process(self):
         cfg = self.cfg
@@ -87,6 +91,11 @@ class ReadAheadWorker(ThreadWorker):
         self.max_line = max(limits) + _HEADER_SLACK if all(limits) else None
         self.next_expiry = 0.0
         self.accept_paused_until = 0.0
+        self.spread_waiting = False     # not accepting while other workers hold fewer connections
+        if self.spread is not None and all(hasattr(ThreadWorker, n) for n in _SPREAD_HOOKS):
+            self.spread.slot = getattr(self, "spread_slot", None)     # the master's pre_fork gave it
+        else:
+            self.spread = None
         raise_fd_limit(cfg.worker_connections + 256)
         super().init_process()
 
@@ -111,7 +120,30 @@ class ReadAheadWorker(ThreadWorker):
     def set_accept_enabled(self, enabled):
         if enabled and time.monotonic() < self.accept_paused_until:
             enabled = False
-        super().set_accept_enabled(enabled)
+        self.spread_waiting = enabled and self.spread is not None and not self.spread.fair(self.nr_conns)
+        super().set_accept_enabled(enabled and not self.spread_waiting)
+
+    # -- connections spread over the workers (spread.py) ---------------------------------------
+
+    def notify(self):
+        """Each turn of the poll loop: the heartbeat, and this worker's connections published;
+        it stops accepting while another worker holds fewer (the loop turns it back on)."""
+        super().notify()
+        spread = self.spread
+        if spread is None:
+            return
+        takes = (self.alive and self.nr_conns < self.worker_connections
+                 and time.monotonic() >= self.accept_paused_until)
+        spread.publish(self.nr_conns if takes else None)
+        if takes and getattr(self, "_accepting", False) and not spread.fair(self.nr_conns):
+            super().set_accept_enabled(False)
+            self.spread_waiting = True
+
+    def wait_for_and_dispatch_events(self, timeout):
+        # Waiting for the others to catch up: look again soon, not in a second, or a connection
+        # could wait in the kernel's queue while every worker thinks another should take it.
+        return super().wait_for_and_dispatch_events(min(timeout, 0.02) if self.spread_waiting
+                                                    else timeout)
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection has its next request coming: read it here too."""
@@ -275,6 +307,8 @@ class ReadAheadWorker(ThreadWorker):
         return super().handle(conn)
 
     def handle_request(self, req, conn):
+        if self.spread is not None and self.alive and self.spread.crowded(self.nr_conns):
+            req.must_close = True      # the reply says Connection: close; see Spread.crowded
         if self.readahead:
             if conn.ra_continued:
                 req._expected_100_continue = False   # the poller has answered it
@@ -303,9 +337,10 @@ def _peer(conn) -> str:
     return client[0] if isinstance(client, tuple) else str(client or "a local socket")
 
 
-def worker_class(settings):
-    """The worker class for these rules' settings (timeouts and body cap)."""
+def worker_class(settings, spread=None):
+    """The worker class for these rules' settings (timeouts and body cap), its workers' connections
+    spread by `spread` (a `Spread` the master mapped) when given."""
     return type("BridgeWorker", (ReadAheadWorker,), {
         "__module__": __name__,
         "header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout,
-        "max_body": settings.max_body_bytes})
+        "max_body": settings.max_body_bytes, "spread": spread})
