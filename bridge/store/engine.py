@@ -34,16 +34,23 @@ DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
 # Only a backstop: writers are serialized by the flock, so SQLite waits only for a process that
 # writes without it (an operator's sqlite3 shell).
-_BUSY_TIMEOUT_MS = 5000
+BUSY_TIMEOUT_MS = 5000
 
 # SQLite copies the WAL back into the database file when a commit leaves it over 1,000 pages
 # (4 MB): that commit, an acknowledgement's, then spends milliseconds on the copy (and, with
 # durability "full", on the database's fsync) while it still holds the writer lock, which is the
 # tail of the ack latency. Long-running processes (web workers, the dispatcher) open with
-# background_checkpoints: the dispatcher checkpoints every half second off the ack path
+# background_checkpoints: the dispatcher checkpoints ten times a second off the ack path
 # (`Store.checkpoint`, PASSIVE: it waits for no reader or writer), and a commit checkpoints
 # only past this backstop, when no dispatcher runs or it fell far behind.
-CHECKPOINT_BACKSTOP = 16384   # pages: 64 MB of WAL
+CHECKPOINT_BACKSTOP = 32768   # pages: 128 MB of WAL
+# `Store.checkpoint` starts the WAL over once it holds this many pages (64 MB: about 1.4 s of
+# deliveries at 500/s, each with its job run), holding the writer lock for the copy of the last
+# pages and two fsyncs (3-10 ms: rarely, for the ack latency's tail), and not waiting for readers
+# still in the old WAL (SQLite's busy handler would sleep 1, 2, 5... ms with the lock held): it
+# tries again on its next round.
+WAL_RESTART_PAGES = 16384
+WAL_RESTART_WAIT_MS = 0
 
 # PostgreSQL, per process. A gunicorn gthread worker uses at most one connection per thread (4 by
 # default) and a dispatcher one per job slot plus its claim loop; `pool_size` connections stay
@@ -167,7 +174,7 @@ def _sqlite_engine(u, durability: str, create_dir: bool, background_checkpoints:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
-            cur.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             _enter_wal(cur)
             cur.execute(f"PRAGMA synchronous = {synchronous}")
             cur.execute("PRAGMA foreign_keys = ON")
@@ -196,7 +203,7 @@ def _enter_wal(cur) -> None:
     a connection that races another one through it: gunicorn workers and the dispatcher opening
     a new state directory together. The retry is bounded by the busy timeout.
     """
-    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     delay = 0.001
     while True:
         try:

@@ -13,6 +13,7 @@ import threading
 from bridge.dispatch.loop import Dispatcher
 from bridge.policies import RetryPolicy
 from bridge.store import Store
+from bridge.store import tx as tx_module
 from bridge.store.engine import CHECKPOINT_BACKSTOP
 from bridge.targets.memory import MemoryTarget
 from helpers.process import wait_for
@@ -91,3 +92,39 @@ def test_checkpoint_is_a_no_op_on_postgresql():
             assert store.checkpoint() == 0
         finally:
             store.close()
+
+
+def test_the_wal_starts_over_under_steady_writes(tmp_path, monkeypatch):
+    """A writer that never pauses: PASSIVE checkpoints alone never let SQLite start the WAL over
+    (a commit always lands while they copy), so it grew without end; `checkpoint` restarts it
+    under the writer lock once it holds WAL_RESTART_PAGES."""
+    monkeypatch.setattr(tx_module, "WAL_RESTART_PAGES", 400)
+    path = tmp_path / "bridge.db"
+    store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
+    writer = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
+    done = threading.Event()
+
+    def write():
+        try:
+            _fill(writer, 2500, "w")           # about 7,500 pages of WAL in all
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=write)
+    try:
+        thread.start()
+        peak = 0
+        while not done.is_set():
+            store.checkpoint()
+            peak = max(peak, _wal_pages(path))
+            done.wait(0.02)
+        thread.join()
+        assert peak < 6000, f"the WAL grew to {peak} pages"     # without restarts: all 7,500
+        with writer.engine.connect() as conn:
+            assert conn.connection.driver_connection.execute(
+                "SELECT count(*) FROM deliveries").fetchone()[0] == 2500
+    finally:
+        done.set()
+        thread.join(30)
+        writer.close()
+        store.close()
