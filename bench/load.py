@@ -421,6 +421,15 @@ class Bridge:
             self.env["BRIDGE_GUNICORN_CONFIG"] = str(conf)
         self.server = Server(argv, self.port, self.dir / "bridge.log", self.env)
         self.db = sqlite3.connect(self.state / "bridge.db", timeout=30)
+        # /healthz answers once one worker serves: wait for all of them (and the dispatcher), so
+        # that the CPU accounting covers every process and no worker starts late.
+        want = 1 + (args.workers or 2)
+        deadline = time.monotonic() + 30
+        while len(self.pids().get("web", [])) < want or (dispatcher and "dispatcher" not in self.pids()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bridge did not start {want - 1} web workers within 30 s")
+            time.sleep(0.05)
+        time.sleep(0.5)     # the last worker's import and its first poll
 
     def pids(self) -> dict[str, list[int]]:
         """The web processes (gunicorn master and workers) and the dispatcher, by role."""
