@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from load import FLOOR_APP, ROOT, SECRET, Deliveries, Server, free_port, process_tree  # noqa: E402
+from load import FLOOR_APP, ROOT, SECRET, Deliveries, Server, free_port, process_tree, run_load  # noqa: E402
 from match_bench import BRANCH_SETS, REPOS  # noqa: E402
 
 HEAD = """\
@@ -154,6 +155,18 @@ def one_round(workdir: Path, args, root: Path) -> dict:
         tree = process_tree(proc.pid)
         out["rss"], out["pss"], out["procs"] = memory(tree)
         out["each"] = per_process(tree)
+        if args.soak:
+            # The first thousand deliveries warm it up (the ingest path's first imports, SQLite's
+            # caches, the workers' first writes to pages shared with their master): memory then,
+            # and again after the rest.
+            warm = min(1000, args.soak)
+            soak(port, workdir, args, warm)
+            tree = process_tree(proc.pid)
+            out["warm_rss"], out["warm_pss"], _ = memory(tree)
+            out.update(soak(port, workdir, args, args.soak - warm))
+            tree = process_tree(proc.pid)
+            out["soak_rss"], out["soak_pss"], _ = memory(tree)
+            out["soak_each"] = per_process(tree)
         rules.write_text(rules_text(args.rules, marker="reload-marker"), encoding="utf-8")
         cpu0 = cpu_tree(process_tree(proc.pid))
         t1 = time.perf_counter()
@@ -171,6 +184,25 @@ def one_round(workdir: Path, args, root: Path) -> dict:
         log.close()
 
 
+def soak(port: int, workdir: Path, args, n: int) -> dict:
+    """`n` deliveries at full speed (64 connections), every job run, then the settle."""
+    t0 = time.perf_counter()
+    r = run_load(port, connections=64, duration=3600, label="soak", warmup=0, limit=n)
+    db = sqlite3.connect(workdir / "var" / "bridge.db", timeout=30)
+    try:
+        deadline = time.monotonic() + 600
+        while db.execute("SELECT count(*) FROM jobs WHERE state <> 'succeeded'").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the soak's jobs did not all run within 10 minutes")
+            time.sleep(0.5)
+        built = db.execute("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetchone()[0]
+    finally:
+        db.close()
+    time.sleep(args.settle)
+    return {"soak_acks": r.statuses.get(202, 0), "soak_built": built,
+            "soak_seconds": time.perf_counter() - t0}
+
+
 def floor_memory(workdir: Path, args) -> tuple[float, float, int]:
     port = free_port()
     script = workdir / "floor_app.py"
@@ -186,12 +218,19 @@ def floor_memory(workdir: Path, args) -> tuple[float, float, int]:
         server.stop()
 
 
+def _change(before: float, after: float) -> str:
+    return f"{(after - before) / before * 100:+.1f} %" if before else "-"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: the bridge's)")
     parser.add_argument("--settle", type=float, default=3.0, help="idle seconds before memory is read")
+    parser.add_argument("--soak", type=int, default=0,
+                        help="after the idle memory, send this many deliveries (64 connections, "
+                             "every job run), settle and read the memory again (goal: within 10 %%)")
     parser.add_argument("--before", type=Path, default=None,
                         help="another checkout of the bridge (e.g. `git worktree add /tmp/before main`): "
                              "its rounds alternate with this one's, in the same run")
@@ -208,6 +247,15 @@ def main(argv=None) -> int:
                   f"(CPU {r['start_cpu']:.1f} s, all processes); reload {r['reload']:.2f} s "
                   f"(CPU {r['reload_cpu']:.1f} s); idle RSS {r['rss']:.0f} MiB, PSS {r['pss']:.0f} MiB "
                   f"in {r['procs']} processes ({r['each']})", flush=True)
+            if args.soak:
+                print(f"{name} round {i + 1}: after the first 1,000 deliveries: RSS {r['warm_rss']:.0f} "
+                      f"MiB, PSS {r['warm_pss']:.0f} MiB; after {args.soak} ({r['soak_built']} jobs "
+                      f"run in all, the last {r['soak_acks']} acknowledged in {r['soak_seconds']:.0f} s) "
+                      f"and {args.settle:g} s idle: RSS {r['soak_rss']:.0f} MiB "
+                      f"({_change(r['rss'], r['soak_rss'])} on idle, {_change(r['warm_rss'], r['soak_rss'])}"
+                      f" on warm), PSS {r['soak_pss']:.0f} MiB ({_change(r['pss'], r['soak_pss'])} on "
+                      f"idle, {_change(r['warm_pss'], r['soak_pss'])} on warm; goal within +-10 %) "
+                      f"({r['soak_each']})", flush=True)
         f_rss, f_pss, f_n, f_start = floor_memory(Path(tmp), args)
     for name, _ in roots:
         med = {k: statistics.median(r[k] for r in rounds[name])
