@@ -8,7 +8,8 @@ Why: every commit costs a writer-lock round, SQLite's page writes and, with dura
 an fsync (milliseconds on most disks). With one commit per delivery, acks per second are capped at
 one over that; sharing a commit among the deliveries that arrived while the previous one was being
 written lifts the cap with the load, and costs nothing when a delivery arrives alone (it does not
-wait for company).
+wait for company). The leader takes the batch only once its transaction has begun: callers
+arriving while it waited for the writer lock (another process committing) ride along.
 """
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ class GroupCommit:
     done its followers are woken with their results and the first queued caller leads the next
     batch, so no caller writes for others for long.
 
-    `write_batch(items) -> results` writes the items (in one transaction, as far as it can) and
-    returns one result per item; a result that is an exception is raised to that item's caller.
-    If it raises, every caller of the batch gets the exception.
+    `write_batch(take) -> results` begins a transaction, calls `take()` once for the items (every
+    one pending by then), writes them (in that transaction, as far as it can) and returns one
+    result per item; a result that is an exception is raised to that item's caller. If it
+    raises, every caller of the batch gets the exception (all pending then, if it never took).
     """
 
     def __init__(self, write_batch: Callable[[list], list]):
@@ -56,13 +58,21 @@ class GroupCommit:
             slot.ready.wait()
             if not slot.lead:
                 return _outcome(slot)
-        with self._lock:
-            batch, self._pending = self._pending, []
+        batch: list[_Slot] | None = None
+
+        def take() -> list:
+            nonlocal batch
+            if batch is None:
+                with self._lock:
+                    batch, self._pending = self._pending, []
+            return [s.item for s in batch]
+
         try:
-            results = self._write_batch([s.item for s in batch])
+            results = self._write_batch(take)
             for s, r in zip(batch, results):
                 s.result = r
         except BaseException as exc:
+            take()
             for s in batch:
                 s.error = exc
         finally:

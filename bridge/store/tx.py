@@ -232,15 +232,18 @@ class Tx:
         finally:
             raw.close()
 
-    def _write_batch(self, items: list, one, tx) -> list:
+    def _write_batch(self, items, one, tx) -> list:
         """`one(*tx_values, *item)` for the items of concurrent callers in one transaction (group
-        commit). If it fails, each is tried again alone, so one cannot take the others with it;
-        not when the transaction never began (database or lock unreachable): every item would
-        only meet the same wait again, one after the other."""
+        commit); `items` a list, or GroupCommit's `take`, called once the transaction began (the
+        writer lock held). If it fails, each is tried again alone, so one cannot take the others
+        with it; not when the transaction never began (database or lock unreachable): every item
+        would only meet the same wait again, one after the other."""
         began = False
         try:
             with tx() as values:
                 began = True
+                if callable(items):
+                    items = items()
                 return [one(*values, *item) for item in items]
         except Exception as exc:
             if not began:

@@ -37,7 +37,8 @@ def run_threads(n, fn):
 def test_callers_arriving_during_a_batch_share_the_next_and_get_their_own_results():
     batches = []
 
-    def write_batch(items):
+    def write_batch(take):
+        items = take()
         batches.append(list(items))
         time.sleep(0.02)                # a commit taking a while: others queue meanwhile
         return [f"done {item}" for item in items]
@@ -50,7 +51,7 @@ def test_callers_arriving_during_a_batch_share_the_next_and_get_their_own_result
 
 
 def test_a_caller_alone_is_written_at_once():
-    group = GroupCommit(lambda items: [x * 2 for x in items])
+    group = GroupCommit(lambda take: [x * 2 for x in take()])
     t0 = time.monotonic()
     assert group.submit(21) == 42
     assert time.monotonic() - t0 < 0.5
@@ -59,7 +60,8 @@ def test_a_caller_alone_is_written_at_once():
 def test_a_failed_batch_fails_its_callers_only_and_the_next_batch_proceeds():
     calls = []
 
-    def write_batch(items):
+    def write_batch(take):
+        items = take()
         calls.append(list(items))
         time.sleep(0.02)
         if len(calls) == 1:
@@ -78,10 +80,52 @@ def test_a_failed_batch_fails_its_callers_only_and_the_next_batch_proceeds():
 
 
 def test_a_result_that_is_an_exception_is_raised_to_its_own_caller():
-    group = GroupCommit(lambda items: [ValueError(f"bad {x}") if x == 3 else x for x in items])
+    group = GroupCommit(lambda take: [ValueError(f"bad {x}") if x == 3 else x for x in take()])
     out = run_threads(6, lambda i: group.submit(i))
     assert isinstance(out[3], ValueError) and str(out[3]) == "bad 3"
     assert all(out[i] == i for i in (0, 1, 2, 4, 5))
+
+
+def test_callers_arriving_while_the_leader_waits_for_the_transaction_join_its_batch():
+    """The leader takes the batch once its transaction has begun (the writer lock held): who
+    came while it waited for another process's commit rides along, not in a batch of its own."""
+    began = threading.Event()
+    release = threading.Event()
+    batches = []
+
+    def write_batch(take):
+        began.set()
+        release.wait(10)                # waiting for the writer lock
+        items = take()
+        batches.append(items)
+        return items
+
+    group = GroupCommit(write_batch)
+    leader = threading.Thread(target=group.submit, args=(0,))
+    leader.start()
+    assert began.wait(10)
+    others = [threading.Thread(target=group.submit, args=(i,)) for i in range(1, 6)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(group._pending) < 6 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for t in [leader, *others]:
+        t.join(10)
+    assert batches == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_a_batch_that_never_began_fails_every_caller_pending_then():
+    def write_batch(take):
+        raise StoreUnavailable("store unavailable: the writer lock cannot be opened")
+
+    group = GroupCommit(write_batch)
+    out = run_threads(4, lambda i: group.submit(i))
+    assert all(isinstance(v, StoreUnavailable) for v in out.values())
+    assert not group._busy and not group._pending
+    with pytest.raises(StoreUnavailable):       # the next caller leads again, not stuck behind
+        group.submit(9)
 
 
 # --- the store's ingest on top of it ---------------------------------------------------------
