@@ -403,6 +403,10 @@ class Bridge:
                  name: str = "bridge", rules: str | None = None):
         self.dir = workdir / name
         self.dir.mkdir(parents=True)
+        # The last part's bridge wrote hundreds of MB; the kernel still writing them back would
+        # slow this part's fsyncs and checkpoints (its `full` tail doubled): start on a quiet disk.
+        os.sync()
+        time.sleep(1.0)
         self.rules = self.dir / "rules.yaml"
         self.rules.write_text((rules or RULES).format(durability=durability, run=run,
                                            concurrency=args.concurrency), encoding="utf-8")
