@@ -18,7 +18,7 @@ class MemoryTarget(Target):
     run_keys = {"target": True, "name": False, "parameters": False}
 
     #: How many of its latest jobs each memory target keeps in `started`.
-    KEEP = 1_000
+    KEEP = 100
     #: The latest jobs any MemoryTarget started in this process, by target name (tests read it).
     started: dict[str, collections.deque[Job]] = {}
     _lock = threading.Lock()
