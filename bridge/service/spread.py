@@ -24,6 +24,8 @@ STALE = 2.0
 #: How many more connections than the least loaded worker one may hold and still take another.
 SLACK = 1
 BUSY = 2**62
+#: A slot given to a worker about to be forked that never served this long is free again.
+_RESERVED = 120.0
 
 
 class Spread:
@@ -40,12 +42,16 @@ class Spread:
     # -- in the gunicorn master (its pre_fork and child_exit hooks) --------------------------
 
     def assign(self, worker) -> None:
-        """Give the worker about to be forked a free slot (none: it accepts without looking)."""
+        """Give the worker about to be forked a free slot (none: it accepts without looking).
+        A slot is free when released, or left by a worker gunicorn dropped without its
+        child_exit hook (a fork that failed, a worker already gone when it was killed)."""
         worker.spread_slot = None
         used = _HEADER.unpack_from(self.mem, 0)[0]
+        now = time.monotonic()
         for i in range(self.slots):
-            if _SLOT.unpack_from(self.mem, self._at(i))[0] == 0:
-                _SLOT.pack_into(self.mem, self._at(i), -1, 0, 0.0)
+            pid, _, beat = _SLOT.unpack_from(self.mem, self._at(i))
+            if pid == 0 or (pid == -1 and now - beat > _RESERVED) or (pid > 0 and not _alive(pid)):
+                _SLOT.pack_into(self.mem, self._at(i), -1, 0, now)
                 _HEADER.pack_into(self.mem, 0, max(used, i + 1))
                 worker.spread_slot = i
                 return
@@ -88,3 +94,13 @@ class Spread:
         while the others were still starting; one more than `fair` allows, so that closing one
         never makes the worker take it back."""
         return self.slot is not None and conns > self.fewest() + SLACK + 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

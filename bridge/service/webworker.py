@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import resource
+import select
 import selectors
 import socket
 import time
@@ -30,6 +31,9 @@ _LINGER, _LINGER_BYTES = 2.0, 4 * 2**20
 #: What this worker overrides or calls in gunicorn's gthread worker (gunicorn 27).
 _GTHREAD_HOOKS = ("accept", "set_accept_enabled", "on_client_socket_readable", "enqueue_req",
                   "finish_request", "murder_pending", "handle", "handle_request", "_keepalive_after")
+#: A worker leaving connections to others takes them itself after this many turns of its poll
+#: loop (one every 20 ms while it waits) that found them still queued in the kernel.
+STUCK_TURNS = 3
 #: What the spreading of connections over the workers overrides there.
 _SPREAD_HOOKS = ("set_accept_enabled", "wait_for_and_dispatch_events", "notify")
 
@@ -92,6 +96,7 @@ class ReadAheadWorker(ThreadWorker):
         self.next_expiry = 0.0
         self.accept_paused_until = 0.0
         self.spread_waiting = False     # not accepting while other workers hold fewer connections
+        self.spread_stuck = 0           # turns of the loop that found connections left queued
         if self.spread is not None and all(hasattr(ThreadWorker, n) for n in _SPREAD_HOOKS):
             self.spread.slot = getattr(self, "spread_slot", None)     # the master's pre_fork gave it
         else:
@@ -120,8 +125,10 @@ class ReadAheadWorker(ThreadWorker):
     def set_accept_enabled(self, enabled):
         if enabled and time.monotonic() < self.accept_paused_until:
             enabled = False
-        self.spread_waiting = enabled and self.spread is not None and not self.spread.fair(self.nr_conns)
+        self.spread_waiting = enabled and self._leaves_to_others()
         super().set_accept_enabled(enabled and not self.spread_waiting)
+        if not enabled and not self.alive and self.spread is not None:
+            self.spread.publish(None)      # stopping: nobody is to wait for this worker now
 
     # -- connections spread over the workers (spread.py) ---------------------------------------
 
@@ -135,9 +142,27 @@ class ReadAheadWorker(ThreadWorker):
         takes = (self.alive and self.nr_conns < self.worker_connections
                  and time.monotonic() >= self.accept_paused_until)
         spread.publish(self.nr_conns if takes else None)
-        if takes and getattr(self, "_accepting", False) and not spread.fair(self.nr_conns):
+        if not takes:
+            return
+        if spread.fair(self.nr_conns):
+            self.spread_stuck = 0
+        else:
+            # Connections still queued in the kernel while another worker should take them: that
+            # one is stuck (its poll loop blocked, or on its way out). Counted per turn of the loop.
+            try:
+                queued = bool(select.select(self.sockets, [], [], 0)[0])
+            except (OSError, ValueError):
+                queued = False
+            self.spread_stuck = self.spread_stuck + 1 if queued else 0
+        if getattr(self, "_accepting", False) and self._leaves_to_others():
             super().set_accept_enabled(False)
             self.spread_waiting = True
+
+    def _leaves_to_others(self) -> bool:
+        """Whether this worker leaves new connections to the others now: they hold fewer (and
+        have not left them waiting in the kernel's queue for STUCK_TURNS turns of this loop)."""
+        return (self.spread is not None and not self.spread.fair(self.nr_conns)
+                and self.spread_stuck < STUCK_TURNS)
 
     def wait_for_and_dispatch_events(self, timeout):
         # Waiting for the others to catch up: look again soon, not in a second, or a connection
@@ -259,17 +284,25 @@ class ReadAheadWorker(ThreadWorker):
         conn.ra_buf = None
         if reply:
             self.send_quietly(conn, reply)
-            try:
-                conn.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            else:
-                conn.ra_deadline, conn.ra_drained = time.monotonic() + _LINGER, 0
-                self.lingering[conn] = None
-                self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.drain, conn))
-                return
+            self.close_softly(conn)
+            return
         self.nr_conns -= 1
         conn.close()
+
+    def close_softly(self, conn):
+        """Close `conn` as RFC 9112 9.6 asks (the write side first, then what the client still
+        sends drained for a moment) in the poller: gunicorn's close_graceful waits for the
+        client's FIN, up to 2 s, with the whole poll loop stopped."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.sock.setblocking(False)
+        conn.ra_deadline, conn.ra_drained = time.monotonic() + _LINGER, 0
+        self.lingering[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.drain, conn))
 
     def drain(self, conn, _sock):
         try:
@@ -322,12 +355,18 @@ class ReadAheadWorker(ThreadWorker):
         return super()._keepalive_after(conn, keepalive)
 
     def finish_request(self, conn, fs):
-        """Bytes a client pipelined behind a kept-alive request are read in the poller too."""
-        if (self.readahead and not fs.cancelled() and fs.exception() is None
-                and fs.result() is True):
-            leftover = conn.parser.unreader.take_buffered()
-            if leftover:
-                self.read_request(conn, leftover)
+        """Bytes a client pipelined behind a kept-alive request are read in the poller too, and
+        a connection the reply closed (the client asked, or `Connection: close` from a crowded
+        worker) is closed without stopping the poll loop."""
+        if self.readahead and not fs.cancelled() and fs.exception() is None:
+            result = fs.result()
+            if result is True:
+                leftover = conn.parser.unreader.take_buffered()
+                if leftover:
+                    self.read_request(conn, leftover)
+                    return
+            elif result is False:
+                self.close_softly(conn)
                 return
         super().finish_request(conn, fs)
 

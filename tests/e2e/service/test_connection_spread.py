@@ -119,3 +119,40 @@ def test_kept_alive_connections_end_up_spread_over_the_workers(tmp_path):
         for c in clients:
             c.sock.close()
         bridge.stop()
+
+
+def test_a_closed_connection_does_not_stop_the_workers_poll_loop(tmp_path):
+    """A reply that closes its connection (the client asked) is closed the RFC 9112 way, write
+    side first, then what the client still sends drained: in the poller, not by gunicorn's
+    close_graceful, which waited for each client's FIN (up to 2 s) with the poll loop stopped.
+    Four clients that never close their end then held up every other client for 8 s."""
+    bridge = BridgeProcess(tmp_path / "b", RULES, workers=1, dispatcher=False,
+                           env={"GH_SECRET": "spread-secret-1"}).start()
+    lingering = []
+    try:
+        t0 = time.monotonic()
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", bridge.port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(4096)
+            assert data.startswith(b"HTTP/1.1 200")
+            lingering.append(s)             # never closed by the client
+        other = Client(bridge.port)
+        assert other.get() == 200
+        # 2 s per lingering client before: 8 s in all
+        assert time.monotonic() - t0 < 5.0, "the poll loop waited for the lingering clients"
+        for s in lingering:                 # each was half-closed by the bridge: EOF after the reply
+            s.settimeout(10)
+            rest = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+        other.sock.close()
+    finally:
+        for s in lingering:
+            s.close()
+        bridge.stop()

@@ -120,3 +120,41 @@ def test_the_count_of_slots_in_use_only_grows(slots):
     other = SimpleNamespace()
     table.assign(other)
     assert other.spread_slot == 0
+
+
+def test_a_worker_leaves_connections_to_others_unless_they_are_left_queued():
+    from bridge.service.webworker import STUCK_TURNS, ReadAheadWorker
+    a, b = workers(2)
+    b.publish(0)
+    me = SimpleNamespace(spread=a, nr_conns=5, spread_stuck=0)
+    assert ReadAheadWorker._leaves_to_others(me)
+    me.spread_stuck = STUCK_TURNS                 # b is stuck: its connections wait in the kernel
+    assert not ReadAheadWorker._leaves_to_others(me)
+    me.spread_stuck, me.nr_conns = 0, 1
+    assert not ReadAheadWorker._leaves_to_others(me)
+    assert not ReadAheadWorker._leaves_to_others(SimpleNamespace(spread=None, nr_conns=9, spread_stuck=0))
+
+
+def test_a_slot_left_by_a_worker_gunicorn_dropped_is_given_again(monkeypatch):
+    table = Spread(2)
+    gone, failed = SimpleNamespace(), SimpleNamespace()
+    table.assign(gone)
+    table.assign(failed)                          # its fork failed: reserved, never served
+    view = copy.copy(table)
+    view.slot = gone.spread_slot
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    spread_mod._SLOT.pack_into(table.mem, table._at(gone.spread_slot), child, 3, time.monotonic())
+    again = SimpleNamespace()
+    table.assign(again)
+    assert again.spread_slot == gone.spread_slot  # its process is gone
+    serving = copy.copy(table)
+    serving.slot = again.spread_slot
+    serving.publish(1)                            # this process: alive, so its slot stays taken
+    later = time.monotonic() + spread_mod._RESERVED + 1
+    monkeypatch.setattr(spread_mod.time, "monotonic", lambda: later)
+    third = SimpleNamespace()
+    table.assign(third)
+    assert third.spread_slot == failed.spread_slot
