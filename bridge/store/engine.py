@@ -51,6 +51,9 @@ CHECKPOINT_BACKSTOP = 32768   # pages: 128 MB of WAL
 # tries again on its next round.
 WAL_RESTART_PAGES = 16384
 WAL_RESTART_WAIT_MS = 0
+# ...and only when PASSIVE left at most this many pages to copy (a reader's snapshot stops it
+# short; the rest would then be copied with the lock held).
+WAL_RESTART_LEFT = 1024
 
 # PostgreSQL, per process. A gunicorn gthread worker uses at most one connection per thread (4 by
 # default) and a dispatcher one per job slot plus its claim loop; `pool_size` connections stay

@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from bridge.errors import StoreUnavailable
 from bridge.events import Event
 from bridge.store import migrations
-from bridge.store.engine import BUSY_TIMEOUT_MS, WAL_RESTART_PAGES, WAL_RESTART_WAIT_MS, open_engine
+from bridge.store.engine import (BUSY_TIMEOUT_MS, WAL_RESTART_LEFT, WAL_RESTART_PAGES, WAL_RESTART_WAIT_MS,
+                                 open_engine)
 from bridge.store.schema import schema_version
 
 _MAX_ERROR = 4000
@@ -40,6 +41,7 @@ class Tx:
     def __init__(self, engine, writer_lock):
         self.engine = engine
         self._writer = writer_lock
+        self._restarted_at = -1          # the WAL's frames when `checkpoint` last restarted it
         self._pg = engine.dialect.name == "postgresql"
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._compile(engine.dialect)
@@ -130,15 +132,24 @@ class Tx:
             with self.engine.connect() as conn:
                 driver = conn.connection.driver_connection
                 busy, frames, copied = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames >= WAL_RESTART_PAGES and self._writer is not None:
+                # Only with little left to copy (a reader's snapshot can stop PASSIVE short: the
+                # rest would be copied with the lock held), and not again before a new write.
+                if (frames >= WAL_RESTART_PAGES and not busy and frames - copied <= WAL_RESTART_LEFT
+                        and frames != self._restarted_at and self._writer is not None):
                     with self._writer:
-                        driver.execute(f"PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}")
                         try:
+                            driver.execute(f"PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}")
                             busy, frames, copied = driver.execute(
                                 "PRAGMA wal_checkpoint(RESTART)").fetchone()
-                        finally:
                             driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                        except BaseException:
+                            conn.invalidate()        # never back to the pool without its timeout
+                            raise
+                    if not busy:
+                        self._restarted_at = frames
         except (SQLAlchemyError, self._dbapi_error) as exc:
+            raise _unavailable(exc) from exc
+        except OSError as exc:                       # the writer lock's file
             raise _unavailable(exc) from exc
         return max(frames - copied, 0) if frames >= 0 else 0
 

@@ -136,3 +136,43 @@ def test_the_wal_starts_over_under_steady_writes(tmp_path, monkeypatch):
         thread.join(30)
         writer.close()
         store.close()
+
+
+def test_the_restart_takes_the_writer_lock_once_per_filled_wal(tmp_path, monkeypatch):
+    """Once started over, the WAL still reports its old frames until the next write: the next
+    rounds must not take the writer lock (and RESTART) again for nothing."""
+    monkeypatch.setattr(tx_module, "WAL_RESTART_PAGES", 400)
+    path = tmp_path / "bridge.db"
+    store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
+
+    class Counting:
+        def __init__(self, lock):
+            self.lock, self.taken = lock, 0
+
+        def __enter__(self):
+            self.taken += 1
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.lock, name)
+
+    try:
+        _fill(store, 300, "d")                     # about 900 pages of WAL
+        counting = Counting(store._writer)
+        store._writer = counting
+        assert store.checkpoint() == 0
+        assert counting.taken == 1                 # restarted under the lock
+        for _ in range(3):
+            assert store.checkpoint() == 0
+        assert counting.taken == 1                 # nothing written since: no second restart
+        _fill(store, 1, "after")                   # the next write starts the WAL over
+        assert counting.taken == 2 and _wal_pages(path) > 400   # (its own commit took the lock)
+        with store.engine.connect() as conn:
+            busy, frames, copied = conn.connection.driver_connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames < 50                         # it wrote from the WAL's beginning
+    finally:
+        store.close()
