@@ -65,13 +65,14 @@ def prepare_multiprocess_dir(state_dir) -> str:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for f in path.iterdir():
         m = _VALUE_FILE.match(f.name)
-        if m and not _alive(int(m.group(1))):
+        if m and not process_alive(int(m.group(1))):
             f.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return str(path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

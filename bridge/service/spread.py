@@ -13,6 +13,8 @@ import os
 import struct
 import time
 
+from bridge.metrics import process_alive
+
 #: One worker: its pid (0: a free slot, -1: forked, not yet serving), its open connections
 #: (BUSY when it takes none by its own limits), its last heartbeat (time.monotonic).
 _SLOT = struct.Struct("=qqd")
@@ -50,7 +52,7 @@ class Spread:
         now = time.monotonic()
         for i in range(self.slots):
             pid, _, beat = _SLOT.unpack_from(self.mem, self._at(i))
-            if pid == 0 or (pid == -1 and now - beat > _RESERVED) or (pid > 0 and not _alive(pid)):
+            if pid == 0 or (pid == -1 and now - beat > _RESERVED) or (pid > 0 and not process_alive(pid)):
                 _SLOT.pack_into(self.mem, self._at(i), -1, 0, now)
                 _HEADER.pack_into(self.mem, 0, max(used, i + 1))
                 worker.spread_slot = i
@@ -95,12 +97,3 @@ class Spread:
         never makes the worker take it back."""
         return self.slot is not None and conns > self.fewest() + SLACK + 1
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

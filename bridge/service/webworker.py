@@ -144,7 +144,8 @@ class ReadAheadWorker(ThreadWorker):
         spread.publish(self.nr_conns if takes else None)
         if not takes:
             return
-        if spread.fair(self.nr_conns):
+        fair = spread.fair(self.nr_conns)
+        if fair:
             self.spread_stuck = 0
         else:
             # Connections still queued in the kernel while another worker should take them: that
@@ -154,7 +155,7 @@ class ReadAheadWorker(ThreadWorker):
             except (OSError, ValueError):
                 queued = False
             self.spread_stuck = self.spread_stuck + 1 if queued else 0
-        if getattr(self, "_accepting", False) and self._leaves_to_others():
+        if not fair and self.spread_stuck < STUCK_TURNS and getattr(self, "_accepting", False):
             super().set_accept_enabled(False)
             self.spread_waiting = True
 

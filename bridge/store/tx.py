@@ -147,9 +147,7 @@ class Tx:
                             raise
                     if not busy:
                         self._restarted_at = frames
-        except (SQLAlchemyError, self._dbapi_error) as exc:
-            raise _unavailable(exc) from exc
-        except OSError as exc:                       # the writer lock's file
+        except (SQLAlchemyError, self._dbapi_error, OSError) as exc:    # OSError: the lock's file
             raise _unavailable(exc) from exc
         return max(frames - copied, 0) if frames >= 0 else 0
 
