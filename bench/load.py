@@ -429,7 +429,10 @@ class Bridge:
         # that the CPU accounting covers every process and no worker starts late.
         want = 1 + (args.workers or 2)
         deadline = time.monotonic() + 30
-        while len(self.pids().get("web", [])) < want or (dispatcher and "dispatcher" not in self.pids()):
+        while True:
+            roles = self.pids()
+            if len(roles.get("web", [])) >= want and (not dispatcher or "dispatcher" in roles):
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the bridge did not start {want - 1} web workers within 30 s")
             time.sleep(0.05)
