@@ -21,7 +21,7 @@ from bridge.dispatch.statuses import Feedback
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics, use_multiprocess_dir
 from bridge.scrape_metrics import register_process
-from bridge.service.handover import receive
+from bridge.service.handover import reloaded
 from bridge.service.sigpipe import SignalPipe
 from bridge.service.storeopen import open_store_or_exit
 
@@ -113,8 +113,7 @@ class Reloader:
         problems = validate_and_record(rules_path, state_dir)
         try:
             # Under `cibridge serve`: the rules it validated and handed over (handover.py).
-            handed = None if problems else receive(state_dir)
-            new = None if problems else handed[0] if handed else load_with_fallback(rules_path, state_dir)[0]
+            new = None if problems else reloaded(rules_path, state_dir)
         except ConfigError as exc:   # a secret went missing since the validation
             problems = exc.problems
         if problems:

@@ -26,7 +26,7 @@ import struct
 
 from bridge.config.load import forget_shared, paused_gc
 from bridge.config.model import Config
-from bridge.config.snapshot import read_status, snapshot_source, warn_if_edited
+from bridge.config.snapshot import load_with_fallback, read_status, snapshot_source, warn_if_edited
 
 log = logging.getLogger("bridge.serve")
 
@@ -231,6 +231,13 @@ def received_at_start(rules_path, state_dir) -> Config | None:
     else:
         warn_if_edited(rules_path, config)
     return config
+
+
+def reloaded(rules_path, state_dir) -> Config:
+    """The accepted rules after a reload: those `cibridge serve` validated and handed over, else
+    (started alone, or what waits is not the accepted version) loaded here. Raises ConfigError."""
+    handed = receive(state_dir)
+    return handed[0] if handed else load_with_fallback(rules_path, state_dir)[0]
 
 
 def receive(state_dir, *, expected: str | None = None,

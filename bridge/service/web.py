@@ -16,7 +16,7 @@ from bridge.config.snapshot import (accepted_or_file, load_with_fallback, read_s
 from bridge.errors import ConfigError
 from bridge.metrics import Metrics, child_exit, prepare_multiprocess_dir
 from bridge.scrape_metrics import register_process
-from bridge.service.handover import receive
+from bridge.service.handover import reloaded
 from bridge.service.spread import Spread
 from bridge.service.webworker import worker_class
 from bridge.web.app import create_app
@@ -112,8 +112,7 @@ def _on_web_reload(rules_path, state_dir):
     _MASTER_RULES.pop("config", None)
     gc.collect()
     try:
-        handed = receive(state_dir)       # under `cibridge serve`: the rules it validated
-        config = handed[0] if handed else load_with_fallback(rules_path, state_dir)[0]
+        config = reloaded(rules_path, state_dir)     # under `cibridge serve`: the rules it validated
         config.ruleset
         _MASTER_RULES["config"] = config
     except ConfigError:
