@@ -176,3 +176,45 @@ def test_the_restart_takes_the_writer_lock_once_per_filled_wal(tmp_path, monkeyp
         assert frames < 50                         # it wrote from the WAL's beginning
     finally:
         store.close()
+
+
+def test_the_restart_writes_the_files_back_before_it_takes_the_lock(tmp_path, monkeypatch):
+    """RESTART fsyncs the WAL and the database; what the PASSIVE rounds left in the page cache is
+    written back before the writer lock is taken, so those fsyncs hold the lock for little."""
+    monkeypatch.setattr(tx_module, "WAL_RESTART_PAGES", 400)
+    path = tmp_path / "bridge.db"
+    store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
+    seen: list[str] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd):
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fdatasync(fd)
+
+    class Noting:
+        def __init__(self, lock):
+            self.lock = lock
+
+        def __enter__(self):
+            seen.append("lock")
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.lock, name)
+
+    try:
+        _fill(store, 300, "d")                     # about 900 pages of WAL
+        store._writer = Noting(store._writer)
+        monkeypatch.setattr(tx_module.os, "fdatasync", fdatasync)
+        assert store.checkpoint() == 0
+        assert seen == [f"{path}-wal", str(path), "lock"]
+        _fill(store, 1, "after")                   # the WAL starts over: the restart happened
+        with store.engine.connect() as conn:
+            busy, frames, copied = conn.connection.driver_connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert frames < 50
+    finally:
+        store.close()
