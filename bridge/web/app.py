@@ -11,7 +11,7 @@ from bridge.errors import StoreUnavailable
 from bridge.store import Store
 from bridge.web.admin import bp as admin_bp
 from bridge.web.health import bp as health_bp
-from bridge.web.ingress import bp as ingress_bp
+from bridge.web.ingress import HooksFirst, bp as ingress_bp
 from bridge.web.state import AppState
 from bridge.web.ui import bp as ui_bp
 from bridge.web.ui.auth import ProxyPrefix
@@ -32,7 +32,8 @@ def create_app(config, store=None, state_dir="var", metrics=None):
     app.register_blueprint(admin_bp)
     app.register_blueprint(ui_bp)
     state = app.extensions["bridge"]
-    app.wsgi_app = ProxyPrefix(app.wsgi_app, lambda: state.config.settings.ui.trusted_proxies)
+    app.wsgi_app = ProxyPrefix(HooksFirst(app.wsgi_app, state),
+                               lambda: state.config.settings.ui.trusted_proxies)
     return app
 
 
