@@ -164,6 +164,10 @@ def setup(level: str | None = None, stream=None) -> None:
             root.setLevel(level.upper())
         return
     root.setLevel((level or resolve_level()).upper())
+    # Neither format shows where a call was made or from which thread: records skip looking
+    # them up (the "Optimization" section of Python's logging HOWTO).
+    logging._srcfile = None
+    logging.logThreads = False
     stream = stream or sys.stdout
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter_for(stream))
