@@ -46,9 +46,9 @@ BUSY_TIMEOUT_MS = 5000
 CHECKPOINT_BACKSTOP = 32768   # pages: 128 MB of WAL
 # `Store.checkpoint` starts the WAL over once it holds this many pages (64 MB: about 1.4 s of
 # deliveries at 500/s, each with its job run), holding the writer lock for the copy of the last
-# pages and two fsyncs of little (1.5-3 ms: the bulk is written back before), and not waiting for readers
-# still in the old WAL (SQLite's busy handler would sleep 1, 2, 5... ms with the lock held): it
-# tries again on its next round.
+# pages and two fsyncs of little (a median 1.8 ms: the bulk is written back before), not
+# waiting for readers still in the old WAL (SQLite's busy handler would sleep 1, 2, 5... ms
+# with the lock held): it tries again on its next round.
 WAL_RESTART_PAGES = 16384
 WAL_RESTART_WAIT_MS = 0
 # ...and only when PASSIVE left at most this many pages to copy (a reader's snapshot stops it

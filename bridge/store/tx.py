@@ -159,7 +159,7 @@ class Tx:
         RESTART syncs both, and what the PASSIVE rounds wrote since the last sync (the WAL's
         newest frames, every page they copied into the database: megabytes at 500 deliveries/s)
         was still in the page cache, so those fsyncs held the lock 5-10 ms; written back here, off
-        the lock, they leave it 1.5-3 ms."""
+        the lock, they leave it a median 1.8 ms (5.3 ms before)."""
         path = driver.execute("PRAGMA database_list").fetchone()[2]
         for name in (path + "-wal", path):
             fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)

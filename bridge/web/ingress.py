@@ -1,10 +1,11 @@
-"""Ingress stage: `POST /hooks/<source>` (`HooksFirst`, in front of the Flask app): bytes -> verify -> normalize -> match -> store -> reply.
+"""Ingress stage: `POST /hooks/<source>`: bytes -> verify -> normalize -> match -> store -> reply.
 
 Input: a webhook delivery. Output: the reply DESIGN.md's table prescribes (401/404/413/400/200/202/503);
 a 2xx only after the delivery and its jobs are committed; a refusal also goes to the recorder of
 refusals (web/refusals.py), after its reply. Web workers never call a target. A
 delivery meaning several events (Bitbucket: one per change) is stored as one row per event, all in
-one transaction, each matched and deduplicated on its own (`_receive_many`).
+one transaction, each matched and deduplicated on its own (`_receive_many`). `HooksFirst`, in
+front of the Flask app, hands each delivery to `deliver` without Flask's request machinery.
 """
 from __future__ import annotations
 
