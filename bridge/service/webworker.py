@@ -34,6 +34,8 @@ _GTHREAD_HOOKS = ("accept", "set_accept_enabled", "on_client_socket_readable", "
 #: A worker leaving connections to others takes them itself after this many turns of its poll
 #: loop (one every 20 ms while it waits) that found them still queued in the kernel.
 STUCK_TURNS = 3
+#: A stopping worker that still holds connections this many seconds on says which (once).
+SLOW_STOP = 8.0
 #: What the spreading of connections over the workers overrides there.
 _SPREAD_HOOKS = ("set_accept_enabled", "wait_for_and_dispatch_events", "notify")
 
@@ -95,6 +97,8 @@ class ReadAheadWorker(ThreadWorker):
         self.max_line = max(limits) + _HEADER_SLACK if all(limits) else None
         self.next_expiry = 0.0
         self.accept_paused_until = 0.0
+        self.stopping_since = None      # when the poll loop first found the worker stopping
+        self.stop_reported = False
         self.spread_waiting = False     # not accepting while other workers hold fewer connections
         self.spread_stuck = 0           # turns of the loop that found connections left queued
         if self.spread is not None and all(hasattr(ThreadWorker, n) for n in _SPREAD_HOOKS):
@@ -255,6 +259,8 @@ class ReadAheadWorker(ThreadWorker):
     def murder_pending(self):
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive:
+            self.report_slow_stop(now)
         if not (self.reading or self.lingering) or now < self.next_expiry:
             return
         self.next_expiry = now + 0.2
@@ -270,6 +276,21 @@ class ReadAheadWorker(ThreadWorker):
                           self.body_timeout if conn.ra_in_body else self.header_timeout)
             self.refuse(conn, _reply("408 Request Timeout", f"the {what} did not arrive in time")
                         if conn.ra_buf else None)
+
+    def report_slow_stop(self, now: float) -> None:
+        """Once, when a stopping worker still holds connections SLOW_STOP seconds on: which
+        kinds (gunicorn waits for them up to its graceful_timeout, then kills the worker)."""
+        if self.stopping_since is None:
+            self.stopping_since = now
+        elif not self.stop_reported and now - self.stopping_since >= SLOW_STOP and self.nr_conns > 0:
+            self.stop_reported = True
+            kept = len(getattr(self, "keepalived_conns", ()))
+            pending = len(getattr(self, "pending_conns", ()))
+            self.log.warning(
+                "stopping: %d connection(s) still open after %gs: %d being read, %d closing, "
+                "%d kept alive, %d waiting, %d in a thread", self.nr_conns, SLOW_STOP,
+                len(self.reading), len(self.lingering), kept, pending,
+                self.nr_conns - len(self.reading) - len(self.lingering) - kept - pending)
 
     def leave(self, conn):
         del self.reading[conn]

@@ -29,7 +29,7 @@ def test_sigterm_finishes_the_job_in_flight_leaves_the_rest_queued_and_exits_0(t
 
     t0 = time.monotonic()
     assert bridge.stop() == 0
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 15, bridge.logs()[-6000:]    # what held the stop up
     assert not [p for p in pids if os.path.exists(f"/proc/{p}")]   # the whole tree is gone
     states = job_states(bridge)
     assert states.get("succeeded") == 1 and states.get("queued") == 2 and not states.get("running")
