@@ -585,9 +585,7 @@ def part_open(workdir: Path, args, durability: str, floor: Floor | None, summary
                 print(r.line() + beside, flush=True)
                 all_built = report_built(bridge, r) and all_built
                 seen[rate].append((p99, base))
-        for rate, runs in seen.items():
-            if floor is None:
-                continue
+        for rate, runs in (seen.items() if floor is not None else ()):
             ratio = statistics.median(p99 / base for p99, base in runs)
             summary.add(f"{durability} open loop {rate:g}/s p99 (floor p99)",
                         f"{statistics.median(p for p, _ in runs):.1f} ms "
@@ -733,9 +731,6 @@ def main(argv=None) -> int:
                 part_memory(workdir, args, durability, summary)
             if "exec" in args.parts:
                 part_exec(workdir, args, durability, summary)
-        if floor is not None:
-            floor.stop()
-            floor = None
         summary.print()
         print(f"  (load average at the end {os.getloadavg()[0]:.1f}; figures from a busy machine "
               "are low: see the CPU ms per delivery lines)", flush=True)

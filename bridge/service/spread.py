@@ -96,4 +96,3 @@ class Spread:
         while the others were still starting; one more than `fair` allows, so that closing one
         never makes the worker take it back."""
         return self.slot is not None and conns > self.fewest() + SLACK + 1
-

@@ -284,8 +284,7 @@ class ReadAheadWorker(ThreadWorker):
             self.stopping_since = now
         elif not self.stop_reported and now - self.stopping_since >= SLOW_STOP and self.nr_conns > 0:
             self.stop_reported = True
-            kept = len(getattr(self, "keepalived_conns", ()))
-            pending = len(getattr(self, "pending_conns", ()))
+            kept, pending = len(self.keepalived_conns), len(self.pending_conns)
             self.log.warning(
                 "stopping: %d connection(s) still open after %gs: %d being read, %d closing, "
                 "%d kept alive, %d waiting, %d in a thread", self.nr_conns, SLOW_STOP,
@@ -308,6 +307,10 @@ class ReadAheadWorker(ThreadWorker):
             self.send_quietly(conn, reply)
             self.close_softly(conn)
             return
+        self.drop(conn)
+
+    def drop(self, conn):
+        """Close `conn` now; it no longer counts among this worker's connections."""
         self.nr_conns -= 1
         conn.close()
 
@@ -318,8 +321,7 @@ class ReadAheadWorker(ThreadWorker):
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            self.nr_conns -= 1
-            conn.close()
+            self.drop(conn)
             return
         conn.sock.setblocking(False)
         conn.ra_deadline, conn.ra_drained = time.monotonic() + _LINGER, 0
@@ -340,8 +342,7 @@ class ReadAheadWorker(ThreadWorker):
     def end_linger(self, conn):
         del self.lingering[conn]
         self.poller.unregister(conn.sock)
-        self.nr_conns -= 1
-        conn.close()
+        self.drop(conn)
 
     @staticmethod
     def send_quietly(conn, data: bytes):

@@ -40,6 +40,29 @@ def _wal_pages(path) -> int:
     return wal.stat().st_size // 4120 if wal.exists() else 0
 
 
+def _wal_frames(store: Store) -> int:
+    """The WAL's frames, as a PASSIVE checkpoint reports them."""
+    with store.engine.connect() as conn:
+        return conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+
+
+class _Noting:
+    """The store's writer lock, calling `noted()` each time it is taken."""
+
+    def __init__(self, lock, noted):
+        self.lock, self.noted = lock, noted
+
+    def __enter__(self):
+        self.noted()
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self.lock.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self.lock, name)
+
+
 def test_commits_of_a_background_store_leave_the_wal_to_checkpoint(tmp_path):
     path = tmp_path / "bridge.db"
     store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
@@ -144,36 +167,18 @@ def test_the_restart_takes_the_writer_lock_once_per_filled_wal(tmp_path, monkeyp
     monkeypatch.setattr(tx_module, "WAL_RESTART_PAGES", 400)
     path = tmp_path / "bridge.db"
     store = Store.open(f"sqlite:///{path}", durability="normal", background_checkpoints=True)
-
-    class Counting:
-        def __init__(self, lock):
-            self.lock, self.taken = lock, 0
-
-        def __enter__(self):
-            self.taken += 1
-            return self.lock.__enter__()
-
-        def __exit__(self, *exc):
-            return self.lock.__exit__(*exc)
-
-        def __getattr__(self, name):
-            return getattr(self.lock, name)
-
     try:
         _fill(store, 300, "d")                     # about 900 pages of WAL
-        counting = Counting(store._writer)
-        store._writer = counting
+        taken = []
+        store._writer = _Noting(store._writer, lambda: taken.append("lock"))
         assert store.checkpoint() == 0
-        assert counting.taken == 1                 # restarted under the lock
+        assert len(taken) == 1                     # restarted under the lock
         for _ in range(3):
             assert store.checkpoint() == 0
-        assert counting.taken == 1                 # nothing written since: no second restart
+        assert len(taken) == 1                     # nothing written since: no second restart
         _fill(store, 1, "after")                   # the next write starts the WAL over
-        assert counting.taken == 2 and _wal_pages(path) > 400   # (its own commit took the lock)
-        with store.engine.connect() as conn:
-            busy, frames, copied = conn.connection.driver_connection.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        assert frames < 50                         # it wrote from the WAL's beginning
+        assert len(taken) == 2 and _wal_pages(path) > 400      # (its own commit took the lock)
+        assert _wal_frames(store) < 50             # it wrote from the WAL's beginning
     finally:
         store.close()
 
@@ -191,30 +196,13 @@ def test_the_restart_writes_the_files_back_before_it_takes_the_lock(tmp_path, mo
         seen.append(os.readlink(f"/proc/self/fd/{fd}"))
         return real_fdatasync(fd)
 
-    class Noting:
-        def __init__(self, lock):
-            self.lock = lock
-
-        def __enter__(self):
-            seen.append("lock")
-            return self.lock.__enter__()
-
-        def __exit__(self, *exc):
-            return self.lock.__exit__(*exc)
-
-        def __getattr__(self, name):
-            return getattr(self.lock, name)
-
     try:
         _fill(store, 300, "d")                     # about 900 pages of WAL
-        store._writer = Noting(store._writer)
+        store._writer = _Noting(store._writer, lambda: seen.append("lock"))
         monkeypatch.setattr(tx_module.os, "fdatasync", fdatasync)
         assert store.checkpoint() == 0
         assert seen == [f"{path}-wal", str(path), "lock"]
         _fill(store, 1, "after")                   # the WAL starts over: the restart happened
-        with store.engine.connect() as conn:
-            busy, frames, copied = conn.connection.driver_connection.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        assert frames < 50
+        assert _wal_frames(store) < 50
     finally:
         store.close()
