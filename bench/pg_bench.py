@@ -11,7 +11,7 @@ Closed loop: 64 keep-alive connections, each sending its next signed, distinct p
 last is answered (the client, run_load, is bench/load.py's). Two instances split the connections
 evenly, as a round-robin load balancer would. durability "full": every 202 is on disk (SQLite
 synchronous=FULL; PostgreSQL synchronous_commit=on). Each instance is a whole `cibridge serve`
-(2 web workers x 4 threads and a dispatcher, memory target), all on this host's cores together
+(2 web workers x 16 threads and a dispatcher, memory target), all on this host's cores together
 with the client and the server: figures compare setups on one machine, not clusters.
 """
 from __future__ import annotations
