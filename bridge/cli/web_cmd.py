@@ -26,7 +26,7 @@ from bridge.service.web import run_web
                    "socket inherited as file descriptor N (how `cibridge serve` hands over its port)")
 @click.option("--workers", type=int, default=None,
               help="gunicorn worker processes (default settings.workers, else the gunicorn config's, else 2)")
-@click.option("--threads", type=int, default=None, help="threads per worker (default the gunicorn config's)")
+@click.option("--threads", type=int, default=None, help="threads per worker (default the gunicorn config's, else 16)")
 @click.option("--gunicorn-config", envvar="BRIDGE_GUNICORN_CONFIG",
               type=click.Path(dir_okay=False, exists=True), default=None,
               help="a gunicorn config file (deploy/gunicorn.conf.py)")

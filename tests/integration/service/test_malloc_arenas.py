@@ -16,10 +16,14 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc
 
 # Eight threads, each with a malloc of its own, alive together; then the arenas malloc_info lists.
 _SCRIPT = textwrap.dedent("""\
-    import ctypes, sys, threading
-    if sys.argv[1] == "limit":
+    import ctypes, os, sys, threading
+    if sys.argv[1] in ("limit", "fork"):
         from bridge.service.web import limit_malloc_arenas
         assert limit_malloc_arenas()
+    if sys.argv[1] == "fork":          # as gunicorn's master forks its workers
+        pid = os.fork()
+        if pid:
+            sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     libc = ctypes.CDLL(None)
     libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
     libc.fopen.argtypes, libc.fopen.restype = [ctypes.c_char_p, ctypes.c_char_p], ctypes.c_void_p
@@ -42,7 +46,8 @@ _SCRIPT = textwrap.dedent("""\
     done.set()
     for t in threads:
         t.join()
-    print(open(sys.argv[2]).read().count("<heap nr="))
+    print(open(sys.argv[2]).read().count("<heap nr="), flush=True)
+    os._exit(0)
 """)
 
 
@@ -56,6 +61,7 @@ def _arenas(tmp_path, mode: str) -> int:
 def test_the_threads_of_a_capped_process_share_two_arenas(tmp_path):
     assert _arenas(tmp_path, "free") > WEB_ARENAS      # what glibc does on its own: one each
     assert _arenas(tmp_path, "limit") <= WEB_ARENAS
+    assert _arenas(tmp_path, "fork") <= WEB_ARENAS     # a forked worker inherits the cap
 
 
 def test_an_operators_malloc_arena_max_is_left_as_it_is(monkeypatch):
