@@ -137,7 +137,7 @@ class Tx:
                 # rest would be copied with the lock held), and not again before a new write.
                 if (frames >= WAL_RESTART_PAGES and not busy and frames - copied <= WAL_RESTART_LEFT
                         and frames != self._restarted_at and self._writer is not None):
-                    self._write_back(driver)
+                    self._write_back()
                     with self._writer:
                         try:
                             driver.execute(f"PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}")
@@ -153,14 +153,14 @@ class Tx:
             raise _unavailable(exc) from exc
         return max(frames - copied, 0) if frames >= 0 else 0
 
-    def _write_back(self, driver) -> None:
+    def _write_back(self) -> None:
         """fdatasync the WAL and the database file, before RESTART takes the writer lock.
 
         RESTART syncs both, and what the PASSIVE rounds wrote since the last sync (the WAL's
         newest frames, every page they copied into the database: megabytes at 500 deliveries/s)
         was still in the page cache, so those fsyncs held the lock 5-10 ms; written back here, off
         the lock, they leave it a median 1.8 ms (5.3 ms before)."""
-        path = driver.execute("PRAGMA database_list").fetchone()[2]
+        path = self.engine.url.database       # the file SQLite opened (engine.py)
         for name in (path + "-wal", path):
             fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
             try:
